@@ -1,0 +1,74 @@
+//! What the registry knows about an action without running it.
+
+use std::sync::OnceLock;
+
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// The outputs an action declares; templates of later nodes may read only these.
+#[derive(Clone, Copy, Debug)]
+pub enum Outputs {
+    /// Exactly these names.
+    Fixed(&'static [&'static str]),
+    /// Whatever the action reports at run time (`shell` writes `key=value` lines).
+    Any,
+}
+
+pub struct ActionSpec {
+    /// `noun.verb`, as written after `uses:`.
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub outputs: Outputs,
+    /// A `with:` block (YAML) that passes the action's own check; tested.
+    pub example: &'static str,
+    /// The JSON Schema of the parameters (generated from the parameter struct).
+    pub(crate) schema_fn: fn() -> Value,
+    /// The pure check of parameters once their values are known (no templates left).
+    pub(crate) check_fn: fn(&Value) -> Result<(), String>,
+    pub(crate) schema_cache: &'static OnceLock<Value>,
+}
+
+impl ActionSpec {
+    pub fn schema(&self) -> &'static Value {
+        self.schema_cache.get_or_init(self.schema_fn)
+    }
+
+    /// Checks fully rendered parameters: types, then the action's own rules.
+    pub fn check(&self, params: &Value) -> Result<(), String> {
+        (self.check_fn)(params)
+    }
+}
+
+/// The inlined JSON Schema of a parameter struct.
+pub(crate) fn schema_of<T: JsonSchema>() -> Value {
+    schemars::generate::SchemaSettings::draft2020_12()
+        .with(|s| s.inline_subschemas = true)
+        .into_generator()
+        .into_root_schema_for::<T>()
+        .to_value()
+}
+
+/// Deserializes rendered parameters into `T` and runs its check.
+pub(crate) fn parse_params<T: DeserializeOwned>(params: &Value) -> Result<T, String> {
+    serde_json::from_value(params.clone()).map_err(|e| e.to_string())
+}
+
+/// Declares an action's `SPEC` static from its parameter type.
+macro_rules! action_spec {
+    ($params:ty, name: $name:expr, summary: $summary:expr, outputs: $outputs:expr, example: $example:expr $(,)?) => {
+        pub(crate) static SPEC: $crate::action::ActionSpec = {
+            static SCHEMA: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+            $crate::action::ActionSpec {
+                name: $name,
+                summary: $summary,
+                outputs: $outputs,
+                example: $example,
+                schema_fn: $crate::action::spec::schema_of::<$params>,
+                check_fn: |v| $crate::action::spec::parse_params::<$params>(v).and_then(|p| p.check()),
+                schema_cache: &SCHEMA,
+            }
+        };
+    };
+}
+pub(crate) use action_spec;

@@ -1,0 +1,134 @@
+//! The command line: argument definitions, and the dispatch to each command. This is
+//! the only layer that prints and chooses exit codes.
+
+mod inputs;
+mod load;
+mod plan;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Exit codes, the same for every command.
+pub mod exit {
+    /// Success (valid; the deployment is ACTIVE).
+    pub const OK: u8 = 0;
+    /// The pipeline is invalid (`validate`), or the deployment FAILED.
+    pub const FAILED: u8 = 1;
+    /// Invalid pipeline or usage: bad flag, unreadable path, wrong input.
+    pub const USAGE: u8 = 2;
+    /// Environment problem: database unreadable, Docker unreachable.
+    pub const ENVIRONMENT: u8 = 3;
+    /// Interrupted by a signal; the run stays resumable.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 success, 1 invalid pipeline (validate) or failed deployment, 2 invalid
+pipeline or usage, 3 environment problem, 130 interrupted (the run stays resumable).
+
+Docs: README.md (quick start) and docs/pipeline-format.md (the YAML format).";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "phased",
+    version,
+    about = "Declarative, resumable deployment pipelines",
+    long_about = "Phased runs deployments described as YAML pipelines: a DAG of nodes, each reporting a \
+                  phase and a share of the progress. It validates pipelines offline, shows what a run \
+                  would do, runs them with checkpoints in SQLite and resumes interrupted runs.",
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check pipeline files without running anything; report every problem at once.
+    #[command(after_help = "Exit codes: 0 valid, 1 invalid, 2 the command could not run (bad flag, unreadable path).")]
+    Validate(validate::Args),
+    /// Show what `run` would do: nodes in order, phases, progress, rendered parameters.
+    Plan(plan::Args),
+    /// Print the JSON Schema of the pipeline format (for editors).
+    Schema,
+    /// List the built-in actions with their parameters and outputs.
+    Actions,
+}
+
+/// Where pipelines are looked up by name.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CatalogArgs {
+    /// Folder of pipeline files looked up by name (then the built-in catalog).
+    #[arg(long, value_name = "DIR", default_value = "pipelines", env = "PHASED_PIPELINES")]
+    pub pipelines: PathBuf,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiagnosticFormat {
+    Human,
+    Json,
+    Github,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    Human,
+    Json,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Validate(args) => validate::run(args),
+        Command::Plan(args) => plan::run(args),
+        Command::Schema => {
+            println!("{}", crate::schema::pipeline_schema_json());
+            exit::OK
+        }
+        Command::Actions => {
+            print_actions();
+            exit::OK
+        }
+    };
+    ExitCode::from(code)
+}
+
+fn print_actions() {
+    for action in crate::action::ACTIONS {
+        println!("{:<12} {}", action.name, action.summary);
+        let schema = action.schema();
+        let required: Vec<&str> =
+            schema["required"].as_array().map(|r| r.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
+        if let Some(props) = schema["properties"].as_object() {
+            for (name, prop) in props {
+                let description = prop["description"].as_str().unwrap_or("");
+                let mark = if required.contains(&name.as_str()) { " (required)" } else { "" };
+                println!("    with.{name}{mark}: {description}");
+            }
+        }
+        match action.outputs {
+            crate::action::Outputs::Fixed([]) => {}
+            crate::action::Outputs::Fixed(names) => println!("    outputs: {}", names.join(", ")),
+            crate::action::Outputs::Any => println!("    outputs: any `key=value` the action reports"),
+        }
+    }
+}
+
+/// Whether to color output written to stdout.
+pub(crate) fn color_stdout() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// Prints an error about the command itself (not about a pipeline) to stderr.
+pub(crate) fn usage_error(message: impl std::fmt::Display, help: Option<&str>) -> u8 {
+    eprintln!("error: {message}");
+    if let Some(help) = help {
+        eprintln!("  help: {help}");
+    }
+    exit::USAGE
+}

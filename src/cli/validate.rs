@@ -1,0 +1,146 @@
+//! `phased validate [PATH ...]`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::catalog::{self, Catalog};
+use crate::cli::{CatalogArgs, DiagnosticFormat, color_stdout, exit, usage_error};
+use crate::compiler::Compiler;
+use crate::diagnostic::{self, Diagnostic, Severity};
+use crate::report;
+use crate::source::{Source, Span};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Files and folders to check (folders: every *.yaml and *.yml below them).
+    #[arg(value_name = "PATH", default_value = "pipelines")]
+    paths: Vec<PathBuf>,
+    /// How to print problems.
+    #[arg(long, value_enum, default_value_t = DiagnosticFormat::Human)]
+    format: DiagnosticFormat,
+    /// Treat warnings as errors.
+    #[arg(long)]
+    deny_warnings: bool,
+    #[command(flatten)]
+    catalog: CatalogArgs,
+}
+
+pub fn run(args: Args) -> u8 {
+    let mut diagnostics = Vec::new();
+    let mut files = 0;
+    for path in &args.paths {
+        let (root, targets) = if path.is_dir() {
+            match catalog::yaml_files(path) {
+                Ok(found) => (path.clone(), found),
+                Err(e) => return usage_error(format!("cannot read `{}`: {e}", path.display()), None),
+            }
+        } else if path.is_file() {
+            let root = if path.starts_with(&args.catalog.pipelines) {
+                args.catalog.pipelines.clone()
+            } else {
+                path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+            };
+            (root, vec![path.clone()])
+        } else {
+            return usage_error(
+                format!("`{}` does not exist", path.display()),
+                Some("give pipeline files or folders; the default is ./pipelines"),
+            );
+        };
+        let catalog = Catalog::new().with_dir(&root).with_builtin();
+        let mut compiler = Compiler::new(&catalog);
+        let mut names: HashMap<String, String> = HashMap::new();
+        for target in &targets {
+            files += 1;
+            let text = match std::fs::read(target) {
+                Ok(bytes) => bytes,
+                Err(e) => return usage_error(format!("cannot read `{}`: {e}", target.display()), None),
+            };
+            let source = match String::from_utf8(text) {
+                Ok(text) => Source::new(target.display().to_string(), text),
+                Err(e) => {
+                    let at = e.utf8_error().valid_up_to();
+                    let source =
+                        Source::new(target.display().to_string(), String::from_utf8_lossy(e.as_bytes()).into_owned());
+                    diagnostics.push(
+                        Diagnostic::error(
+                            "not-utf8",
+                            &source,
+                            Span::new(at, at),
+                            format!("the file is not UTF-8 text (invalid byte at offset {at})"),
+                        )
+                        .with_help("pipeline files are UTF-8 YAML"),
+                    );
+                    continue;
+                }
+            };
+            if let Some(plan) = compiler.compile(&source)
+                && let Some(first) = names.insert(plan.name.clone(), source.name.clone())
+            {
+                diagnostics.push(
+                    Diagnostic::error(
+                        "duplicate-pipeline-name",
+                        &source,
+                        Span::new(0, 0),
+                        format!("pipeline name `{}` is also used by `{first}`", plan.name),
+                    )
+                    .with_help("a deployment type's name is unique within a catalog"),
+                );
+            }
+        }
+        diagnostics.extend(compiler.diagnostics());
+    }
+    if args.deny_warnings {
+        for d in &mut diagnostics {
+            d.severity = Severity::Error;
+        }
+    }
+    diagnostic::sort_and_dedup(&mut diagnostics);
+    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    let warnings = diagnostics.len() - errors;
+    let valid = errors == 0;
+
+    match args.format {
+        DiagnosticFormat::Human => {
+            let color = color_stdout();
+            for d in &diagnostics {
+                println!("{}", report::human(d, color));
+            }
+            let files_with_errors = {
+                let mut names: Vec<&str> =
+                    diagnostics.iter().filter(|d| d.is_error()).map(|d| d.source.name.as_str()).collect();
+                names.dedup();
+                names.len()
+            };
+            if valid {
+                println!("ok: {files} file{} valid{}", plural(files), warning_note(warnings));
+            } else {
+                println!(
+                    "invalid: {errors} error{} in {files_with_errors} of {files} file{}{}",
+                    plural(errors),
+                    plural(files),
+                    warning_note(warnings)
+                );
+            }
+        }
+        DiagnosticFormat::Json => {
+            let list: Vec<report::JsonDiagnostic> = diagnostics.iter().map(Into::into).collect();
+            let out = serde_json::json!({"valid": valid, "files": files, "diagnostics": list});
+            println!("{}", serde_json::to_string_pretty(&out).expect("JSON of plain data"));
+        }
+        DiagnosticFormat::Github => {
+            for d in &diagnostics {
+                println!("{}", report::github(d));
+            }
+        }
+    }
+    if valid { exit::OK } else { exit::FAILED }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn warning_note(warnings: usize) -> String {
+    if warnings == 0 { String::new() } else { format!(", {warnings} warning{}", plural(warnings)) }
+}

@@ -1,0 +1,214 @@
+//! Input declarations (checked when a pipeline is compiled) and input values (checked
+//! before a run or a plan starts).
+
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use regex::Regex;
+use serde_json::Value;
+
+use crate::diagnostic::Diagnostic;
+use crate::plan::InputSpec;
+use crate::raw::{InputType, RawInput};
+use crate::source::{Source, Span};
+use crate::suggest;
+use crate::yaml::Yaml;
+
+pub fn declare(
+    source: &Arc<Source>,
+    name: &str,
+    key_span: Span,
+    raw: &RawInput,
+    out: &mut Vec<Diagnostic>,
+) -> InputSpec {
+    let ty = raw.ty.value;
+    if !is_identifier(name) {
+        out.push(
+            Diagnostic::error("invalid-name", source, key_span, format!("input name `{name}` is not snake_case"))
+                .with_help("templates read inputs as `inputs.<name>`: use lowercase letters, digits and `_`"),
+        );
+    }
+    let check_value = |node: &Yaml, what: &str, out: &mut Vec<Diagnostic>| {
+        let value = node.to_json();
+        if !matches_type(ty, &value) {
+            out.push(Diagnostic::error(
+                "wrong-type",
+                source,
+                node.span,
+                format!("{what} of input `{name}` must be {}, found {}", article(ty), node.kind_name()),
+            ));
+        }
+        value
+    };
+    let default = raw.default.as_ref().map(|d| check_value(d, "the default", out));
+    let allowed = raw.allowed.as_ref().and_then(|list| match &list.value {
+        crate::yaml::YamlValue::Seq(items) => {
+            Some(items.iter().map(|i| check_value(i, "an `enum` value", out)).collect::<Vec<_>>())
+        }
+        _ => {
+            out.push(Diagnostic::error("wrong-type", source, list.span, "`enum` must be a list of allowed values"));
+            None
+        }
+    });
+    let pattern = raw.pattern.as_ref().and_then(|p| {
+        if ty != InputType::String {
+            out.push(Diagnostic::error("invalid-value", source, p.span, "`pattern` applies only to string inputs"));
+        }
+        match Regex::new(&p.value) {
+            Ok(re) => Some(re),
+            Err(e) => {
+                out.push(Diagnostic::error(
+                    "invalid-pattern",
+                    source,
+                    p.span,
+                    format!("invalid regular expression: {e}"),
+                ));
+                None
+            }
+        }
+    });
+    if let (Some(default), Some(allowed)) = (&default, &allowed)
+        && !allowed.contains(default)
+    {
+        let span = raw.default.as_ref().map_or(key_span, |d| d.span);
+        out.push(Diagnostic::error(
+            "invalid-value",
+            source,
+            span,
+            format!("the default of input `{name}` is not in its `enum`"),
+        ));
+    }
+    if raw.required && default.is_some() {
+        out.push(Diagnostic::warning(
+            "required-with-default",
+            source,
+            key_span,
+            format!("input `{name}` is required but has a default; the default is never used"),
+        ));
+    }
+    InputSpec {
+        name: name.to_string(),
+        ty,
+        required: raw.required,
+        default,
+        allowed,
+        pattern,
+        description: raw.description.clone(),
+    }
+}
+
+pub fn is_identifier(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn article(ty: InputType) -> &'static str {
+    match ty {
+        InputType::String => "a string",
+        InputType::Integer => "an integer",
+        InputType::Number => "a number",
+        InputType::Boolean => "a boolean",
+        InputType::Object => "a mapping",
+        InputType::Array => "a list",
+    }
+}
+
+pub fn matches_type(ty: InputType, value: &Value) -> bool {
+    match ty {
+        InputType::String => value.is_string(),
+        InputType::Integer => value.is_i64() || value.is_u64(),
+        InputType::Number => value.is_number(),
+        InputType::Boolean => value.is_boolean(),
+        InputType::Object => value.is_object(),
+        InputType::Array => value.is_array(),
+    }
+}
+
+/// A problem with the input values given to a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputProblem {
+    pub input: String,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+/// Checks given values against the declarations and fills in defaults.
+pub fn resolve(
+    specs: &IndexMap<String, InputSpec>,
+    given: &serde_json::Map<String, Value>,
+) -> Result<serde_json::Map<String, Value>, Vec<InputProblem>> {
+    let mut problems = Vec::new();
+    let mut resolved = serde_json::Map::new();
+    for (name, value) in given {
+        if !specs.contains_key(name) {
+            problems.push(InputProblem {
+                input: name.clone(),
+                message: format!("unknown input `{name}`"),
+                help: suggest::hint(name, specs.keys().map(String::as_str)),
+            });
+        }
+        let _ = value;
+    }
+    for (name, spec) in specs {
+        let value = match given.get(name) {
+            Some(v) => coerce(spec.ty, v),
+            None => match (&spec.default, spec.required) {
+                (Some(d), _) => d.clone(),
+                (None, true) => {
+                    problems.push(InputProblem {
+                        input: name.clone(),
+                        message: format!("missing required input `{name}`"),
+                        help: Some(format!(
+                            "give it with `-i {name}=...` or in `--inputs FILE`{}",
+                            spec.description.as_ref().map(|d| format!(" ({d})")).unwrap_or_default()
+                        )),
+                    });
+                    continue;
+                }
+                (None, false) => Value::Null,
+            },
+        };
+        if !value.is_null() {
+            if !matches_type(spec.ty, &value) {
+                problems.push(InputProblem {
+                    input: name.clone(),
+                    message: format!("input `{name}` must be {}, got `{value}`", article(spec.ty)),
+                    help: None,
+                });
+                continue;
+            }
+            if let Some(allowed) = &spec.allowed
+                && !allowed.contains(&value)
+            {
+                let options: Vec<String> = allowed.iter().map(Value::to_string).collect();
+                problems.push(InputProblem {
+                    input: name.clone(),
+                    message: format!("input `{name}` is `{value}`, which is not allowed"),
+                    help: Some(format!("allowed: {}", options.join(", "))),
+                });
+                continue;
+            }
+            if let (Some(re), Some(text)) = (&spec.pattern, value.as_str())
+                && !re.is_match(text)
+            {
+                problems.push(InputProblem {
+                    input: name.clone(),
+                    message: format!("input `{name}` is `{text}`, which does not match `{}`", re.as_str()),
+                    help: None,
+                });
+                continue;
+            }
+        }
+        resolved.insert(name.clone(), value);
+    }
+    if problems.is_empty() { Ok(resolved) } else { Err(problems) }
+}
+
+/// `-i port=8080` arrives as a YAML scalar; a string input keeps the text as given.
+fn coerce(ty: InputType, value: &Value) -> Value {
+    match (ty, value) {
+        (InputType::String, Value::Number(n)) => Value::String(n.to_string()),
+        (InputType::String, Value::Bool(b)) => Value::String(b.to_string()),
+        _ => value.clone(),
+    }
+}

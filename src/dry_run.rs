@@ -1,0 +1,228 @@
+//! `phased plan`: what a run would do, without doing it. Sub-pipelines are expanded
+//! inline (their weights scaled into their node's), `if` conditions that depend only
+//! on inputs are evaluated, and templates are rendered with placeholders for what is
+//! known only at run time (`<nodes.source.outputs.path>`).
+
+use std::sync::Arc;
+
+use minijinja::value::{Object, Value};
+use serde::Serialize;
+use serde_json::{Map, json};
+
+use crate::plan::{NodeKind, Plan, SubPipeline};
+use crate::template;
+
+#[derive(Debug, Serialize)]
+pub struct PlannedNode {
+    pub node: String,
+    pub phase: Option<String>,
+    pub progress_start: u8,
+    pub progress_end: u8,
+    pub skipped: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uses: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<String>,
+    pub with: serde_json::Value,
+    pub metadata: serde_json::Value,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DryRun {
+    pub pipeline: String,
+    pub inputs: Map<String, serde_json::Value>,
+    pub nodes: Vec<PlannedNode>,
+}
+
+/// A template that could not be rendered with the given inputs.
+#[derive(Debug, thiserror::Error)]
+#[error("node `{node}`: {message}")]
+pub struct DryRunError {
+    pub node: String,
+    pub message: String,
+}
+
+pub fn dry_run(plan: &Plan, inputs: Map<String, serde_json::Value>) -> Result<DryRun, DryRunError> {
+    let mut walker = Walker { nodes: Vec::new(), done: 0.0, total: 1.0, root: plan.name.clone() };
+    walker.walk(plan, &inputs, "", 1.0)?;
+    let last = walker.nodes.len();
+    if let Some(end) = walker.nodes.last_mut().filter(|_| last > 0) {
+        end.progress_end = 100;
+    }
+    Ok(DryRun { pipeline: plan.name.clone(), inputs, nodes: walker.nodes })
+}
+
+struct Walker {
+    nodes: Vec<PlannedNode>,
+    /// Finished share of the whole run, 0..=1.
+    done: f64,
+    total: f64,
+    root: String,
+}
+
+fn percent(share: f64) -> u8 {
+    (share * 100.0).floor().clamp(0.0, 100.0) as u8
+}
+
+impl Walker {
+    fn context(&self, inputs: &Map<String, serde_json::Value>) -> Value {
+        let deployment = json!({
+            "id": "<deployment.id>",
+            "short_id": "<deployment.short_id>",
+            "pipeline": self.root,
+            "attempt": 1,
+            "started_at": "<deployment.started_at>",
+        });
+        let scope: std::collections::BTreeMap<&str, Value> = [
+            ("inputs", Value::from(minijinja::value::Serde(inputs))),
+            ("deployment", Value::from(minijinja::value::Serde(deployment))),
+            ("nodes", Value::from_object(Placeholder("nodes".into()))),
+            ("secrets", Value::from_object(Secrets)),
+            ("outputs", Value::from_object(Placeholder("outputs".into()))),
+        ]
+        .into_iter()
+        .collect();
+        Value::from(scope)
+    }
+
+    /// Walks `plan` whose nodes together are worth `share` of the whole run.
+    fn walk(
+        &mut self,
+        plan: &Plan,
+        inputs: &Map<String, serde_json::Value>,
+        prefix: &str,
+        share: f64,
+    ) -> Result<(), DryRunError> {
+        let ctx = self.context(inputs);
+        let total = plan.total_weight();
+        for &i in &plan.order {
+            let node = &plan.nodes[i];
+            let id = format!("{prefix}{}", node.id);
+            let node_share = if total > 0.0 { share * node.weight / total } else { 0.0 };
+            let fail = |message: String| DryRunError { node: id.clone(), message };
+
+            let (skipped, note) = match &node.condition {
+                None => (false, None),
+                Some(cond) => {
+                    let expr = cond.trim().trim_start_matches("{{").trim_end_matches("}}");
+                    let vars = template::expression_variables(expr).unwrap_or_default();
+                    if vars.iter().any(|v| v.starts_with("nodes")) {
+                        (false, Some(format!("`if: {cond}` is decided at run time")))
+                    } else {
+                        let keep = template::eval_condition(expr, &ctx).map_err(|e| fail(format!("`if`: {e}")))?;
+                        (!keep, (!keep).then(|| format!("skipped: `{cond}` is false")))
+                    }
+                }
+            };
+            let render = |block: &Option<crate::yaml::Yaml>| -> Result<serde_json::Value, DryRunError> {
+                match block {
+                    None => Ok(serde_json::Value::Null),
+                    Some(b) => template::render_yaml(b, &ctx).map_err(|e| fail(format!("`{}`: {}", e.path, e.error))),
+                }
+            };
+            let with = if skipped { serde_json::Value::Null } else { render(&node.with)? };
+            let metadata = if skipped { serde_json::Value::Null } else { render(&node.metadata)? };
+            let start = percent(self.done / self.total);
+            let mut entry = PlannedNode {
+                node: id.clone(),
+                phase: node.phase.clone(),
+                progress_start: start,
+                progress_end: start,
+                skipped,
+                note,
+                uses: None,
+                pipeline: None,
+                with: with.clone(),
+                metadata,
+            };
+            match &node.kind {
+                NodeKind::Action(spec) => {
+                    entry.uses = Some(spec.name.to_string());
+                    self.done += node_share;
+                    entry.progress_end = percent(self.done / self.total);
+                    self.nodes.push(entry);
+                }
+                NodeKind::Pipeline(sub) => {
+                    let chosen = if skipped { None } else { choose(sub, &ctx).map_err(fail)? };
+                    entry.pipeline = Some(match (&chosen, sub) {
+                        (Some((name, _)), _) => name.clone(),
+                        (None, SubPipeline::Fixed { name, .. }) => name.clone(),
+                        (None, SubPipeline::Select { expr, .. }) => format!("select {expr}"),
+                    });
+                    let container = self.nodes.len();
+                    self.nodes.push(entry);
+                    match chosen {
+                        Some((_, child)) => {
+                            let child_inputs = match &with {
+                                serde_json::Value::Object(map) => map.clone(),
+                                _ => Map::new(),
+                            };
+                            let child_inputs =
+                                crate::compiler::inputs::resolve(&child.inputs, &child_inputs).map_err(|problems| {
+                                    fail(problems.iter().map(|p| p.message.clone()).collect::<Vec<_>>().join("; "))
+                                })?;
+                            self.walk(&child, &child_inputs, &format!("{id}."), node_share)?;
+                        }
+                        None => self.done += node_share,
+                    }
+                    self.nodes[container].progress_end = percent(self.done / self.total);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn choose(sub: &SubPipeline, ctx: &Value) -> Result<Option<(String, Arc<Plan>)>, String> {
+    match sub {
+        SubPipeline::Fixed { name, plan } => Ok(Some((name.clone(), Arc::clone(plan)))),
+        SubPipeline::Select { expr, from } => {
+            let value = template::render_str(expr, ctx).map_err(|e| format!("`select`: {e}"))?;
+            let key = match &value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            if key.starts_with("<nodes.") {
+                return Ok(None);
+            }
+            match from.get(&key) {
+                Some((name, plan)) => Ok(Some((name.clone(), Arc::clone(plan)))),
+                None => Err(format!(
+                    "`select` gave `{key}`, which is not one of {}",
+                    crate::suggest::list(&from.keys().map(String::as_str).collect::<Vec<_>>())
+                )),
+            }
+        }
+    }
+}
+
+/// Stands for values known only at run time: renders as `<nodes.x.outputs.y>`.
+#[derive(Debug)]
+struct Placeholder(String);
+
+impl Object for Placeholder {
+    /// Plain: serializes (and prints) as its `<...>` text.
+    fn repr(self: &Arc<Self>) -> minijinja::value::ObjectRepr {
+        minijinja::value::ObjectRepr::Plain
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        Some(Value::from_object(Placeholder(format!("{}.{key}", self.0))))
+    }
+
+    fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{}>", self.0)
+    }
+}
+
+/// Secrets are never shown, not even in a plan.
+#[derive(Debug)]
+struct Secrets;
+
+impl Object for Secrets {
+    fn get_value(self: &Arc<Self>, _key: &Value) -> Option<Value> {
+        Some(Value::from("***"))
+    }
+}

@@ -1,0 +1,20 @@
+//! Phased: declarative, resumable deployment pipelines.
+
+pub mod action;
+pub mod catalog;
+pub mod cli;
+pub mod compiler;
+pub mod de;
+pub mod diagnostic;
+pub mod dry_run;
+pub mod duration;
+pub mod phase;
+pub mod plan;
+pub mod raw;
+pub mod reader;
+pub mod report;
+pub mod schema;
+pub mod source;
+pub mod suggest;
+pub mod template;
+pub mod yaml;

@@ -1,0 +1,188 @@
+//! What serde reads from a pipeline file, before anything is checked. These types
+//! also generate `schemas/pipeline.schema.json`, so editors check files as they are
+//! typed. Positions are kept ([`Spanned`], [`Yaml`]) for the checks that come later.
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::de::Spanned;
+use crate::duration::Duration;
+use crate::source::Span;
+use crate::yaml::Yaml;
+
+/// A pipeline file: one deployment type, or a sub-pipeline other pipelines compose.
+#[derive(Debug, JsonSchema)]
+#[schemars(deny_unknown_fields, title = "Phased pipeline")]
+pub struct RawPipeline {
+    /// The format version; always 1.
+    #[schemars(with = "u32")]
+    pub version: Spanned<u32>,
+    /// The deployment type (or sub-pipeline) name; unique within a catalog.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    pub description: Option<String>,
+    /// Extra phases for this deployment type, each placed after an existing phase.
+    #[serde(default)]
+    pub phases: Vec<RawPhase>,
+    /// Typed inputs, validated before anything runs.
+    #[serde(default)]
+    pub inputs: IndexMap<String, RawInput>,
+    /// Settings every node inherits unless it sets its own.
+    #[serde(default)]
+    pub defaults: RawDefaults,
+    /// The steps of the deployment; the key is the node id (snake_case).
+    pub nodes: IndexMap<String, RawNode>,
+    /// What this pipeline exposes to a pipeline that composes it (templated values).
+    #[serde(default)]
+    #[schemars(with = "IndexMap<String, serde_json::Value>")]
+    pub outputs: IndexMap<String, Yaml>,
+    pub on_success: Option<RawHook>,
+    pub on_failure: Option<RawHook>,
+    /// Where the keys of `inputs`, `nodes` and `outputs` are (not part of the format).
+    #[schemars(skip)]
+    pub key_spans: KeySpans,
+    /// The span of the whole document.
+    #[schemars(skip)]
+    pub span: Span,
+}
+
+#[derive(Debug, Default)]
+pub struct KeySpans {
+    pub inputs: IndexMap<String, Span>,
+    pub nodes: IndexMap<String, Span>,
+    pub outputs: IndexMap<String, Span>,
+    pub nodes_key: Option<Span>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPhase {
+    /// UPPER_SNAKE_CASE name of the new phase.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// The existing phase this one comes right after.
+    #[schemars(with = "String")]
+    pub after: Spanned<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum InputType {
+    String,
+    Integer,
+    Number,
+    Boolean,
+    Object,
+    Array,
+}
+
+impl InputType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputType::String => "string",
+            InputType::Integer => "integer",
+            InputType::Number => "number",
+            InputType::Boolean => "boolean",
+            InputType::Object => "object",
+            InputType::Array => "array",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawInput {
+    #[serde(rename = "type")]
+    #[schemars(with = "InputType")]
+    pub ty: Spanned<InputType>,
+    #[serde(default)]
+    pub required: bool,
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub default: Option<Yaml>,
+    /// The allowed values.
+    #[serde(rename = "enum")]
+    #[schemars(with = "Option<Vec<serde_json::Value>>")]
+    pub allowed: Option<Yaml>,
+    /// A regular expression a string input must match.
+    #[schemars(with = "Option<String>")]
+    pub pattern: Option<Spanned<String>>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    /// A node running longer than this is failed as stuck (default `5m`).
+    #[schemars(with = "Option<Duration>")]
+    pub timeout: Option<Spanned<Duration>>,
+    pub retry: Option<RawRetry>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    /// How many times the node may run in all (1 = no retry).
+    #[schemars(with = "Option<u32>")]
+    pub attempts: Option<Spanned<u32>>,
+    /// The wait before the second attempt; it doubles after each failure.
+    pub backoff: Option<Duration>,
+    /// The longest wait between attempts.
+    pub max_backoff: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawNode {
+    pub description: Option<String>,
+    /// The phase the run reports while this node runs.
+    #[schemars(with = "Option<String>")]
+    pub phase: Option<Spanned<String>>,
+    /// This node's share of the progress bar (default 1).
+    #[schemars(with = "Option<f64>")]
+    pub weight: Option<Spanned<f64>>,
+    /// The nodes that must finish (or be skipped) before this one starts.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub needs: Vec<Spanned<String>>,
+    /// A minijinja expression; the node is skipped when it is false.
+    #[serde(rename = "if")]
+    #[schemars(with = "Option<String>")]
+    pub condition: Option<Spanned<String>>,
+    /// The built-in action this node runs (`noun.verb`).
+    #[schemars(with = "Option<String>")]
+    pub uses: Option<Spanned<String>>,
+    /// A sub-pipeline this node runs instead of an action: a name, or
+    /// `{select: "{{ expression }}", from: {value: name, ...}}`.
+    #[schemars(with = "Option<PipelineRefSchema>")]
+    pub pipeline: Option<Yaml>,
+    /// The action's parameters, or the sub-pipeline's inputs (templated).
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub with: Option<Yaml>,
+    /// Recorded when the node starts (templated).
+    #[schemars(with = "Option<IndexMap<String, serde_json::Value>>")]
+    pub metadata: Option<Yaml>,
+    /// Recorded when the node succeeds; `outputs` is in scope (templated).
+    #[schemars(with = "Option<IndexMap<String, serde_json::Value>>")]
+    pub result_metadata: Option<Yaml>,
+    #[schemars(with = "Option<Duration>")]
+    pub timeout: Option<Spanned<Duration>>,
+    pub retry: Option<RawRetry>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawHook {
+    /// Recorded with the final phase (templated).
+    #[schemars(with = "Option<IndexMap<String, serde_json::Value>>")]
+    pub metadata: Option<Yaml>,
+}
+
+/// Only for the JSON Schema: the two forms of `pipeline:`.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[expect(dead_code, reason = "describes the schema; the compiler reads the YAML node")]
+enum PipelineRefSchema {
+    Name(String),
+    Select { select: String, from: IndexMap<String, String> },
+}

@@ -1,0 +1,53 @@
+//! `phased plan` through the library: execution order, progress and rendering.
+
+use std::path::Path;
+
+use phased::catalog::Catalog;
+use phased::compiler::{Compiler, inputs};
+use phased::dry_run::dry_run;
+use phased::source::Source;
+
+fn plan_of(path: &str, given: serde_json::Value) -> phased::dry_run::DryRun {
+    let catalog = Catalog::new().with_dir(Path::new("pipelines")).with_builtin();
+    let source = Source::new(path, std::fs::read_to_string(path).unwrap());
+    let mut compiler = Compiler::new(&catalog);
+    let plan = compiler.compile(&source).unwrap_or_else(|| panic!("{:?}", compiler.diagnostics()));
+    let given = given.as_object().cloned().unwrap_or_default();
+    let resolved = inputs::resolve(&plan.inputs, &given).unwrap();
+    dry_run(&plan, resolved).unwrap()
+}
+
+#[test]
+fn a_diamond_runs_in_dependency_order_with_progress_rising_to_100() {
+    let result = plan_of("tests/fixtures/plan/diamond.yaml", serde_json::json!({"with_docs": true}));
+    let rows: Vec<(&str, u8, u8, bool)> =
+        result.nodes.iter().map(|n| (n.node.as_str(), n.progress_start, n.progress_end, n.skipped)).collect();
+    assert_eq!(
+        rows,
+        vec![("fetch", 0, 10, false), ("build_app", 10, 30, false), ("build_docs", 30, 60, false), ("publish", 60, 100, false)]
+    );
+    insta::assert_json_snapshot!("diamond", result);
+}
+
+#[test]
+fn a_false_condition_skips_the_node_and_its_weight_still_counts() {
+    let result = plan_of("tests/fixtures/plan/diamond.yaml", serde_json::json!({}));
+    let docs = result.nodes.iter().find(|n| n.node == "build_docs").unwrap();
+    assert!(docs.skipped);
+    assert_eq!((docs.progress_start, docs.progress_end), (30, 60));
+    assert_eq!(result.nodes.last().unwrap().progress_end, 100);
+}
+
+#[test]
+fn a_selected_sub_pipeline_is_expanded_with_scaled_weights() {
+    let result = plan_of("pipelines/demo.yaml", serde_json::json!({"source": {"type": "local", "path": "/srv/site"}}));
+    let rows: Vec<(&str, u8, u8)> = result.nodes.iter().map(|n| (n.node.as_str(), n.progress_start, n.progress_end)).collect();
+    assert_eq!(
+        rows,
+        vec![("source", 0, 30), ("source.check", 0, 30), ("lint", 30, 40), ("measure", 40, 50), ("publish", 50, 100)]
+    );
+    let publish = result.nodes.last().unwrap();
+    assert_eq!(publish.with["env"]["FROM"], "<nodes.source.outputs.path>");
+    assert_eq!(publish.metadata["bytes"], "<nodes.measure.outputs.bytes>");
+    insta::assert_json_snapshot!("demo_local", result, {".nodes[].with.env.TO" => "[release dir]"});
+}

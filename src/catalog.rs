@@ -22,7 +22,10 @@ pub struct Catalog {
 
 enum Layer {
     /// Files are read when a name is first asked for, then remembered.
-    Dir { root: PathBuf, cache: Mutex<HashMap<String, Option<Arc<Source>>>> },
+    Dir {
+        root: PathBuf,
+        cache: Mutex<HashMap<String, Option<Arc<Source>>>>,
+    },
     Builtin(BTreeMap<String, Arc<Source>>),
 }
 
@@ -49,7 +52,10 @@ impl Catalog {
     /// leave the folder (`..`, absolute paths) are refused.
     pub fn get(&self, name: &str) -> Option<Arc<Source>> {
         let name = name.trim_end_matches(".yaml").trim_end_matches(".yml");
-        if name.is_empty() || name.starts_with('/') || name.split(['/', '\\']).any(|part| part == ".." || part.is_empty()) {
+        if name.is_empty()
+            || name.starts_with('/')
+            || name.split(['/', '\\']).any(|part| part == ".." || part.is_empty())
+        {
             return None;
         }
         self.layers.iter().find_map(|layer| match layer {

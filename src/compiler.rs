@@ -222,6 +222,7 @@ impl<'c> Compiler<'c> {
         let mut scope = Scope {
             inputs: &input_names,
             node_ids: &node_ids,
+            index_of: &index_of,
             broken: &broken,
             needs: &needs,
             position: position.as_deref(),
@@ -567,9 +568,14 @@ impl<'c> Compiler<'c> {
 /// The span of the `with:` key owning a block, for "missing parameter" errors; the
 /// block's own start when the key cannot be found.
 fn with_key_span(source: &Arc<Source>, with: &Yaml) -> Span {
-    let before = &source.text[..with.span.start.min(source.text.len())];
+    // The key sits just before its value: look back a little, not through the file.
+    let end = with.span.start.min(source.text.len());
+    let from = source.text.floor_char_boundary(end.saturating_sub(256));
+    let before = &source.text[from..end];
     match before.rfind("with") {
-        Some(at) if before[at..].trim_start_matches("with").trim_start().starts_with(':') => Span::new(at, at + 4),
+        Some(at) if before[at..].trim_start_matches("with").trim_start().starts_with(':') => {
+            Span::new(from + at, from + at + 4)
+        }
         _ => Span::new(with.span.start, with.span.start),
     }
 }

@@ -157,8 +157,20 @@ pub fn parse(source: &Arc<Source>) -> Result<Yaml, Diagnostic> {
 }
 
 enum Frame {
-    Seq { span: Span, anchor: usize, items: Vec<Yaml> },
-    Map { span: Span, anchor: usize, entries: Vec<(Key, Yaml)>, pending_key: Option<Key> },
+    Seq {
+        span: Span,
+        anchor: usize,
+        items: Vec<Yaml>,
+    },
+    Map {
+        span: Span,
+        anchor: usize,
+        entries: Vec<(Key, Yaml)>,
+        pending_key: Option<Key>,
+        /// Key -> entry index, built once a mapping is large enough that scanning for
+        /// duplicates would make big files quadratic.
+        index: Option<HashMap<String, usize>>,
+    },
 }
 
 struct Builder<'s> {
@@ -241,7 +253,7 @@ impl<'s> Builder<'s> {
                 }
                 Event::MappingStart(anchor, _) => {
                     self.enter(span)?;
-                    self.stack.push(Frame::Map { span, anchor, entries: Vec::new(), pending_key: None });
+                    self.stack.push(Frame::Map { span, anchor, entries: Vec::new(), pending_key: None, index: None });
                 }
                 Event::SequenceEnd | Event::MappingEnd => {
                     let frame = self.stack.pop().expect("the parser balances start and end events");
@@ -283,7 +295,7 @@ impl<'s> Builder<'s> {
         };
         match top {
             Frame::Seq { items, .. } => items.push(node),
-            Frame::Map { entries, pending_key, .. } => match pending_key.take() {
+            Frame::Map { entries, pending_key, index, .. } => match pending_key.take() {
                 None => {
                     let text = match &node.value {
                         YamlValue::String(s) => s.clone(),
@@ -297,7 +309,11 @@ impl<'s> Builder<'s> {
                         }
                         _ => self.source.text[node.span.start..node.span.end].trim().to_string(),
                     };
-                    if let Some((first, _)) = entries.iter().find(|(k, _)| k.text == text) {
+                    let existing = match index {
+                        Some(index) => index.get(&text).map(|&i| &entries[i]),
+                        None => entries.iter().find(|(k, _)| k.text == text),
+                    };
+                    if let Some((first, _)) = existing {
                         let (line, col) = self.source.line_col(first.span.start);
                         return Err(self
                             .error("duplicate-key", node.span, format!("duplicate key `{text}`"))
@@ -308,7 +324,17 @@ impl<'s> Builder<'s> {
                     }
                     *pending_key = Some(Key { text, span: node.span });
                 }
-                Some(key) => entries.push((key, node)),
+                Some(key) => {
+                    if let Some(index) = index {
+                        index.insert(key.text.clone(), entries.len());
+                    } else if entries.len() >= 16 {
+                        let mut built: HashMap<String, usize> =
+                            entries.iter().enumerate().map(|(i, (k, _))| (k.text.clone(), i)).collect();
+                        built.insert(key.text.clone(), entries.len());
+                        *index = Some(built);
+                    }
+                    entries.push((key, node));
+                }
             },
         }
         Ok(())
@@ -406,6 +432,16 @@ mod tests {
         assert_eq!(err.code, "duplicate-key");
         assert_eq!(err.line_col(), (3, 1));
         assert!(err.help.unwrap().contains("line 1, column 1"));
+    }
+
+    #[test]
+    fn duplicates_are_found_in_large_mappings_too() {
+        let mut text: String = (0..100).map(|i| format!("k{i}: {i}\n")).collect();
+        text.push_str("k42: again\n");
+        let err = parse_str(&text).unwrap_err();
+        assert_eq!(err.code, "duplicate-key");
+        assert_eq!(err.line_col(), (101, 1));
+        assert!(err.help.unwrap().contains("line 43"));
     }
 
     #[test]

@@ -37,12 +37,19 @@ fn github_format_prints_one_annotation_per_problem() {
 
 #[test]
 fn json_format_has_the_documented_shape() {
-    let out = phased(&["validate", "--format", "json", "tests/fixtures/invalid/cycle.yaml", "tests/fixtures/invalid/negative-weight.yaml"]);
+    let out = phased(&[
+        "validate",
+        "--format",
+        "json",
+        "tests/fixtures/invalid/cycle.yaml",
+        "tests/fixtures/invalid/negative-weight.yaml",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["valid"], false);
     assert_eq!(report["files"], 2);
-    let codes: Vec<&str> = report["diagnostics"].as_array().unwrap().iter().map(|d| d["code"].as_str().unwrap()).collect();
+    let codes: Vec<&str> =
+        report["diagnostics"].as_array().unwrap().iter().map(|d| d["code"].as_str().unwrap()).collect();
     assert_eq!(codes, vec!["cycle", "negative-weight"]);
     let first = &report["diagnostics"][0];
     for key in ["severity", "code", "message", "file", "line", "column", "help"] {
@@ -88,7 +95,10 @@ fn hostile_files_end_in_clear_errors() {
         (write("empty.yaml", b""), "empty-file"),
         (write("deep.yaml", "[".repeat(100_000).as_bytes()), "yaml-syntax"),
         (write("list.yaml", b"- a\n- b\n"), "wrong-type"),
-        (write("bomb.yaml", std::fs::read("tests/fixtures/invalid/yaml-too-complex.yaml").unwrap().as_slice()), "yaml-too-complex"),
+        (
+            write("bomb.yaml", std::fs::read("tests/fixtures/invalid/yaml-too-complex.yaml").unwrap().as_slice()),
+            "yaml-too-complex",
+        ),
     ];
     for (path, code) in cases {
         let out = phased(&["validate", "--format", "json", &path]);
@@ -103,7 +113,8 @@ fn plan_shows_a_diamond_with_progress_rising_to_100() {
     let out = phased(&["plan", "tests/fixtures/plan/diamond.yaml", "-i", "with_docs=true", "--format", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ends: Vec<u64> = plan["nodes"].as_array().unwrap().iter().map(|n| n["progress_end"].as_u64().unwrap()).collect();
+    let ends: Vec<u64> =
+        plan["nodes"].as_array().unwrap().iter().map(|n| n["progress_end"].as_u64().unwrap()).collect();
     assert_eq!(ends, vec![10, 30, 60, 100]);
 
     let human = phased(&["plan", "tests/fixtures/plan/diamond.yaml"]);

@@ -24,7 +24,12 @@ fn a_diamond_runs_in_dependency_order_with_progress_rising_to_100() {
         result.nodes.iter().map(|n| (n.node.as_str(), n.progress_start, n.progress_end, n.skipped)).collect();
     assert_eq!(
         rows,
-        vec![("fetch", 0, 10, false), ("build_app", 10, 30, false), ("build_docs", 30, 60, false), ("publish", 60, 100, false)]
+        vec![
+            ("fetch", 0, 10, false),
+            ("build_app", 10, 30, false),
+            ("build_docs", 30, 60, false),
+            ("publish", 60, 100, false)
+        ]
     );
     insta::assert_json_snapshot!("diamond", result);
 }
@@ -41,7 +46,8 @@ fn a_false_condition_skips_the_node_and_its_weight_still_counts() {
 #[test]
 fn a_selected_sub_pipeline_is_expanded_with_scaled_weights() {
     let result = plan_of("pipelines/demo.yaml", serde_json::json!({"source": {"type": "local", "path": "/srv/site"}}));
-    let rows: Vec<(&str, u8, u8)> = result.nodes.iter().map(|n| (n.node.as_str(), n.progress_start, n.progress_end)).collect();
+    let rows: Vec<(&str, u8, u8)> =
+        result.nodes.iter().map(|n| (n.node.as_str(), n.progress_start, n.progress_end)).collect();
     assert_eq!(
         rows,
         vec![("source", 0, 30), ("source.check", 0, 30), ("lint", 30, 40), ("measure", 40, 50), ("publish", 50, 100)]

@@ -78,13 +78,15 @@ fn an_undefined_variable_is_reported_at_its_line_inside_a_multiline_node() {
 #[test]
 fn every_problem_in_a_file_is_reported_at_once() {
     let diagnostics = validate(Path::new("tests/fixtures/invalid/unknown-key.yaml"), &fixture_catalog());
-    let keys: Vec<(&str, Option<&str>)> =
-        diagnostics.iter().map(|d| (d.message.as_str(), d.help.as_deref())).collect();
+    let keys: Vec<(&str, Option<&str>)> = diagnostics.iter().map(|d| (d.message.as_str(), d.help.as_deref())).collect();
     assert_eq!(
         keys,
         vec![
             ("unknown key `descripton`", Some("did you mean `description`?")),
-            ("node `build` has neither `uses` nor `pipeline`", Some("add `uses: <action>` (for instance `uses: shell`) or `pipeline: <name>`")),
+            (
+                "node `build` has neither `uses` nor `pipeline`",
+                Some("add `uses: <action>` (for instance `uses: shell`) or `pipeline: <name>`")
+            ),
             ("unknown key `usess`", Some("did you mean `uses`?")),
             ("unknown key `wieght`", Some("did you mean `weight`?")),
         ]

@@ -21,31 +21,30 @@ pub enum LoadError {
 /// Loads and compiles `pipeline`, printing warnings and errors to stderr.
 pub fn load(pipeline: &str, args: &CatalogArgs) -> Result<Arc<Plan>, LoadError> {
     let as_path = Path::new(pipeline);
-    let (catalog, source) = if as_path.is_file() {
-        let text = std::fs::read_to_string(as_path)
-            .map_err(|e| LoadError::Usage(format!("cannot read `{pipeline}`: {e}"), None))?;
-        let root = if as_path.starts_with(&args.pipelines) {
-            args.pipelines.clone()
+    let (catalog, source) =
+        if as_path.is_file() {
+            let text = std::fs::read_to_string(as_path)
+                .map_err(|e| LoadError::Usage(format!("cannot read `{pipeline}`: {e}"), None))?;
+            let root = if as_path.starts_with(&args.pipelines) {
+                args.pipelines.clone()
+            } else {
+                as_path.parent().map_or_else(|| ".".into(), Path::to_path_buf)
+            };
+            (Catalog::new().with_dir(&root).with_builtin(), Source::new(pipeline, text))
         } else {
-            as_path.parent().map_or_else(|| ".".into(), Path::to_path_buf)
-        };
-        (Catalog::new().with_dir(&root).with_builtin(), Source::new(pipeline, text))
-    } else {
-        let catalog = Catalog::new().with_dir(&args.pipelines).with_builtin();
-        let Some(source) = catalog.get(pipeline) else {
-            let names = catalog.names();
-            let hint = crate::suggest::hint(pipeline, names.iter().map(String::as_str));
-            return Err(LoadError::Usage(
-                format!("no pipeline file or deployment type named `{pipeline}`"),
-                Some(
-                    hint.unwrap_or_else(|| {
+            let catalog = Catalog::new().with_dir(&args.pipelines).with_builtin();
+            let Some(source) = catalog.get(pipeline) else {
+                let names = catalog.names();
+                let hint = crate::suggest::hint(pipeline, names.iter().map(String::as_str));
+                return Err(LoadError::Usage(
+                    format!("no pipeline file or deployment type named `{pipeline}`"),
+                    Some(hint.unwrap_or_else(|| {
                         format!("looked in `{}` and the built-in catalog", args.pipelines.display())
-                    }),
-                ),
-            ));
+                    })),
+                ));
+            };
+            (catalog, source)
         };
-        (catalog, source)
-    };
     let mut compiler = Compiler::new(&catalog);
     let plan = compiler.compile(&source);
     for d in compiler.diagnostics() {

@@ -3,7 +3,7 @@
 //! pipeline's `outputs` and hooks); `outputs.*` in `result_metadata`; `error.*` in
 //! `on_failure`; `secrets.*` everywhere.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::compiler::graph;
 use crate::plan::DeclaredOutputs;
@@ -35,6 +35,7 @@ pub enum NodeOutputs {
 pub struct Scope<'a> {
     pub inputs: &'a [String],
     pub node_ids: &'a [String],
+    pub index_of: &'a HashMap<&'a str, usize>,
     /// Ids of nodes that exist but could not be read; references to them are not
     /// reported again.
     pub broken: &'a HashSet<String>,
@@ -133,7 +134,7 @@ impl Scope<'_> {
 
     fn check_node_ref(&self, var: &str, parts: &[&str], site: Site) -> Result<(), OutOfScope> {
         let Some(&id) = parts.get(1) else { return Ok(()) };
-        let Some(target) = self.node_ids.iter().position(|n| n == id) else {
+        let Some(&target) = self.index_of.get(id) else {
             if self.broken.contains(id) {
                 return Ok(());
             }

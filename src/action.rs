@@ -6,11 +6,13 @@ mod fail;
 mod http_check;
 mod noop;
 mod params;
+mod runtime;
 mod shell;
 mod sleep;
 mod spec;
 
 pub use params::{ParamProblem, check_with};
+pub use runtime::{ActionCtx, ActionError, ActionFuture, ActionOutputs, NodeLog, ProgressReporter};
 pub use spec::{ActionSpec, Outputs};
 
 /// Every built-in action. Registry-wide tests run over this slice.

@@ -40,6 +40,12 @@ impl Catalog {
         self
     }
 
+    /// Adds files held in memory (a run's snapshot), by name.
+    pub fn with_sources(mut self, sources: impl IntoIterator<Item = (String, Arc<Source>)>) -> Self {
+        self.layers.push(Layer::Builtin(sources.into_iter().collect()));
+        self
+    }
+
     /// Adds the catalog built into the binary.
     pub fn with_builtin(mut self) -> Self {
         let mut layer = BTreeMap::new();

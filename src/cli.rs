@@ -4,6 +4,8 @@
 mod inputs;
 mod load;
 mod plan;
+mod run;
+mod status;
 mod validate;
 
 use std::path::PathBuf;
@@ -53,6 +55,14 @@ enum Command {
     Validate(validate::Args),
     /// Show what `run` would do: nodes in order, phases, progress, rendered parameters.
     Plan(plan::Args),
+    /// Start a deployment; live progress; exit 0 ACTIVE, 1 FAILED, 130 interrupted.
+    Run(run::RunArgs),
+    /// Continue an interrupted or failed run at the node that did not finish.
+    Resume(run::ResumeArgs),
+    /// Show one run (phase, progress, nodes, metadata, history) or a table of runs.
+    Status(status::StatusArgs),
+    /// Stop a run; it can be resumed later.
+    Cancel(status::CancelArgs),
     /// Print the JSON Schema of the pipeline format (for editors).
     Schema,
     /// List the built-in actions with their parameters and outputs.
@@ -65,6 +75,17 @@ pub struct CatalogArgs {
     /// Folder of pipeline files looked up by name (then the built-in catalog).
     #[arg(long, value_name = "DIR", default_value = "pipelines", env = "PHASED_PIPELINES")]
     pub pipelines: PathBuf,
+}
+
+/// Where runs are recorded.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// The SQLite database of runs (created if missing).
+    #[arg(long, value_name = "PATH", env = "PHASED_DB", default_value = ".phased/phased.db")]
+    pub db: PathBuf,
+    /// `normal` survives a killed process; `full` also survives power loss (one fsync per commit).
+    #[arg(long, value_enum, env = "PHASED_DURABILITY", default_value_t = crate::store::Durability::Normal)]
+    pub durability: crate::store::Durability,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,6 +106,10 @@ pub fn main() -> ExitCode {
     let code = match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Plan(args) => plan::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Resume(args) => run::resume(args),
+        Command::Status(args) => status::status(args),
+        Command::Cancel(args) => status::cancel(args),
         Command::Schema => {
             println!("{}", crate::schema::pipeline_schema_json());
             exit::OK

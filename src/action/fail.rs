@@ -3,11 +3,10 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::Outputs;
 use super::spec::action_spec;
+use super::{ActionCtx, ActionError, ActionFuture, Outputs};
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[expect(dead_code, reason = "the executor reads the parameters; validation only checks them")]
 #[serde(deny_unknown_fields)]
 pub struct FailParams {
     /// The error message the node fails with.
@@ -25,4 +24,8 @@ impl FailParams {
     }
 }
 
-action_spec!(FailParams, name: "fail", summary: "Fail with a message.", outputs: Outputs::Fixed(&[]), example: "message: the database is not reachable");
+fn run(_ctx: ActionCtx, params: FailParams) -> ActionFuture {
+    Box::pin(async move { Err(ActionError::new(params.message)) })
+}
+
+action_spec!(FailParams, name: "fail", summary: "Fail with a message.", outputs: Outputs::Fixed(&[]), example: "message: the database is not reachable", run: run);

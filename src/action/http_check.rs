@@ -1,17 +1,20 @@
 //! `http.check`: polls a URL until it answers with the expected status (and body).
+//! Each request is one step of the node's progress. Plain `http://` only for now
+//! (TLS is not compiled in).
+
+use std::time::Duration as StdDuration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::Outputs;
 use super::spec::action_spec;
+use super::{ActionCtx, ActionError, ActionFuture, ActionOutputs, Outputs};
 use crate::duration::Duration;
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[expect(dead_code, reason = "the executor reads the parameters; validation only checks them")]
 #[serde(deny_unknown_fields)]
 pub struct HttpCheckParams {
-    /// The URL to request (http:// or https://).
+    /// The URL to request (http://; this build has no TLS).
     pub url: String,
     /// The status code that counts as healthy (default 200).
     #[serde(default = "default_status")]
@@ -39,8 +42,11 @@ fn default_attempts() -> u32 {
 
 impl HttpCheckParams {
     pub fn check(&self) -> Result<(), String> {
-        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return Err(format!("`url` must start with http:// or https://, got `{}`", self.url));
+        if self.url.starts_with("https://") {
+            return Err(format!("`url` is https, which this build cannot check (no TLS): `{}`", self.url));
+        }
+        if !self.url.starts_with("http://") {
+            return Err(format!("`url` must start with http://, got `{}`", self.url));
         }
         if !(100..=599).contains(&self.status) {
             return Err(format!("`status` {} is not an HTTP status code", self.status));
@@ -52,10 +58,76 @@ impl HttpCheckParams {
     }
 }
 
+fn run(ctx: ActionCtx, params: HttpCheckParams) -> ActionFuture {
+    Box::pin(async move {
+        let interval = params.interval.map_or(StdDuration::from_secs(1), |d| d.0);
+        let timeout = params.timeout.map_or(StdDuration::from_secs(5), |d| d.0);
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .no_proxy()
+            .build()
+            .map_err(|e| ActionError::new(format!("cannot create an HTTP client: {e}")))?;
+        let mut last = String::new();
+        for attempt in 1..=params.attempts {
+            match client.get(&params.url).send().await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let body = response.text().await.unwrap_or_default();
+                    let body_ok = params.contains.as_deref().is_none_or(|c| body.contains(c));
+                    if status == params.status && body_ok {
+                        ctx.log.line(&format!("{} answered {status} (request {attempt})", params.url));
+                        let mut out = ActionOutputs::new();
+                        out.insert("status".into(), status.into());
+                        out.insert("url".into(), params.url.clone().into());
+                        out.insert("attempts".into(), attempt.into());
+                        return Ok(out);
+                    }
+                    last = if status != params.status {
+                        format!("answered {status}, expected {}", params.status)
+                    } else {
+                        format!(
+                            "answered {status} but the body does not contain `{}`",
+                            params.contains.as_deref().unwrap_or("")
+                        )
+                    };
+                }
+                Err(e) => last = describe(&e),
+            }
+            ctx.log.line(&format!("{}: {last} (request {attempt} of {})", params.url, params.attempts));
+            ctx.progress.report(attempt as f64 / params.attempts as f64);
+            if attempt < params.attempts {
+                tokio::time::sleep(interval).await;
+            }
+        }
+        Err(ActionError {
+            message: format!("health check of {} failed after {} requests: {last}", params.url, params.attempts),
+            tail: Some(ctx.log.tail()),
+        })
+    })
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    use std::error::Error;
+    let mut text = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "connection failed".to_string()
+    } else {
+        e.to_string()
+    };
+    let mut source = e.source();
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
+}
+
 action_spec!(
     HttpCheckParams,
     name: "http.check",
     summary: "Poll a URL until it answers with the expected status and body.",
     outputs: Outputs::Fixed(&["status", "url", "attempts"]),
     example: "url: http://127.0.0.1:8080/health\nstatus: 200\ncontains: ok\nattempts: 10\ninterval: 500ms",
+    run: run,
 );

@@ -3,8 +3,8 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::Outputs;
 use super::spec::action_spec;
+use super::{ActionCtx, ActionFuture, ActionOutputs, Outputs};
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -16,4 +16,8 @@ impl NoopParams {
     }
 }
 
-action_spec!(NoopParams, name: "noop", summary: "Do nothing and succeed.", outputs: Outputs::Fixed(&[]), example: "{}");
+fn run(_ctx: ActionCtx, _params: NoopParams) -> ActionFuture {
+    Box::pin(async { Ok(ActionOutputs::new()) })
+}
+
+action_spec!(NoopParams, name: "noop", summary: "Do nothing and succeed.", outputs: Outputs::Fixed(&[]), example: "{}", run: run);

@@ -1,15 +1,21 @@
 //! `shell`: runs a command. Its outputs are the `key=value` lines it writes to the
-//! file named by `$PHASED_OUTPUT`.
+//! file named by `$PHASED_OUTPUT`. Its stdout and stderr go to the node's log; it runs
+//! in its own process group, which is killed when the node ends, times out or is
+//! cancelled, and when phased itself dies.
+
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::Outputs;
 use super::spec::action_spec;
+use super::{ActionCtx, ActionError, ActionFuture, ActionOutputs, Outputs};
+use crate::process::{self, GroupGuard};
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[expect(dead_code, reason = "the executor reads the parameters; validation only checks them")]
 #[serde(deny_unknown_fields)]
 pub struct ShellParams {
     /// A script for `sh -c`.
@@ -34,10 +40,116 @@ impl ShellParams {
     }
 }
 
+fn run(ctx: ActionCtx, params: ShellParams) -> ActionFuture {
+    Box::pin(async move {
+        let (mut cmd, shown) = match (&params.run, &params.command) {
+            (Some(script), _) => {
+                let mut cmd = tokio::process::Command::new("sh");
+                cmd.arg("-c").arg(script);
+                (cmd, "`sh -c`".to_string())
+            }
+            (None, Some(argv)) if !argv.is_empty() => {
+                let mut cmd = tokio::process::Command::new(&argv[0]);
+                cmd.args(&argv[1..]);
+                (cmd, format!("`{}`", argv[0]))
+            }
+            _ => return Err(ActionError::new("give `run` or `command`")),
+        };
+        std::fs::create_dir_all(&ctx.work_dir)
+            .map_err(|e| ActionError::new(format!("cannot create `{}`: {e}", ctx.work_dir.display())))?;
+        let output_file = ctx.work_dir.join(format!("{}.{}.output", ctx.node, ctx.attempt));
+        let _ = std::fs::remove_file(&output_file);
+        cmd.envs(&params.env)
+            .env("PHASED_OUTPUT", &output_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(cwd) = &params.cwd {
+            cmd.current_dir(cwd);
+        }
+        process::configure(&mut cmd, &ctx.run_id, &ctx.node);
+        ctx.log.line(&format!("== attempt {} of `{}`: {shown}", ctx.attempt, ctx.node));
+        let mut child = cmd.spawn().map_err(|e| {
+            let place = params.cwd.as_deref().map(|c| format!(" in `{c}`")).unwrap_or_default();
+            ActionError::new(format!("cannot start {shown}{place}: {e}"))
+        })?;
+        let group = GroupGuard::new(child.id());
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log_out = ctx.log.clone();
+        let log_err = ctx.log.clone();
+        let read_out = async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                log_out.line(&line);
+            }
+        };
+        let read_err = async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                log_err.line(&line);
+            }
+        };
+        let (status, _, _) = tokio::join!(child.wait(), read_out, read_err);
+        group.finish();
+        let status = status.map_err(|e| ActionError::new(format!("waiting for {shown}: {e}")))?;
+        if !status.success() {
+            let how = match status.code() {
+                Some(code) => format!("exited with status {code}"),
+                None => "was killed by a signal".to_string(),
+            };
+            return Err(ActionError { message: format!("{shown} {how}"), tail: Some(ctx.log.tail()) });
+        }
+        let outputs = match std::fs::read_to_string(&output_file) {
+            Ok(text) => parse_outputs(&text)?,
+            Err(_) => ActionOutputs::new(),
+        };
+        let _ = std::fs::remove_file(&output_file);
+        Ok(outputs)
+    })
+}
+
+/// `key=value` lines; blank lines and `#` comments are skipped; a later key wins.
+fn parse_outputs(text: &str) -> Result<ActionOutputs, ActionError> {
+    let mut outputs = ActionOutputs::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(ActionError::new(format!("line {} of $PHASED_OUTPUT is not `key=value`: `{line}`", i + 1)));
+        };
+        let key = key.trim();
+        if !crate::compiler::inputs::is_identifier(key) {
+            return Err(ActionError::new(format!(
+                "output name `{key}` (line {} of $PHASED_OUTPUT) is not snake_case",
+                i + 1
+            )));
+        }
+        outputs.insert(key.to_string(), serde_json::Value::String(value.to_string()));
+    }
+    Ok(outputs)
+}
+
 action_spec!(
     ShellParams,
     name: "shell",
     summary: "Run a command; `key=value` lines written to $PHASED_OUTPUT become outputs.",
     outputs: Outputs::Any,
     example: "run: echo \"version=$(cat VERSION)\" >> \"$PHASED_OUTPUT\"\ncwd: /tmp\nenv: {LANG: C}",
+    run: run,
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_are_key_value_lines() {
+        let out = parse_outputs("# comment\na=1\n\nb = x=y\na=2\n").unwrap();
+        assert_eq!(serde_json::Value::Object(out), serde_json::json!({"a": "2", "b": " x=y"}));
+        assert!(parse_outputs("novalue\n").unwrap_err().message.contains("line 1"));
+        assert!(parse_outputs("Bad-Key=1\n").unwrap_err().message.contains("snake_case"));
+    }
+}

@@ -6,6 +6,8 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::runtime::{ActionCtx, ActionError, ActionFuture};
+
 /// The outputs an action declares; templates of later nodes may read only these.
 #[derive(Clone, Copy, Debug)]
 pub enum Outputs {
@@ -27,6 +29,8 @@ pub struct ActionSpec {
     /// The pure check of parameters once their values are known (no templates left).
     pub(crate) check_fn: fn(&Value) -> Result<(), String>,
     pub(crate) schema_cache: &'static OnceLock<Value>,
+    /// Starts the work, given rendered and checked parameters.
+    pub(crate) run_fn: fn(ActionCtx, &Value) -> ActionFuture,
 }
 
 impl ActionSpec {
@@ -37,6 +41,11 @@ impl ActionSpec {
     /// Checks fully rendered parameters: types, then the action's own rules.
     pub fn check(&self, params: &Value) -> Result<(), String> {
         (self.check_fn)(params)
+    }
+
+    /// Runs the action with rendered parameters (checked again here).
+    pub fn run(&self, ctx: ActionCtx, params: &Value) -> ActionFuture {
+        (self.run_fn)(ctx, params)
     }
 }
 
@@ -54,9 +63,21 @@ pub(crate) fn parse_params<T: DeserializeOwned>(params: &Value) -> Result<T, Str
     serde_json::from_value(params.clone()).map_err(|e| e.to_string())
 }
 
-/// Declares an action's `SPEC` static from its parameter type.
+/// Parses parameters and starts `run`, or fails at once with the parse error.
+pub(crate) fn start<T: DeserializeOwned>(
+    ctx: ActionCtx,
+    params: &Value,
+    run: fn(ActionCtx, T) -> ActionFuture,
+) -> ActionFuture {
+    match parse_params::<T>(params) {
+        Ok(p) => run(ctx, p),
+        Err(e) => Box::pin(async move { Err(ActionError::new(format!("invalid parameters: {e}"))) }),
+    }
+}
+
+/// Declares an action's `SPEC` static from its parameter type and its `run` function.
 macro_rules! action_spec {
-    ($params:ty, name: $name:expr, summary: $summary:expr, outputs: $outputs:expr, example: $example:expr $(,)?) => {
+    ($params:ty, name: $name:expr, summary: $summary:expr, outputs: $outputs:expr, example: $example:expr, run: $run:expr $(,)?) => {
         pub(crate) static SPEC: $crate::action::ActionSpec = {
             static SCHEMA: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
             $crate::action::ActionSpec {
@@ -67,6 +88,7 @@ macro_rules! action_spec {
                 schema_fn: $crate::action::spec::schema_of::<$params>,
                 check_fn: |v| $crate::action::spec::parse_params::<$params>(v).and_then(|p| p.check()),
                 schema_cache: &SCHEMA,
+                run_fn: |ctx, params| $crate::action::spec::start::<$params>(ctx, params, $run),
             }
         };
     };

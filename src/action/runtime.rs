@@ -1,0 +1,126 @@
+//! What a running action gets from the engine, and what it gives back.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Map, Value};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::secrets::Masker;
+
+/// The outputs of an action: names to values.
+pub type ActionOutputs = Map<String, Value>;
+
+pub type ActionFuture = Pin<Box<dyn Future<Output = Result<ActionOutputs, ActionError>> + Send + 'static>>;
+
+/// A failed action: a message, and the last lines of its log when it has one.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ActionError {
+    pub message: String,
+    pub tail: Option<String>,
+}
+
+impl ActionError {
+    pub fn new(message: impl Into<String>) -> Self {
+        ActionError { message: message.into(), tail: None }
+    }
+
+    /// The message with the log tail, as recorded in the checkpoint and metadata.
+    pub fn full(&self) -> String {
+        match &self.tail {
+            Some(tail) if !tail.is_empty() => format!("{}\n--- last lines of the log ---\n{tail}", self.message),
+            _ => self.message.clone(),
+        }
+    }
+}
+
+/// How a running action reports its fraction done (0.0 to 1.0).
+pub struct ProgressReporter {
+    pub(crate) send: Option<Box<dyn Fn(f64) + Send + Sync>>,
+}
+
+impl ProgressReporter {
+    pub fn none() -> Self {
+        ProgressReporter { send: None }
+    }
+
+    pub fn channel<T: Send + 'static>(tx: UnboundedSender<T>, make: impl Fn(f64) -> T + Send + Sync + 'static) -> Self {
+        ProgressReporter { send: Some(Box::new(move |f| drop(tx.send(make(f))))) }
+    }
+
+    pub fn report(&self, fraction: f64) {
+        if let Some(send) = &self.send {
+            send(fraction.clamp(0.0, 1.0));
+        }
+    }
+}
+
+/// A node's log file: every line masked, the last lines kept for error messages.
+pub struct NodeLog {
+    file: Mutex<Option<std::fs::File>>,
+    tail: Mutex<std::collections::VecDeque<String>>,
+    masker: Masker,
+}
+
+const TAIL_LINES: usize = 20;
+
+impl NodeLog {
+    pub fn open(path: &std::path::Path, masker: Masker) -> Self {
+        let file = path
+            .parent()
+            .and_then(|d| std::fs::create_dir_all(d).ok())
+            .and_then(|_| std::fs::OpenOptions::new().create(true).append(true).open(path).ok());
+        NodeLog { file: Mutex::new(file), tail: Mutex::new(Default::default()), masker }
+    }
+
+    pub fn discard() -> Self {
+        NodeLog { file: Mutex::new(None), tail: Mutex::new(Default::default()), masker: Masker::default() }
+    }
+
+    pub fn line(&self, line: &str) {
+        use std::io::Write;
+        let line = self.masker.mask(line.trim_end_matches(['\n', '\r']));
+        if let Some(file) = self.file.lock().expect("log lock").as_mut() {
+            let _ = writeln!(file, "{line}");
+        }
+        let mut tail = self.tail.lock().expect("log lock");
+        if tail.len() == TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line.into_owned());
+    }
+
+    /// The last lines written, masked.
+    pub fn tail(&self) -> String {
+        self.tail.lock().expect("log lock").iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+}
+
+/// Everything an action may use while it runs.
+#[derive(Clone)]
+pub struct ActionCtx {
+    pub run_id: String,
+    pub node: String,
+    pub attempt: u32,
+    pub log: Arc<NodeLog>,
+    pub progress: Arc<ProgressReporter>,
+    /// A folder of this run's own (scratch files, `$PHASED_OUTPUT`).
+    pub work_dir: PathBuf,
+}
+
+impl ActionCtx {
+    /// A context for running an action outside the engine (tests).
+    pub fn detached(run_id: &str, node: &str, work_dir: PathBuf) -> Self {
+        ActionCtx {
+            run_id: run_id.into(),
+            node: node.into(),
+            attempt: 1,
+            log: Arc::new(NodeLog::discard()),
+            progress: Arc::new(ProgressReporter::none()),
+            work_dir,
+        }
+    }
+}

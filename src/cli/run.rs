@@ -1,0 +1,278 @@
+//! `phased run`, `phased resume`: start or continue runs, with live output.
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::load::{LoadError, load};
+use crate::cli::{CatalogArgs, StoreArgs, exit, inputs, usage_error};
+use crate::compiler;
+use crate::engine::events::Reporter;
+use crate::engine::{self, EngineError, Options, Outcome, lease};
+use crate::report;
+use crate::reporter::{Bar, JsonLines, Lines, Silent};
+use crate::secrets::Secrets;
+use crate::store::{ClaimError, RunStatus, Store};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunFormat {
+    /// A live progress bar on a terminal, one line per event otherwise.
+    Human,
+    /// Nothing while running; the final status as JSON.
+    Json,
+    /// One JSON object per event.
+    Jsonl,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// A pipeline file, or a deployment-type name (looked up in --pipelines, then built in).
+    pipeline: String,
+    /// An input, `key=value` (the value is read as YAML: `8080` is a number); `a.b=c` nests.
+    #[arg(short = 'i', long = "input", value_name = "KEY=VALUE")]
+    input: Vec<String>,
+    /// A YAML file of inputs (`-i` values override it).
+    #[arg(long, value_name = "FILE")]
+    inputs: Option<PathBuf>,
+    /// The run id (default: a new UUID); `deployment.short_id` is its first 8 characters.
+    #[arg(long)]
+    id: Option<String>,
+    #[command(flatten)]
+    exec: ExecArgs,
+    #[command(flatten)]
+    catalog: CatalogArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ResumeArgs {
+    /// The run to continue.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    id: Option<String>,
+    /// Rerun this node and everything that depends on it (qualified: `source.clone`).
+    #[arg(long, value_name = "NODE", conflicts_with = "all")]
+    from: Option<String>,
+    /// Resume every interrupted run in the database, one after the other.
+    #[arg(long)]
+    all: bool,
+    #[command(flatten)]
+    exec: ExecArgs,
+    #[command(flatten)]
+    catalog: CatalogArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ExecArgs {
+    /// How many nodes may run at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    parallel: u16,
+    #[arg(long, value_enum, default_value_t = RunFormat::Human)]
+    format: RunFormat,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+fn reporter(format: RunFormat) -> Box<dyn Reporter> {
+    use std::io::IsTerminal;
+    match format {
+        RunFormat::Jsonl => Box::new(JsonLines),
+        RunFormat::Json => Box::new(Silent),
+        RunFormat::Human if std::io::stderr().is_terminal() && std::io::stdout().is_terminal() => Box::new(Bar::new()),
+        RunFormat::Human => Box::new(Lines),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts")
+}
+
+pub(crate) fn open_store(args: &StoreArgs) -> Result<Store, u8> {
+    Store::open(&args.db, args.durability).map_err(|e| {
+        eprintln!("error: {e}");
+        eprintln!("  help: pass another database with --db PATH (or PHASED_DB)");
+        exit::ENVIRONMENT
+    })
+}
+
+fn data_dir(db: &Path) -> PathBuf {
+    db.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn exit_code(outcome: Outcome) -> u8 {
+    match outcome {
+        Outcome::Succeeded => exit::OK,
+        Outcome::Failed => exit::FAILED,
+        Outcome::Interrupted | Outcome::Cancelled => exit::INTERRUPTED,
+    }
+}
+
+/// After a run: a closing line for people (stderr), or the status as JSON.
+fn conclude(store_args: &StoreArgs, format: RunFormat, id: &str, outcome: Outcome) {
+    if format == RunFormat::Json {
+        if let Ok(store) = Store::open(&store_args.db, store_args.durability)
+            && let Ok(Some(status)) = crate::cli::status::run_json(&store, id)
+        {
+            println!("{}", serde_json::to_string_pretty(&status).expect("JSON of plain data"));
+        }
+        return;
+    }
+    if format == RunFormat::Jsonl {
+        return;
+    }
+    let line = match outcome {
+        Outcome::Succeeded => format!("deployment {id} is ACTIVE (see `phased status {id}`)"),
+        Outcome::Failed => {
+            format!("deployment {id} FAILED; fix the cause, then `phased resume {id}` (see `phased status {id}`)")
+        }
+        Outcome::Interrupted | Outcome::Cancelled => {
+            format!("deployment {id} stopped; continue with `phased resume {id}`")
+        }
+    };
+    eprintln!("{line}");
+}
+
+fn engine_error(e: EngineError) -> u8 {
+    match e {
+        EngineError::Store(e) => {
+            eprintln!("error: {e}");
+            exit::ENVIRONMENT
+        }
+        EngineError::Snapshot { run, diagnostics } => {
+            for d in &diagnostics {
+                eprintln!("{}", report::human(d, false));
+            }
+            usage_error(format!("the pipeline snapshot of run `{run}` does not compile with this phased"), None)
+        }
+        EngineError::UnknownNode { run, node, help } => {
+            usage_error(format!("no node `{node}` in run `{run}`"), help.as_deref())
+        }
+        EngineError::Claim(ClaimError::Store(e)) => {
+            eprintln!("error: {e}");
+            exit::ENVIRONMENT
+        }
+        EngineError::Claim(ClaimError::Finished { id }) => {
+            eprintln!("run `{id}` already succeeded; nothing to resume");
+            exit::OK
+        }
+        EngineError::Claim(ClaimError::Held { id, pid, host }) => usage_error(
+            format!("run `{id}` is being run by process {pid} on `{host}`"),
+            Some("wait for it, or stop it with `phased cancel`"),
+        ),
+        other => usage_error(other, None),
+    }
+}
+
+pub fn run(args: RunArgs) -> u8 {
+    let plan = match load(&args.pipeline, &args.catalog) {
+        Ok(plan) => plan,
+        Err(LoadError::Invalid) => return exit::USAGE,
+        Err(LoadError::Usage(message, help)) => return usage_error(message, help.as_deref()),
+    };
+    let given = match inputs::collect(args.inputs.as_deref(), &args.input) {
+        Ok(given) => given,
+        Err(message) => return usage_error(message, None),
+    };
+    let resolved = match compiler::inputs::resolve(&plan.inputs, &given) {
+        Ok(resolved) => resolved,
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("error: {}", p.message);
+                if let Some(help) = &p.help {
+                    eprintln!("  help: {help}");
+                }
+            }
+            return exit::USAGE;
+        }
+    };
+    let store = match open_store(&args.exec.store) {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    let mut reporter = reporter(args.exec.format);
+    let options = Options {
+        parallel: usize::from(args.exec.parallel),
+        secrets: Secrets::from_env(),
+        reporter: reporter.as_mut(),
+        data_dir: data_dir(&args.exec.store.db),
+    };
+    match runtime().block_on(engine::start(store, plan, resolved, args.id, options)) {
+        Ok((id, outcome)) => {
+            drop(reporter);
+            conclude(&args.exec.store, args.exec.format, &id, outcome);
+            exit_code(outcome)
+        }
+        Err(e) => engine_error(e),
+    }
+}
+
+pub fn resume(args: ResumeArgs) -> u8 {
+    let ids: Vec<String> = if args.all {
+        let mut store = match open_store(&args.exec.store) {
+            Ok(store) => store,
+            Err(code) => return code,
+        };
+        if let Err(e) = lease::reap(&mut store, engine::now_ms()) {
+            eprintln!("error: {e}");
+            return exit::ENVIRONMENT;
+        }
+        match store.runs() {
+            Ok(runs) => runs.into_iter().rev().filter(|r| r.status == RunStatus::Interrupted).map(|r| r.id).collect(),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::ENVIRONMENT;
+            }
+        }
+    } else {
+        vec![args.id.clone().expect("clap requires an id without --all")]
+    };
+    if args.all && ids.is_empty() {
+        eprintln!("no interrupted runs to resume");
+        return exit::OK;
+    }
+    let mut worst = exit::OK;
+    for id in ids {
+        let store = match open_store(&args.exec.store) {
+            Ok(store) => store,
+            Err(code) => return code,
+        };
+        let mut reporter = reporter(args.exec.format);
+        let options = Options {
+            parallel: usize::from(args.exec.parallel),
+            secrets: Secrets::from_env(),
+            reporter: reporter.as_mut(),
+            data_dir: data_dir(&args.exec.store.db),
+        };
+        let human = args.exec.format == RunFormat::Human;
+        let pipelines = args.catalog.pipelines.clone();
+        let note = move |info: &engine::ResumeInfo| {
+            if !human {
+                return;
+            }
+            if info.killed > 0 {
+                eprintln!("stopped {} process(es) left running by the previous attempt of {}", info.killed, info.id);
+            }
+            if changed_on_disk(info, &pipelines) {
+                eprintln!(
+                    "note: `{}` changed since run {} started; resuming with the pipeline it started with",
+                    info.plan.source.name, info.id
+                );
+            }
+        };
+        let code = match runtime().block_on(engine::resume(store, &id, args.from.as_deref(), options, note)) {
+            Ok(outcome) => {
+                drop(reporter);
+                conclude(&args.exec.store, args.exec.format, &id, outcome);
+                exit_code(outcome)
+            }
+            Err(e) => engine_error(e),
+        };
+        worst = worst.max(code);
+    }
+    worst
+}
+
+/// Whether the root file of a run differs from what is on disk now.
+fn changed_on_disk(info: &engine::ResumeInfo, pipelines: &Path) -> bool {
+    let path = Path::new(&info.plan.source.name);
+    let current = std::fs::read_to_string(path)
+        .ok()
+        .or_else(|| std::fs::read_to_string(pipelines.join(format!("{}.yaml", info.plan.name))).ok());
+    current.is_some_and(|text| text != info.plan.source.text)
+}

@@ -1,0 +1,225 @@
+//! `phased status [ID]` and `phased cancel ID`.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{Value, json};
+
+use crate::cli::run::open_store;
+use crate::cli::{OutputFormat, StoreArgs, exit, usage_error};
+use crate::engine::{self, lease};
+use crate::store::{RunRow, RunStatus, Store, StoreError};
+
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    /// One run in detail; without it, a table of every run.
+    id: Option<String>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    format: OutputFormat,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CancelArgs {
+    /// The run to stop; it can be resumed later.
+    id: String,
+    /// How long to wait for the process running it to stop.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    wait: Duration,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    crate::duration::Duration::parse(text).map(|d| d.0)
+}
+
+fn row_json(row: &RunRow) -> Value {
+    json!({
+        "id": row.id,
+        "pipeline": row.pipeline,
+        "status": row.status.as_str(),
+        "phase": row.phase,
+        "phase_progress": row.progress,
+        "phase_metadata": row.metadata,
+        "phase_updated_at": row.phase_updated_at,
+        "attempt": row.attempt,
+        "error": row.error,
+        "created_at": row.created_at,
+        "finished_at": row.finished_at,
+    })
+}
+
+/// One run with its nodes and history, as JSON.
+pub(crate) fn run_json(store: &Store, id: &str) -> Result<Option<Value>, StoreError> {
+    let Some(row) = store.run(id)? else { return Ok(None) };
+    let mut out = row_json(&row);
+    out["inputs"] = row.inputs.clone();
+    out["nodes"] = store
+        .nodes(id)?
+        .iter()
+        .map(|n| {
+            json!({
+                "node": n.node, "status": n.status.as_str(), "attempt": n.attempt, "outputs": n.outputs,
+                "error": n.error, "started_at": n.started_at, "finished_at": n.finished_at,
+                "duration_ms": duration_ms(n.started_at.as_deref(), n.finished_at.as_deref()),
+            })
+        })
+        .collect();
+    out["history"] = store
+        .history(id)?
+        .iter()
+        .map(|h| json!({"phase": h.phase, "progress": h.progress, "metadata": h.metadata, "node": h.node, "at": h.at}))
+        .collect();
+    Ok(Some(out))
+}
+
+fn parse_time(text: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339(text).ok()
+}
+
+fn duration_ms(start: Option<&str>, end: Option<&str>) -> Option<u64> {
+    let (start, end) = (parse_time(start?)?, parse_time(end?)?);
+    end.duration_since(start).ok().map(|d| d.as_millis() as u64)
+}
+
+pub fn status(args: StatusArgs) -> u8 {
+    let mut store = match open_store(&args.store) {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    let result = (|| -> Result<u8, StoreError> {
+        lease::reap(&mut store, engine::now_ms())?;
+        match &args.id {
+            Some(id) => {
+                let Some(detail) = run_json(&store, id)? else {
+                    return Ok(usage_error(format!("no run `{id}` in `{}`", args.store.db.display()), None));
+                };
+                match args.format {
+                    OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&detail).expect("JSON")),
+                    OutputFormat::Human => print_detail(&detail),
+                }
+            }
+            None => {
+                let runs = store.runs()?;
+                match args.format {
+                    OutputFormat::Json => {
+                        let list: Vec<Value> = runs.iter().map(row_json).collect();
+                        println!("{}", serde_json::to_string_pretty(&list).expect("JSON"));
+                    }
+                    OutputFormat::Human => print_table(&runs),
+                }
+            }
+        }
+        Ok(exit::OK)
+    })();
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        exit::ENVIRONMENT
+    })
+}
+
+fn print_table(runs: &[RunRow]) {
+    if runs.is_empty() {
+        println!("no runs yet; start one with `phased run PIPELINE`");
+        return;
+    }
+    println!("{:<36}  {:<14}  {:<11}  {:<17}  {:>4}  updated", "id", "pipeline", "status", "phase", "%");
+    for r in runs {
+        println!(
+            "{:<36}  {:<14}  {:<11}  {:<17}  {:>4}  {}",
+            r.id,
+            r.pipeline,
+            r.status.as_str(),
+            r.phase,
+            r.progress,
+            r.phase_updated_at
+        );
+    }
+}
+
+fn print_detail(d: &Value) {
+    let text = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+    println!("run       {}", text(&d["id"]));
+    println!("pipeline  {}", text(&d["pipeline"]));
+    println!("status    {} (attempt {})", text(&d["status"]), d["attempt"]);
+    println!("phase     {} at {}%", text(&d["phase"]), d["phase_progress"]);
+    println!("started   {}", text(&d["created_at"]));
+    if !d["finished_at"].is_null() {
+        println!("finished  {}", text(&d["finished_at"]));
+    }
+    if !d["error"].is_null() {
+        println!("error     {}", text(&d["error"]).lines().next().unwrap_or(""));
+    }
+    println!("metadata  {}", d["phase_metadata"]);
+    println!();
+    println!("  {:<28}  {:<10}  {:>7}  {:>9}", "node", "status", "attempt", "duration");
+    for n in d["nodes"].as_array().into_iter().flatten() {
+        let duration = n["duration_ms"].as_u64().map_or("-".to_string(), |ms| format!("{:.2}s", ms as f64 / 1000.0));
+        let attempt = n["attempt"].as_u64().unwrap_or(0);
+        println!("  {:<28}  {:<10}  {:>7}  {:>9}", text(&n["node"]), text(&n["status"]), attempt, duration);
+        if let Some(error) = n["error"].as_str() {
+            for line in error.lines().take(6) {
+                println!("      {line}");
+            }
+        }
+    }
+    println!();
+    println!("  history");
+    for h in d["history"].as_array().into_iter().flatten() {
+        let node = h["node"].as_str().unwrap_or("");
+        println!(
+            "  {}  {:<17} {:>3}%  {:<20} {}",
+            text(&h["at"]),
+            text(&h["phase"]),
+            h["progress"],
+            node,
+            h["metadata"]
+        );
+    }
+}
+
+pub fn cancel(args: CancelArgs) -> u8 {
+    let mut store = match open_store(&args.store) {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    let now = engine::now_ms();
+    let row = match store.request_cancel(&args.id, |r| lease::holder_alive(r, now)) {
+        Ok(Some(row)) => row,
+        Ok(None) => return usage_error(format!("no run `{}`", args.id), None),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::ENVIRONMENT;
+        }
+    };
+    match row.status {
+        RunStatus::Succeeded | RunStatus::Failed => {
+            eprintln!("run `{}` already {}; nothing to cancel", row.id, row.status.as_str());
+            return exit::OK;
+        }
+        RunStatus::Cancelled => {
+            eprintln!("run `{}` is cancelled; `phased resume {}` continues it", row.id, row.id);
+            return exit::OK;
+        }
+        _ => {}
+    }
+    // A live process holds it: it stops at its next heartbeat.
+    let deadline = Instant::now() + args.wait;
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        match store.run(&args.id) {
+            Ok(Some(r)) if r.status != RunStatus::Running => {
+                eprintln!("run `{}` is {}; `phased resume {}` continues it", r.id, r.status.as_str(), r.id);
+                return exit::OK;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::ENVIRONMENT;
+            }
+        }
+    }
+    eprintln!("asked the process running `{}` to stop; it has not yet", args.id);
+    exit::FAILED
+}

@@ -1,0 +1,274 @@
+//! Running pipelines: start a run, resume one, and what they end in. The work is
+//! done by the [`dispatcher`](dispatcher::Dispatcher); this file prepares it (the
+//! snapshot, the run row, the lease, the checkpoints to restore).
+
+mod context;
+mod dispatcher;
+pub mod events;
+mod frame;
+pub mod lease;
+pub mod snapshot;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+pub use context::DeploymentInfo;
+pub use dispatcher::now_ms;
+use dispatcher::{Dispatcher, Start};
+use events::Reporter;
+use snapshot::Snapshot;
+
+use crate::diagnostic::Diagnostic;
+use crate::plan::{NodeKind, Plan, SubPipeline};
+use crate::secrets::Secrets;
+use crate::store::{ClaimError, NewRun, NodeRow, RunStatus, Store, StoreError, Write};
+
+/// How a run ended (for this process).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    /// Stopped by a signal; resumable.
+    Interrupted,
+    /// Stopped by `phased cancel`; resumable.
+    Cancelled,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("a run with id `{0}` already exists")]
+    DuplicateId(String),
+    #[error("invalid run id `{0}`: use letters, digits, `-`, `_` and `.` (at most 64)")]
+    InvalidId(String),
+    #[error(transparent)]
+    Claim(#[from] ClaimError),
+    #[error("the pipeline snapshot of run `{run}` no longer compiles")]
+    Snapshot { run: String, diagnostics: Vec<Diagnostic> },
+    #[error("no node `{node}` in run `{run}`")]
+    UnknownNode { run: String, node: String, help: Option<String> },
+}
+
+/// What every run needs, whether it starts or resumes.
+pub struct Options<'r> {
+    pub parallel: usize,
+    pub secrets: Secrets,
+    pub reporter: &'r mut dyn Reporter,
+    /// Folder for node logs and scratch files (beside the database).
+    pub data_dir: PathBuf,
+}
+
+/// The current time, RFC 3339 UTC with milliseconds.
+pub fn now() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Starts a new run of `plan` with resolved inputs.
+pub async fn start(
+    mut store: Store,
+    plan: Arc<Plan>,
+    inputs: Map<String, Value>,
+    id: Option<String>,
+    options: Options<'_>,
+) -> Result<(String, Outcome), EngineError> {
+    let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    if !valid_id(&id) {
+        return Err(EngineError::InvalidId(id));
+    }
+    if store.run_exists(&id)? {
+        return Err(EngineError::DuplicateId(id));
+    }
+    let snapshot = Snapshot::of(&plan);
+    let at = now();
+    let snapshot_id = store.save_snapshot(&snapshot.hash, &plan.name, &snapshot.to_json(), &at)?;
+    let lease = lease::this_process();
+    let inputs_json = Value::Object(inputs.clone());
+    store.create_run(&NewRun {
+        id: &id,
+        pipeline: &plan.name,
+        inputs: &inputs_json,
+        snapshot_id,
+        lease: &lease,
+        at: &at,
+        at_ms: now_ms(),
+    })?;
+    let deployment = DeploymentInfo { id: id.clone(), pipeline: plan.name.clone(), attempt: 1, started_at: at };
+    let dispatcher = Dispatcher::new(Start {
+        store,
+        plan,
+        deployment,
+        lease,
+        inputs,
+        checkpoints: HashMap::new(),
+        progress: 0,
+        phase: crate::phase::QUEUED.to_string(),
+        parallel: options.parallel,
+        secrets: options.secrets,
+        reporter: options.reporter,
+        data_dir: options.data_dir,
+    });
+    let outcome = dispatcher.run(false).await?;
+    Ok((id, outcome))
+}
+
+/// What `resume` found before it ran.
+pub struct ResumeInfo {
+    pub id: String,
+    /// Processes of an earlier attempt that were still running and were killed.
+    pub killed: usize,
+    /// The hash of the snapshot, to compare with the file on disk.
+    pub snapshot_hash: String,
+    pub plan: Arc<Plan>,
+}
+
+/// Claims run `id` (atomically: only one process can), kills what an earlier attempt
+/// left running, restores its checkpoints and runs it from the nodes that did not
+/// finish; `from` reruns that node and everything after it.
+pub async fn resume(
+    mut store: Store,
+    id: &str,
+    from: Option<&str>,
+    options: Options<'_>,
+    before_run: impl FnOnce(&ResumeInfo),
+) -> Result<Outcome, EngineError> {
+    let lease = lease::this_process();
+    let now = now_ms();
+    let row = store.claim(id, &lease, now, |r| lease::holder_alive(r, now))?;
+    let killed = crate::process::kill_leftovers(id, std::time::Duration::from_secs(5));
+    let (_, hash, files) = store.snapshot(row.snapshot_id)?;
+    let snapshot = Snapshot::from_json(&files);
+    let plan = match snapshot.compile() {
+        Ok(plan) => plan,
+        Err(diagnostics) => {
+            release(&mut store, id)?;
+            return Err(EngineError::Snapshot { run: id.to_string(), diagnostics });
+        }
+    };
+    let mut checkpoints: HashMap<String, NodeRow> = store.nodes(id)?.into_iter().map(|n| (n.node.clone(), n)).collect();
+    if let Some(node) = from {
+        let (nodes, prefixes) = match rerun_set(&plan, node) {
+            Some(set) => set,
+            None => {
+                let all = all_node_ids(&plan, "");
+                release(&mut store, id)?;
+                return Err(EngineError::UnknownNode {
+                    run: id.to_string(),
+                    node: node.to_string(),
+                    help: crate::suggest::hint(node, all.iter().map(String::as_str)),
+                });
+            }
+        };
+        checkpoints.retain(|name, _| !nodes.contains(name) && !prefixes.iter().any(|p| name.starts_with(p.as_str())));
+        store.write(&[Write::ResetNodes { run: id.to_string(), nodes: nodes.into_iter().collect(), prefixes }])?;
+    }
+    before_run(&ResumeInfo { id: id.to_string(), killed, snapshot_hash: hash, plan: Arc::clone(&plan) });
+    let inputs = row.inputs.as_object().cloned().unwrap_or_default();
+    let deployment = DeploymentInfo {
+        id: id.to_string(),
+        pipeline: row.pipeline.clone(),
+        attempt: row.attempt,
+        started_at: row.created_at.clone(),
+    };
+    let dispatcher = Dispatcher::new(Start {
+        store,
+        plan,
+        deployment,
+        lease,
+        inputs,
+        checkpoints,
+        progress: if row.status == RunStatus::Failed { row.best_progress } else { row.progress.max(row.best_progress) },
+        phase: row.phase.clone(),
+        parallel: options.parallel,
+        secrets: options.secrets,
+        reporter: options.reporter,
+        data_dir: options.data_dir,
+    });
+    Ok(dispatcher.run(true).await?)
+}
+
+/// Gives a claimed run back (when resuming stopped before running anything).
+fn release(store: &mut Store, id: &str) -> Result<(), StoreError> {
+    store.write(&[Write::Status { run: id.to_string(), status: RunStatus::Interrupted, error: None, finished: None }])
+}
+
+/// Every qualified node id of a plan, sub-pipelines included (all alternatives).
+fn all_node_ids(plan: &Plan, prefix: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    for node in &plan.nodes {
+        let id = format!("{prefix}{}", node.id);
+        if let NodeKind::Pipeline(sub) = &node.kind {
+            let children: Vec<&Arc<Plan>> = match sub {
+                SubPipeline::Fixed { plan, .. } => vec![plan],
+                SubPipeline::Select { from, .. } => from.values().map(|(_, p)| p).collect(),
+            };
+            for child in children {
+                ids.extend(all_node_ids(child, &format!("{id}.")));
+            }
+        }
+        ids.push(id);
+    }
+    ids
+}
+
+/// For `resume --from NODE`: the checkpoints to forget (exact ids, and prefixes of
+/// sub-pipelines to forget whole): NODE, everything that depends on it, and, when NODE
+/// is inside a sub-pipeline, the enclosing nodes and what depends on them.
+fn rerun_set(plan: &Plan, node: &str) -> Option<(HashSet<String>, Vec<String>)> {
+    let mut nodes = HashSet::new();
+    let mut prefixes = Vec::new();
+    if !reset_in(plan, "", node, &mut nodes, &mut prefixes) {
+        return None;
+    }
+    Some((nodes, prefixes))
+}
+
+fn reset_in(plan: &Plan, prefix: &str, target: &str, nodes: &mut HashSet<String>, prefixes: &mut Vec<String>) -> bool {
+    let local = target.strip_prefix(prefix).unwrap_or(target);
+    let (head, rest) = match local.split_once('.') {
+        Some((head, rest)) => (head, Some(rest)),
+        None => (local, None),
+    };
+    let Some(index) = plan.nodes.iter().position(|n| n.id == head) else { return false };
+    if let Some(_rest) = rest {
+        let NodeKind::Pipeline(sub) = &plan.nodes[index].kind else { return false };
+        let children: Vec<&Arc<Plan>> = match sub {
+            SubPipeline::Fixed { plan, .. } => vec![plan],
+            SubPipeline::Select { from, .. } => from.values().map(|(_, p)| p).collect(),
+        };
+        let inner_prefix = format!("{prefix}{head}.");
+        if !children.iter().any(|child| reset_in(child, &inner_prefix, target, nodes, prefixes)) {
+            return false;
+        }
+        // The enclosing node runs again (its finished children are kept) ...
+        nodes.insert(format!("{prefix}{head}"));
+    }
+    // ... and so does everything after it here.
+    let mut queue = vec![index];
+    let mut seen = HashSet::new();
+    while let Some(i) = queue.pop() {
+        if !seen.insert(i) {
+            continue;
+        }
+        let id = format!("{prefix}{}", plan.nodes[i].id);
+        if i != index || rest.is_none() {
+            if matches!(plan.nodes[i].kind, NodeKind::Pipeline(_)) {
+                prefixes.push(format!("{id}."));
+            }
+            nodes.insert(id);
+        }
+        for (j, other) in plan.nodes.iter().enumerate() {
+            if other.needs.contains(&i) {
+                queue.push(j);
+            }
+        }
+    }
+    true
+}

@@ -1,0 +1,84 @@
+//! The values templates see during a run. Two flavours: for actions (`with:`, `if:`),
+//! where `secrets.<name>` is the real value, and for records (metadata, outputs),
+//! where it is `***`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use minijinja::value::{Object, Value};
+use serde_json::{Map, json};
+
+use crate::secrets::{MASK, Secrets};
+
+/// What the `deployment` variable holds.
+#[derive(Clone, Debug)]
+pub struct DeploymentInfo {
+    pub id: String,
+    pub pipeline: String,
+    pub attempt: u32,
+    pub started_at: String,
+}
+
+impl DeploymentInfo {
+    pub fn short_id(&self) -> String {
+        self.id.chars().take(8).collect()
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        json!({
+            "id": self.id,
+            "short_id": self.short_id(),
+            "pipeline": self.pipeline,
+            "attempt": self.attempt,
+            "started_at": self.started_at,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// Parameters handed to an action: secrets are real.
+    Action,
+    /// Anything recorded or printed: secrets are `***`.
+    Record,
+}
+
+/// Builds a template context.
+pub struct Scope<'a> {
+    pub deployment: &'a DeploymentInfo,
+    pub inputs: &'a Map<String, serde_json::Value>,
+    /// `nodes.<id>.outputs` of the nodes that finished (in this pipeline instance).
+    pub nodes: &'a Map<String, serde_json::Value>,
+    pub secrets: &'a Secrets,
+}
+
+impl Scope<'_> {
+    pub fn context(&self, purpose: Purpose, extra: &[(&str, serde_json::Value)]) -> Value {
+        let mut vars: BTreeMap<&str, Value> = BTreeMap::new();
+        vars.insert("inputs", Value::from(minijinja::value::Serde(self.inputs)));
+        vars.insert("deployment", Value::from(minijinja::value::Serde(self.deployment.to_json())));
+        vars.insert("nodes", Value::from(minijinja::value::Serde(self.nodes)));
+        vars.insert(
+            "secrets",
+            match purpose {
+                Purpose::Action => Value::from(minijinja::value::Serde(self.secrets.values())),
+                Purpose::Record => Value::from_object(Masked(self.secrets.values().keys().cloned().collect())),
+            },
+        );
+        for (name, value) in extra {
+            vars.insert(name, Value::from(minijinja::value::Serde(value)));
+        }
+        Value::from(vars)
+    }
+}
+
+/// `secrets` in records: each known secret reads as `***`; an unknown one is undefined.
+#[derive(Debug)]
+struct Masked(Vec<String>);
+
+impl Object for Masked {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let key = key.as_str()?;
+        self.0.iter().any(|k| k == key).then(|| Value::from(MASK))
+    }
+}

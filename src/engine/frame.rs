@@ -1,0 +1,157 @@
+//! One pipeline instance inside a run: the root pipeline, or a sub-pipeline started by
+//! a node of its parent. It knows which of its nodes are done, which wait for which,
+//! and the outputs its templates may read.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use tokio::task::AbortHandle;
+
+use crate::plan::Plan;
+use crate::store::{NodeRow, NodeStatus};
+
+pub(super) struct Frame {
+    pub plan: Arc<Plan>,
+    /// Prefix of qualified node ids: `""` at the root, `"source."` inside `source`.
+    pub prefix: String,
+    /// The node (frame, node) that started this frame.
+    pub parent: Option<(usize, usize)>,
+    /// This frame's share of the whole run, 0..=1.
+    pub share: f64,
+    pub inputs: Map<String, Value>,
+    pub states: Vec<NodeState>,
+    /// For each node, how many of its `needs` have not finished.
+    pub waiting_on: Vec<usize>,
+    pub dependents: Vec<Vec<usize>>,
+    /// Nodes not yet succeeded or skipped.
+    pub unfinished: usize,
+    /// `nodes.<id>.outputs` for templates: `{id: {"outputs": {...}}}`.
+    pub outputs: Map<String, Value>,
+    /// Each node's place in `plan.order`, for a deterministic ready queue.
+    pub position: Vec<usize>,
+    total_weight: f64,
+}
+
+pub(super) enum NodeState {
+    Pending,
+    Running(Running),
+    /// A sub-pipeline node whose frame is running.
+    Child,
+    Succeeded,
+    Skipped,
+    Failed,
+}
+
+pub(super) struct Running {
+    pub attempt: u32,
+    pub started_at: String,
+    pub fraction: f64,
+    /// Start order, for "the phase of the node that started most recently".
+    pub seq: u64,
+    pub abort: Option<AbortHandle>,
+}
+
+impl Frame {
+    /// A frame whose nodes that already succeeded or were skipped (per `checkpoints`,
+    /// keyed by qualified id) are restored as done, with their recorded outputs.
+    pub fn new(
+        plan: Arc<Plan>,
+        prefix: String,
+        parent: Option<(usize, usize)>,
+        share: f64,
+        inputs: Map<String, Value>,
+        checkpoints: &HashMap<String, NodeRow>,
+    ) -> Frame {
+        let n = plan.nodes.len();
+        let mut dependents = vec![Vec::new(); n];
+        for (i, node) in plan.nodes.iter().enumerate() {
+            for &dep in &node.needs {
+                dependents[dep].push(i);
+            }
+        }
+        let mut position = vec![0; n];
+        for (i, &node) in plan.order.iter().enumerate() {
+            position[node] = i;
+        }
+        let mut frame = Frame {
+            total_weight: plan.total_weight(),
+            plan,
+            prefix,
+            parent,
+            share,
+            inputs,
+            states: Vec::with_capacity(n),
+            waiting_on: vec![0; n],
+            dependents,
+            unfinished: n,
+            outputs: Map::new(),
+            position,
+        };
+        for i in 0..n {
+            let row = checkpoints.get(&frame.qualified(i));
+            let state = match row.map(|r| r.status) {
+                Some(NodeStatus::Succeeded) => {
+                    let outputs = row.and_then(|r| r.outputs.clone()).unwrap_or(Value::Object(Map::new()));
+                    frame.outputs.insert(frame.plan.nodes[i].id.clone(), serde_json::json!({ "outputs": outputs }));
+                    frame.unfinished -= 1;
+                    NodeState::Succeeded
+                }
+                Some(NodeStatus::Skipped) => {
+                    frame.unfinished -= 1;
+                    NodeState::Skipped
+                }
+                _ => NodeState::Pending,
+            };
+            frame.states.push(state);
+        }
+        for i in 0..n {
+            frame.waiting_on[i] = frame.plan.nodes[i].needs.iter().filter(|&&d| !frame.is_done(d)).count();
+        }
+        frame
+    }
+
+    pub fn qualified(&self, node: usize) -> String {
+        format!("{}{}", self.prefix, self.plan.nodes[node].id)
+    }
+
+    /// The node's share of the whole run.
+    pub fn node_share(&self, node: usize) -> f64 {
+        if self.total_weight > 0.0 { self.share * self.plan.nodes[node].weight / self.total_weight } else { 0.0 }
+    }
+
+    /// Whether the nodes' weights give this frame's share out (else it is counted
+    /// when the frame completes).
+    pub fn has_weight(&self) -> bool {
+        self.total_weight > 0.0
+    }
+
+    pub fn is_done(&self, node: usize) -> bool {
+        matches!(self.states[node], NodeState::Succeeded | NodeState::Skipped)
+    }
+
+    /// Pending nodes whose needs are all done.
+    pub fn ready(&self) -> Vec<usize> {
+        (0..self.states.len())
+            .filter(|&i| matches!(self.states[i], NodeState::Pending) && self.waiting_on[i] == 0)
+            .collect()
+    }
+
+    /// Marks `node` done and returns the nodes that became ready.
+    pub fn complete(&mut self, node: usize, succeeded: bool, outputs: Option<Value>) -> Vec<usize> {
+        self.states[node] = if succeeded { NodeState::Succeeded } else { NodeState::Skipped };
+        if let Some(outputs) = outputs {
+            self.outputs.insert(self.plan.nodes[node].id.clone(), serde_json::json!({ "outputs": outputs }));
+        }
+        self.unfinished -= 1;
+        let mut ready = Vec::new();
+        for i in 0..self.dependents[node].len() {
+            let dep = self.dependents[node][i];
+            self.waiting_on[dep] -= 1;
+            if self.waiting_on[dep] == 0 && matches!(self.states[dep], NodeState::Pending) {
+                ready.push(dep);
+            }
+        }
+        ready
+    }
+}

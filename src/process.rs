@@ -1,0 +1,147 @@
+//! Child processes of nodes, and the processes that hold runs.
+//!
+//! A node's child never outlives the process that runs it: it gets `PR_SET_PDEATHSIG`
+//! (killed when phased dies, even by `kill -9`), its own process group (so the whole
+//! group is killed on timeout, cancel or drop), and the environment marker
+//! `PHASED_RUN=<run id>`, inherited by everything it starts. Before a run is resumed,
+//! every process still carrying its marker is killed, so two copies of a step never
+//! run at once.
+
+use std::time::{Duration, Instant};
+
+/// The environment variable that marks every process started for a run.
+pub const RUN_MARKER: &str = "PHASED_RUN";
+
+/// Prepares a command: own process group, killed with its parent, marked with the run.
+pub fn configure(cmd: &mut tokio::process::Command, run_id: &str, node: &str) {
+    cmd.env(RUN_MARKER, run_id).env("PHASED_NODE", node).process_group(0).kill_on_drop(true);
+    // SAFETY: the closure runs in the child between fork and exec and only calls
+    // async-signal-safe functions (prctl, getppid, _exit).
+    let parent = std::process::id() as libc::pid_t;
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died between fork and prctl: then nobody would kill us.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Kills a whole process group when dropped (the node's task ended, was aborted or
+/// timed out): the shell and everything it started.
+pub struct GroupGuard {
+    pgid: Option<i32>,
+}
+
+impl GroupGuard {
+    pub fn new(pid: Option<u32>) -> Self {
+        GroupGuard { pgid: pid.map(|p| p as i32) }
+    }
+
+    /// The child exited on its own; still kill what it left running in its group.
+    pub fn finish(mut self) {
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        if let Some(pgid) = self.pgid.take() {
+            // SAFETY: plain syscall; a group that no longer exists gives ESRCH.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The start time of a process (clock ticks since boot), to tell a live holder from
+/// a new process that reused its pid.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces: fields are counted after its `)`.
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split(' ').nth(19)?.parse().ok()
+}
+
+/// Whether the process `pid` that started at `start` is still alive (on this host).
+pub fn alive(pid: u32, start: u64) -> bool {
+    start_time(pid).is_some_and(|s| s == start) && !is_zombie(pid)
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rfind(')').map(|i| stat[i + 2..].starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// This machine's name, for leases.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Every process carrying `PHASED_RUN=<run_id>` (other than this one).
+pub fn marked(run_id: &str) -> Vec<u32> {
+    let marker = format!("{RUN_MARKER}={run_id}");
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|&pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|env| env.split(|&b| b == 0).any(|var| var == marker.as_bytes()))
+                .unwrap_or(false)
+        })
+        .filter(|&pid| !is_zombie(pid))
+        .collect()
+}
+
+/// Kills every process left over from an earlier attempt of `run_id` and waits (up to
+/// `patience`) until they are gone. Returns how many there were.
+pub fn kill_leftovers(run_id: &str, patience: Duration) -> usize {
+    let found = marked(run_id);
+    for &pid in &found {
+        // SAFETY: plain syscalls on pids we just found carrying the run's marker.
+        unsafe {
+            let pgid = libc::getpgid(pid as i32);
+            if pgid > 0 {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+            libc::kill(pid as i32, libc::SIGKILL);
+        }
+    }
+    let deadline = Instant::now() + patience;
+    while !marked(run_id).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    found.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_a_wrong_start_time_is_not() {
+        let me = std::process::id();
+        let start = start_time(me).expect("own stat");
+        assert!(alive(me, start));
+        assert!(!alive(me, start + 1));
+        assert!(!alive(u32::MAX - 1, start));
+    }
+}

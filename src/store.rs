@@ -1,0 +1,559 @@
+//! The SQLite store: runs (`deployments`), phase history, node checkpoints and pipeline
+//! snapshots. One connection, owned by whoever holds the `Store` (the engine's
+//! dispatcher during a run); writes that happen together go in one transaction.
+
+mod migrations;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde_json::Value;
+
+use migrations::MIGRATIONS;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database `{path}`: {source}")]
+    Open { path: PathBuf, source: rusqlite::Error },
+    #[error("cannot create the folder of the database `{path}`: {source}")]
+    Folder { path: PathBuf, source: std::io::Error },
+    #[error("the database `{path}` has schema version {found}, newer than this phased ({supported})")]
+    TooNew { path: PathBuf, found: i64, supported: i64 },
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+}
+
+/// How hard a commit waits for the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Durability {
+    /// `synchronous=NORMAL` in WAL mode: survives a killed process.
+    Normal,
+    /// `synchronous=FULL`: one fsync per commit; survives power loss.
+    Full,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// One write of a batch; a batch is one transaction.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Sets the run's current phase, progress and metadata, and adds a history row.
+    Phase {
+        run: String,
+        phase: String,
+        progress: u8,
+        metadata: Value,
+        node: Option<String>,
+        at: String,
+    },
+    /// Progress and phase only, metadata unchanged (a running node reported a
+    /// fraction, a node finished without result metadata).
+    Progress {
+        run: String,
+        phase: String,
+        progress: u8,
+        at: String,
+    },
+    Status {
+        run: String,
+        status: RunStatus,
+        error: Option<String>,
+        finished: Option<String>,
+    },
+    Node(NodeRow),
+    /// Forgets checkpoints (`resume --from`): this node and every node under a prefix.
+    ResetNodes {
+        run: String,
+        nodes: Vec<String>,
+        prefixes: Vec<String>,
+    },
+    Heartbeat {
+        run: String,
+        owner: String,
+        at_ms: i64,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Interrupted,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> RunStatus {
+        match text {
+            "queued" => RunStatus::Queued,
+            "running" => RunStatus::Running,
+            "succeeded" => RunStatus::Succeeded,
+            "failed" => RunStatus::Failed,
+            "cancelled" => RunStatus::Cancelled,
+            _ => RunStatus::Interrupted,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RunRow {
+    pub id: String,
+    pub pipeline: String,
+    pub status: RunStatus,
+    pub phase: String,
+    pub progress: u8,
+    pub metadata: Value,
+    pub phase_updated_at: String,
+    pub inputs: Value,
+    pub snapshot_id: i64,
+    pub attempt: u32,
+    pub best_progress: u8,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+    pub lease: Option<Lease>,
+    pub heartbeat_at: Option<i64>,
+    pub cancel_requested: bool,
+}
+
+/// Who holds a run: a process, identified beyond its pid (pids are reused).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: String,
+    pub pid: u32,
+    pub pid_start: u64,
+    pub host: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeRow {
+    pub run: String,
+    pub node: String,
+    pub status: NodeStatus,
+    pub attempt: u32,
+    pub outputs: Option<Value>,
+    pub error: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeStatus {
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+}
+
+impl NodeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::Running => "running",
+            NodeStatus::Succeeded => "succeeded",
+            NodeStatus::Failed => "failed",
+            NodeStatus::Skipped => "skipped",
+        }
+    }
+
+    fn parse(text: &str) -> NodeStatus {
+        match text {
+            "succeeded" => NodeStatus::Succeeded,
+            "failed" => NodeStatus::Failed,
+            "skipped" => NodeStatus::Skipped,
+            _ => NodeStatus::Running,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct HistoryRow {
+    pub phase: String,
+    pub progress: u8,
+    pub metadata: Value,
+    pub node: Option<String>,
+    pub at: String,
+}
+
+pub struct NewRun<'a> {
+    pub id: &'a str,
+    pub pipeline: &'a str,
+    pub inputs: &'a Value,
+    pub snapshot_id: i64,
+    pub lease: &'a Lease,
+    pub at: &'a str,
+    pub at_ms: i64,
+}
+
+/// Why a run could not be claimed for resuming.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    #[error("no run `{0}` in the database")]
+    Missing(String),
+    #[error("run `{id}` already succeeded")]
+    Finished { id: String },
+    #[error("run `{id}` is being run by process {pid} on `{host}`")]
+    Held { id: String, pid: u32, host: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn json(text: Option<String>) -> Value {
+    text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null)
+}
+
+const RUN_COLUMNS: &str = "id, pipeline, status, phase, phase_progress, phase_metadata, phase_updated_at, inputs, \
+     snapshot_id, attempt, best_progress, error, created_at, finished_at, lease_owner, lease_pid, lease_pid_start, \
+     lease_host, heartbeat_at, cancel_requested";
+
+fn run_row(row: &rusqlite::Row) -> rusqlite::Result<RunRow> {
+    let owner: Option<String> = row.get(14)?;
+    let lease = match owner {
+        Some(owner) => Some(Lease {
+            owner,
+            pid: row.get::<_, Option<u32>>(15)?.unwrap_or(0),
+            pid_start: row.get::<_, Option<i64>>(16)?.unwrap_or(0) as u64,
+            host: row.get::<_, Option<String>>(17)?.unwrap_or_default(),
+        }),
+        None => None,
+    };
+    Ok(RunRow {
+        id: row.get(0)?,
+        pipeline: row.get(1)?,
+        status: RunStatus::parse(&row.get::<_, String>(2)?),
+        phase: row.get(3)?,
+        progress: row.get(4)?,
+        metadata: json(row.get(5)?),
+        phase_updated_at: row.get(6)?,
+        inputs: json(row.get(7)?),
+        snapshot_id: row.get(8)?,
+        attempt: row.get(9)?,
+        best_progress: row.get(10)?,
+        error: row.get(11)?,
+        created_at: row.get(12)?,
+        finished_at: row.get(13)?,
+        lease,
+        heartbeat_at: row.get(18)?,
+        cancel_requested: row.get::<_, i64>(19)? != 0,
+    })
+}
+
+impl Store {
+    /// Opens (creating it and its folder if needed) and migrates the database.
+    pub fn open(path: &Path, durability: Durability) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder { path: dir.to_path_buf(), source })?;
+        }
+        let open_err = |source| StoreError::Open { path: path.to_path_buf(), source };
+        let conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(open_err)?;
+        let sync = match durability {
+            Durability::Normal => "NORMAL",
+            Durability::Full => "FULL",
+        };
+        conn.execute_batch(&format!("PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON;"))
+            .map_err(open_err)?;
+        let mut store = Store { conn, path: path.to_path_buf() };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let supported = MIGRATIONS.len() as i64;
+        if version > supported {
+            return Err(StoreError::TooNew { path: self.path.clone(), found: version, supported });
+        }
+        if version == supported {
+            return Ok(());
+        }
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Another process may have migrated while we waited for the lock.
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(migration)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Stores the files a run starts with (deduplicated by content) and returns its id.
+    pub fn save_snapshot(&mut self, hash: &str, root: &str, files: &Value, at: &str) -> Result<i64, StoreError> {
+        self.conn.execute(
+            "INSERT INTO snapshots (hash, root, files, created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(hash) DO NOTHING",
+            params![hash, root, files.to_string(), at],
+        )?;
+        Ok(self.conn.query_row("SELECT id FROM snapshots WHERE hash = ?1", [hash], |r| r.get(0))?)
+    }
+
+    /// The root name and files of a snapshot.
+    pub fn snapshot(&self, id: i64) -> Result<(String, String, Value), StoreError> {
+        Ok(self.conn.query_row("SELECT root, hash, files FROM snapshots WHERE id = ?1", [id], |r| {
+            Ok((r.get(0)?, r.get(1)?, json(r.get(2)?)))
+        })?)
+    }
+
+    pub fn create_run(&mut self, run: &NewRun) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO deployments (id, pipeline, status, phase, phase_progress, phase_metadata, phase_updated_at, \
+             inputs, snapshot_id, created_at, lease_owner, lease_pid, lease_pid_start, lease_host, heartbeat_at) \
+             VALUES (?1, ?2, 'running', 'QUEUED', 0, '{}', ?3, ?4, ?5, ?3, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                run.id,
+                run.pipeline,
+                run.at,
+                run.inputs.to_string(),
+                run.snapshot_id,
+                run.lease.owner,
+                run.lease.pid,
+                run.lease.pid_start as i64,
+                run.lease.host,
+                run.at_ms
+            ],
+        )?;
+        self.conn.execute(
+            "INSERT INTO phase_history (deployment_id, phase, progress, metadata, created_at) VALUES (?1, 'QUEUED', 0, '{}', ?2)",
+            params![run.id, run.at],
+        )?;
+        Ok(())
+    }
+
+    pub fn run_exists(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.conn.query_row("SELECT 1 FROM deployments WHERE id = ?1", [id], |_| Ok(())).optional()?.is_some())
+    }
+
+    /// Applies a batch of writes in one transaction.
+    pub fn write(&mut self, batch: &[Write]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction()?;
+        for write in batch {
+            match write {
+                Write::Phase { run, phase, progress, metadata, node, at } => {
+                    let metadata = metadata.to_string();
+                    tx.prepare_cached(
+                        "UPDATE deployments SET phase = ?2, phase_progress = ?3, phase_metadata = ?4, phase_updated_at = ?5, \
+                         best_progress = MAX(best_progress, ?3) WHERE id = ?1",
+                    )?
+                    .execute(params![run, phase, progress, metadata, at])?;
+                    tx.prepare_cached(
+                        "INSERT INTO phase_history (deployment_id, phase, progress, metadata, node, created_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )?
+                    .execute(params![run, phase, progress, metadata, node, at])?;
+                }
+                Write::Progress { run, phase, progress, at } => {
+                    tx.prepare_cached(
+                        "UPDATE deployments SET phase = ?2, phase_progress = ?3, phase_updated_at = ?4, \
+                         best_progress = MAX(best_progress, ?3) WHERE id = ?1",
+                    )?
+                    .execute(params![run, phase, progress, at])?;
+                }
+                Write::Status { run, status, error, finished } => {
+                    // A run that stops holding releases its lease.
+                    tx.prepare_cached(
+                        "UPDATE deployments SET status = ?2, error = COALESCE(?3, error), finished_at = ?4, \
+                         lease_owner = CASE WHEN ?2 = 'running' THEN lease_owner ELSE NULL END WHERE id = ?1",
+                    )?
+                    .execute(params![run, status.as_str(), error, finished])?;
+                }
+                Write::Node(n) => {
+                    tx.prepare_cached(
+                        "INSERT INTO node_checkpoints (deployment_id, node, status, attempt, outputs, error, started_at, finished_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+                         ON CONFLICT(deployment_id, node) DO UPDATE SET status = excluded.status, attempt = excluded.attempt, \
+                         outputs = excluded.outputs, error = excluded.error, started_at = excluded.started_at, \
+                         finished_at = excluded.finished_at",
+                    )?
+                    .execute(params![
+                        n.run,
+                        n.node,
+                        n.status.as_str(),
+                        n.attempt,
+                        n.outputs.as_ref().map(Value::to_string),
+                        n.error,
+                        n.started_at,
+                        n.finished_at
+                    ])?;
+                }
+                Write::ResetNodes { run, nodes, prefixes } => {
+                    for node in nodes {
+                        tx.execute(
+                            "DELETE FROM node_checkpoints WHERE deployment_id = ?1 AND node = ?2",
+                            params![run, node],
+                        )?;
+                    }
+                    for prefix in prefixes {
+                        tx.execute(
+                            "DELETE FROM node_checkpoints WHERE deployment_id = ?1 AND substr(node, 1, length(?2)) = ?2",
+                            params![run, prefix],
+                        )?;
+                    }
+                }
+                Write::Heartbeat { run, owner, at_ms } => {
+                    tx.prepare_cached("UPDATE deployments SET heartbeat_at = ?3 WHERE id = ?1 AND lease_owner = ?2")?
+                        .execute(params![run, owner, at_ms])?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn run(&self, id: &str) -> Result<Option<RunRow>, StoreError> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM deployments WHERE id = ?1");
+        Ok(self.conn.query_row(&sql, [id], run_row).optional()?)
+    }
+
+    /// Every run, newest first.
+    pub fn runs(&self) -> Result<Vec<RunRow>, StoreError> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM deployments ORDER BY created_at DESC, id");
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map([], run_row)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn nodes(&self, run: &str) -> Result<Vec<NodeRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT node, status, attempt, outputs, error, started_at, finished_at FROM node_checkpoints \
+             WHERE deployment_id = ?1 ORDER BY COALESCE(started_at, finished_at), node",
+        )?;
+        let rows = stmt
+            .query_map([run], |r| {
+                Ok(NodeRow {
+                    run: run.to_string(),
+                    node: r.get(0)?,
+                    status: NodeStatus::parse(&r.get::<_, String>(1)?),
+                    attempt: r.get(2)?,
+                    outputs: r.get::<_, Option<String>>(3)?.map(|t| json(Some(t))),
+                    error: r.get(4)?,
+                    started_at: r.get(5)?,
+                    finished_at: r.get(6)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn history(&self, run: &str) -> Result<Vec<HistoryRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT phase, progress, metadata, node, created_at FROM phase_history WHERE deployment_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt
+            .query_map([run], |r| {
+                Ok(HistoryRow {
+                    phase: r.get(0)?,
+                    progress: r.get(1)?,
+                    metadata: json(r.get(2)?),
+                    node: r.get(3)?,
+                    at: r.get(4)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Claims a run for this process, atomically: under the write lock, the run must
+    /// not be finished, and its holder (if any) must be gone (`holder_alive` says
+    /// whether a lease is still held). Bumps the attempt and clears a cancel request.
+    pub fn claim(
+        &mut self,
+        id: &str,
+        lease: &Lease,
+        now_ms: i64,
+        holder_alive: impl Fn(&RunRow) -> bool,
+    ) -> Result<RunRow, ClaimError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StoreError::from)?;
+        let sql = format!("SELECT {RUN_COLUMNS} FROM deployments WHERE id = ?1");
+        let row = tx.query_row(&sql, [id], run_row).optional().map_err(StoreError::from)?;
+        let Some(row) = row else { return Err(ClaimError::Missing(id.to_string())) };
+        if row.status == RunStatus::Succeeded {
+            return Err(ClaimError::Finished { id: id.to_string() });
+        }
+        if let Some(held) = &row.lease
+            && row.status == RunStatus::Running
+            && held.owner != lease.owner
+            && holder_alive(&row)
+        {
+            return Err(ClaimError::Held { id: id.to_string(), pid: held.pid, host: held.host.clone() });
+        }
+        tx.execute(
+            "UPDATE deployments SET status = 'running', attempt = attempt + 1, lease_owner = ?2, lease_pid = ?3, \
+             lease_pid_start = ?4, lease_host = ?5, heartbeat_at = ?6, cancel_requested = 0, finished_at = NULL, error = NULL \
+             WHERE id = ?1",
+            params![id, lease.owner, lease.pid, lease.pid_start as i64, lease.host, now_ms],
+        )
+        .map_err(StoreError::from)?;
+        let row = tx.query_row(&sql, [id], run_row).map_err(StoreError::from)?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok(row)
+    }
+
+    /// Asks the holder of a run to stop it; marks it cancelled at once when nobody
+    /// holds it. Returns the run as it is afterwards.
+    pub fn request_cancel(
+        &mut self,
+        id: &str,
+        holder_alive: impl Fn(&RunRow) -> bool,
+    ) -> Result<Option<RunRow>, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let sql = format!("SELECT {RUN_COLUMNS} FROM deployments WHERE id = ?1");
+        let Some(row) = tx.query_row(&sql, [id], run_row).optional()? else { return Ok(None) };
+        let live = row.status == RunStatus::Running && holder_alive(&row);
+        if live {
+            tx.execute("UPDATE deployments SET cancel_requested = 1 WHERE id = ?1", [id])?;
+        } else if !matches!(row.status, RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled) {
+            tx.execute("UPDATE deployments SET status = 'cancelled', lease_owner = NULL WHERE id = ?1", [id])?;
+        }
+        let row = tx.query_row(&sql, [id], run_row)?;
+        tx.commit()?;
+        Ok(Some(row))
+    }
+
+    pub fn cancel_requested(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT cancel_requested FROM deployments WHERE id = ?1", [id], |r| r.get::<_, i64>(0))?
+            != 0)
+    }
+
+    /// Runs the seed's dashboard query as written (DESIGN.md section 7).
+    pub fn seed_query(&self, id: &str) -> Result<Vec<Value>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, phase, phase_progress, phase_metadata->>'buildType' as build_type, \
+             phase_metadata->>'sourceType' as source_type, phase_updated_at, status \
+             FROM deployments WHERE id = ?1 ORDER BY phase_updated_at DESC",
+        )?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok(serde_json::json!({
+                    "id": r.get::<_, String>(0)?, "phase": r.get::<_, String>(1)?, "phase_progress": r.get::<_, i64>(2)?,
+                    "build_type": r.get::<_, Option<String>>(3)?, "source_type": r.get::<_, Option<String>>(4)?,
+                    "phase_updated_at": r.get::<_, String>(5)?, "status": r.get::<_, String>(6)?,
+                }))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}

@@ -1,0 +1,134 @@
+//! Helpers for tests that drive the real `phased` binary against a real SQLite file.
+
+#![allow(dead_code, reason = "each test file uses a different part of this module")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        Env { dir: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.path("state/phased.db")
+    }
+
+    /// Writes a file into the test folder and returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_phased"));
+        cmd.args(args).env("PHASED_DB", self.db()).env("NO_COLOR", "1").current_dir(self.dir.path());
+        cmd.env_remove("PHASED_PIPELINES");
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    }
+
+    /// The JSON of `phased status ID --format json`.
+    pub fn status(&self, id: &str) -> serde_json::Value {
+        let out = self.run(&["status", id, "--format", "json"]);
+        assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Lines of a marker file (each step appends its name).
+    pub fn marks(&self, name: &str) -> Vec<String> {
+        std::fs::read_to_string(self.path(name)).unwrap_or_default().lines().map(str::to_string).collect()
+    }
+
+    /// Waits until `name` exists (a step reached a point), up to `limit`.
+    pub fn wait_for(&self, name: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.path(name).exists() {
+            assert!(Instant::now() < deadline, "timed out waiting for {name}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Opens the database directly (a real SQLite file) for assertions.
+    pub fn sqlite(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.db()).unwrap()
+    }
+}
+
+/// Events of `--format jsonl` output.
+pub fn events(out: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
+}
+
+pub fn kinds(events: &[serde_json::Value]) -> Vec<String> {
+    events.iter().map(|e| format!("{} {}", e["event"].as_str().unwrap(), e["node"].as_str().unwrap_or("-"))).collect()
+}
+
+/// Whether any process still carries this run's marker.
+pub fn processes_of(run: &str) -> Vec<u32> {
+    let marker = format!("PHASED_RUN={run}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = stat.rfind(')').is_some_and(|i| stat[i + 2..].starts_with('Z'));
+            !zombie
+                && std::fs::read(format!("/proc/{pid}/environ"))
+                    .map(|env| env.split(|&b| b == 0).any(|v| v == marker.as_bytes()))
+                    .unwrap_or(false)
+        })
+        .collect()
+}
+
+pub fn kill9(child: &mut Child) {
+    // SAFETY: plain syscall on our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGKILL);
+    }
+    child.wait().unwrap();
+}
+
+pub fn signal(child: &Child, sig: i32) {
+    // SAFETY: plain syscall on our own child.
+    unsafe {
+        libc::kill(child.id() as i32, sig);
+    }
+}
+
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "process did not exit in {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn read_all(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_default()
+}

@@ -35,6 +35,9 @@ pub enum Durability {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// The last history `seq` of each run this store wrote to. Only a run's lease
+    /// holder writes its history, so a counter here is enough.
+    history_seq: std::collections::HashMap<String, i64>,
 }
 
 /// One write of a batch; a batch is one transaction.
@@ -213,6 +216,27 @@ pub enum ClaimError {
     Store(#[from] StoreError),
 }
 
+/// The latest state of a run's row within one batch.
+#[derive(Default)]
+struct RowState {
+    phase: Option<(String, u8, String)>,
+    metadata: Option<String>,
+    best: u8,
+}
+
+impl RowState {
+    fn of<'a, 'r>(latest: &'a mut Vec<(&'r str, RowState)>, run: &'r str) -> &'a mut RowState {
+        let i = match latest.iter().position(|(r, _)| *r == run) {
+            Some(i) => i,
+            None => {
+                latest.push((run, RowState::default()));
+                latest.len() - 1
+            }
+        };
+        &mut latest[i].1
+    }
+}
+
 fn json(text: Option<String>) -> Value {
     text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null)
 }
@@ -268,7 +292,7 @@ impl Store {
         };
         conn.execute_batch(&format!("PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON;"))
             .map_err(open_err)?;
-        let mut store = Store { conn, path: path.to_path_buf() };
+        let mut store = Store { conn, path: path.to_path_buf(), history_seq: Default::default() };
         store.migrate()?;
         Ok(store)
     }
@@ -332,9 +356,11 @@ impl Store {
             ],
         )?;
         self.conn.execute(
-            "INSERT INTO phase_history (deployment_id, phase, progress, metadata, created_at) VALUES (?1, 'QUEUED', 0, '{}', ?2)",
+            "INSERT INTO phase_history (deployment_id, seq, phase, progress, metadata, created_at) \
+             VALUES (?1, 1, 'QUEUED', 0, '{}', ?2)",
             params![run.id, run.at],
         )?;
+        self.history_seq.insert(run.id.to_string(), 1);
         Ok(())
     }
 
@@ -348,27 +374,39 @@ impl Store {
             return Ok(());
         }
         let tx = self.conn.transaction()?;
+        // The run's own row is updated once per batch, with its latest state; every
+        // phase update still gets its history row.
+        let mut latest: Vec<(&str, RowState)> = Vec::new();
         for write in batch {
             match write {
                 Write::Phase { run, phase, progress, metadata, node, at } => {
                     let metadata = metadata.to_string();
+                    let seq = match self.history_seq.get_mut(run) {
+                        Some(seq) => seq,
+                        None => {
+                            let last: i64 = tx.query_row(
+                                "SELECT COALESCE(MAX(seq), 0) FROM phase_history WHERE deployment_id = ?1",
+                                [run],
+                                |r| r.get(0),
+                            )?;
+                            self.history_seq.entry(run.clone()).or_insert(last)
+                        }
+                    };
+                    *seq += 1;
                     tx.prepare_cached(
-                        "UPDATE deployments SET phase = ?2, phase_progress = ?3, phase_metadata = ?4, phase_updated_at = ?5, \
-                         best_progress = MAX(best_progress, ?3) WHERE id = ?1",
+                        "INSERT INTO phase_history (deployment_id, seq, phase, progress, metadata, node, created_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     )?
-                    .execute(params![run, phase, progress, metadata, at])?;
-                    tx.prepare_cached(
-                        "INSERT INTO phase_history (deployment_id, phase, progress, metadata, node, created_at) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    )?
-                    .execute(params![run, phase, progress, metadata, node, at])?;
+                    .execute(params![run, *seq, phase, progress, metadata, node, at])?;
+                    let state = RowState::of(&mut latest, run);
+                    state.phase = Some((phase.clone(), *progress, at.clone()));
+                    state.metadata = Some(metadata);
+                    state.best = state.best.max(*progress);
                 }
                 Write::Progress { run, phase, progress, at } => {
-                    tx.prepare_cached(
-                        "UPDATE deployments SET phase = ?2, phase_progress = ?3, phase_updated_at = ?4, \
-                         best_progress = MAX(best_progress, ?3) WHERE id = ?1",
-                    )?
-                    .execute(params![run, phase, progress, at])?;
+                    let state = RowState::of(&mut latest, run);
+                    state.phase = Some((phase.clone(), *progress, at.clone()));
+                    state.best = state.best.max(*progress);
                 }
                 Write::Status { run, status, error, finished } => {
                     // A run that stops holding releases its lease.
@@ -417,6 +455,14 @@ impl Store {
                 }
             }
         }
+        for (run, state) in latest {
+            let Some((phase, progress, at)) = state.phase else { continue };
+            tx.prepare_cached(
+                "UPDATE deployments SET phase = ?2, phase_progress = ?3, phase_updated_at = ?4, \
+                 phase_metadata = COALESCE(?5, phase_metadata), best_progress = MAX(best_progress, ?6) WHERE id = ?1",
+            )?
+            .execute(params![run, phase, progress, at, state.metadata, state.best])?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -458,7 +504,7 @@ impl Store {
 
     pub fn history(&self, run: &str) -> Result<Vec<HistoryRow>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT phase, progress, metadata, node, created_at FROM phase_history WHERE deployment_id = ?1 ORDER BY id",
+            "SELECT phase, progress, metadata, node, created_at FROM phase_history WHERE deployment_id = ?1 ORDER BY seq",
         )?;
         let rows = stmt
             .query_map([run], |r| {

@@ -104,7 +104,7 @@ fn a_diamond_runs_in_order_with_b_and_c_in_parallel_and_monotonic_progress() {
     // The history keeps every phase update with its metadata: the seed's columns.
     let history: Vec<(String, Option<String>)> = env
         .sqlite()
-        .prepare("SELECT phase, metadata->>'buildType' FROM phase_history WHERE deployment_id = 'dia' ORDER BY id")
+        .prepare("SELECT phase, metadata->>'buildType' FROM phase_history WHERE deployment_id = 'dia' ORDER BY seq")
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap()

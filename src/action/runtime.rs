@@ -58,8 +58,10 @@ impl ProgressReporter {
     }
 }
 
-/// A node's log file: every line masked, the last lines kept for error messages.
+/// A node's log file: every line masked, the last lines kept for error messages. The
+/// file is created on the first line, so nodes that print nothing cost no file.
 pub struct NodeLog {
+    path: Option<PathBuf>,
     file: Mutex<Option<std::fs::File>>,
     tail: Mutex<std::collections::VecDeque<String>>,
     masker: Masker,
@@ -69,23 +71,29 @@ const TAIL_LINES: usize = 20;
 
 impl NodeLog {
     pub fn open(path: &std::path::Path, masker: Masker) -> Self {
-        let file = path
-            .parent()
-            .and_then(|d| std::fs::create_dir_all(d).ok())
-            .and_then(|_| std::fs::OpenOptions::new().create(true).append(true).open(path).ok());
-        NodeLog { file: Mutex::new(file), tail: Mutex::new(Default::default()), masker }
+        NodeLog { path: Some(path.to_path_buf()), file: Mutex::new(None), tail: Mutex::new(Default::default()), masker }
     }
 
     pub fn discard() -> Self {
-        NodeLog { file: Mutex::new(None), tail: Mutex::new(Default::default()), masker: Masker::default() }
+        NodeLog { path: None, file: Mutex::new(None), tail: Mutex::new(Default::default()), masker: Masker::default() }
     }
 
     pub fn line(&self, line: &str) {
         use std::io::Write;
         let line = self.masker.mask(line.trim_end_matches(['\n', '\r']));
-        if let Some(file) = self.file.lock().expect("log lock").as_mut() {
+        let mut file = self.file.lock().expect("log lock");
+        if file.is_none()
+            && let Some(path) = &self.path
+        {
+            *file = path
+                .parent()
+                .and_then(|d| std::fs::create_dir_all(d).ok())
+                .and_then(|_| std::fs::OpenOptions::new().create(true).append(true).open(path).ok());
+        }
+        if let Some(file) = file.as_mut() {
             let _ = writeln!(file, "{line}");
         }
+        drop(file);
         let mut tail = self.tail.lock().expect("log lock");
         if tail.len() == TAIL_LINES {
             tail.pop_front();

@@ -8,7 +8,7 @@
 //! then wait for the next message, heartbeat tick or signal.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,7 +49,9 @@ pub struct Dispatcher<'r> {
     lease: Lease,
     frames: Vec<Frame>,
     ready: BinaryHeap<Reverse<(usize, usize, usize)>>,
-    running: usize,
+    /// Running action nodes by start order: (frame, node). Progress and the current
+    /// phase are computed from these alone, so a large run stays linear.
+    running: BTreeMap<u64, (usize, usize)>,
     parallel: usize,
     done_share: f64,
     progress: u8,
@@ -97,7 +99,7 @@ impl<'r> Dispatcher<'r> {
             lease: start.lease,
             frames: Vec::new(),
             ready: BinaryHeap::new(),
-            running: 0,
+            running: BTreeMap::new(),
             parallel: start.parallel.max(1),
             done_share: 0.0,
             progress: start.progress,
@@ -202,7 +204,7 @@ impl<'r> Dispatcher<'r> {
 
     /// Starts ready nodes while there is room; skips and sub-pipelines start at once.
     fn schedule(&mut self) {
-        while self.failure.is_none() && self.running < self.parallel {
+        while self.failure.is_none() && self.running.len() < self.parallel {
             let Some(Reverse((frame, _, node))) = self.ready.pop() else { break };
             self.start_node(frame, node);
         }
@@ -257,7 +259,6 @@ impl<'r> Dispatcher<'r> {
             },
             None => None,
         };
-        self.seq += 1;
         if let Some(p) = &spec.phase {
             self.phase = p.clone();
         }
@@ -339,7 +340,8 @@ impl<'r> Dispatcher<'r> {
             };
             let _ = tx.send(Msg::Done { frame, node, attempt, result });
         });
-        self.running += 1;
+        self.seq += 1;
+        self.running.insert(self.seq, (frame, node));
         self.frames[frame].states[node] = NodeState::Running(Running {
             attempt,
             started_at,
@@ -473,11 +475,11 @@ impl<'r> Dispatcher<'r> {
                 }
             }
             Msg::Done { frame, node, attempt, result } => {
-                let current = matches!(&self.frames[frame].states[node], NodeState::Running(r) if r.attempt == attempt);
-                if !current {
-                    return;
-                }
-                self.running -= 1;
+                let seq = match &self.frames[frame].states[node] {
+                    NodeState::Running(r) if r.attempt == attempt => r.seq,
+                    _ => return,
+                };
+                self.running.remove(&seq);
                 match result {
                     Ok(outputs) => self.succeed_node(frame, node, Value::Object(outputs)),
                     Err(error) => {
@@ -513,11 +515,9 @@ impl<'r> Dispatcher<'r> {
     /// Recomputes progress; true when the integer moved forward.
     fn update_progress(&mut self) -> bool {
         let mut share = self.done_share;
-        for frame in &self.frames {
-            for (node, state) in frame.states.iter().enumerate() {
-                if let NodeState::Running(r) = state {
-                    share += frame.node_share(node) * r.fraction;
-                }
+        for &(frame, node) in self.running.values() {
+            if let NodeState::Running(r) = &self.frames[frame].states[node] {
+                share += self.frames[frame].node_share(node) * r.fraction;
             }
         }
         let value = ((share * 100.0).floor() as i64).clamp(0, 99) as u8;
@@ -531,17 +531,7 @@ impl<'r> Dispatcher<'r> {
 
     /// The phase of the most recently started node still running, if any.
     fn running_phase(&self) -> Option<String> {
-        let mut best: Option<(u64, &str)> = None;
-        for frame in &self.frames {
-            for (node, state) in frame.states.iter().enumerate() {
-                if let (NodeState::Running(r), Some(p)) = (state, frame.plan.nodes[node].phase.as_deref())
-                    && best.is_none_or(|(seq, _)| r.seq > seq)
-                {
-                    best = Some((r.seq, p));
-                }
-            }
-        }
-        best.map(|(_, p)| p.to_string())
+        self.running.values().rev().find_map(|&(frame, node)| self.frames[frame].plan.nodes[node].phase.clone())
     }
 
     fn succeed_node(&mut self, frame: usize, node: usize, outputs: Value) {
@@ -706,6 +696,7 @@ impl<'r> Dispatcher<'r> {
     }
 
     fn abort_all(&mut self) {
+        self.running.clear();
         for frame in &mut self.frames {
             for state in &mut frame.states {
                 if let NodeState::Running(r) = state

@@ -31,6 +31,9 @@ const AFTER_HELP: &str = "\
 Exit codes: 0 success, 1 invalid pipeline (validate) or failed deployment, 2 invalid
 pipeline or usage, 3 environment problem, 130 interrupted (the run stays resumable).
 
+Environment: PHASED_DB (--db), PHASED_PIPELINES (--pipelines), PHASED_DURABILITY,
+PHASED_SECRET_<NAME> (secrets.<name> in templates), PHASED_LOG (e.g. debug).
+
 Docs: README.md (quick start) and docs/pipeline-format.md (the YAML format).";
 
 #[derive(Parser, Debug)]
@@ -103,6 +106,7 @@ pub enum OutputFormat {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_tracing();
     let code = match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Plan(args) => plan::run(args),
@@ -120,6 +124,15 @@ pub fn main() -> ExitCode {
         }
     };
     ExitCode::from(code)
+}
+
+/// Diagnostics of phased itself (not of pipelines) on stderr, filtered by `PHASED_LOG`
+/// (`warn` by default; `PHASED_LOG=debug` shows every scheduling step).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PHASED_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
 }
 
 fn print_actions() {

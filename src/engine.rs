@@ -100,6 +100,7 @@ pub async fn start(
         at: &at,
         at_ms: now_ms(),
     })?;
+    tracing::info!(run = %id, pipeline = %plan.name, "Run started.");
     let deployment = DeploymentInfo { id: id.clone(), pipeline: plan.name.clone(), attempt: 1, started_at: at };
     let dispatcher = Dispatcher::new(Start {
         store,
@@ -116,6 +117,7 @@ pub async fn start(
         data_dir: options.data_dir,
     });
     let outcome = dispatcher.run(false).await?;
+    tracing::info!(run = %id, ?outcome, "Run ended.");
     Ok((id, outcome))
 }
 
@@ -142,7 +144,11 @@ pub async fn resume(
     let lease = lease::this_process();
     let now = now_ms();
     let row = store.claim(id, &lease, now, |r| lease::holder_alive(r, now))?;
+    tracing::info!(run = %id, attempt = row.attempt, "Run claimed for resuming.");
     let killed = crate::process::kill_leftovers(id, std::time::Duration::from_secs(5));
+    if killed > 0 {
+        tracing::warn!(run = %id, killed, "Killed processes left running by an earlier attempt.");
+    }
     let (_, hash, files) = store.snapshot(row.snapshot_id)?;
     let snapshot = Snapshot::from_json(&files);
     let plan = match snapshot.compile() {
@@ -191,7 +197,9 @@ pub async fn resume(
         reporter: options.reporter,
         data_dir: options.data_dir,
     });
-    Ok(dispatcher.run(true).await?)
+    let outcome = dispatcher.run(true).await?;
+    tracing::info!(run = %id, ?outcome, "Resumed run ended.");
+    Ok(outcome)
 }
 
 /// Gives a claimed run back (when resuming stopped before running anything).

@@ -21,5 +21,6 @@ pub mod secrets;
 pub mod source;
 pub mod store;
 pub mod suggest;
+pub mod supervise;
 pub mod template;
 pub mod yaml;

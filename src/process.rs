@@ -1,8 +1,9 @@
 //! Child processes of nodes, and the processes that hold runs.
 //!
-//! A node's child never outlives the process that runs it: it gets `PR_SET_PDEATHSIG`
-//! (killed when phased dies, even by `kill -9`), its own process group (so the whole
-//! group is killed on timeout, cancel or drop), and the environment marker
+//! A node's child never outlives the process that runs it: it runs under the
+//! supervisor ([`crate::supervise`]), which leads its own process group and kills it
+//! when phased dies, even by `kill -9`; the group is also killed on timeout, cancel or
+//! drop; and everything carries the environment marker
 //! `PHASED_RUN=<run id>`, inherited by everything it starts. Before a run is resumed,
 //! every process still carrying its marker is killed, so two copies of a step never
 //! run at once.
@@ -11,6 +12,23 @@ use std::time::{Duration, Instant};
 
 /// The environment variable that marks every process started for a run.
 pub const RUN_MARKER: &str = "PHASED_RUN";
+
+/// A command for `argv`, run under the supervisor when there is one (see
+/// [`crate::supervise`]): then everything it starts dies with phased.
+pub fn command(argv: &[String]) -> tokio::process::Command {
+    match crate::supervise::SUPERVISOR.get() {
+        Some(supervisor) => {
+            let mut cmd = tokio::process::Command::new(supervisor);
+            cmd.arg(crate::supervise::COMMAND).arg(std::process::id().to_string()).arg("--").args(argv);
+            cmd
+        }
+        None => {
+            let mut cmd = tokio::process::Command::new(&argv[0]);
+            cmd.args(&argv[1..]);
+            cmd
+        }
+    }
+}
 
 /// Prepares a command: own process group, killed with its parent, marked with the run.
 pub fn configure(cmd: &mut tokio::process::Command, run_id: &str, node: &str) {

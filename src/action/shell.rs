@@ -40,21 +40,17 @@ impl ShellParams {
     }
 }
 
+/// How long output is still read after the command exits.
+const OUTPUT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
 fn run(ctx: ActionCtx, params: ShellParams) -> ActionFuture {
     Box::pin(async move {
-        let (mut cmd, shown) = match (&params.run, &params.command) {
-            (Some(script), _) => {
-                let mut cmd = tokio::process::Command::new("sh");
-                cmd.arg("-c").arg(script);
-                (cmd, "`sh -c`".to_string())
-            }
-            (None, Some(argv)) if !argv.is_empty() => {
-                let mut cmd = tokio::process::Command::new(&argv[0]);
-                cmd.args(&argv[1..]);
-                (cmd, format!("`{}`", argv[0]))
-            }
+        let (argv, shown): (Vec<String>, String) = match (&params.run, &params.command) {
+            (Some(script), _) => (vec!["sh".into(), "-c".into(), script.clone()], "`sh -c`".to_string()),
+            (None, Some(argv)) if !argv.is_empty() => (argv.clone(), format!("`{}`", argv[0])),
             _ => return Err(ActionError::new("give `run` or `command`")),
         };
+        let mut cmd = process::command(&argv);
         std::fs::create_dir_all(&ctx.work_dir)
             .map_err(|e| ActionError::new(format!("cannot create `{}`: {e}", ctx.work_dir.display())))?;
         let output_file = ctx.work_dir.join(format!("{}.{}.output", ctx.node, ctx.attempt));
@@ -90,7 +86,16 @@ fn run(ctx: ActionCtx, params: ShellParams) -> ActionFuture {
                 log_err.line(&line);
             }
         };
-        let (status, _, _) = tokio::join!(child.wait(), read_out, read_err);
+        // A background process may keep the pipes open after the command exits: read
+        // what comes within a grace period, then stop waiting for it.
+        let mut readers = Box::pin(async move { tokio::join!(read_out, read_err) });
+        let status = tokio::select! {
+            status = child.wait() => {
+                let _ = tokio::time::timeout(OUTPUT_GRACE, &mut readers).await;
+                status
+            }
+            _ = &mut readers => child.wait().await,
+        };
         group.finish();
         let status = status.map_err(|e| ActionError::new(format!("waiting for {shown}: {e}")))?;
         if !status.success() {

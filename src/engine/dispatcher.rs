@@ -326,6 +326,7 @@ impl<'r> Dispatcher<'r> {
             work_dir: self.work.clone(),
         };
         let timeout = spec.timeout;
+        tracing::debug!(run = %self.deployment.id, node = %id, attempt, ?delay, "Node launched.");
         let handle = tokio::spawn(async move {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
@@ -658,6 +659,7 @@ impl<'r> Dispatcher<'r> {
     fn fail_node(&mut self, frame: usize, node: usize, attempt: u32, error: String) {
         let plan = Arc::clone(&self.frames[frame].plan);
         let id = self.frames[frame].qualified(node);
+        tracing::debug!(run = %self.deployment.id, node = %id, attempt, "Node failed.");
         let phase = plan.nodes[node].phase.clone().unwrap_or_else(|| self.phase.clone());
         self.frames[frame].states[node] = NodeState::Failed;
         self.batch.push(Write::Node(NodeRow {
@@ -783,6 +785,7 @@ impl<'r> Dispatcher<'r> {
 
     /// Stops every running node and leaves the run resumable.
     fn stop(mut self, status: RunStatus, why: &str) -> Result<Outcome, StoreError> {
+        tracing::info!(run = %self.deployment.id, why, "Stopping the run; it stays resumable.");
         self.abort_all();
         self.batch.push(Write::Status {
             run: self.deployment.id.clone(),

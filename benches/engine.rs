@@ -39,8 +39,13 @@ fn run_once(plan: &Arc<Plan>, durability: Durability, parallel: usize, dir: &Pat
     let store = Store::open(&dir.join("phased.db"), durability).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut reporter = Silent;
-    let options =
-        Options { parallel, secrets: Secrets::default(), reporter: &mut reporter, data_dir: dir.to_path_buf() };
+    let options = Options {
+        parallel,
+        secrets: Secrets::default(),
+        reporter: &mut reporter,
+        data_dir: dir.to_path_buf(),
+        stop: None,
+    };
     let start = Instant::now();
     let (_, outcome) =
         runtime.block_on(engine::start(store, Arc::clone(plan), Default::default(), None, options)).unwrap();

@@ -7,6 +7,7 @@ mod plan;
 mod run;
 mod status;
 mod validate;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,6 +67,8 @@ enum Command {
     Status(status::StatusArgs),
     /// Stop a run; it can be resumed later.
     Cancel(status::CancelArgs),
+    /// Deploy, then redeploy after every burst of changes under --path, until Ctrl-C.
+    Watch(watch::WatchArgs),
     /// Print the JSON Schema of the pipeline format (for editors).
     Schema,
     /// List the built-in actions with their parameters and outputs.
@@ -114,6 +117,7 @@ pub fn main() -> ExitCode {
         Command::Resume(args) => run::resume(args),
         Command::Status(args) => status::status(args),
         Command::Cancel(args) => status::cancel(args),
+        Command::Watch(args) => watch::watch(args),
         Command::Schema => {
             println!("{}", crate::schema::pipeline_schema_json());
             exit::OK

@@ -60,6 +60,8 @@ pub struct Options<'r> {
     pub reporter: &'r mut dyn Reporter,
     /// Folder for node logs and scratch files (beside the database).
     pub data_dir: PathBuf,
+    /// Set to `true` to stop the run between nodes (`phased watch` superseding it).
+    pub stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// The current time, RFC 3339 UTC with milliseconds.
@@ -115,6 +117,7 @@ pub async fn start(
         secrets: options.secrets,
         reporter: options.reporter,
         data_dir: options.data_dir,
+        stop: options.stop,
     });
     let outcome = dispatcher.run(false).await?;
     tracing::info!(run = %id, ?outcome, "Run ended.");
@@ -196,6 +199,7 @@ pub async fn resume(
         secrets: options.secrets,
         reporter: options.reporter,
         data_dir: options.data_dir,
+        stop: options.stop,
     });
     let outcome = dispatcher.run(true).await?;
     tracing::info!(run = %id, ?outcome, "Resumed run ended.");

@@ -23,4 +23,5 @@ pub mod store;
 pub mod suggest;
 pub mod supervise;
 pub mod template;
+pub mod watch;
 pub mod yaml;

@@ -472,6 +472,14 @@ mod tests {
     }
 
     #[test]
+    fn a_huge_file_is_refused_before_parsing() {
+        let text = "a".repeat(MAX_FILE_BYTES + 1);
+        let err = parse_str(&text).unwrap_err();
+        assert_eq!(err.code, "file-too-large");
+        assert!(err.message.contains("more than the limit"), "{}", err.message);
+    }
+
+    #[test]
     fn empty_and_garbage_inputs_end_in_errors_or_null() {
         assert_eq!(parse_str("").unwrap().value, YamlValue::Null);
         assert_eq!(parse_str("a: [1, 2").unwrap_err().code, "yaml-syntax");

@@ -27,6 +27,10 @@ pub struct ShellParams {
     pub env: IndexMap<String, String>,
     /// The working directory.
     pub cwd: Option<String>,
+    /// Paths this step writes (relative to `cwd`); `phased watch` ignores changes
+    /// there, so that a deploy does not trigger itself.
+    #[serde(default)]
+    pub writes: Vec<String>,
 }
 
 impl ShellParams {
@@ -142,8 +146,12 @@ action_spec!(
     name: "shell",
     summary: "Run a command; `key=value` lines written to $PHASED_OUTPUT become outputs.",
     outputs: Outputs::Any,
-    example: "run: echo \"version=$(cat VERSION)\" >> \"$PHASED_OUTPUT\"\ncwd: /tmp\nenv: {LANG: C}",
+    example: "run: echo \"version=$(cat VERSION)\" >> \"$PHASED_OUTPUT\"\ncwd: /tmp\nenv: {LANG: C}\nwrites: [build/]",
     run: run,
+    writes: |p: &ShellParams| {
+        let base = p.cwd.as_deref().map(std::path::PathBuf::from).unwrap_or_default();
+        p.writes.iter().map(|w| base.join(w)).collect::<Vec<_>>()
+    },
 );
 
 #[cfg(test)]

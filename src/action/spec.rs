@@ -31,6 +31,9 @@ pub struct ActionSpec {
     pub(crate) schema_cache: &'static OnceLock<Value>,
     /// Starts the work, given rendered and checked parameters.
     pub(crate) run_fn: fn(ActionCtx, &Value) -> ActionFuture,
+    /// The paths the action writes, from its rendered parameters (`phased watch`
+    /// ignores changes there, so a deploy never triggers itself).
+    pub(crate) writes_fn: fn(&Value) -> Vec<std::path::PathBuf>,
 }
 
 impl ActionSpec {
@@ -41,6 +44,11 @@ impl ActionSpec {
     /// Checks fully rendered parameters: types, then the action's own rules.
     pub fn check(&self, params: &Value) -> Result<(), String> {
         (self.check_fn)(params)
+    }
+
+    /// The paths the action will write, given its rendered parameters.
+    pub fn writes(&self, params: &Value) -> Vec<std::path::PathBuf> {
+        (self.writes_fn)(params)
     }
 
     /// Runs the action with rendered parameters (checked again here).
@@ -75,9 +83,13 @@ pub(crate) fn start<T: DeserializeOwned>(
     }
 }
 
-/// Declares an action's `SPEC` static from its parameter type and its `run` function.
+/// Declares an action's `SPEC` static from its parameter type and its `run` function
+/// (and, for actions that write files, a `writes` function of its parameters).
 macro_rules! action_spec {
     ($params:ty, name: $name:expr, summary: $summary:expr, outputs: $outputs:expr, example: $example:expr, run: $run:expr $(,)?) => {
+        $crate::action::spec::action_spec!($params, name: $name, summary: $summary, outputs: $outputs, example: $example, run: $run, writes: |_| Vec::new());
+    };
+    ($params:ty, name: $name:expr, summary: $summary:expr, outputs: $outputs:expr, example: $example:expr, run: $run:expr, writes: $writes:expr $(,)?) => {
         pub(crate) static SPEC: $crate::action::ActionSpec = {
             static SCHEMA: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
             $crate::action::ActionSpec {
@@ -89,6 +101,9 @@ macro_rules! action_spec {
                 check_fn: |v| $crate::action::spec::parse_params::<$params>(v).and_then(|p| p.check()),
                 schema_cache: &SCHEMA,
                 run_fn: |ctx, params| $crate::action::spec::start::<$params>(ctx, params, $run),
+                writes_fn: |params| {
+                    $crate::action::spec::parse_params::<$params>(params).map(|p| ($writes)(&p)).unwrap_or_default()
+                },
             }
         };
     };

@@ -191,6 +191,7 @@ pub fn run(args: RunArgs) -> u8 {
         secrets: Secrets::from_env(),
         reporter: reporter.as_mut(),
         data_dir: data_dir(&args.exec.store.db),
+        stop: None,
     };
     match runtime().block_on(engine::start(store, plan, resolved, args.id, options)) {
         Ok((id, outcome)) => {
@@ -238,6 +239,7 @@ pub fn resume(args: ResumeArgs) -> u8 {
             secrets: Secrets::from_env(),
             reporter: reporter.as_mut(),
             data_dir: data_dir(&args.exec.store.db),
+            stop: None,
         };
         let human = args.exec.format == RunFormat::Human;
         let pipelines = args.catalog.pipelines.clone();

@@ -67,6 +67,9 @@ pub struct Dispatcher<'r> {
     logs: PathBuf,
     work: PathBuf,
     failure: Option<Failure>,
+    /// A graceful stop was asked for: start nothing new, stop when nothing runs.
+    draining: bool,
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 pub struct Start<'r> {
@@ -83,6 +86,8 @@ pub struct Start<'r> {
     pub reporter: &'r mut dyn Reporter,
     /// Folder for node logs and scratch files of this run.
     pub data_dir: PathBuf,
+    /// Set to `true` to stop the run at the next safe point (between nodes).
+    pub stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl<'r> Dispatcher<'r> {
@@ -113,6 +118,8 @@ impl<'r> Dispatcher<'r> {
             masker,
             checkpoints: start.checkpoints,
             failure: None,
+            draining: false,
+            stop: start.stop,
         };
         dispatcher.add_frame(root);
         dispatcher
@@ -151,9 +158,25 @@ impl<'r> Dispatcher<'r> {
             if self.frames[0].unfinished == 0 {
                 return self.succeed();
             }
+            if self.draining && self.running.is_empty() {
+                self.flush()?;
+                return self.stop(RunStatus::Cancelled, "superseded by newer changes");
+            }
             self.flush()?;
+            let stop_requested = async {
+                match self.stop.as_mut() {
+                    Some(stop) => {
+                        let _ = stop.wait_for(|s| *s).await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
+                _ = stop_requested, if !self.draining => {
+                    tracing::info!(run = %self.deployment.id, "Stop requested; finishing the running nodes.");
+                    self.draining = true;
+                }
                 _ = interrupt.recv() => return self.stop(RunStatus::Interrupted, "interrupted by SIGINT"),
                 _ = terminate.recv() => return self.stop(RunStatus::Interrupted, "interrupted by SIGTERM"),
                 msg = self.rx.recv() => {
@@ -198,13 +221,31 @@ impl<'r> Dispatcher<'r> {
             metadata,
             attempt,
             error,
+            writes: Vec::new(),
+        };
+        self.reporter.event(&event);
+    }
+
+    fn emit_started(&mut self, id: String, metadata: Value, writes: Vec<std::path::PathBuf>) {
+        let event = Event {
+            ts: now(),
+            event: EventKind::NodeStarted,
+            deployment: self.deployment.id.clone(),
+            node: Some(id),
+            phase: self.phase.clone(),
+            progress: self.progress,
+            metadata,
+            attempt: Some(1),
+            error: None,
+            writes,
         };
         self.reporter.event(&event);
     }
 
     /// Starts ready nodes while there is room; skips and sub-pipelines start at once.
+    /// Nothing new starts once a stop was requested (the run drains).
     fn schedule(&mut self) {
-        while self.failure.is_none() && self.running.len() < self.parallel {
+        while self.failure.is_none() && !self.draining && self.running.len() < self.parallel {
             let Some(Reverse((frame, _, node))) = self.ready.pop() else { break };
             self.start_node(frame, node);
         }
@@ -286,7 +327,8 @@ impl<'r> Dispatcher<'r> {
                     let e = self.masker.mask(&e).into_owned();
                     return self.fail_node(frame, node, 1, format!("invalid parameters for `{}`: {e}", action.name));
                 }
-                self.emit(EventKind::NodeStarted, Some(id), metadata.unwrap_or_else(|| json!({})), Some(1), None);
+                let writes = action.writes(&with);
+                self.emit_started(id, metadata.unwrap_or_else(|| json!({})), writes);
                 self.launch(frame, node, 1, with, Duration::ZERO);
             }
             NodeKind::Pipeline(sub) => self.start_child(frame, node, sub, id, metadata),

@@ -51,6 +51,9 @@ pub struct Event {
     pub attempt: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// With `node_started`: the paths the node's action declares it writes.
+    #[serde(skip)]
+    pub writes: Vec<std::path::PathBuf>,
 }
 
 /// Receives every event of a run, in order, on the dispatcher's thread.

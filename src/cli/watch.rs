@@ -1,0 +1,329 @@
+//! `phased watch PIPELINE --path DIR ...`: deploy, then redeploy after every burst of
+//! changes, until Ctrl-C (which leaves every run resumable).
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use crate::cli::load::{LoadError, load};
+use crate::cli::run::{RunFormat, open_store};
+use crate::cli::{CatalogArgs, StoreArgs, exit, inputs, usage_error};
+use crate::compiler;
+use crate::engine::events::{Event, EventKind, Reporter};
+use crate::engine::{self, EngineError, Options, Outcome};
+use crate::plan::Plan;
+use crate::reporter::{JsonLines, Lines};
+use crate::secrets::Secrets;
+use crate::watch::{Debouncer, Ignorer, describe, normalize};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnChange {
+    /// Stop the running deploy at the next safe point (between nodes), then deploy again.
+    Cancel,
+    /// Let the running deploy finish, then deploy once more.
+    Queue,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct WatchArgs {
+    /// A pipeline file, or a deployment-type name (looked up in --pipelines, then built in).
+    pipeline: String,
+    /// A folder (or file) to watch; repeat for several.
+    #[arg(long = "path", value_name = "DIR", required = true)]
+    paths: Vec<PathBuf>,
+    /// An input, `key=value` (the value is read as YAML); `a.b=c` nests.
+    #[arg(short = 'i', long = "input", value_name = "KEY=VALUE")]
+    input: Vec<String>,
+    /// A YAML file of inputs (`-i` values override it).
+    #[arg(long, value_name = "FILE")]
+    inputs: Option<PathBuf>,
+    /// How long nothing must change before a redeploy starts (one period for the whole tree).
+    #[arg(long, value_name = "DURATION", default_value = "300ms", value_parser = parse_duration)]
+    quiet: Duration,
+    /// Paths to ignore, as globs relative to the watched folder (`dist/**`, `*.tmp`); repeat for several.
+    #[arg(long = "ignore", value_name = "GLOB")]
+    ignore: Vec<String>,
+    /// What a change does while a deploy runs.
+    #[arg(long, value_enum, default_value_t = OnChange::Cancel)]
+    on_change: OnChange,
+    /// How many nodes may run at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    parallel: u16,
+    /// `human`: a line per event; `jsonl`: one JSON object per event on stdout.
+    #[arg(long, value_enum, default_value_t = RunFormat::Human)]
+    format: RunFormat,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    catalog: CatalogArgs,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    crate::duration::Duration::parse(text).map(|d| d.0)
+}
+
+/// Passes events on, and notes the paths that starting nodes declare they write.
+struct Noting {
+    inner: Box<dyn Reporter>,
+    writes: Arc<Mutex<Vec<PathBuf>>>,
+}
+
+impl Reporter for Noting {
+    fn event(&mut self, event: &Event) {
+        if event.event == EventKind::NodeStarted && !event.writes.is_empty() {
+            self.writes.lock().expect("writes lock").extend(event.writes.iter().cloned());
+        }
+        self.inner.event(event);
+    }
+
+    fn finish(&mut self) {
+        self.inner.finish();
+    }
+}
+
+type RunFuture = Pin<Box<dyn Future<Output = Result<(String, Outcome), EngineError>>>>;
+
+struct Running {
+    id: String,
+    stop: tokio::sync::watch::Sender<bool>,
+    future: RunFuture,
+}
+
+fn say(message: impl std::fmt::Display) {
+    eprintln!("watch: {message}");
+}
+
+pub fn watch(args: WatchArgs) -> u8 {
+    let plan = match load(&args.pipeline, &args.catalog) {
+        Ok(plan) => plan,
+        Err(LoadError::Invalid) => return exit::USAGE,
+        Err(LoadError::Usage(message, help)) => return usage_error(message, help.as_deref()),
+    };
+    let given = match inputs::collect(args.inputs.as_deref(), &args.input) {
+        Ok(given) => given,
+        Err(message) => return usage_error(message, None),
+    };
+    let resolved = match resolve(&plan, &given) {
+        Some(resolved) => resolved,
+        None => return exit::USAGE,
+    };
+    let mut roots = Vec::new();
+    for path in &args.paths {
+        if !path.exists() {
+            return usage_error(
+                format!("`{}` does not exist", path.display()),
+                Some("give folders to watch with --path"),
+            );
+        }
+        roots.push(normalize(path));
+    }
+    if let Err(code) = open_store(&args.store) {
+        return code;
+    }
+    // The database folder and the file being watched for revalidation are not deploy input.
+    let db_dir = normalize(args.store.db.parent().unwrap_or(Path::new(".")));
+    let pipeline_file = Path::new(&plan.source.name).is_file().then(|| normalize(Path::new(&plan.source.name)));
+    let mut ignorer = match Ignorer::new(&roots, &args.ignore, vec![db_dir]) {
+        Ok(ignorer) => ignorer,
+        Err(e) => return usage_error(e, None),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts");
+    runtime.block_on(async move {
+        let (fs_tx, mut fs_rx) = tokio::sync::mpsc::unbounded_channel::<notify::Result<notify::Event>>();
+        let mut watcher = match notify::recommended_watcher(move |event| {
+            let _ = fs_tx.send(event);
+        }) {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("error: cannot watch files: {e}");
+                return exit::ENVIRONMENT;
+            }
+        };
+        use notify::Watcher;
+        for root in &roots {
+            if let Err(e) = watcher.watch(root, notify::RecursiveMode::Recursive) {
+                eprintln!("error: cannot watch `{}`: {e}", root.display());
+                return exit::ENVIRONMENT;
+            }
+        }
+        // Editors replace files by renaming: watch the pipeline's folder, not the file.
+        if let Some(dir) = pipeline_file.as_ref().and_then(|f| f.parent()) {
+            let _ = watcher.watch(dir, notify::RecursiveMode::NonRecursive);
+        }
+        let mut interrupt =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).expect("SIGINT handler installs");
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler installs");
+
+        let mut plan = plan;
+        let mut resolved = resolved;
+        let writes = Arc::new(Mutex::new(Vec::new()));
+        let mut debouncer = Debouncer::new(args.quiet);
+        let mut pipeline_changed = false;
+        let mut queued: Option<BTreeSet<PathBuf>> = None;
+        let mut stopping = false;
+        let watched = roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ");
+        say(format!("watching {watched} (quiet period {}); Ctrl-C to stop", crate::duration::Duration(args.quiet)));
+        let mut running = Some(start_run(&args, &plan, &resolved, &writes, "first deploy"));
+
+        loop {
+            let deadline = debouncer.deadline();
+            tokio::select! {
+                _ = interrupt.recv() => stopping = true,
+                _ = terminate.recv() => stopping = true,
+                Some(event) = fs_rx.recv() => {
+                    let event = match event {
+                        Ok(event) => event,
+                        Err(e) => {
+                            say(format!("file watcher error: {e}"));
+                            continue;
+                        }
+                    };
+                    if matches!(event.kind, notify::EventKind::Access(_)) {
+                        continue;
+                    }
+                    for declared in writes.lock().expect("writes lock").drain(..) {
+                        ignorer.add_prefix(&declared);
+                    }
+                    for path in event.paths {
+                        let path = normalize(&path);
+                        if pipeline_file.as_ref() == Some(&path) {
+                            pipeline_changed = true;
+                            debouncer.add(path, Instant::now());
+                        } else if roots.iter().any(|r| path.starts_with(r)) && !ignorer.is_ignored(&path) {
+                            debouncer.add(path, Instant::now());
+                        }
+                    }
+                }
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    let Some(mut changed) = debouncer.take_if_quiet(Instant::now()) else { continue };
+                    if pipeline_changed {
+                        pipeline_changed = false;
+                        if let Some(file) = &pipeline_file {
+                            changed.remove(file);
+                        }
+                        match reload(&args, &given) {
+                            Some((new_plan, new_inputs)) => {
+                                say("the pipeline changed and is valid; using the new version");
+                                plan = new_plan;
+                                resolved = new_inputs;
+                                changed.insert(PathBuf::from(&plan.source.name));
+                            }
+                            None => {
+                                say("the pipeline changed but is invalid (see above); keeping the last good version");
+                            }
+                        }
+                    }
+                    if changed.is_empty() {
+                        continue;
+                    }
+                    match &running {
+                        None => {
+                            let why = format!("{} changed", describe(&changed, &roots));
+                            running = Some(start_run(&args, &plan, &resolved, &writes, &why));
+                        }
+                        Some(run) => {
+                            queued.get_or_insert_with(BTreeSet::new).extend(changed);
+                            if args.on_change == OnChange::Cancel {
+                                say(format!("changes during run {}: stopping it at the next safe point", run.id));
+                                let _ = run.stop.send(true);
+                            } else {
+                                say(format!("changes during run {}: one more deploy after it", run.id));
+                            }
+                        }
+                    }
+                }
+                result = async { running.as_mut().expect("guarded by the condition").future.as_mut().await }, if running.is_some() => {
+                    let run = running.take().expect("a run was running");
+                    match result {
+                        Ok((id, outcome)) => say(format!("run {id}: {}", match outcome {
+                            Outcome::Succeeded => "ACTIVE",
+                            Outcome::Failed => "FAILED (fix the cause; the next change deploys again)",
+                            Outcome::Interrupted => "interrupted",
+                            Outcome::Cancelled => "superseded by newer changes",
+                        })),
+                        Err(e) => say(format!("run {}: {e}", run.id)),
+                    }
+                    if stopping {
+                        return exit::INTERRUPTED;
+                    }
+                    if let Some(changed) = queued.take() {
+                        let why = format!("{} changed", describe(&changed, &roots));
+                        running = Some(start_run(&args, &plan, &resolved, &writes, &why));
+                    }
+                }
+            }
+            if stopping && running.is_none() {
+                return exit::INTERRUPTED;
+            }
+        }
+    })
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn resolve(plan: &Plan, given: &Map<String, Value>) -> Option<Map<String, Value>> {
+    match compiler::inputs::resolve(&plan.inputs, given) {
+        Ok(resolved) => Some(resolved),
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("error: {}", p.message);
+                if let Some(help) = &p.help {
+                    eprintln!("  help: {help}");
+                }
+            }
+            None
+        }
+    }
+}
+
+fn reload(args: &WatchArgs, given: &Map<String, Value>) -> Option<(Arc<Plan>, Map<String, Value>)> {
+    let plan = load(&args.pipeline, &args.catalog).ok()?;
+    let resolved = resolve(&plan, given)?;
+    Some((plan, resolved))
+}
+
+fn start_run(
+    args: &WatchArgs,
+    plan: &Arc<Plan>,
+    inputs: &Map<String, Value>,
+    writes: &Arc<Mutex<Vec<PathBuf>>>,
+    why: &str,
+) -> Running {
+    let id = uuid::Uuid::new_v4().to_string();
+    say(format!("{why}: deploying (run {id})"));
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let inner: Box<dyn Reporter> = match args.format {
+        RunFormat::Jsonl => Box::new(JsonLines),
+        _ => Box::new(Lines),
+    };
+    let store_args = args.store.clone();
+    let plan = Arc::clone(plan);
+    let inputs = inputs.clone();
+    let writes = Arc::clone(writes);
+    let parallel = usize::from(args.parallel);
+    let run_id = id.clone();
+    let future: RunFuture = Box::pin(async move {
+        let store = crate::store::Store::open(&store_args.db, store_args.durability)?;
+        let mut reporter = Noting { inner, writes };
+        let data_dir = store_args
+            .db
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let options =
+            Options { parallel, secrets: Secrets::from_env(), reporter: &mut reporter, data_dir, stop: Some(stop_rx) };
+        engine::start(store, plan, inputs, Some(run_id), options).await
+    });
+    Running { id, stop, future }
+}

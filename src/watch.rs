@@ -1,0 +1,212 @@
+//! What `phased watch` decides: which changed paths matter, and when a burst of
+//! changes is over. One quiet period covers the whole tree, so saving 500 files or a
+//! `git checkout` gives one redeploy. The command itself is in `cli/watch.rs`.
+
+use std::collections::BTreeSet;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+
+/// Decides which paths are ignored.
+pub struct Ignorer {
+    roots: Vec<(PathBuf, Gitignore)>,
+    globs: GlobSet,
+    /// Folders and files never watched: the database folder, paths steps write.
+    prefixes: Vec<PathBuf>,
+}
+
+impl Ignorer {
+    /// `roots` are the watched folders (their `.gitignore` files are read, nested
+    /// ones included); `globs` are `--ignore` patterns, matched against the path
+    /// relative to its root and against the file name.
+    pub fn new(roots: &[PathBuf], globs: &[String], prefixes: Vec<PathBuf>) -> Result<Ignorer, String> {
+        let mut built = Vec::new();
+        for root in roots {
+            let mut builder = GitignoreBuilder::new(root);
+            for file in gitignore_files(root) {
+                if let Some(e) = builder.add(&file) {
+                    return Err(format!("cannot read `{}`: {e}", file.display()));
+                }
+            }
+            let gitignore =
+                builder.build().map_err(|e| format!("invalid .gitignore under `{}`: {e}", root.display()))?;
+            built.push((root.clone(), gitignore));
+        }
+        let mut set = GlobSetBuilder::new();
+        for glob in globs {
+            set.add(Glob::new(glob).map_err(|e| format!("invalid --ignore pattern `{glob}`: {e}"))?);
+            // `dist/**` also covers the folder `dist` itself (its creation is a change too).
+            if let Some(folder) = glob.strip_suffix("/**") {
+                set.add(Glob::new(folder).map_err(|e| format!("invalid --ignore pattern `{glob}`: {e}"))?);
+            }
+        }
+        let globs = set.build().map_err(|e| e.to_string())?;
+        Ok(Ignorer { roots: built, globs, prefixes: prefixes.iter().map(|p| normalize(p)).collect() })
+    }
+
+    /// Ignores `path` and everything below it from now on.
+    pub fn add_prefix(&mut self, path: &Path) {
+        let path = normalize(path);
+        if !self.prefixes.contains(&path) {
+            self.prefixes.push(path);
+        }
+    }
+
+    pub fn is_ignored(&self, path: &Path) -> bool {
+        let path = normalize(path);
+        if path.components().any(|c| c.as_os_str() == ".git") {
+            return true;
+        }
+        if self.prefixes.iter().any(|p| path.starts_with(p)) {
+            return true;
+        }
+        for (root, gitignore) in &self.roots {
+            let Ok(relative) = path.strip_prefix(root) else { continue };
+            if relative.as_os_str().is_empty() {
+                continue;
+            }
+            if self.globs.is_match(relative) || path.file_name().is_some_and(|n| self.globs.is_match(n)) {
+                return true;
+            }
+            let is_dir = path.is_dir();
+            if gitignore.matched_path_or_any_parents(&path, is_dir).is_ignore() {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Every `.gitignore` below `root`, outside `.git`.
+fn gitignore_files(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_name() == ".git" {
+                continue;
+            }
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => pending.push(path),
+                Ok(_) if entry.file_name() == ".gitignore" => found.push(path),
+                _ => {}
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// An absolute path with `.` and `..` resolved lexically (the path may not exist).
+pub fn normalize(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for component in absolute.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Collects changed paths until nothing changed for a quiet period.
+pub struct Debouncer {
+    quiet: Duration,
+    pending: BTreeSet<PathBuf>,
+    deadline: Option<Instant>,
+}
+
+impl Debouncer {
+    pub fn new(quiet: Duration) -> Self {
+        Debouncer { quiet, pending: BTreeSet::new(), deadline: None }
+    }
+
+    pub fn add(&mut self, path: PathBuf, now: Instant) {
+        self.pending.insert(path);
+        self.deadline = Some(now + self.quiet);
+    }
+
+    /// When the current burst ends, if one is under way.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The paths of a burst that is over (`now` past its deadline).
+    pub fn take_if_quiet(&mut self, now: Instant) -> Option<BTreeSet<PathBuf>> {
+        match self.deadline {
+            Some(deadline) if now >= deadline => {
+                self.deadline = None;
+                Some(std::mem::take(&mut self.pending))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// `a, b, c and 197 more`
+pub fn describe(paths: &BTreeSet<PathBuf>, roots: &[PathBuf]) -> String {
+    let shown: Vec<String> = paths
+        .iter()
+        .take(5)
+        .map(|p| {
+            roots
+                .iter()
+                .find_map(|r| p.strip_prefix(r).ok())
+                .map_or_else(|| p.display().to_string(), |rel| rel.display().to_string())
+        })
+        .collect();
+    let more = paths.len().saturating_sub(shown.len());
+    if more > 0 { format!("{} and {more} more", shown.join(", ")) } else { shown.join(", ") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ignores_git_gitignored_globs_and_prefixes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = normalize(dir.path());
+        std::fs::write(root.join(".gitignore"), "node_modules/\n*.log\n").unwrap();
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("sub/.gitignore"), "secret.txt\n").unwrap();
+        std::fs::create_dir_all(root.join("node_modules")).unwrap();
+        let ignorer =
+            Ignorer::new(&[root.clone()], &["*.tmp".into(), "cache/**".into()], vec![root.join(".phased")]).unwrap();
+        for ignored in [
+            ".git/index",
+            "node_modules/x/y.js",
+            "app.log",
+            "sub/secret.txt",
+            "a.tmp",
+            "cache",
+            "cache/a/b",
+            ".phased/phased.db",
+        ] {
+            assert!(ignorer.is_ignored(&root.join(ignored)), "{ignored} should be ignored");
+        }
+        for kept in ["index.html", "sub/page.html", "src/app.js"] {
+            assert!(!ignorer.is_ignored(&root.join(kept)), "{kept} should be watched");
+        }
+    }
+
+    #[test]
+    fn a_burst_ends_after_one_quiet_period() {
+        let start = Instant::now();
+        let mut d = Debouncer::new(Duration::from_millis(300));
+        d.add("a".into(), start);
+        d.add("b".into(), start + Duration::from_millis(200));
+        assert!(d.take_if_quiet(start + Duration::from_millis(400)).is_none(), "the second change restarted the wait");
+        let burst = d.take_if_quiet(start + Duration::from_millis(500)).unwrap();
+        assert_eq!(burst.len(), 2);
+        assert!(d.deadline().is_none());
+    }
+}

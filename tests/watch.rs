@@ -1,0 +1,251 @@
+//! `phased watch` with real file changes, through the real binary.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::{Env, signal, wait_timeout};
+
+/// A running `phased watch` whose JSON-lines events are collected as they come.
+struct Watch {
+    child: Child,
+    events: Arc<Mutex<Vec<serde_json::Value>>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Watch {
+    fn start(env: &Env, args: &[&str]) -> Watch {
+        let mut all = vec!["watch", "--format", "jsonl"];
+        all.extend_from_slice(args);
+        let mut child = env.command(&all).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let out = child.stdout.take().unwrap();
+        let sink = Arc::clone(&events);
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str(&line) {
+                    sink.lock().unwrap().push(v);
+                }
+            }
+        });
+        let err = child.stderr.take().unwrap();
+        let sink = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Watch { child, events, stderr }
+    }
+
+    fn count(&self, kind: &str) -> usize {
+        self.events.lock().unwrap().iter().filter(|e| e["event"] == kind).count()
+    }
+
+    /// Waits until `n` runs have ended (ACTIVE, FAILED or superseded).
+    fn wait_runs_ended(&self, n: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let ended = self.count("run_succeeded") + self.count("run_failed") + self.count("run_interrupted");
+            if ended >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {ended} of {n} runs ended; stderr:\n{}",
+                self.stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits a while and checks that no further run starts.
+    fn assert_quiet(&self, runs: usize, wait: Duration) {
+        std::thread::sleep(wait);
+        assert_eq!(self.count("run_started"), runs, "no further run; stderr:\n{}", self.stderr.lock().unwrap());
+    }
+
+    fn stop(mut self) -> (i32, String) {
+        signal(&self.child, libc::SIGINT);
+        let status = wait_timeout(&mut self.child, Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(50));
+        (status.code().unwrap_or(-1), self.stderr.lock().unwrap().clone())
+    }
+}
+
+/// A deploy that records how many files it saw and what `version` said.
+const DEPLOY: &str = r#"
+version: 1
+name: copy
+inputs:
+  delay: {type: number, default: 0}
+nodes:
+  copy:
+    phase: COPYING_FILES
+    uses: shell
+    with:
+      run: 'v=$(cat site/version 2>/dev/null); n=$(ls site | wc -l); touch "read-$v"; sleep {{ inputs.delay }}; echo "files=$n version=$v" >> deploys.log'
+"#;
+
+#[test]
+fn a_burst_of_200_writes_gives_one_redeploy_that_sees_all_of_them() {
+    let env = Env::new();
+    let file = env.write("deploy.yaml", DEPLOY);
+    env.write("site/version", "1");
+    let watch = Watch::start(&env, &[file.to_str().unwrap(), "--path", "site", "--quiet", "200ms"]);
+    watch.wait_runs_ended(1, Duration::from_secs(20));
+    for i in 0..200 {
+        std::fs::write(env.path(&format!("site/f{i}.txt")), "x").unwrap();
+    }
+    watch.wait_runs_ended(2, Duration::from_secs(20));
+    watch.assert_quiet(2, Duration::from_millis(800));
+    assert_eq!(env.marks("deploys.log"), vec!["files=1 version=1", "files=201 version=1"]);
+    let (code, stderr) = watch.stop();
+    assert_eq!(code, 130);
+    assert!(stderr.contains("and 195 more changed"), "says which files triggered it: {stderr}");
+}
+
+#[test]
+fn changes_during_a_run_cancel_it_and_one_follow_up_deploys_the_last_state() {
+    let env = Env::new();
+    let file = env.write("deploy.yaml", DEPLOY);
+    env.write("site/version", "1");
+    // `b` runs after `copy`: a run stopped at the next safe point never starts `b`.
+    let text = DEPLOY.to_string()
+        + "  b:\n    phase: HEALTH_CHECK\n    needs: [copy]\n    uses: shell\n    with: {run: 'echo b >> b.log'}\n";
+    std::fs::write(&file, text).unwrap();
+    let watch = Watch::start(&env, &[file.to_str().unwrap(), "--path", "site", "--quiet", "100ms", "-i", "delay=1"]);
+    // The first deploy has read `version` (and is now busy for a second).
+    env.wait_for("read-1", Duration::from_secs(20));
+    for v in 2..=4 {
+        env.write("site/version", &v.to_string());
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    watch.wait_runs_ended(2, Duration::from_secs(30));
+    watch.assert_quiet(2, Duration::from_millis(1500));
+    // The first run finished its running node, started nothing more, and stopped.
+    assert_eq!(watch.count("run_interrupted"), 1);
+    assert_eq!(env.marks("deploys.log"), vec!["files=1 version=1", "files=1 version=4"]);
+    assert_eq!(env.marks("b.log"), vec!["b"], "only the second run reached `b`");
+    watch.stop();
+}
+
+#[test]
+fn with_on_change_queue_the_run_finishes_and_exactly_one_follow_up_runs() {
+    let env = Env::new();
+    let file = env.write("deploy.yaml", DEPLOY);
+    env.write("site/version", "1");
+    let args = [file.to_str().unwrap(), "--path", "site", "--quiet", "100ms", "--on-change", "queue", "-i", "delay=1"];
+    let watch = Watch::start(&env, &args);
+    // The first deploy has read `version` (and is now busy for a second).
+    env.wait_for("read-1", Duration::from_secs(20));
+    for v in 2..=4 {
+        env.write("site/version", &v.to_string());
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    watch.wait_runs_ended(2, Duration::from_secs(30));
+    watch.assert_quiet(2, Duration::from_millis(1500));
+    assert_eq!(watch.count("run_succeeded"), 2);
+    assert_eq!(env.marks("deploys.log"), vec!["files=1 version=1", "files=1 version=4"]);
+    watch.stop();
+}
+
+#[test]
+fn a_step_that_writes_into_the_watched_folder_does_not_trigger_itself() {
+    let env = Env::new();
+    let file = env.write(
+        "deploy.yaml",
+        r#"
+version: 1
+name: writer
+nodes:
+  build:
+    phase: BUILDING
+    uses: shell
+    with:
+      run: 'mkdir -p dist && date +%s%N > dist/stamp && echo built >> builds.log'
+      cwd: site
+      writes: [dist, builds.log]
+"#,
+    );
+    env.write("site/index.html", "hi");
+    env.write("site/.gitignore", "*.swp\n");
+    // The database lives inside the watched folder too.
+    let watch =
+        Watch::start(&env, &[file.to_str().unwrap(), "--path", "site", "--quiet", "100ms", "--ignore", "tmp/**"]);
+    std::thread::sleep(Duration::from_millis(50));
+    watch.wait_runs_ended(1, Duration::from_secs(20));
+    env.write("site/notes.swp", "ignored by .gitignore");
+    env.write("site/tmp/scratch", "ignored by --ignore");
+    env.write("site/.git/HEAD", "ignored: .git");
+    watch.assert_quiet(1, Duration::from_millis(1000));
+    env.write("site/index.html", "changed");
+    watch.wait_runs_ended(2, Duration::from_secs(20));
+    watch.assert_quiet(2, Duration::from_millis(1000));
+    assert_eq!(env.marks("site/builds.log").len(), 2);
+    watch.stop();
+}
+
+#[test]
+fn the_database_inside_the_watched_folder_does_not_loop() {
+    let env = Env::new();
+    let file = env.write("deploy.yaml", DEPLOY);
+    env.write("site/version", "1");
+    let mut cmd =
+        env.command(&["watch", "--format", "jsonl", file.to_str().unwrap(), "--path", "site", "--quiet", "100ms"]);
+    cmd.env("PHASED_DB", env.path("site/.phased/phased.db"));
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(2000));
+    signal(&child, libc::SIGINT);
+    wait_timeout(&mut child, Duration::from_secs(10));
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    let starts = out.lines().filter(|l| l.contains("\"run_started\"")).count();
+    assert_eq!(starts, 1, "the database (and the node logs beside it) triggered deploys:\n{out}");
+    assert!(env.path("site/.phased/phased.db").exists());
+}
+
+#[test]
+fn an_invalid_edit_of_the_pipeline_keeps_the_last_good_version() {
+    let env = Env::new();
+    let file = env.write("deploy.yaml", DEPLOY);
+    env.write("site/version", "1");
+    let watch = Watch::start(&env, &[file.to_str().unwrap(), "--path", "site", "--quiet", "100ms"]);
+    watch.wait_runs_ended(1, Duration::from_secs(20));
+    std::fs::write(&file, DEPLOY.replace("uses: shell", "uses: shel")).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(watch.stderr.lock().unwrap().contains("unknown action `shel`"), "diagnostics printed");
+    assert_eq!(watch.count("run_started"), 1, "an invalid pipeline deploys nothing");
+    env.write("site/version", "2");
+    watch.wait_runs_ended(2, Duration::from_secs(20));
+    std::fs::write(&file, DEPLOY.replace("version=$v", "v=$v")).unwrap();
+    watch.wait_runs_ended(3, Duration::from_secs(20));
+    assert_eq!(env.marks("deploys.log"), vec!["files=1 version=1", "files=1 version=2", "files=1 v=2"]);
+    let (_, stderr) = watch.stop();
+    assert!(stderr.contains("keeping the last good version"), "{stderr}");
+    assert!(stderr.contains("using the new version"), "{stderr}");
+}
+
+#[test]
+fn ctrl_c_during_a_deploy_leaves_it_resumable() {
+    let env = Env::new();
+    let file = env.write("deploy.yaml", DEPLOY);
+    env.write("site/version", "1");
+    let watch = Watch::start(&env, &[file.to_str().unwrap(), "--path", "site", "-i", "delay=5"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while watch.count("node_started") == 0 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let id = watch.events.lock().unwrap()[0]["deployment"].as_str().unwrap().to_string();
+    let (code, _) = watch.stop();
+    assert_eq!(code, 130);
+    assert_eq!(env.status(&id)["status"], "interrupted");
+    assert_eq!(env.run(&["resume", &id]).status.code(), Some(0));
+}

@@ -180,7 +180,8 @@ mod tests {
         std::fs::write(root.join("sub/.gitignore"), "secret.txt\n").unwrap();
         std::fs::create_dir_all(root.join("node_modules")).unwrap();
         let ignorer =
-            Ignorer::new(&[root.clone()], &["*.tmp".into(), "cache/**".into()], vec![root.join(".phased")]).unwrap();
+            Ignorer::new(std::slice::from_ref(&root), &["*.tmp".into(), "cache/**".into()], vec![root.join(".phased")])
+                .unwrap();
         for ignored in [
             ".git/index",
             "node_modules/x/y.js",

@@ -2,7 +2,10 @@
 //! (serde + schemars), a pure check of the parameters and the work it does; the
 //! registry below is the only list of them.
 
+mod archive_extract;
+mod content_write;
 mod fail;
+mod fsutil;
 mod http_check;
 mod noop;
 mod params;
@@ -16,7 +19,17 @@ pub use runtime::{ActionCtx, ActionError, ActionFuture, ActionOutputs, NodeLog, 
 pub use spec::{ActionSpec, Outputs};
 
 /// Every built-in action. Registry-wide tests run over this slice.
-pub static ACTIONS: &[&ActionSpec] = &[&noop::SPEC, &sleep::SPEC, &fail::SPEC, &shell::SPEC, &http_check::SPEC];
+pub static ACTIONS: &[&ActionSpec] = &[
+    &noop::SPEC,
+    &sleep::SPEC,
+    &fail::SPEC,
+    &shell::SPEC,
+    &http_check::SPEC,
+    &content_write::SPEC,
+    &archive_extract::SPEC,
+];
+
+pub use archive_extract::{ExtractParams, Extracted, extract};
 
 /// The action named `name` (as written after `uses:`).
 pub fn find(name: &str) -> Option<&'static ActionSpec> {

@@ -5,10 +5,12 @@
 mod archive_extract;
 mod content_write;
 mod fail;
+mod files_copy;
 mod fsutil;
 mod http_check;
 mod noop;
 mod params;
+mod release_switch;
 mod runtime;
 mod shell;
 mod sleep;
@@ -27,9 +29,13 @@ pub static ACTIONS: &[&ActionSpec] = &[
     &http_check::SPEC,
     &content_write::SPEC,
     &archive_extract::SPEC,
+    &files_copy::SPEC,
+    &release_switch::SPEC,
 ];
 
 pub use archive_extract::{ExtractParams, Extracted, extract};
+pub use files_copy::{CopyParams, MARKER as RELEASE_MARKER, copy_release};
+pub use release_switch::{SwitchParams, switch};
 
 /// The action named `name` (as written after `uses:`).
 pub fn find(name: &str) -> Option<&'static ActionSpec> {

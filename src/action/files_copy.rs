@@ -113,7 +113,7 @@ impl Copier<'_> {
 
     fn step(&mut self) {
         self.done.files += 1;
-        if self.total > 0 && self.done.files % 64 == 0 {
+        if self.total > 0 && self.done.files.is_multiple_of(64) {
             self.progress.report(self.done.files as f64 / self.total as f64);
         }
     }

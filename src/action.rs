@@ -11,6 +11,7 @@ mod http_check;
 mod noop;
 mod params;
 mod release_switch;
+mod routes_update;
 mod runtime;
 mod shell;
 mod sleep;
@@ -31,6 +32,7 @@ pub static ACTIONS: &[&ActionSpec] = &[
     &archive_extract::SPEC,
     &files_copy::SPEC,
     &release_switch::SPEC,
+    &routes_update::SPEC,
 ];
 
 pub use archive_extract::{ExtractParams, Extracted, extract};

@@ -16,6 +16,8 @@ use crate::duration::Duration;
 pub struct HttpCheckParams {
     /// The URL to request (http://; this build has no TLS).
     pub url: String,
+    /// The `Host` header to send (to check a domain through a proxy by its name).
+    pub host: Option<String>,
     /// The status code that counts as healthy (default 200).
     #[serde(default = "default_status")]
     #[schemars(range(min = 100, max = 599))]
@@ -69,7 +71,11 @@ fn run(ctx: ActionCtx, params: HttpCheckParams) -> ActionFuture {
             .map_err(|e| ActionError::new(format!("cannot create an HTTP client: {e}")))?;
         let mut last = String::new();
         for attempt in 1..=params.attempts {
-            match client.get(&params.url).send().await {
+            let mut request = client.get(&params.url);
+            if let Some(host) = &params.host {
+                request = request.header(reqwest::header::HOST, host);
+            }
+            match request.send().await {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let body = response.text().await.unwrap_or_default();
@@ -128,6 +134,6 @@ action_spec!(
     name: "http.check",
     summary: "Poll a URL until it answers with the expected status and body.",
     outputs: Outputs::Fixed(&["status", "url", "attempts"]),
-    example: "url: http://127.0.0.1:8080/health\nstatus: 200\ncontains: ok\nattempts: 10\ninterval: 500ms",
+    example: "url: http://127.0.0.1:8080/health\nhost: blog.example.test\nstatus: 200\ncontains: ok\nattempts: 10\ninterval: 500ms",
     run: run,
 );

@@ -132,3 +132,103 @@ pub fn wait_timeout(child: &mut Child, limit: Duration) -> std::process::ExitSta
 pub fn read_all(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_default()
 }
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A real nginx running under its own prefix on 127.0.0.1, including the route files
+/// of `routes/`; stopped when dropped.
+pub struct Nginx {
+    pub prefix: PathBuf,
+    pub port: u16,
+    child: Child,
+}
+
+impl Nginx {
+    pub fn start(prefix: &Path) -> Nginx {
+        let port = free_port();
+        for dir in ["logs", "tmp", "routes"] {
+            std::fs::create_dir_all(prefix.join(dir)).unwrap();
+        }
+        let p = prefix.display();
+        // As root, workers would run as `nobody` and could not read test folders.
+        let user = if unsafe { libc::geteuid() } == 0 { "user root;" } else { "" };
+        let conf = format!(
+            "{user}
+daemon off;
+worker_processes 1;
+pid {p}/nginx.pid;
+error_log {p}/logs/error.log;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {p}/tmp/body;
+    proxy_temp_path {p}/tmp/proxy;
+    fastcgi_temp_path {p}/tmp/fastcgi;
+    uwsgi_temp_path {p}/tmp/uwsgi;
+    scgi_temp_path {p}/tmp/scgi;
+    include {p}/routes/*.conf;
+    server {{ listen 127.0.0.1:{port} default_server; return 404; }}
+}}
+"
+        );
+        std::fs::write(prefix.join("nginx.conf"), conf).unwrap();
+        let child = Command::new("nginx")
+            .args(["-p", &p.to_string(), "-c", &format!("{p}/nginx.conf")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nginx is installed (.ci/run installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not start: {}",
+                std::fs::read_to_string(prefix.join("logs/error.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Nginx { prefix: prefix.to_path_buf(), port, child }
+    }
+
+    /// `-i` arguments that point the built-in route action at this nginx.
+    pub fn inputs(&self) -> Vec<String> {
+        let p = self.prefix.display();
+        vec![
+            format!("nginx_config_dir={p}/routes"),
+            format!("nginx_prefix={p}"),
+            format!("nginx_conf={p}/nginx.conf"),
+            format!("nginx_listen=127.0.0.1:{}", self.port),
+        ]
+    }
+
+    /// GET `/path` for `host` through this nginx: status and body.
+    pub fn get(&self, host: &str, path: &str) -> std::io::Result<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        Ok((status, body))
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM: nginx's fast shutdown, workers included.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

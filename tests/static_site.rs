@@ -1,0 +1,231 @@
+//! The built-in `static` deployment type end to end: real files, a real release
+//! switch, a real nginx routing by Host header, a real HTTP health check.
+
+mod support;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use support::{Env, Nginx};
+
+fn run_static(env: &Env, nginx: &Nginx, id: &str, extra: &[String]) -> std::process::Output {
+    let mut args: Vec<String> =
+        vec!["run".into(), "static".into(), "--id".into(), id.into(), "--format".into(), "jsonl".into()];
+    for input in nginx
+        .inputs()
+        .into_iter()
+        .chain([format!("base_dir={}", env.path("srv").display())])
+        .chain(extra.iter().cloned())
+    {
+        args.push("-i".into());
+        args.push(input);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    env.command(&args).env("PHASED_PIPELINES", "/nonexistent").output().unwrap()
+}
+
+#[test]
+fn an_embedded_site_is_published_routed_and_checked_with_the_seed_phases() {
+    let env = Env::new();
+    let nginx = Nginx::start(&env.path("nginx"));
+    let inputs = env.write(
+        "inputs.yaml",
+        "project: blog\nsource:\n  type: embedded\n  files:\n    index.html: <h1>v1</h1>\n    about/index.html: about\n",
+    );
+    let out = env
+        .command(&["run", "static", "--id", "site-one", "--inputs", inputs.to_str().unwrap(), "--format", "jsonl"])
+        .args(nginx.inputs().iter().flat_map(|i| ["-i".to_string(), i.clone()]))
+        .args(["-i".to_string(), format!("base_dir={}", env.path("srv").display())])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(nginx.get("blog.localhost", "/").unwrap(), (200, "<h1>v1</h1>".to_string()));
+    assert_eq!(nginx.get("blog.localhost", "/about/").unwrap(), (200, "about".to_string()));
+    assert_eq!(nginx.get("other.localhost", "/").unwrap().0, 404, "routing is by domain");
+
+    let status = env.status("site-one");
+    // Each phase is entered at the seed's percentage.
+    let entered: Vec<(String, u64)> = status["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| {
+            h["metadata"].get("filePreparation").is_some_and(|v| v == "starting")
+                || h["metadata"].get("serverSetup").is_some()
+                || h["metadata"].get("routeConfiguration").is_some()
+                || h["metadata"].get("verification").is_some()
+                || h["phase"] == "ACTIVE"
+        })
+        .map(|h| (h["phase"].as_str().unwrap().to_string(), h["progress"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        entered,
+        vec![
+            ("COPYING_FILES".into(), 30),
+            ("CREATING_SYMLINKS".into(), 60),
+            ("UPDATING_ROUTES".into(), 80),
+            ("HEALTH_CHECK".into(), 90),
+            ("ACTIVE".into(), 100)
+        ]
+    );
+    let history = status["history"].as_array().unwrap();
+    let generated = history.iter().find(|h| h["metadata"]["generationStatus"] == "completed").unwrap();
+    assert_eq!(generated["metadata"]["uploadType"], "embedded_content");
+    assert!(generated["metadata"]["sourcePath"].as_str().unwrap().ends_with("/site-one/source"));
+    let symlinks = history.iter().find(|h| h["phase"] == "CREATING_SYMLINKS").unwrap();
+    assert_eq!(
+        (symlinks["metadata"]["finalDomain"].as_str(), symlinks["metadata"]["finalSubdomain"].as_str()),
+        (Some("blog.localhost"), Some("blog"))
+    );
+    let active = &status["phase_metadata"];
+    for key in ["containerName", "domain", "healthCheckUrl", "serverImage", "deploymentCompletedAt"] {
+        assert!(active.get(key).is_some(), "ACTIVE metadata has `{key}`: {active}");
+    }
+    let release = active["release"].as_str().unwrap();
+    assert_eq!(std::fs::read_link(env.path("srv/blog/current")).unwrap().display().to_string(), release);
+}
+
+#[test]
+fn a_second_deploy_from_an_upload_switches_with_zero_failed_requests() {
+    let env = Env::new();
+    let nginx = Arc::new(Nginx::start(&env.path("nginx")));
+    let archive = |version: &str| {
+        let path = env.path(&format!("{version}.tar.gz"));
+        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+        let body = format!("<h1>{version}</h1>");
+        let mut header = tar::Header::new_gnu();
+        header.set_path("site/index.html").unwrap();
+        header.set_size(body.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append(&header, body.as_bytes()).unwrap();
+        for i in 0..2000 {
+            let data = format!("{version} asset {i}");
+            let mut header = tar::Header::new_gnu();
+            header.set_path(format!("site/assets/{i}.txt")).unwrap();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder.append(&header, data.as_bytes()).unwrap();
+        }
+        let bytes = builder.into_inner().unwrap().finish().unwrap();
+        std::fs::File::create(&path).unwrap().write_all(&bytes).unwrap();
+        path.display().to_string()
+    };
+    let upload = |version: &str| {
+        vec![
+            "project=shop".to_string(),
+            "source.type=upload".to_string(),
+            format!("source.file={}", archive(version)),
+            "source.strip_components=1".to_string(),
+        ]
+    };
+    let out = run_static(&env, &nginx, "shop-1", &upload("v1"));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(nginx.get("shop.localhost", "/").unwrap(), (200, "<h1>v1</h1>".to_string()));
+
+    // A bounded request loop (at most 60 s) while the second deploy runs.
+    let done = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let looper = {
+        let (done, ok, failed, nginx) = (Arc::clone(&done), Arc::clone(&ok), Arc::clone(&failed), Arc::clone(&nginx));
+        std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            let mut seen = Vec::new();
+            while !done.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(60) {
+                match nginx.get("shop.localhost", "/") {
+                    Ok((200, body)) if body == "<h1>v1</h1>" || body == "<h1>v2</h1>" => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                        if seen.last() != Some(&body) {
+                            seen.push(body);
+                        }
+                    }
+                    other => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("failed request: {other:?}");
+                    }
+                }
+            }
+            seen
+        })
+    };
+    let out = run_static(&env, &nginx, "shop-2", &upload("v2"));
+    std::thread::sleep(Duration::from_millis(200));
+    done.store(true, Ordering::Relaxed);
+    let seen = looper.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "no request failed during the switch");
+    assert!(ok.load(Ordering::Relaxed) > 50, "the loop ran through the deploy");
+    assert_eq!(seen, vec!["<h1>v1</h1>", "<h1>v2</h1>"], "old, then new, never back");
+    let (upload_type, files): (String, i64) = env
+        .sqlite()
+        .query_row(
+            "SELECT metadata->>'uploadType', metadata->>'files' FROM phase_history \
+             WHERE deployment_id = 'shop-2' AND metadata->>'extractionStatus' = 'completed'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((upload_type.as_str(), files), ("direct_file", 2001));
+}
+
+#[test]
+fn a_failing_health_check_fails_the_run_with_the_seed_failure_metadata() {
+    let env = Env::new();
+    let nginx = Nginx::start(&env.path("nginx"));
+    let inputs = env.write(
+        "inputs.yaml",
+        "project: docs\nhealth_path: /missing.html\nsource:\n  type: embedded\n  files: {index.html: hi}\n",
+    );
+    let out = env
+        .command(&["run", "static", "--id", "docs-1", "--inputs", inputs.to_str().unwrap()])
+        .args(nginx.inputs().iter().flat_map(|i| ["-i".to_string(), i.clone()]))
+        .args(["-i".to_string(), format!("base_dir={}", env.path("srv").display())])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let status = env.status("docs-1");
+    assert_eq!((status["phase"].as_str(), status["phase_progress"].as_u64()), (Some("FAILED"), Some(0)));
+    let meta = &status["phase_metadata"];
+    assert_eq!(meta["failedNode"], "health");
+    // The health check reports each failed request as progress within HEALTH_CHECK.
+    let reached = meta["progressReached"].as_u64().unwrap();
+    assert!((90..100).contains(&reached), "{meta}");
+    assert_eq!(meta["healthCheckUrl"], "http://docs.localhost/missing.html");
+    assert_eq!(meta["containerName"], "nginx");
+    assert!(meta["error"].as_str().unwrap().contains("answered 404, expected 200"), "{meta}");
+}
+
+#[test]
+fn a_route_nginx_rejects_is_rolled_back_and_injection_is_refused() {
+    let env = Env::new();
+    let nginx = Nginx::start(&env.path("nginx"));
+    let p = nginx.prefix.display().to_string();
+    let pipeline = |upstream: &str| {
+        format!(
+            "version: 1\nname: route\nnodes:\n  route:\n    phase: UPDATING_ROUTES\n    uses: routes.update\n    with: {{domain: api.localhost, upstream: \"{upstream}\", listen: \"127.0.0.1:{}\", config_dir: {p}/routes, nginx_prefix: {p}, nginx_conf: {p}/nginx.conf}}\n",
+            nginx.port
+        )
+    };
+    let file = env.write("route.yaml", &pipeline("no-such-host.invalid:80"));
+    let out = env.run(&["run", file.to_str().unwrap(), "--id", "route-bad"]);
+    assert_eq!(out.status.code(), Some(1));
+    let error = env.status("route-bad")["phase_metadata"]["error"].as_str().unwrap().to_string();
+    assert!(error.contains("route for `api.localhost` not applied") && error.contains("host not found"), "{error}");
+    assert!(!nginx.prefix.join("routes/api.localhost.conf").exists(), "the rejected route was removed");
+    assert_eq!(nginx.get("blog.localhost", "/").unwrap().0, 404, "nginx still serves");
+
+    let file = env.write("inject.yaml", &pipeline("127.0.0.1:1; include /etc/passwd"));
+    let out = env.run(&["validate", "--format", "json", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["diagnostics"][0]["message"].as_str().unwrap().contains("`upstream` contains `;`"), "{report}");
+}

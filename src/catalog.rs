@@ -116,8 +116,12 @@ fn collect_builtin(dir: &'static Dir<'static>, layer: &mut BTreeMap<String, Arc<
     }
 }
 
+/// A pipeline file: `*.yaml` or `*.yml`, except `*.inputs.yaml`, which by convention
+/// holds inputs for `--inputs`.
 fn is_yaml(path: &Path) -> bool {
-    matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let inputs = name.ends_with(".inputs.yaml") || name.ends_with(".inputs.yml");
+    matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) && !inputs
 }
 
 /// The name of `path` in the catalog rooted at `root`.

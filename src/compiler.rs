@@ -14,7 +14,7 @@ use crate::action::{self, check_with};
 use crate::catalog::Catalog;
 use crate::diagnostic::{self, Diagnostic};
 use crate::phase::{self, PhaseOrder};
-use crate::plan::{DEFAULT_TIMEOUT, DeclaredOutputs, NodeKind, Plan, PlanNode, Retry, SubPipeline};
+use crate::plan::{DEFAULT_TIMEOUT, DeclaredOutputs, NodeKind, Plan, PlanNode, Retry, SubPipeline, Undo};
 use crate::raw::{RawNode, RawPipeline, RawRetry};
 use crate::reader;
 use crate::source::{Source, Span};
@@ -240,6 +240,14 @@ impl<'c> Compiler<'c> {
             if let Some(result) = &node.result_metadata {
                 check_templates(source, &mut scope, result, Site::NodeResult(i), out);
             }
+            if let Some(undo) = &node.undo {
+                if let Some(condition) = &undo.condition {
+                    check_expression(source, &mut scope, &condition.value, condition.span, Site::NodeResult(i), out);
+                }
+                if let Some(with) = &undo.with {
+                    check_templates(source, &mut scope, with, Site::NodeResult(i), out);
+                }
+            }
         }
         for output in raw.outputs.values() {
             check_templates(source, &mut scope, output, Site::Pipeline, out);
@@ -446,6 +454,36 @@ impl<'c> Compiler<'c> {
             ));
         }
         let retry = merge_retry(source, node.retry.as_ref(), raw.defaults.retry.as_ref(), out);
+        let undo = node.undo.as_ref().and_then(|undo| match action::find(&undo.uses.value) {
+            Some(spec) => {
+                let null = Yaml::null(undo.uses.span);
+                let with = undo.with.as_ref().unwrap_or(&null);
+                let owner = if undo.with.is_some() { with_key_span(source, with) } else { undo.uses.span };
+                for problem in check_with(spec, with, owner) {
+                    out.push(
+                        Diagnostic::error(problem.code, source, problem.span, problem.message)
+                            .with_help_opt(problem.help),
+                    );
+                }
+                Some(Undo {
+                    condition: undo.condition.as_ref().map(|c| c.value.clone()),
+                    action: spec,
+                    with: undo.with.clone(),
+                })
+            }
+            None => {
+                out.push(
+                    Diagnostic::error(
+                        "unknown-action",
+                        source,
+                        undo.uses.span,
+                        format!("unknown action `{}`", undo.uses.value),
+                    )
+                    .with_help_opt(suggest::hint(&undo.uses.value, action::names())),
+                );
+                None
+            }
+        });
         let plan_node = PlanNode {
             id: id.to_string(),
             id_span,
@@ -461,6 +499,7 @@ impl<'c> Compiler<'c> {
             result_metadata: node.result_metadata.clone(),
             timeout: timeout.map_or(DEFAULT_TIMEOUT, |t| t.value.0),
             retry,
+            undo,
         };
         (plan_node, declared)
     }

@@ -72,6 +72,15 @@ pub struct PlanNode {
     pub result_metadata: Option<Yaml>,
     pub timeout: Duration,
     pub retry: Retry,
+    /// What reverses this node's effect if the run fails after it.
+    pub undo: Option<Undo>,
+}
+
+#[derive(Debug)]
+pub struct Undo {
+    pub condition: Option<String>,
+    pub action: &'static ActionSpec,
+    pub with: Option<Yaml>,
 }
 
 #[derive(Debug)]

@@ -168,6 +168,24 @@ pub struct RawNode {
     #[schemars(with = "Option<Duration>")]
     pub timeout: Option<Spanned<Duration>>,
     pub retry: Option<RawRetry>,
+    /// An action that reverses what this node did, run if the run fails after this
+    /// node succeeded (for instance switching the live link back); `outputs` is in scope.
+    pub undo: Option<RawUndo>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawUndo {
+    /// A minijinja expression; the undo is skipped when it is false.
+    #[serde(rename = "if")]
+    #[schemars(with = "Option<String>")]
+    pub condition: Option<Spanned<String>>,
+    /// The built-in action that reverses the node's effect.
+    #[schemars(with = "String")]
+    pub uses: Spanned<String>,
+    /// Its parameters (templated; the node's `outputs` are in scope).
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub with: Option<Yaml>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -583,3 +583,57 @@ fn an_unusable_database_exits_3_and_bad_inputs_exit_2() {
     assert!(stderr(&out).contains("already exists"));
     assert_eq!(env.run(&["resume", "nope"]).status.code(), Some(2));
 }
+
+#[test]
+fn when_a_run_fails_the_undo_of_finished_nodes_runs_latest_first() {
+    let env = Env::new();
+    let file = env.write(
+        "undo.yaml",
+        r#"
+version: 1
+name: undo
+nodes:
+  first:
+    phase: BUILDING
+    uses: shell
+    with: {run: 'echo first >> marks; echo token=one >> "$PHASED_OUTPUT"'}
+    undo: {uses: shell, with: {run: 'echo "undo-first-{{ outputs.token }}" >> marks'}}
+  second:
+    phase: COPYING_FILES
+    needs: [first]
+    uses: shell
+    with: {run: 'echo second >> marks'}
+    undo: {if: "false", uses: shell, with: {run: 'echo never >> marks'}}
+  third:
+    phase: CREATING_SYMLINKS
+    needs: [second]
+    uses: shell
+    with: {run: 'echo third >> marks'}
+    undo: {uses: shell, with: {run: 'echo undo-third >> marks'}}
+  broken:
+    phase: HEALTH_CHECK
+    needs: [third]
+    uses: fail
+    with: {message: unhealthy}
+on_failure:
+  metadata: {reverted: "{{ error.reverted }}"}
+"#,
+    );
+    let out = env.run(&["run", file.to_str().unwrap(), "--id", "undo"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        env.marks("marks"),
+        vec!["first", "second", "third", "undo-third", "undo-first-one"],
+        "undos run latest first, with the node's outputs; a false `if` skips one"
+    );
+    let status = env.status("undo");
+    assert_eq!(status["phase_metadata"]["reverted"], serde_json::json!(["third", "first"]));
+    // Undone nodes and what followed them lose their checkpoints: a resume redoes them.
+    let nodes: Vec<(String, String)> = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["node"].as_str().unwrap().to_string(), n["status"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(nodes, vec![("broken".to_string(), "failed".to_string())]);
+}

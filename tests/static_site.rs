@@ -178,30 +178,49 @@ fn a_second_deploy_from_an_upload_switches_with_zero_failed_requests() {
 }
 
 #[test]
-fn a_failing_health_check_fails_the_run_with_the_seed_failure_metadata() {
+fn a_failing_health_check_makes_the_previous_release_live_again() {
     let env = Env::new();
     let nginx = Nginx::start(&env.path("nginx"));
-    let inputs = env.write(
-        "inputs.yaml",
-        "project: docs\nhealth_path: /missing.html\nsource:\n  type: embedded\n  files: {index.html: hi}\n",
-    );
-    let out = env
-        .command(&["run", "static", "--id", "docs-1", "--inputs", inputs.to_str().unwrap()])
-        .args(nginx.inputs().iter().flat_map(|i| ["-i".to_string(), i.clone()]))
-        .args(["-i".to_string(), format!("base_dir={}", env.path("srv").display())])
-        .output()
-        .unwrap();
+    let deploy = |id: &str, page: &str, health: &str| {
+        let inputs = env.write(
+            &format!("{id}.inputs.yaml"),
+            &format!(
+                "project: docs\nhealth_path: {health}\nsource:\n  type: embedded\n  files: {{index.html: {page}}}\n"
+            ),
+        );
+        env.command(&["run", "static", "--id", id, "--inputs", inputs.to_str().unwrap()])
+            .args(nginx.inputs().iter().flat_map(|i| ["-i".to_string(), i.clone()]))
+            .args(["-i".to_string(), format!("base_dir={}", env.path("srv").display())])
+            .output()
+            .unwrap()
+    };
+    // A first deploy that fails its health check has nothing to go back to.
+    assert_eq!(deploy("docs-0", "zero", "/missing.html").status.code(), Some(1));
+    let meta = env.status("docs-0")["phase_metadata"].clone();
+    assert_eq!(meta["previousReleaseServing"], false, "{meta}");
+
+    assert_eq!(deploy("docs-1", "good", "/").status.code(), Some(0));
+    assert_eq!(nginx.get("docs.localhost", "/").unwrap(), (200, "good".to_string()));
+    let out = deploy("docs-2", "broken", "/missing.html");
     assert_eq!(out.status.code(), Some(1));
-    let status = env.status("docs-1");
+    assert_eq!(nginx.get("docs.localhost", "/").unwrap(), (200, "good".to_string()), "the old release serves again");
+
+    let status = env.status("docs-2");
     assert_eq!((status["phase"].as_str(), status["phase_progress"].as_u64()), (Some("FAILED"), Some(0)));
     let meta = &status["phase_metadata"];
     assert_eq!(meta["failedNode"], "health");
+    assert_eq!(meta["reverted"], serde_json::json!(["symlinks"]));
+    assert_eq!(meta["previousReleaseServing"], true);
+    assert_eq!(meta["healthCheckUrl"], "http://docs.localhost/missing.html");
+    assert_eq!(meta["containerName"], "nginx");
     // The health check reports each failed request as progress within HEALTH_CHECK.
     let reached = meta["progressReached"].as_u64().unwrap();
     assert!((90..100).contains(&reached), "{meta}");
-    assert_eq!(meta["healthCheckUrl"], "http://docs.localhost/missing.html");
-    assert_eq!(meta["containerName"], "nginx");
     assert!(meta["error"].as_str().unwrap().contains("answered 404, expected 200"), "{meta}");
+    // The undone switch (and what came after it) will run again on resume.
+    let nodes: Vec<String> =
+        status["nodes"].as_array().unwrap().iter().map(|n| n["node"].as_str().unwrap().to_string()).collect();
+    assert!(!nodes.contains(&"symlinks".to_string()) && !nodes.contains(&"routes".to_string()), "{nodes:?}");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use crate::plan::DeclaredOutputs;
 use crate::suggest;
 
 pub const DEPLOYMENT_FIELDS: &[&str] = &["id", "short_id", "pipeline", "attempt", "started_at"];
-pub const ERROR_FIELDS: &[&str] = &["message", "node", "phase", "progress"];
+pub const ERROR_FIELDS: &[&str] = &["message", "node", "phase", "progress", "reverted"];
 
 /// Where a template stands.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -153,7 +153,7 @@ impl<'r> Dispatcher<'r> {
         loop {
             self.schedule();
             if self.failure.is_some() {
-                return self.fail();
+                return self.fail().await;
             }
             if self.frames[0].unfinished == 0 {
                 return self.succeed();
@@ -782,16 +782,136 @@ impl<'r> Dispatcher<'r> {
         Ok(Outcome::Succeeded)
     }
 
-    fn fail(mut self) -> Result<Outcome, StoreError> {
+    /// Runs the `undo` of every succeeded node that has one, latest first, and forgets
+    /// the checkpoints of what was undone (and of what came after it), so that a resume
+    /// does them again in order. Returns the nodes undone and the undos that failed.
+    async fn undo_all(&mut self) -> (Vec<String>, Map<String, Value>) {
+        // Let the aborted tasks drop (their process groups are killed on drop).
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        let mut candidates = Vec::new();
+        for (f, frame) in self.frames.iter().enumerate().rev() {
+            for &n in frame.plan.order.iter().rev() {
+                if matches!(frame.states[n], NodeState::Succeeded) && frame.plan.nodes[n].undo.is_some() {
+                    candidates.push((f, n));
+                }
+            }
+        }
+        let (mut reverted, mut errors) = (Vec::new(), Map::new());
+        for (f, n) in candidates {
+            let plan = Arc::clone(&self.frames[f].plan);
+            let node = &plan.nodes[n];
+            let undo = node.undo.as_ref().expect("filtered above");
+            let id = self.frames[f].qualified(n);
+            let outputs =
+                self.frames[f].outputs.get(&node.id).map(|o| o["outputs"].clone()).unwrap_or_else(|| json!({}));
+            let extra = [("outputs", outputs)];
+            if let Some(condition) = &undo.condition {
+                let frame = &self.frames[f];
+                let scope = Scope {
+                    deployment: &self.deployment,
+                    inputs: &frame.inputs,
+                    nodes: &frame.outputs,
+                    secrets: &self.secrets,
+                };
+                let expr = condition.trim().trim_start_matches("{{").trim_end_matches("}}");
+                match template::eval_condition(expr, &scope.context(Purpose::Action, &extra)) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        errors.insert(id, json!(format!("`undo.if`: {}", describe_template_error(&e))));
+                        continue;
+                    }
+                }
+            }
+            let with = match &undo.with {
+                Some(block) => match self.render(f, block, Purpose::Action, &extra) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        errors.insert(id, json!(format!("`undo.with`: {e}")));
+                        continue;
+                    }
+                },
+                None => json!({}),
+            };
+            let undo_id = format!("{id}.undo");
+            self.emit(EventKind::NodeStarted, Some(undo_id.clone()), json!({"undo": id}), Some(1), None);
+            let ctx = ActionCtx {
+                run_id: self.deployment.id.clone(),
+                node: undo_id.clone(),
+                attempt: 1,
+                log: Arc::new(NodeLog::open(&self.logs.join(format!("{undo_id}.log")), self.masker.clone())),
+                progress: Arc::new(ProgressReporter::none()),
+                work_dir: self.work.clone(),
+            };
+            let result = match undo.action.check(&with) {
+                Err(e) => Err(ActionError::new(e)),
+                Ok(()) => tokio::time::timeout(node.timeout, undo.action.run(ctx, &with))
+                    .await
+                    .unwrap_or_else(|_| Err(ActionError::new("timed out"))),
+            };
+            match result {
+                Ok(_) => {
+                    tracing::info!(run = %self.deployment.id, node = %id, "Node undone.");
+                    self.emit(EventKind::NodeSucceeded, Some(undo_id), json!({"undo": id}), Some(1), None);
+                    self.forget_from(f, n);
+                    reverted.push(id);
+                }
+                Err(e) => {
+                    let message = self.masker.mask(&e.full()).into_owned();
+                    self.emit(
+                        EventKind::NodeFailed,
+                        Some(undo_id),
+                        json!({"undo": id}),
+                        Some(1),
+                        Some(message.clone()),
+                    );
+                    errors.insert(id, json!(message));
+                }
+            }
+        }
+        (reverted, errors)
+    }
+
+    /// Forgets the checkpoints of a node and of everything after it that finished.
+    fn forget_from(&mut self, frame: usize, node: usize) {
+        let f = &self.frames[frame];
+        let (mut nodes, mut prefixes) = (Vec::new(), Vec::new());
+        let mut queue = vec![node];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(i) = queue.pop() {
+            if !seen.insert(i) || matches!(f.states[i], NodeState::Failed) {
+                continue;
+            }
+            let id = f.qualified(i);
+            if matches!(f.plan.nodes[i].kind, NodeKind::Pipeline(_)) {
+                prefixes.push(format!("{id}."));
+            }
+            nodes.push(id);
+            queue.extend(f.dependents[i].iter().copied());
+        }
+        self.batch.push(Write::ResetNodes { run: self.deployment.id.clone(), nodes, prefixes });
+    }
+
+    async fn fail(mut self) -> Result<Outcome, StoreError> {
         let failure = self.failure.take().expect("fail() follows a failure");
         let reached = self.progress;
-        let error =
-            json!({"message": failure.error, "node": failure.node, "phase": failure.phase, "progress": reached});
+        let (reverted, revert_errors) = self.undo_all().await;
+        let error = json!({
+            "message": failure.error, "node": failure.node, "phase": failure.phase, "progress": reached, "reverted": reverted,
+        });
         let mut metadata = Map::new();
         metadata.insert("error".into(), json!(failure.error));
         metadata.insert("failedNode".into(), json!(failure.node));
         metadata.insert("failedPhase".into(), json!(failure.phase));
         metadata.insert("progressReached".into(), json!(reached));
+        if !reverted.is_empty() {
+            metadata.insert("reverted".into(), json!(reverted));
+        }
+        if !revert_errors.is_empty() {
+            metadata.insert("revertErrors".into(), Value::Object(revert_errors));
+        }
         if let Some(block) = self.frames[0].plan.on_failure.clone() {
             match self.render(0, &block, Purpose::Record, &[("error", error)]) {
                 Ok(Value::Object(extra)) => metadata.extend(extra),

@@ -7,6 +7,7 @@ mod content_write;
 mod fail;
 mod files_copy;
 mod fsutil;
+mod git_clone;
 mod http_check;
 mod noop;
 mod params;
@@ -33,10 +34,12 @@ pub static ACTIONS: &[&ActionSpec] = &[
     &files_copy::SPEC,
     &release_switch::SPEC,
     &routes_update::SPEC,
+    &git_clone::SPEC,
 ];
 
 pub use archive_extract::{ExtractParams, Extracted, extract};
 pub use files_copy::{CopyParams, MARKER as RELEASE_MARKER, copy_release};
+pub use git_clone::{CloneParams, clone};
 pub use release_switch::{SwitchParams, switch};
 
 /// The action named `name` (as written after `uses:`).

@@ -32,7 +32,10 @@ fn an_embedded_site_is_published_routed_and_checked_with_the_seed_phases() {
     let nginx = Nginx::start(&env.path("nginx"));
     let inputs = env.write(
         "inputs.yaml",
-        "project: blog\nsource:\n  type: embedded\n  files:\n    index.html: <h1>v1</h1>\n    about/index.html: about\n",
+        &format!(
+            "project: blog\nsource:\n  type: embedded\n  work_dir: {}\n  files:\n    index.html: <h1>v1</h1>\n    about/index.html: about\n",
+            env.path("work").display()
+        ),
     );
     let out = env
         .command(&["run", "static", "--id", "site-one", "--inputs", inputs.to_str().unwrap(), "--format", "jsonl"])
@@ -126,6 +129,7 @@ fn a_second_deploy_from_an_upload_switches_with_zero_failed_requests() {
             "source.type=upload".to_string(),
             format!("source.file={}", archive(version)),
             "source.strip_components=1".to_string(),
+            format!("source.work_dir={}", env.path("work").display()),
         ]
     };
     let out = run_static(&env, &nginx, "shop-1", &upload("v1"));
@@ -185,7 +189,8 @@ fn a_failing_health_check_makes_the_previous_release_live_again() {
         let inputs = env.write(
             &format!("{id}.inputs.yaml"),
             &format!(
-                "project: docs\nhealth_path: {health}\nsource:\n  type: embedded\n  files: {{index.html: {page}}}\n"
+                "project: docs\nhealth_path: {health}\nsource:\n  type: embedded\n  work_dir: {}\n  files: {{index.html: {page}}}\n",
+                env.path("work").display()
             ),
         );
         env.command(&["run", "static", "--id", id, "--inputs", inputs.to_str().unwrap()])

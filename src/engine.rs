@@ -148,7 +148,8 @@ pub async fn resume(
     let now = now_ms();
     let row = store.claim(id, &lease, now, |r| lease::holder_alive(r, now))?;
     tracing::info!(run = %id, attempt = row.attempt, "Run claimed for resuming.");
-    let killed = crate::process::kill_leftovers(id, std::time::Duration::from_secs(5));
+    let key = crate::process::run_key(id, store.path());
+    let killed = crate::process::kill_leftovers(&key, std::time::Duration::from_secs(5));
     if killed > 0 {
         tracing::warn!(run = %id, killed, "Killed processes left running by an earlier attempt.");
     }

@@ -3,15 +3,27 @@
 //! A node's child never outlives the process that runs it: it runs under the
 //! supervisor ([`crate::supervise`]), which leads its own process group and kills it
 //! when phased dies, even by `kill -9`; the group is also killed on timeout, cancel or
-//! drop; and everything carries the environment marker
-//! `PHASED_RUN=<run id>`, inherited by everything it starts. Before a run is resumed,
-//! every process still carrying its marker is killed, so two copies of a step never
-//! run at once.
+//! drop; and everything carries the environment markers `PHASED_RUN=<run id>` and
+//! `PHASED_RUN_KEY=<run id>@<database key>`, inherited by everything it starts.
+//! Before a run is resumed, every process still carrying its key is killed, so two
+//! copies of a step never run at once.
 
 use std::time::{Duration, Instant};
 
-/// The environment variable that marks every process started for a run.
+/// The environment variable that names the run a process was started for.
 pub const RUN_MARKER: &str = "PHASED_RUN";
+/// The variable that identifies the run across databases: `<run id>@<database key>`
+/// (run ids are unique only within one database). Leftovers are found by this one.
+pub const RUN_KEY: &str = "PHASED_RUN_KEY";
+
+/// The key of a run: its id and a short hash of the database's absolute path.
+pub fn run_key(run_id: &str, db: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    let path = std::fs::canonicalize(db).unwrap_or_else(|_| crate::watch::normalize(db));
+    let digest = Sha256::digest(path.as_os_str().as_encoded_bytes());
+    let short: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("{run_id}@{short}")
+}
 
 /// A command for `argv`, run under the supervisor when there is one (see
 /// [`crate::supervise`]): then everything it starts dies with phased.
@@ -31,8 +43,8 @@ pub fn command(argv: &[String]) -> tokio::process::Command {
 }
 
 /// Prepares a command: own process group, killed with its parent, marked with the run.
-pub fn configure(cmd: &mut tokio::process::Command, run_id: &str, node: &str) {
-    cmd.env(RUN_MARKER, run_id).env("PHASED_NODE", node).process_group(0).kill_on_drop(true);
+pub fn configure(cmd: &mut tokio::process::Command, run_id: &str, run_key: &str, node: &str) {
+    cmd.env(RUN_MARKER, run_id).env(RUN_KEY, run_key).env("PHASED_NODE", node).process_group(0).kill_on_drop(true);
     // SAFETY: the closure runs in the child between fork and exec and only calls
     // async-signal-safe functions (prctl, getppid, _exit).
     let parent = std::process::id() as libc::pid_t;
@@ -112,9 +124,9 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// Every process carrying `PHASED_RUN=<run_id>` (other than this one).
-pub fn marked(run_id: &str) -> Vec<u32> {
-    let marker = format!("{RUN_MARKER}={run_id}");
+/// Every process carrying `PHASED_RUN_KEY=<run_key>` (other than this one).
+pub fn marked(run_key: &str) -> Vec<u32> {
+    let marker = format!("{RUN_KEY}={run_key}");
     let me = std::process::id();
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     entries
@@ -129,10 +141,10 @@ pub fn marked(run_id: &str) -> Vec<u32> {
         .collect()
 }
 
-/// Kills every process left over from an earlier attempt of `run_id` and waits (up to
-/// `patience`) until they are gone. Returns how many there were.
-pub fn kill_leftovers(run_id: &str, patience: Duration) -> usize {
-    let found = marked(run_id);
+/// Kills every process left over from an earlier attempt of the run `run_key` and
+/// waits (up to `patience`) until they are gone. Returns how many there were.
+pub fn kill_leftovers(run_key: &str, patience: Duration) -> usize {
+    let found = marked(run_key);
     for &pid in &found {
         // SAFETY: plain syscalls on pids we just found carrying the run's marker.
         unsafe {
@@ -144,7 +156,7 @@ pub fn kill_leftovers(run_id: &str, patience: Duration) -> usize {
         }
     }
     let deadline = Instant::now() + patience;
-    while !marked(run_id).is_empty() && Instant::now() < deadline {
+    while !marked(run_key).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     found.len()
@@ -153,6 +165,15 @@ pub fn kill_leftovers(run_id: &str, patience: Duration) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_keys_tell_the_same_run_id_in_two_databases_apart() {
+        let a = run_key("deploy-1", std::path::Path::new("/tmp/a/phased.db"));
+        let b = run_key("deploy-1", std::path::Path::new("/tmp/b/phased.db"));
+        assert_ne!(a, b);
+        assert!(a.starts_with("deploy-1@"));
+        assert_eq!(a, run_key("deploy-1", std::path::Path::new("/tmp/a/../a/phased.db")));
+    }
 
     #[test]
     fn this_process_is_alive_and_a_wrong_start_time_is_not() {

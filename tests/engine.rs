@@ -170,7 +170,7 @@ on_failure:
     assert_eq!(meta["failedPhase"], "BUILDING");
     assert_eq!(meta["failedAt"], "hang");
     assert!(meta["error"].as_str().unwrap().contains("timed out after 300ms"), "{meta}");
-    assert!(processes_of("stuck").is_empty(), "the sleeps were killed");
+    assert!(processes_of(&env, "stuck").is_empty(), "the sleeps were killed");
 }
 
 #[test]
@@ -236,8 +236,8 @@ fn kill_9_in_the_middle_node_then_resume_reruns_only_what_did_not_finish() {
     kill9(&mut child);
     // Nothing the step started outlives phased: not the shell, not the loop's `sleep`.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !processes_of("crash").is_empty() {
-        assert!(Instant::now() < deadline, "processes of the run survived kill -9: {:?}", processes_of("crash"));
+    while !processes_of(&env, "crash").is_empty() {
+        assert!(Instant::now() < deadline, "processes of the run survived kill -9: {:?}", processes_of(&env, "crash"));
         std::thread::sleep(Duration::from_millis(20));
     }
 
@@ -250,7 +250,7 @@ fn kill_9_in_the_middle_node_then_resume_reruns_only_what_did_not_finish() {
     env.write("go", "");
     let out = env.run(&["resume", "crash"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(processes_of("crash").is_empty());
+    assert!(processes_of(&env, "crash").is_empty());
     // `first` did not run again; its recorded output fed the rerun of `second`.
     assert_eq!(env.marks("marks"), vec!["first", "second-42", "second-42", "third"]);
     let status = env.status("crash");
@@ -275,14 +275,14 @@ fn a_resume_kills_what_an_earlier_attempt_left_running() {
     env.wait_for("second-running", Duration::from_secs(20));
     kill9(&mut child);
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(processes_of("escaped").len(), 1, "only the escaped sleep is left");
+    assert_eq!(processes_of(&env, "escaped").len(), 1, "only the escaped sleep is left");
     env.write("go", "");
     let out = env.run(&["resume", "escaped"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stderr(&out).contains("stopped 1 process(es) left running"), "{}", stderr(&out));
     // The rerun of `second` started its own escaped sleep; it is the only one left.
-    assert_eq!(processes_of("escaped").len(), 1);
-    let leftover = processes_of("escaped")[0];
+    assert_eq!(processes_of(&env, "escaped").len(), 1);
+    let leftover = processes_of(&env, "escaped")[0];
     // SAFETY: plain syscall on a process this test's run started.
     unsafe {
         libc::kill(leftover as i32, libc::SIGKILL);
@@ -378,7 +378,7 @@ fn ctrl_c_stops_the_run_with_130_and_resume_finishes_it() {
     signal(&child, libc::SIGINT);
     let status = wait_timeout(&mut child, Duration::from_secs(10));
     assert_eq!(status.code(), Some(130));
-    assert!(processes_of("sigint").is_empty(), "the step's processes stop with the run");
+    assert!(processes_of(&env, "sigint").is_empty(), "the step's processes stop with the run");
     assert_eq!(env.status("sigint")["status"], "interrupted");
     env.write("go", "");
     let out = env.run(&["resume", "--all"]);

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{Env, Server, free_port, git, kill9, wait_port};
+use support::{Env, Server, git, kill9, start_on_free_port};
 
 /// A bare repository `repos/<name>.git` with: main (two commits), a branch `feature`
 /// and a tag `v1` on the first commit. Returns the commit ids (first, second, feature).
@@ -48,30 +48,30 @@ fn make_repo(env: &Env, name: &str, big: bool) -> (String, String, String) {
 }
 
 fn git_daemon(env: &Env) -> (Server, u16) {
-    let port = free_port();
     let repos = env.path("repos");
-    let child = Command::new("git")
-        .args(["daemon", "--reuseaddr", "--listen=127.0.0.1", &format!("--port={port}"), "--export-all"])
-        .arg(format!("--base-path={}", repos.display()))
-        .arg(&repos)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_port(port, "git daemon");
+    let (child, port) = start_on_free_port("git daemon", |port| {
+        Command::new("git")
+            .args(["daemon", "--listen=127.0.0.1", &format!("--port={port}"), "--export-all"])
+            .arg(format!("--base-path={}", repos.display()))
+            .arg(&repos)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    });
     (Server(child), port)
 }
 
 /// lighttpd serving `repos/` over smart HTTP at /git/, with /git/private* behind
 /// basic auth (user `deploy`, password `s3cret-token-123`).
 fn smart_http(env: &Env) -> (Server, u16) {
-    let port = free_port();
     let dir = env.path("lighttpd");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("users"), "deploy:s3cret-token-123\n").unwrap();
     let backend = PathBuf::from(git(Path::new("."), &["--exec-path"])).join("git-http-backend");
-    let conf = format!(
-        r#"server.modules = ("mod_alias", "mod_cgi", "mod_setenv", "mod_auth", "mod_authn_file")
+    let (child, port) = start_on_free_port("lighttpd", |port| {
+        let conf = format!(
+            r#"server.modules = ("mod_alias", "mod_cgi", "mod_setenv", "mod_auth", "mod_authn_file")
 server.document-root = "{dir}"
 server.bind = "127.0.0.1"
 server.port = {port}
@@ -85,19 +85,19 @@ auth.backend = "plain"
 auth.backend.plain.userfile = "{dir}/users"
 auth.require = ("/git/private" => ("method" => "basic", "realm" => "git", "require" => "valid-user"))
 "#,
-        dir = dir.display(),
-        backend = backend.display(),
-        repos = env.path("repos").display(),
-    );
-    std::fs::write(dir.join("lighttpd.conf"), conf).unwrap();
-    let child = Command::new("lighttpd")
-        .args(["-D", "-f"])
-        .arg(dir.join("lighttpd.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("lighttpd is installed (.ci/run installs it)");
-    wait_port(port, "lighttpd");
+            dir = dir.display(),
+            backend = backend.display(),
+            repos = env.path("repos").display(),
+        );
+        std::fs::write(dir.join("lighttpd.conf"), conf).unwrap();
+        Command::new("lighttpd")
+            .args(["-D", "-f"])
+            .arg(dir.join("lighttpd.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("lighttpd is installed (.ci/run installs it)")
+    });
     (Server(child), port)
 }
 

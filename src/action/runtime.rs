@@ -111,6 +111,8 @@ impl NodeLog {
 #[derive(Clone)]
 pub struct ActionCtx {
     pub run_id: String,
+    /// The run's id and database key, marking every process it starts.
+    pub run_key: String,
     pub node: String,
     pub attempt: u32,
     pub log: Arc<NodeLog>,
@@ -124,6 +126,7 @@ impl ActionCtx {
     pub fn detached(run_id: &str, node: &str, work_dir: PathBuf) -> Self {
         ActionCtx {
             run_id: run_id.into(),
+            run_key: run_id.into(),
             node: node.into(),
             attempt: 1,
             log: Arc::new(NodeLog::discard()),

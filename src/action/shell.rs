@@ -67,7 +67,7 @@ fn run(ctx: ActionCtx, params: ShellParams) -> ActionFuture {
         if let Some(cwd) = &params.cwd {
             cmd.current_dir(cwd);
         }
-        process::configure(&mut cmd, &ctx.run_id, &ctx.node);
+        process::configure(&mut cmd, &ctx.run_id, &ctx.run_key, &ctx.node);
         ctx.log.line(&format!("== attempt {} of `{}`: {shown}", ctx.attempt, ctx.node));
         let mut child = cmd.spawn().map_err(|e| {
             let place = params.cwd.as_deref().map(|c| format!(" in `{c}`")).unwrap_or_default();

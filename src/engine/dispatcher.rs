@@ -66,6 +66,7 @@ pub struct Dispatcher<'r> {
     checkpoints: HashMap<String, NodeRow>,
     logs: PathBuf,
     work: PathBuf,
+    run_key: String,
     failure: Option<Failure>,
     /// A graceful stop was asked for: start nothing new, stop when nothing runs.
     draining: bool,
@@ -99,6 +100,7 @@ impl<'r> Dispatcher<'r> {
         let mut dispatcher = Dispatcher {
             logs: start.data_dir.join("logs").join(run),
             work: start.data_dir.join("work").join(run),
+            run_key: crate::process::run_key(run, start.store.path()),
             store: start.store,
             deployment: start.deployment,
             lease: start.lease,
@@ -356,6 +358,7 @@ impl<'r> Dispatcher<'r> {
         let progress_tx = self.tx.clone();
         let ctx = ActionCtx {
             run_id: self.deployment.id.clone(),
+            run_key: self.run_key.clone(),
             node: id.clone(),
             attempt,
             log: Arc::new(NodeLog::open(&self.logs.join(format!("{id}.log")), self.masker.clone())),
@@ -839,6 +842,7 @@ impl<'r> Dispatcher<'r> {
             self.emit(EventKind::NodeStarted, Some(undo_id.clone()), json!({"undo": id}), Some(1), None);
             let ctx = ActionCtx {
                 run_id: self.deployment.id.clone(),
+                run_key: self.run_key.clone(),
                 node: undo_id.clone(),
                 attempt: 1,
                 log: Arc::new(NodeLog::open(&self.logs.join(format!("{undo_id}.log")), self.masker.clone())),

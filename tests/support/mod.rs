@@ -86,9 +86,11 @@ pub fn kinds(events: &[serde_json::Value]) -> Vec<String> {
     events.iter().map(|e| format!("{} {}", e["event"].as_str().unwrap(), e["node"].as_str().unwrap_or("-"))).collect()
 }
 
-/// Whether any process still carries this run's marker.
-pub fn processes_of(run: &str) -> Vec<u32> {
+/// The processes still carrying this run's marker and this test's database (other
+/// test runs on the machine may use the same run ids).
+pub fn processes_of(env: &Env, run: &str) -> Vec<u32> {
     let marker = format!("PHASED_RUN={run}");
+    let db = format!("PHASED_DB={}", env.db().display());
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
@@ -97,7 +99,11 @@ pub fn processes_of(run: &str) -> Vec<u32> {
             let zombie = stat.rfind(')').is_some_and(|i| stat[i + 2..].starts_with('Z'));
             !zombie
                 && std::fs::read(format!("/proc/{pid}/environ"))
-                    .map(|env| env.split(|&b| b == 0).any(|v| v == marker.as_bytes()))
+                    .map(|vars| {
+                        let mut vars = vars.split(|&b| b == 0);
+                        let all: Vec<&[u8]> = vars.by_ref().collect();
+                        all.contains(&marker.as_bytes()) && all.contains(&db.as_bytes())
+                    })
                     .unwrap_or(false)
         })
         .collect()
@@ -133,9 +139,36 @@ pub fn read_all(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_default()
 }
 
-/// A free TCP port on 127.0.0.1.
+/// A free TCP port on 127.0.0.1 (free now; see [`start_on_free_port`] for servers).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts a server on a free port and makes sure it is *this* server that answers:
+/// tests run in parallel, and two of them can be handed the same free port, in which
+/// case one server fails to bind and exits. Then another port is tried.
+pub fn start_on_free_port(what: &str, mut spawn: impl FnMut(u16) -> Child) -> (Child, u16) {
+    for _ in 0..10 {
+        let port = free_port();
+        let mut child = spawn(port);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut exited = false;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+                exited = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // A server that lost the race for its port exits right after starting.
+        std::thread::sleep(Duration::from_millis(100));
+        if !exited && child.try_wait().unwrap().is_none() {
+            return (child, port);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("{what} could not start on a free port");
 }
 
 /// A real nginx running under its own prefix on 127.0.0.1, including the route files
@@ -148,15 +181,15 @@ pub struct Nginx {
 
 impl Nginx {
     pub fn start(prefix: &Path) -> Nginx {
-        let port = free_port();
         for dir in ["logs", "tmp", "routes"] {
             std::fs::create_dir_all(prefix.join(dir)).unwrap();
         }
-        let p = prefix.display();
-        // As root, workers would run as `nobody` and could not read test folders.
-        let user = if unsafe { libc::geteuid() } == 0 { "user root;" } else { "" };
-        let conf = format!(
-            "{user}
+        let p = prefix.display().to_string();
+        let (child, port) = start_on_free_port("nginx", |port| {
+            // As root, workers would run as `nobody` and could not read test folders.
+            let user = if unsafe { libc::geteuid() } == 0 { "user root;" } else { "" };
+            let conf = format!(
+                "{user}
 daemon off;
 worker_processes 1;
 pid {p}/nginx.pid;
@@ -173,23 +206,15 @@ http {{
     server {{ listen 127.0.0.1:{port} default_server; return 404; }}
 }}
 "
-        );
-        std::fs::write(prefix.join("nginx.conf"), conf).unwrap();
-        let child = Command::new("nginx")
-            .args(["-p", &p.to_string(), "-c", &format!("{p}/nginx.conf")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("nginx is installed (.ci/run installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not start: {}",
-                std::fs::read_to_string(prefix.join("logs/error.log")).unwrap_or_default()
             );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            std::fs::write(prefix.join("nginx.conf"), conf).unwrap();
+            Command::new("nginx")
+                .args(["-p", &p, "-c", &format!("{p}/nginx.conf")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("nginx is installed (.ci/run installs it)")
+        });
         Nginx { prefix: prefix.to_path_buf(), port, child }
     }
 
@@ -255,13 +280,5 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-pub fn wait_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not start on port {port}");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -14,6 +14,7 @@ mod params;
 mod release_switch;
 mod routes_update;
 mod runtime;
+mod s3_download;
 mod shell;
 mod sleep;
 mod spec;
@@ -35,6 +36,7 @@ pub static ACTIONS: &[&ActionSpec] = &[
     &release_switch::SPEC,
     &routes_update::SPEC,
     &git_clone::SPEC,
+    &s3_download::SPEC,
 ];
 
 pub use archive_extract::{ExtractParams, Extracted, extract};
@@ -69,7 +71,7 @@ mod tests {
             assert!(parts.len() <= 2, "`{}` is not `noun.verb`", action.name);
             for part in parts {
                 assert!(
-                    !part.is_empty() && part.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                    !part.is_empty() && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
                     "`{}` is not lowercase `noun.verb`",
                     action.name
                 );

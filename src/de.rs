@@ -200,6 +200,13 @@ impl<'de> de::Deserializer<'de> for YamlDe<'de> {
             } else {
                 let mut error = <DeError as de::Error>::unknown_field(&entry.0.text, fields);
                 error.span = Some(entry.0.span);
+                let odd = |c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                if entry.0.text.contains(odd) {
+                    // `{description: a, b}` reads as two entries: the `,` split the value.
+                    error.help = Some(
+                        "a `,` inside `{...}` separates entries: if this is part of a value, quote the value".into(),
+                    );
+                }
                 self.sink.borrow_mut().push(error);
             }
         }

@@ -55,6 +55,15 @@ fn a_release_is_copied_whole_switched_atomically_and_old_ones_are_pruned() {
 }
 
 #[test]
+fn a_link_left_by_a_killed_switch_is_cleaned_up_by_the_next_one() {
+    let env = Env::new();
+    let path = release(&env, "r1", "v1");
+    std::os::unix::fs::symlink(&path, env.path(".current.new-deadbeef")).unwrap();
+    switch(&SwitchParams { release: path, link: env.path("current").display().to_string(), keep: 3 }).unwrap();
+    assert!(std::fs::symlink_metadata(env.path(".current.new-deadbeef")).is_err());
+}
+
+#[test]
 fn incomplete_releases_and_links_out_of_the_source_are_refused() {
     let env = Env::new();
     std::fs::create_dir_all(env.path("releases/half")).unwrap();
@@ -182,4 +191,54 @@ fn kill_9_during_the_copy_then_resume_keeps_the_live_site_complete() {
         .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".partial-"))
         .count();
     assert_eq!(leftovers, 0, "the interrupted copy's staging folder is cleaned up");
+}
+
+#[test]
+fn kill_9_during_the_switch_then_resume_keeps_the_live_site_complete() {
+    use std::io::BufRead;
+    let env = Env::new();
+    let file = env.write("publish.yaml", DEPLOY);
+    make_site(&env.path("v1"), "v1", 10);
+    assert_eq!(
+        env.run(&["run", file.to_str().unwrap(), "--id", "cccccccc-1", "-i", "source=v1"]).status.code(),
+        Some(0)
+    );
+    make_site(&env.path("v2"), "v2", 10);
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let stop = Arc::clone(&stop);
+        let link = env.path("current");
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let index = std::fs::read_to_string(link.join("index.html")).expect("the live site is always there");
+                assert!(index == "<h1>v1</h1>" || index == "<h1>v2</h1>", "{index}");
+                assert!(link.join(RELEASE_MARKER).is_file(), "the live release is complete");
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let mut child = env
+        .command(&["run", file.to_str().unwrap(), "--id", "dddddddd-2", "-i", "source=v2", "--format", "jsonl"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        if line.contains("\"node_started\"") && line.contains("\"node\":\"switch\"") {
+            break;
+        }
+    }
+    kill9(&mut child);
+    let out = env.run(&["resume", "dddddddd-2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    stop.store(true, Ordering::Relaxed);
+    assert!(reader.join().expect("the live site was complete at every moment") > 0);
+    assert_eq!(std::fs::read_to_string(env.path("current/index.html")).unwrap(), "<h1>v2</h1>");
+    let stray = std::fs::read_dir(env.dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(".current.new-"))
+        .count();
+    assert_eq!(stray, 0, "no half-made link left beside the live one");
 }

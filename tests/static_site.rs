@@ -253,3 +253,45 @@ fn a_route_nginx_rejects_is_rolled_back_and_injection_is_refused() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(report["diagnostics"][0]["message"].as_str().unwrap().contains("`upstream` contains `;`"), "{report}");
 }
+
+#[test]
+fn the_same_type_routes_through_caddy_with_its_admin_api() {
+    let env = Env::new();
+    let caddy = support::Caddy::start(&env.path("caddy"));
+    let deploy = |id: &str, page: &str| {
+        let inputs = env.write(
+            &format!("{id}.inputs.yaml"),
+            &format!(
+                "project: wiki\nproxy: caddy\nsource:\n  type: embedded\n  work_dir: {}\n  files: {{index.html: {page}}}\n",
+                env.path("work").display()
+            ),
+        );
+        env.command(&["run", "static", "--id", id, "--inputs", inputs.to_str().unwrap()])
+            .args(["-i", &format!("caddy_admin={}", caddy.admin), "-i", &format!("listen=127.0.0.1:{}", caddy.port)])
+            .args(["-i", &format!("base_dir={}", env.path("srv").display())])
+            .output()
+            .unwrap()
+    };
+    let out = deploy("wiki-1", "first");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(caddy.get("wiki.localhost", "/").unwrap(), (200, "first".to_string()));
+    // The second deploy replaces the route (PATCH by @id) instead of adding another.
+    let out = deploy("wiki-2", "second");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(caddy.get("wiki.localhost", "/").unwrap(), (200, "second".to_string()));
+    let config: serde_json::Value = {
+        use std::io::{Read, Write};
+        let admin = caddy.admin.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(admin).unwrap();
+        write!(
+            stream,
+            "GET /config/apps/http/servers/phased/routes HTTP/1.0\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1.trim()).unwrap()
+    };
+    assert_eq!(config.as_array().unwrap().len(), 1, "one route for the domain: {config}");
+    assert_eq!(env.status("wiki-2")["phase_metadata"]["containerName"], "caddy");
+}

@@ -62,6 +62,13 @@ pub fn switch(params: &SwitchParams) -> Result<Switched, String> {
     let parent = link.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| format!("cannot create `{}`: {e}", parent.display()))?;
     let name = link.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "current".into());
+    // A switch killed between making its new link and renaming it left that link.
+    let stale = format!(".{name}.new-");
+    for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&stale) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
     let fresh = parent.join(format!(".{name}.new-{}", uuid::Uuid::new_v4().simple()));
     std::os::unix::fs::symlink(&release, &fresh)
         .map_err(|e| format!("cannot create a link in `{}`: {e}", parent.display()))?;

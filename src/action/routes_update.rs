@@ -1,9 +1,15 @@
 //! `routes.update`: points a domain at a static root or an upstream `host:port`
-//! through nginx. The server block is written atomically into a folder the nginx
-//! configuration includes, checked with `nginx -t`, and applied with a graceful reload
-//! (requests in flight finish on the old workers). If the check or the reload fails,
-//! the previous file is put back. Every value that goes into the configuration is
-//! checked first, so a parameter cannot inject nginx directives.
+//! through a reverse proxy.
+//!
+//! - nginx: the server block is written atomically into a folder the nginx
+//!   configuration includes, checked with `nginx -t`, and applied with a graceful
+//!   reload (requests in flight finish on the old workers). If the check or the reload
+//!   fails, the previous file is put back.
+//! - caddy: the route (with `@id` `phased-<domain>`) is replaced or added through the
+//!   admin API; caddy applies configuration changes without dropping requests.
+//!
+//! Every value that goes into a configuration is checked first, so a parameter cannot
+//! inject directives.
 
 use std::path::{Path, PathBuf};
 
@@ -13,10 +19,20 @@ use serde::Deserialize;
 use super::spec::action_spec;
 use super::{ActionCtx, ActionError, ActionFuture, ActionOutputs, Outputs};
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Proxy {
+    Nginx,
+    Caddy,
+}
+
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoutesParams {
-    /// The domain (nginx `server_name`).
+    /// The reverse proxy: `nginx` (default) or `caddy`.
+    #[serde(default = "default_proxy")]
+    pub proxy: Proxy,
+    /// The domain (nginx `server_name`, caddy `host` matcher).
     pub domain: String,
     /// Serve static files from this folder (typically the live `current` link).
     pub root: Option<String>,
@@ -25,8 +41,14 @@ pub struct RoutesParams {
     /// Where nginx listens for this domain, `port` or `address:port` (default `80`).
     #[serde(default = "default_listen")]
     pub listen: String,
-    /// The folder of route files that the nginx configuration includes (`include DIR/*.conf;`).
-    pub config_dir: String,
+    /// nginx: the folder of route files that its configuration includes (`include DIR/*.conf;`).
+    pub config_dir: Option<String>,
+    /// caddy: the admin API (default `http://127.0.0.1:2019`).
+    #[serde(default = "default_caddy_admin")]
+    pub caddy_admin: String,
+    /// caddy: the HTTP server (under `apps.http.servers`) the routes belong to (default `phased`).
+    #[serde(default = "default_caddy_server")]
+    pub caddy_server: String,
     /// The nginx binary (default `nginx`).
     #[serde(default = "default_nginx")]
     pub nginx: String,
@@ -34,6 +56,18 @@ pub struct RoutesParams {
     pub nginx_prefix: Option<String>,
     /// nginx's configuration file (`-c`).
     pub nginx_conf: Option<String>,
+}
+
+fn default_proxy() -> Proxy {
+    Proxy::Nginx
+}
+
+fn default_caddy_admin() -> String {
+    "http://127.0.0.1:2019".into()
+}
+
+fn default_caddy_server() -> String {
+    "phased".into()
 }
 
 fn default_listen() -> String {
@@ -71,7 +105,35 @@ impl RoutesParams {
             (Some(_), Some(_)) => return Err("give either `root` or `upstream`, not both".into()),
             (None, None) => return Err("give `root` (a static folder) or `upstream` (`host:port`)".into()),
         }
-        Ok(())
+        match self.proxy {
+            Proxy::Nginx if self.config_dir.is_none() => {
+                Err("nginx needs `config_dir`: the folder of route files its configuration includes".into())
+            }
+            Proxy::Caddy => {
+                plain(&self.caddy_server, "caddy_server", |c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+            }
+            Proxy::Nginx => Ok(()),
+        }
+    }
+
+    fn caddy_route(&self) -> serde_json::Value {
+        let handle = match (&self.root, &self.upstream) {
+            (Some(root), _) => {
+                serde_json::json!([{"handler": "file_server", "root": root, "index_names": ["index.html"]}])
+            }
+            (_, Some(upstream)) => serde_json::json!([{"handler": "reverse_proxy", "upstreams": [{"dial": upstream}]}]),
+            _ => serde_json::json!([]),
+        };
+        serde_json::json!({
+            "@id": self.route_id(),
+            "match": [{"host": [self.domain]}],
+            "handle": handle,
+            "terminal": true,
+        })
+    }
+
+    fn route_id(&self) -> String {
+        format!("phased-{}", self.domain.replace('*', "_wildcard_"))
     }
 
     fn server_block(&self) -> String {
@@ -103,7 +165,8 @@ impl RoutesParams {
     }
 
     fn file(&self) -> PathBuf {
-        Path::new(&self.config_dir).join(format!("{}.conf", self.domain.replace('*', "_wildcard_")))
+        Path::new(self.config_dir.as_deref().unwrap_or("."))
+            .join(format!("{}.conf", self.domain.replace('*', "_wildcard_")))
     }
 }
 
@@ -124,10 +187,59 @@ fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
     std::fs::rename(&tmp, path).map_err(|e| format!("cannot write `{}`: {e}", path.display()))
 }
 
+/// Replaces (or adds) the domain's route through caddy's admin API.
+async fn caddy(params: &RoutesParams) -> Result<String, String> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .no_proxy()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let admin = params.caddy_admin.trim_end_matches('/');
+    let id_url = format!("{admin}/id/{}", params.route_id());
+    let body = params.caddy_route().to_string();
+    let unreachable = |e: reqwest::Error| format!("caddy's admin API at {admin} is not reachable: {e}");
+    let exists = client.get(&id_url).send().await.map_err(unreachable)?.status().is_success();
+    let (method, url) = if exists {
+        (reqwest::Method::PATCH, id_url.clone())
+    } else {
+        (reqwest::Method::POST, format!("{admin}/config/apps/http/servers/{}/routes", params.caddy_server))
+    };
+    let response = client
+        .request(method, &url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(unreachable)?;
+    let status = response.status();
+    if !status.is_success() {
+        let text = response.text().await.unwrap_or_default();
+        let hint = if !exists && status.as_u16() >= 400 {
+            format!(" (does caddy have the server `{}` under apps.http.servers?)", params.caddy_server)
+        } else {
+            String::new()
+        };
+        return Err(format!("caddy refused the route ({status}): {}{hint}", text.trim()));
+    }
+    Ok(id_url)
+}
+
 fn run(ctx: ActionCtx, params: RoutesParams) -> ActionFuture {
     Box::pin(async move {
-        std::fs::create_dir_all(&params.config_dir)
-            .map_err(|e| ActionError::new(format!("cannot create `{}`: {e}", params.config_dir)))?;
+        if params.proxy == Proxy::Caddy {
+            let at = caddy(&params)
+                .await
+                .map_err(|e| ActionError::new(format!("route for `{}` not applied: {e}", params.domain)))?;
+            ctx.log.line(&format!("route for {} set through caddy ({at})", params.domain));
+            let mut out = ActionOutputs::new();
+            out.insert("domain".into(), params.domain.clone().into());
+            out.insert("config".into(), at.into());
+            out.insert("url".into(), format!("http://{}/", params.domain).into());
+            return Ok(out);
+        }
+        let config_dir = params.config_dir.clone().unwrap_or_default();
+        std::fs::create_dir_all(&config_dir)
+            .map_err(|e| ActionError::new(format!("cannot create `{config_dir}`: {e}")))?;
         let file = params.file();
         let block = params.server_block();
         let previous = std::fs::read_to_string(&file).ok();
@@ -166,5 +278,5 @@ action_spec!(
     outputs: Outputs::Fixed(&["domain", "config", "url"]),
     example: "domain: blog.example.test\nroot: /srv/blog/current\nlisten: 127.0.0.1:8080\nconfig_dir: /etc/nginx/phased",
     run: run,
-    writes: |p: &RoutesParams| vec![p.file()],
+    writes: |p: &RoutesParams| if p.proxy == Proxy::Nginx { vec![p.file()] } else { Vec::new() },
 );

@@ -225,7 +225,7 @@ http {{
             format!("nginx_config_dir={p}/routes"),
             format!("nginx_prefix={p}"),
             format!("nginx_conf={p}/nginx.conf"),
-            format!("nginx_listen=127.0.0.1:{}", self.port),
+            format!("listen=127.0.0.1:{}", self.port),
         ]
     }
 
@@ -280,5 +280,54 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// A real caddy with its admin API and one HTTP server (`phased`) on 127.0.0.1;
+/// stopped when dropped.
+pub struct Caddy {
+    pub port: u16,
+    pub admin: String,
+    _server: Server,
+}
+
+impl Caddy {
+    pub fn start(dir: &Path) -> Caddy {
+        std::fs::create_dir_all(dir).unwrap();
+        let admin_port = free_port();
+        let (child, port) = start_on_free_port("caddy", |port| {
+            let config = serde_json::json!({
+                "admin": {"listen": format!("127.0.0.1:{admin_port}")},
+                "apps": {"http": {"servers": {"phased": {
+                    "listen": [format!("127.0.0.1:{port}")],
+                    "routes": [],
+                    "automatic_https": {"disable": true}
+                }}}}
+            });
+            std::fs::write(dir.join("caddy.json"), config.to_string()).unwrap();
+            Command::new("caddy")
+                .args(["run", "--config"])
+                .arg(dir.join("caddy.json"))
+                .env("XDG_DATA_HOME", dir.join("data"))
+                .env("XDG_CONFIG_HOME", dir.join("config"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("caddy is installed (.ci/run installs it)")
+        });
+        Caddy { port, admin: format!("http://127.0.0.1:{admin_port}"), _server: Server(child) }
+    }
+
+    /// GET `/path` for `host` through this caddy: status and body.
+    pub fn get(&self, host: &str, path: &str) -> std::io::Result<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        Ok((status, body))
     }
 }

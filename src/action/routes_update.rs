@@ -181,6 +181,57 @@ async fn nginx(params: &RoutesParams, extra: &[&str]) -> Result<String, String> 
     if out.status.success() { Ok(text) } else { Err(format!("`{} {}` failed: {text}", params.nginx, args.join(" "))) }
 }
 
+/// The nginx master that `params` addresses: a process titled `nginx: master process`
+/// whose command line names the same configuration file (any master when none is given).
+fn nginx_master(params: &RoutesParams) -> Option<u32> {
+    let entries = std::fs::read_dir("/proc").ok()?;
+    entries.flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()).find(|pid| {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        text.starts_with("nginx: master process") && params.nginx_conf.as_deref().is_none_or(|conf| text.contains(conf))
+    })
+}
+
+/// The worker processes of an nginx master that still accept connections (workers
+/// that are shutting down have closed their listening sockets).
+fn accepting_workers(master: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid =
+                stat.rfind(')').and_then(|i| stat[i + 2..].split(' ').nth(1)).and_then(|p| p.parse::<u32>().ok());
+            let cmdline = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
+                .into_owned();
+            ppid == Some(master) && cmdline.starts_with("nginx: worker process") && !cmdline.contains("shutting down")
+        })
+        .collect()
+}
+
+/// Reloads nginx and waits until no worker with the old configuration accepts
+/// connections any more: only then is the new route what every request gets.
+async fn reload(params: &RoutesParams) -> Result<(), String> {
+    let master = nginx_master(params);
+    let old: Vec<u32> = master.map(accepting_workers).unwrap_or_default();
+    nginx(params, &["-s", "reload"]).await?;
+    let Some(master) = master else { return Ok(()) };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let accepting = accepting_workers(master);
+        let old_left = accepting.iter().any(|w| old.contains(w));
+        let new_ready = accepting.iter().any(|w| !old.contains(w));
+        if !old_left && new_ready {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err("nginx did not finish reloading within 10s (old workers still accept connections)".into());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
     let tmp = path.with_extension(format!("conf.tmp-{}", uuid::Uuid::new_v4().simple()));
     std::fs::write(&tmp, text).map_err(|e| format!("cannot write `{}`: {e}", tmp.display()))?;
@@ -246,7 +297,7 @@ fn run(ctx: ActionCtx, params: RoutesParams) -> ActionFuture {
         if previous.as_deref() != Some(block.as_str()) {
             write_atomically(&file, &block).map_err(ActionError::new)?;
             let applied = match nginx(&params, &["-t"]).await {
-                Ok(_) => nginx(&params, &["-s", "reload"]).await,
+                Ok(_) => reload(&params).await,
                 Err(e) => Err(e),
             };
             if let Err(e) = applied {

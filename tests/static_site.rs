@@ -279,19 +279,12 @@ fn the_same_type_routes_through_caddy_with_its_admin_api() {
     let out = deploy("wiki-2", "second");
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(caddy.get("wiki.localhost", "/").unwrap(), (200, "second".to_string()));
-    let config: serde_json::Value = {
-        use std::io::{Read, Write};
-        let admin = caddy.admin.trim_start_matches("http://");
-        let mut stream = std::net::TcpStream::connect(admin).unwrap();
-        write!(
-            stream,
-            "GET /config/apps/http/servers/phased/routes HTTP/1.0\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1.trim()).unwrap()
-    };
+    let admin_port: u16 = caddy.admin.rsplit(':').next().unwrap().parse().unwrap();
+    let (status, body) =
+        support::http_get(admin_port, &format!("127.0.0.1:{admin_port}"), "/config/apps/http/servers/phased/routes")
+            .unwrap();
+    assert_eq!(status, 200);
+    let config: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
     assert_eq!(config.as_array().unwrap().len(), 1, "one route for the domain: {config}");
     assert_eq!(env.status("wiki-2")["phase_metadata"]["containerName"], "caddy");
 }

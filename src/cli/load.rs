@@ -4,8 +4,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use serde_json::{Map, Value};
+
 use crate::catalog::Catalog;
-use crate::cli::{CatalogArgs, color_stdout};
+use crate::cli::{CatalogArgs, color_stdout, exit, inputs, usage_error};
 use crate::compiler::Compiler;
 use crate::plan::Plan;
 use crate::report;
@@ -51,4 +53,46 @@ pub fn load(pipeline: &str, args: &CatalogArgs) -> Result<Arc<Plan>, LoadError> 
         eprintln!("{}", report::human(&d, color_stdout()));
     }
     plan.ok_or(LoadError::Invalid)
+}
+
+/// Resolves given inputs against a pipeline's declarations, printing every problem.
+pub fn resolve_inputs(plan: &Plan, given: &Map<String, Value>) -> Option<Map<String, Value>> {
+    match crate::compiler::inputs::resolve(&plan.inputs, given) {
+        Ok(resolved) => Some(resolved),
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("error: {}", p.message);
+                if let Some(help) = &p.help {
+                    eprintln!("  help: {help}");
+                }
+            }
+            None
+        }
+    }
+}
+
+/// What `plan`, `run` and `watch` start from.
+pub struct Loaded {
+    pub plan: Arc<Plan>,
+    /// The inputs as given (`--inputs FILE`, then `-i`).
+    pub given: Map<String, Value>,
+    /// The inputs checked against the pipeline, defaults filled in.
+    pub resolved: Map<String, Value>,
+}
+
+/// Loads the pipeline and its inputs; any problem is printed and becomes the exit code.
+pub fn load_with_inputs(
+    pipeline: &str,
+    catalog: &CatalogArgs,
+    inputs_file: Option<&Path>,
+    pairs: &[String],
+) -> Result<Loaded, u8> {
+    let plan = match load(pipeline, catalog) {
+        Ok(plan) => plan,
+        Err(LoadError::Invalid) => return Err(exit::USAGE),
+        Err(LoadError::Usage(message, help)) => return Err(usage_error(message, help.as_deref())),
+    };
+    let given = inputs::collect(inputs_file, pairs).map_err(|message| usage_error(message, None))?;
+    let resolved = resolve_inputs(&plan, &given).ok_or(exit::USAGE)?;
+    Ok(Loaded { plan, given, resolved })
 }

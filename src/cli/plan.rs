@@ -2,9 +2,8 @@
 
 use std::path::PathBuf;
 
-use crate::cli::load::{LoadError, load};
-use crate::cli::{CatalogArgs, OutputFormat, exit, inputs, usage_error};
-use crate::compiler;
+use crate::cli::load::{Loaded, load_with_inputs};
+use crate::cli::{CatalogArgs, OutputFormat, exit, usage_error};
 use crate::dry_run::{DryRun, dry_run};
 
 #[derive(clap::Args, Debug)]
@@ -24,27 +23,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> u8 {
-    let plan = match load(&args.pipeline, &args.catalog) {
-        Ok(plan) => plan,
-        Err(LoadError::Invalid) => return exit::USAGE,
-        Err(LoadError::Usage(message, help)) => return usage_error(message, help.as_deref()),
-    };
-    let given = match inputs::collect(args.inputs.as_deref(), &args.input) {
-        Ok(given) => given,
-        Err(message) => return usage_error(message, None),
-    };
-    let resolved = match compiler::inputs::resolve(&plan.inputs, &given) {
-        Ok(resolved) => resolved,
-        Err(problems) => {
-            for p in &problems {
-                eprintln!("error: {}", p.message);
-                if let Some(help) = &p.help {
-                    eprintln!("  help: {help}");
-                }
-            }
-            return exit::USAGE;
-        }
-    };
+    let Loaded { plan, resolved, .. } =
+        match load_with_inputs(&args.pipeline, &args.catalog, args.inputs.as_deref(), &args.input) {
+            Ok(loaded) => loaded,
+            Err(code) => return code,
+        };
     let result = match dry_run(&plan, resolved) {
         Ok(result) => result,
         Err(e) => return usage_error(e, None),

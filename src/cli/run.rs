@@ -2,9 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::load::{LoadError, load};
-use crate::cli::{CatalogArgs, StoreArgs, exit, inputs, usage_error};
-use crate::compiler;
+use crate::cli::load::{Loaded, load_with_inputs};
+use crate::cli::{CatalogArgs, StoreArgs, exit, usage_error};
 use crate::engine::events::Reporter;
 use crate::engine::{self, EngineError, Options, Outcome, lease};
 use crate::report;
@@ -160,27 +159,11 @@ fn engine_error(e: EngineError) -> u8 {
 }
 
 pub fn run(args: RunArgs) -> u8 {
-    let plan = match load(&args.pipeline, &args.catalog) {
-        Ok(plan) => plan,
-        Err(LoadError::Invalid) => return exit::USAGE,
-        Err(LoadError::Usage(message, help)) => return usage_error(message, help.as_deref()),
-    };
-    let given = match inputs::collect(args.inputs.as_deref(), &args.input) {
-        Ok(given) => given,
-        Err(message) => return usage_error(message, None),
-    };
-    let resolved = match compiler::inputs::resolve(&plan.inputs, &given) {
-        Ok(resolved) => resolved,
-        Err(problems) => {
-            for p in &problems {
-                eprintln!("error: {}", p.message);
-                if let Some(help) = &p.help {
-                    eprintln!("  help: {help}");
-                }
-            }
-            return exit::USAGE;
-        }
-    };
+    let Loaded { plan, resolved, .. } =
+        match load_with_inputs(&args.pipeline, &args.catalog, args.inputs.as_deref(), &args.input) {
+            Ok(loaded) => loaded,
+            Err(code) => return code,
+        };
     let store = match open_store(&args.exec.store) {
         Ok(store) => store,
         Err(code) => return code,

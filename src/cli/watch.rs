@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use crate::cli::load::{LoadError, load};
+use crate::cli::load::{Loaded, load, load_with_inputs, resolve_inputs};
 use crate::cli::run::{RunFormat, open_store};
-use crate::cli::{CatalogArgs, StoreArgs, exit, inputs, usage_error};
-use crate::compiler;
+use crate::cli::{CatalogArgs, StoreArgs, exit, usage_error};
 use crate::engine::events::{Event, EventKind, Reporter};
 use crate::engine::{self, EngineError, Options, Outcome};
 use crate::plan::Plan;
@@ -99,19 +98,11 @@ fn say(message: impl std::fmt::Display) {
 }
 
 pub fn watch(args: WatchArgs) -> u8 {
-    let plan = match load(&args.pipeline, &args.catalog) {
-        Ok(plan) => plan,
-        Err(LoadError::Invalid) => return exit::USAGE,
-        Err(LoadError::Usage(message, help)) => return usage_error(message, help.as_deref()),
-    };
-    let given = match inputs::collect(args.inputs.as_deref(), &args.input) {
-        Ok(given) => given,
-        Err(message) => return usage_error(message, None),
-    };
-    let resolved = match resolve(&plan, &given) {
-        Some(resolved) => resolved,
-        None => return exit::USAGE,
-    };
+    let Loaded { plan, given, resolved } =
+        match load_with_inputs(&args.pipeline, &args.catalog, args.inputs.as_deref(), &args.input) {
+            Ok(loaded) => loaded,
+            Err(code) => return code,
+        };
     let mut roots = Vec::new();
     for path in &args.paths {
         if !path.exists() {
@@ -272,24 +263,9 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-fn resolve(plan: &Plan, given: &Map<String, Value>) -> Option<Map<String, Value>> {
-    match compiler::inputs::resolve(&plan.inputs, given) {
-        Ok(resolved) => Some(resolved),
-        Err(problems) => {
-            for p in &problems {
-                eprintln!("error: {}", p.message);
-                if let Some(help) = &p.help {
-                    eprintln!("  help: {help}");
-                }
-            }
-            None
-        }
-    }
-}
-
 fn reload(args: &WatchArgs, given: &Map<String, Value>) -> Option<(Arc<Plan>, Map<String, Value>)> {
     let plan = load(&args.pipeline, &args.catalog).ok()?;
-    let resolved = resolve(&plan, given)?;
+    let resolved = resolve_inputs(&plan, given)?;
     Some((plan, resolved))
 }
 

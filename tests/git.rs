@@ -242,3 +242,22 @@ fn a_clone_at_the_right_commit_is_reused_and_kill_9_mid_transfer_resumes_cleanly
     let done = phased::action::clone(&params, std::sync::Arc::new(phased::action::ProgressReporter::none())).unwrap();
     assert_eq!((done.commit.as_str(), done.reused), (second.as_str(), true));
 }
+
+#[test]
+fn a_shallow_clone_fetches_one_commit_and_file_urls_work() {
+    let env = Env::new();
+    let (_, second, _) = make_repo(&env, "shallow", false);
+    let (_daemon, port) = git_daemon(&env);
+    let out =
+        clone_run(&env, "shallow", &format!("git://127.0.0.1:{port}/shallow.git"), Some("main"), &["-i", "depth=1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let path = output(&env, "shallow", "path");
+    assert_eq!(output(&env, "shallow", "commit"), second);
+    assert_eq!(git(Path::new(&path), &["rev-list", "--count", "HEAD"]), "1", "only the tip was fetched");
+
+    let file_url = format!("file://{}", env.path("repos/shallow.git").display());
+    let out = clone_run(&env, "file", &file_url, Some("v1"), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let path = output(&env, "file", "path");
+    assert_eq!(std::fs::read_to_string(Path::new(&path).join("index.html")).unwrap(), "v1");
+}

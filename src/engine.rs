@@ -113,11 +113,7 @@ pub async fn start(
         checkpoints: HashMap::new(),
         progress: 0,
         phase: crate::phase::QUEUED.to_string(),
-        parallel: options.parallel,
-        secrets: options.secrets,
-        reporter: options.reporter,
-        data_dir: options.data_dir,
-        stop: options.stop,
+        options,
     });
     let outcome = dispatcher.run(false).await?;
     tracing::info!(run = %id, ?outcome, "Run ended.");
@@ -129,8 +125,6 @@ pub struct ResumeInfo {
     pub id: String,
     /// Processes of an earlier attempt that were still running and were killed.
     pub killed: usize,
-    /// The hash of the snapshot, to compare with the file on disk.
-    pub snapshot_hash: String,
     pub plan: Arc<Plan>,
 }
 
@@ -153,7 +147,7 @@ pub async fn resume(
     if killed > 0 {
         tracing::warn!(run = %id, killed, "Killed processes left running by an earlier attempt.");
     }
-    let (_, hash, files) = store.snapshot(row.snapshot_id)?;
+    let (_, _, files) = store.snapshot(row.snapshot_id)?;
     let snapshot = Snapshot::from_json(&files);
     let plan = match snapshot.compile() {
         Ok(plan) => plan,
@@ -179,7 +173,7 @@ pub async fn resume(
         checkpoints.retain(|name, _| !nodes.contains(name) && !prefixes.iter().any(|p| name.starts_with(p.as_str())));
         store.write(&[Write::ResetNodes { run: id.to_string(), nodes: nodes.into_iter().collect(), prefixes }])?;
     }
-    before_run(&ResumeInfo { id: id.to_string(), killed, snapshot_hash: hash, plan: Arc::clone(&plan) });
+    before_run(&ResumeInfo { id: id.to_string(), killed, plan: Arc::clone(&plan) });
     let inputs = row.inputs.as_object().cloned().unwrap_or_default();
     let deployment = DeploymentInfo {
         id: id.to_string(),
@@ -196,11 +190,7 @@ pub async fn resume(
         checkpoints,
         progress: if row.status == RunStatus::Failed { row.best_progress } else { row.progress.max(row.best_progress) },
         phase: row.phase.clone(),
-        parallel: options.parallel,
-        secrets: options.secrets,
-        reporter: options.reporter,
-        data_dir: options.data_dir,
-        stop: options.stop,
+        options,
     });
     let outcome = dispatcher.run(true).await?;
     tracing::info!(run = %id, ?outcome, "Resumed run ended.");

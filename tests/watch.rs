@@ -111,6 +111,18 @@ fn a_burst_of_200_writes_gives_one_redeploy_that_sees_all_of_them() {
     assert!(stderr.contains("and 195 more changed"), "says which files triggered it: {stderr}");
 }
 
+/// Once the first deploy has read `version` (it is then busy for a second), writes 2,
+/// 3 and 4 in separate bursts, and waits until two runs have ended and no third starts.
+fn change_version_three_times_during_the_first_deploy(env: &Env, watch: &Watch) {
+    env.wait_for("read-1", Duration::from_secs(20));
+    for v in 2..=4 {
+        env.write("site/version", &v.to_string());
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    watch.wait_runs_ended(2, Duration::from_secs(30));
+    watch.assert_quiet(2, Duration::from_millis(1500));
+}
+
 #[test]
 fn changes_during_a_run_cancel_it_and_one_follow_up_deploys_the_last_state() {
     let env = Env::new();
@@ -121,14 +133,7 @@ fn changes_during_a_run_cancel_it_and_one_follow_up_deploys_the_last_state() {
         + "  b:\n    phase: HEALTH_CHECK\n    needs: [copy]\n    uses: shell\n    with: {run: 'echo b >> b.log'}\n";
     std::fs::write(&file, text).unwrap();
     let watch = Watch::start(&env, &[file.to_str().unwrap(), "--path", "site", "--quiet", "100ms", "-i", "delay=1"]);
-    // The first deploy has read `version` (and is now busy for a second).
-    env.wait_for("read-1", Duration::from_secs(20));
-    for v in 2..=4 {
-        env.write("site/version", &v.to_string());
-        std::thread::sleep(Duration::from_millis(150));
-    }
-    watch.wait_runs_ended(2, Duration::from_secs(30));
-    watch.assert_quiet(2, Duration::from_millis(1500));
+    change_version_three_times_during_the_first_deploy(&env, &watch);
     // The first run finished its running node, started nothing more, and stopped.
     assert_eq!(watch.count("run_interrupted"), 1);
     assert_eq!(env.marks("deploys.log"), vec!["files=1 version=1", "files=1 version=4"]);
@@ -143,14 +148,7 @@ fn with_on_change_queue_the_run_finishes_and_exactly_one_follow_up_runs() {
     env.write("site/version", "1");
     let args = [file.to_str().unwrap(), "--path", "site", "--quiet", "100ms", "--on-change", "queue", "-i", "delay=1"];
     let watch = Watch::start(&env, &args);
-    // The first deploy has read `version` (and is now busy for a second).
-    env.wait_for("read-1", Duration::from_secs(20));
-    for v in 2..=4 {
-        env.write("site/version", &v.to_string());
-        std::thread::sleep(Duration::from_millis(150));
-    }
-    watch.wait_runs_ended(2, Duration::from_secs(30));
-    watch.assert_quiet(2, Duration::from_millis(1500));
+    change_version_three_times_during_the_first_deploy(&env, &watch);
     assert_eq!(watch.count("run_succeeded"), 2);
     assert_eq!(env.marks("deploys.log"), vec!["files=1 version=1", "files=1 version=4"]);
     watch.stop();

@@ -14,9 +14,10 @@ use serde::Deserialize;
 
 use super::fsutil::{
     link_stays_inside, prepare_parent, remove_stale_staging, remove_tree, replace_dir, safe_relative, staging_dir,
+    tree_outputs,
 };
 use super::spec::action_spec;
-use super::{ActionCtx, ActionError, ActionFuture, ActionOutputs, Outputs, ProgressReporter};
+use super::{ActionCtx, ActionError, ActionFuture, Outputs, ProgressReporter};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -179,6 +180,15 @@ pub fn extract(params: &ExtractParams, progress: std::sync::Arc<ProgressReporter
     }
 }
 
+/// Creates a symlink entry, refusing one whose target resolves outside the root.
+fn plant_symlink(root: &Path, raw: &Path, relative: &Path, target: &Path) -> Result<(), String> {
+    if !link_stays_inside(relative, target) {
+        return Err(format!("entry `{}` is a symlink to `{}`, outside the target", raw.display(), target.display()));
+    }
+    let path = prepare_parent(root, relative).map_err(|why| format!("entry `{}` {why}", raw.display()))?;
+    std::os::unix::fs::symlink(target, &path).map_err(|e| format!("entry `{}`: {e}", raw.display()))
+}
+
 fn unpack_tar<R: Read>(
     mut archive: tar::Archive<R>,
     root: &Path,
@@ -212,15 +222,7 @@ fn unpack_tar<R: Read>(
                     .link_name()
                     .map_err(|e| format!("entry `{}`: {e}", raw.display()))?
                     .ok_or_else(|| format!("entry `{}` is a symlink without a target", raw.display()))?;
-                if !link_stays_inside(&relative, &target) {
-                    return Err(format!(
-                        "entry `{}` is a symlink to `{}`, outside the target",
-                        raw.display(),
-                        target.display()
-                    ));
-                }
-                let path = place(&relative)?;
-                std::os::unix::fs::symlink(&target, &path).map_err(|e| format!("entry `{}`: {e}", raw.display()))?;
+                plant_symlink(root, &raw, &relative, &target)?;
             }
             tar::EntryType::Link => {
                 let target = entry
@@ -304,15 +306,7 @@ fn unpack_zip(path: &Path, root: &Path, params: &ExtractParams, budget: &mut Bud
             let mut target = String::new();
             entry.read_to_string(&mut target).map_err(|e| format!("entry `{}`: {e}", raw.display()))?;
             let target = PathBuf::from(target);
-            if !link_stays_inside(&relative, &target) {
-                return Err(format!(
-                    "entry `{}` is a symlink to `{}`, outside the target",
-                    raw.display(),
-                    target.display()
-                ));
-            }
-            let path = place(&relative)?;
-            std::os::unix::fs::symlink(&target, &path).map_err(|e| format!("entry `{}`: {e}", raw.display()))?;
+            plant_symlink(root, &raw, &relative, &target)?;
         } else if matches!(file_type, Some(0o020000 | 0o060000 | 0o010000 | 0o140000)) {
             return Err(format!("entry `{}` is a device, pipe or socket; refused", raw.display()));
         } else {
@@ -333,11 +327,7 @@ fn run(ctx: ActionCtx, params: ExtractParams) -> ActionFuture {
             .map_err(ActionError::new)?;
         let (done, to) = done;
         log.line(&format!("unpacked {} entries, {} bytes into {to}", done.files, done.bytes));
-        let mut out = ActionOutputs::new();
-        out.insert("path".into(), to.into());
-        out.insert("files".into(), done.files.into());
-        out.insert("bytes".into(), done.bytes.into());
-        Ok(out)
+        Ok(tree_outputs(to, done.files, done.bytes))
     })
 }
 

@@ -8,9 +8,11 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::fsutil::{prepare_parent, remove_stale_staging, remove_tree, replace_dir, safe_relative, staging_dir};
+use super::fsutil::{
+    prepare_parent, remove_stale_staging, remove_tree, replace_dir, safe_relative, staging_dir, tree_outputs,
+};
 use super::spec::action_spec;
-use super::{ActionCtx, ActionError, ActionFuture, ActionOutputs, Outputs};
+use super::{ActionCtx, ActionError, ActionFuture, Outputs};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -89,11 +91,7 @@ fn run(_ctx: ActionCtx, params: ContentParams) -> ActionFuture {
             .await
             .map_err(|e| ActionError::new(format!("writing stopped: {e}")))?
             .map_err(ActionError::new)?;
-        let mut out = ActionOutputs::new();
-        out.insert("path".into(), to.into());
-        out.insert("files".into(), files.into());
-        out.insert("bytes".into(), bytes.into());
-        Ok(out)
+        Ok(tree_outputs(to, files as u64, bytes))
     })
 }
 

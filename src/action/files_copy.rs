@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::fsutil::{link_stays_inside, remove_stale_staging, remove_tree, replace_dir, staging_dir};
+use super::fsutil::{link_stays_inside, remove_stale_staging, remove_tree, replace_dir, staging_dir, tree_outputs};
 use super::spec::action_spec;
-use super::{ActionCtx, ActionError, ActionFuture, ActionOutputs, Outputs, ProgressReporter};
+use super::{ActionCtx, ActionError, ActionFuture, Outputs, ProgressReporter};
 
 /// The file a complete release holds; `release.switch` refuses folders without it.
 pub const MARKER: &str = ".phased-release";
@@ -162,11 +162,7 @@ fn run(ctx: ActionCtx, params: CopyParams) -> ActionFuture {
                 .map_err(|e| ActionError::new(format!("copy stopped: {e}")))?
                 .map_err(ActionError::new)?;
         ctx.log.line(&format!("copied {} files, {} bytes into {to}", done.files, done.bytes));
-        let mut out = ActionOutputs::new();
-        out.insert("path".into(), to.into());
-        out.insert("files".into(), done.files.into());
-        out.insert("bytes".into(), done.bytes.into());
-        Ok(out)
+        Ok(tree_outputs(to, done.files, done.bytes))
     })
 }
 

@@ -6,6 +6,15 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
+/// The outputs of an action that wrote a tree: `path`, `files`, `bytes`.
+pub fn tree_outputs(path: String, files: u64, bytes: u64) -> super::ActionOutputs {
+    let mut out = super::ActionOutputs::new();
+    out.insert("path".into(), path.into());
+    out.insert("files".into(), files.into());
+    out.insert("bytes".into(), bytes.into());
+    out
+}
+
 /// A path from an archive or a parameter, made relative and clean; `Err` when it is
 /// absolute or climbs out with `..`.
 pub fn safe_relative(name: &Path) -> Result<PathBuf, String> {

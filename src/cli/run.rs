@@ -68,6 +68,20 @@ pub struct ExecArgs {
     store: StoreArgs,
 }
 
+impl ExecArgs {
+    /// What a run started or resumed from the command line gets: secrets from the
+    /// environment, node logs beside the database.
+    fn options<'r>(&self, reporter: &'r mut dyn Reporter) -> Options<'r> {
+        Options {
+            parallel: usize::from(self.parallel),
+            secrets: Secrets::from_env(),
+            reporter,
+            data_dir: data_dir(&self.store.db),
+            stop: None,
+        }
+    }
+}
+
 fn reporter(format: RunFormat) -> Box<dyn Reporter> {
     use std::io::IsTerminal;
     match format {
@@ -90,7 +104,8 @@ pub(crate) fn open_store(args: &StoreArgs) -> Result<Store, u8> {
     })
 }
 
-fn data_dir(db: &Path) -> PathBuf {
+/// Node logs and scratch files live beside the database.
+pub(crate) fn data_dir(db: &Path) -> PathBuf {
     db.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
@@ -169,13 +184,7 @@ pub fn run(args: RunArgs) -> u8 {
         Err(code) => return code,
     };
     let mut reporter = reporter(args.exec.format);
-    let options = Options {
-        parallel: usize::from(args.exec.parallel),
-        secrets: Secrets::from_env(),
-        reporter: reporter.as_mut(),
-        data_dir: data_dir(&args.exec.store.db),
-        stop: None,
-    };
+    let options = args.exec.options(reporter.as_mut());
     match runtime().block_on(engine::start(store, plan, resolved, args.id, options)) {
         Ok((id, outcome)) => {
             drop(reporter);
@@ -217,13 +226,7 @@ pub fn resume(args: ResumeArgs) -> u8 {
             Err(code) => return code,
         };
         let mut reporter = reporter(args.exec.format);
-        let options = Options {
-            parallel: usize::from(args.exec.parallel),
-            secrets: Secrets::from_env(),
-            reporter: reporter.as_mut(),
-            data_dir: data_dir(&args.exec.store.db),
-            stop: None,
-        };
+        let options = args.exec.options(reporter.as_mut());
         let human = args.exec.format == RunFormat::Human;
         let pipelines = args.catalog.pipelines.clone();
         let note = move |info: &engine::ResumeInfo| {

@@ -292,11 +292,7 @@ fn start_run(
     let future: RunFuture = Box::pin(async move {
         let store = crate::store::Store::open(&store_args.db, store_args.durability)?;
         let mut reporter = Noting { inner, writes };
-        let data_dir = store_args
-            .db
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let data_dir = crate::cli::run::data_dir(&store_args.db);
         let options =
             Options { parallel, secrets: Secrets::from_env(), reporter: &mut reporter, data_dir, stop: Some(stop_rx) };
         engine::start(store, plan, inputs, Some(run_id), options).await

@@ -82,24 +82,19 @@ pub struct Start<'r> {
     pub checkpoints: HashMap<String, NodeRow>,
     pub progress: u8,
     pub phase: String,
-    pub parallel: usize,
-    pub secrets: Secrets,
-    pub reporter: &'r mut dyn Reporter,
-    /// Folder for node logs and scratch files of this run.
-    pub data_dir: PathBuf,
-    /// Set to `true` to stop the run at the next safe point (between nodes).
-    pub stop: Option<tokio::sync::watch::Receiver<bool>>,
+    pub options: super::Options<'r>,
 }
 
 impl<'r> Dispatcher<'r> {
     pub fn new(start: Start<'r>) -> Self {
         let (tx, rx) = unbounded_channel();
-        let masker = start.secrets.masker();
+        let options = start.options;
+        let masker = options.secrets.masker();
         let root = Frame::new(start.plan, String::new(), None, 1.0, start.inputs, &start.checkpoints);
         let run = &start.deployment.id;
         let mut dispatcher = Dispatcher {
-            logs: start.data_dir.join("logs").join(run),
-            work: start.data_dir.join("work").join(run),
+            logs: options.data_dir.join("logs").join(run),
+            work: options.data_dir.join("work").join(run),
             run_key: crate::process::run_key(run, start.store.path()),
             store: start.store,
             deployment: start.deployment,
@@ -107,21 +102,21 @@ impl<'r> Dispatcher<'r> {
             frames: Vec::new(),
             ready: BinaryHeap::new(),
             running: BTreeMap::new(),
-            parallel: start.parallel.max(1),
+            parallel: options.parallel.max(1),
             done_share: 0.0,
             progress: start.progress,
             phase: start.phase,
             seq: 0,
             batch: Vec::new(),
-            reporter: start.reporter,
+            reporter: options.reporter,
             tx,
             rx,
-            secrets: start.secrets,
+            secrets: options.secrets,
             masker,
             checkpoints: start.checkpoints,
             failure: None,
             draining: false,
-            stop: start.stop,
+            stop: options.stop,
         };
         dispatcher.add_frame(root);
         dispatcher

@@ -4,6 +4,11 @@
 
 mod archive_extract;
 mod content_write;
+mod docker_build;
+mod docker_remove;
+mod docker_retire;
+mod docker_run;
+mod dockerfile_generate;
 mod fail;
 mod files_copy;
 mod fsutil;
@@ -37,6 +42,11 @@ pub static ACTIONS: &[&ActionSpec] = &[
     &routes_update::SPEC,
     &git_clone::SPEC,
     &s3_download::SPEC,
+    &dockerfile_generate::SPEC,
+    &docker_build::SPEC,
+    &docker_run::SPEC,
+    &docker_remove::SPEC,
+    &docker_retire::SPEC,
 ];
 
 pub use archive_extract::{ExtractParams, Extracted, extract};

@@ -31,6 +31,9 @@ use crate::store::{ClaimError, NewRun, NodeRow, RunStatus, Store, StoreError, Wr
 pub enum Outcome {
     Succeeded,
     Failed,
+    /// Failed because the environment failed (an engine that cannot be reached), not
+    /// the deployment: resumable once the environment is fixed (exit code 3).
+    FailedEnvironment,
     /// Stopped by a signal; resumable.
     Interrupted,
     /// Stopped by `phased cancel`; resumable.

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod compiler;
 pub mod de;
 pub mod diagnostic;
+pub mod docker;
 pub mod dry_run;
 pub mod duration;
 pub mod engine;

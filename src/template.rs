@@ -13,8 +13,20 @@ use crate::source::Span;
 use crate::yaml::{Yaml, YamlValue};
 
 /// Names that are functions or built-ins, not variables a pipeline must provide.
-pub const GLOBALS: &[&str] =
-    &["now", "range", "dict", "namespace", "debug", "loop", "self", "super", "caller", "varargs", "kwargs"];
+pub const GLOBALS: &[&str] = &[
+    "now",
+    "secret_values",
+    "range",
+    "dict",
+    "namespace",
+    "debug",
+    "loop",
+    "self",
+    "super",
+    "caller",
+    "varargs",
+    "kwargs",
+];
 
 /// Instructions a single render may execute before it is stopped.
 const FUEL: u64 = 2_000_000;
@@ -25,8 +37,36 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env.set_fuel(Some(FUEL));
     env.set_recursion_limit(64);
     env.add_function("now", || humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string());
+    env.add_function("secret_values", secret_values);
     env
 });
+
+/// `secret_values({"DB_URL": "db_url"})`: the same keys, each value replaced by the
+/// secret it names (from `secrets`, so masked in records). For inputs that name secrets
+/// without holding them, such as a container's secret environment.
+fn secret_values(state: &minijinja::State, names: Value) -> Result<Value, minijinja::Error> {
+    use minijinja::{Error, ErrorKind};
+    let secrets = state.lookup("secrets").unwrap_or_default();
+    let mut out = std::collections::BTreeMap::new();
+    for key in names.try_iter()? {
+        let name = names.get_item(&key)?;
+        let Some(name_text) = name.as_str() else {
+            return Err(Error::new(ErrorKind::InvalidOperation, format!("`{key}` must name a secret, got `{name}`")));
+        };
+        let value = secrets.get_item(&name)?;
+        if value.is_undefined() {
+            return Err(Error::new(
+                ErrorKind::UndefinedError,
+                format!(
+                    "secret `{name_text}` (for `{key}`) is not set: export PHASED_SECRET_{}",
+                    name_text.to_uppercase()
+                ),
+            ));
+        }
+        out.insert(key.to_string(), value);
+    }
+    Ok(Value::from(out))
+}
 
 /// Whether a string holds template syntax.
 pub fn is_template(text: &str) -> bool {
@@ -162,6 +202,22 @@ fn render_at(node: &Yaml, ctx: &Value, path: &mut String) -> Result<serde_json::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_values_maps_names_to_secrets_and_names_a_missing_one() {
+        let ctx = minijinja::context! {
+            inputs => minijinja::context! { secret_env => minijinja::context! { DB_URL => "db" } },
+            secrets => minijinja::context! { db => "postgres://u:p@h/db" },
+        };
+        let value = render_str("{{ secret_values(inputs.secret_env) }}", &ctx).unwrap();
+        assert_eq!(value, serde_json::json!({"DB_URL": "postgres://u:p@h/db"}));
+        let ctx = minijinja::context! {
+            inputs => minijinja::context! { secret_env => minijinja::context! { DB_URL => "nope" } },
+            secrets => minijinja::context! {},
+        };
+        let err = render_str("{{ secret_values(inputs.secret_env) }}", &ctx).unwrap_err();
+        assert!(err.to_string().contains("PHASED_SECRET_NOPE"), "{err}");
+    }
 
     #[test]
     fn finds_nested_variables_in_text_order() {

@@ -64,40 +64,19 @@ fn run(ctx: ActionCtx, params: HttpCheckParams) -> ActionFuture {
     Box::pin(async move {
         let interval = params.interval.map_or(StdDuration::from_secs(1), |d| d.0);
         let timeout = params.timeout.map_or(StdDuration::from_secs(5), |d| d.0);
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .no_proxy()
-            .build()
-            .map_err(|e| ActionError::new(format!("cannot create an HTTP client: {e}")))?;
+        let client = client(timeout)?;
         let mut last = String::new();
         for attempt in 1..=params.attempts {
-            let mut request = client.get(&params.url);
-            if let Some(host) = &params.host {
-                request = request.header(reqwest::header::HOST, host);
-            }
-            match request.send().await {
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    let body = response.text().await.unwrap_or_default();
-                    let body_ok = params.contains.as_deref().is_none_or(|c| body.contains(c));
-                    if status == params.status && body_ok {
-                        ctx.log.line(&format!("{} answered {status} (request {attempt})", params.url));
-                        let mut out = ActionOutputs::new();
-                        out.insert("status".into(), status.into());
-                        out.insert("url".into(), params.url.clone().into());
-                        out.insert("attempts".into(), attempt.into());
-                        return Ok(out);
-                    }
-                    last = if status != params.status {
-                        format!("answered {status}, expected {}", params.status)
-                    } else {
-                        format!(
-                            "answered {status} but the body does not contain `{}`",
-                            params.contains.as_deref().unwrap_or("")
-                        )
-                    };
+            match probe(&client, &params.url, params.host.as_deref(), params.status, params.contains.as_deref()).await {
+                Ok(status) => {
+                    ctx.log.line(&format!("{} answered {status} (request {attempt})", params.url));
+                    let mut out = ActionOutputs::new();
+                    out.insert("status".into(), status.into());
+                    out.insert("url".into(), params.url.clone().into());
+                    out.insert("attempts".into(), attempt.into());
+                    return Ok(out);
                 }
-                Err(e) => last = describe(&e),
+                Err(e) => last = e,
             }
             ctx.log.line(&format!("{}: {last} (request {attempt} of {})", params.url, params.attempts));
             ctx.progress.report(attempt as f64 / params.attempts as f64);
@@ -105,11 +84,46 @@ fn run(ctx: ActionCtx, params: HttpCheckParams) -> ActionFuture {
                 tokio::time::sleep(interval).await;
             }
         }
-        Err(ActionError {
-            message: format!("health check of {} failed after {} requests: {last}", params.url, params.attempts),
-            tail: Some(ctx.log.tail()),
-        })
+        Err(ActionError::new(format!(
+            "health check of {} failed after {} requests: {last}",
+            params.url, params.attempts
+        ))
+        .with_tail(ctx.log.tail()))
     })
+}
+
+/// One request: the status when it is `status` (and the body contains `contains`),
+/// else what was wrong.
+pub(crate) async fn probe(
+    client: &reqwest::Client,
+    url: &str,
+    host: Option<&str>,
+    status: u16,
+    contains: Option<&str>,
+) -> Result<u16, String> {
+    let mut request = client.get(url);
+    if let Some(host) = host {
+        request = request.header(reqwest::header::HOST, host);
+    }
+    let response = request.send().await.map_err(|e| describe(&e))?;
+    let got = response.status().as_u16();
+    let body = response.text().await.unwrap_or_default();
+    if got != status {
+        return Err(format!("answered {got}, expected {status}"));
+    }
+    match contains {
+        Some(c) if !body.contains(c) => Err(format!("answered {got} but the body does not contain `{c}`")),
+        _ => Ok(got),
+    }
+}
+
+/// An HTTP client for health checks: no proxy, `timeout` per request.
+pub(crate) fn client(timeout: StdDuration) -> Result<reqwest::Client, ActionError> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .no_proxy()
+        .build()
+        .map_err(|e| ActionError::new(format!("cannot create an HTTP client: {e}")))
 }
 
 fn describe(e: &reqwest::Error) -> String {

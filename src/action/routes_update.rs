@@ -238,8 +238,27 @@ fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
     std::fs::rename(&tmp, path).map_err(|e| format!("cannot write `{}`: {e}", path.display()))
 }
 
-/// Replaces (or adds) the domain's route through caddy's admin API.
-async fn caddy(params: &RoutesParams) -> Result<String, String> {
+/// What a route sent the domain to before: (upstream, root), empty when none.
+fn previous_target(block: Option<&str>) -> (String, String) {
+    let Some(block) = block else { return Default::default() };
+    let find = |prefix: &str| {
+        block
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(prefix).and_then(|rest| rest.strip_suffix(';')).map(str::to_string))
+            .unwrap_or_default()
+    };
+    (find("proxy_pass http://"), find("root "))
+}
+
+fn previous_caddy_target(route: &serde_json::Value) -> (String, String) {
+    let handler = &route["handle"][0];
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    (text(&handler["upstreams"][0]["dial"]), text(&handler["root"]))
+}
+
+/// Replaces (or adds) the domain's route through caddy's admin API; returns where it
+/// is and the route it replaced (null when new).
+async fn caddy(params: &RoutesParams) -> Result<(String, serde_json::Value), String> {
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
         .no_proxy()
@@ -249,7 +268,13 @@ async fn caddy(params: &RoutesParams) -> Result<String, String> {
     let id_url = format!("{admin}/id/{}", params.route_id());
     let body = params.caddy_route().to_string();
     let unreachable = |e: reqwest::Error| format!("caddy's admin API at {admin} is not reachable: {e}");
-    let exists = client.get(&id_url).send().await.map_err(unreachable)?.status().is_success();
+    let current = client.get(&id_url).send().await.map_err(unreachable)?;
+    let exists = current.status().is_success();
+    let previous: serde_json::Value = if exists {
+        serde_json::from_str(&current.text().await.unwrap_or_default()).unwrap_or_default()
+    } else {
+        serde_json::Value::Null
+    };
     let (method, url) = if exists {
         (reqwest::Method::PATCH, id_url.clone())
     } else {
@@ -272,17 +297,24 @@ async fn caddy(params: &RoutesParams) -> Result<String, String> {
         };
         return Err(format!("caddy refused the route ({status}): {}{hint}", text.trim()));
     }
-    Ok(id_url)
+    Ok((id_url, previous))
 }
 
 fn run(ctx: ActionCtx, params: RoutesParams) -> ActionFuture {
     Box::pin(async move {
         if params.proxy == Proxy::Caddy {
-            let at = caddy(&params)
+            let (at, previous) = caddy(&params)
                 .await
                 .map_err(|e| ActionError::new(format!("route for `{}` not applied: {e}", params.domain)))?;
             ctx.log.line(&format!("route for {} set through caddy ({at})", params.domain));
+            let (mut previous_upstream, mut previous_root) = previous_caddy_target(&previous);
+            if previous["handle"] == params.caddy_route()["handle"] {
+                // A rerun after the route was already set: what came before is unknown.
+                (previous_upstream, previous_root) = Default::default();
+            }
             let mut out = ActionOutputs::new();
+            out.insert("previous_upstream".into(), previous_upstream.into());
+            out.insert("previous_root".into(), previous_root.into());
             out.insert("domain".into(), params.domain.clone().into());
             out.insert("config".into(), at.into());
             out.insert("url".into(), format!("http://{}/", params.domain).into());
@@ -294,6 +326,18 @@ fn run(ctx: ActionCtx, params: RoutesParams) -> ActionFuture {
         let file = params.file();
         let block = params.server_block();
         let previous = std::fs::read_to_string(&file).ok();
+        // The route this one replaces is kept beside it (nginx includes only `*.conf`), so
+        // a rerun after a crash still knows what to go back to.
+        let backup = file.with_extension("conf.previous");
+        let replaced = if previous.as_deref() != Some(block.as_str()) {
+            match &previous {
+                Some(text) => write_atomically(&backup, text).map_err(ActionError::new)?,
+                None => drop(std::fs::remove_file(&backup)),
+            }
+            previous.clone()
+        } else {
+            std::fs::read_to_string(&backup).ok()
+        };
         if previous.as_deref() != Some(block.as_str()) {
             write_atomically(&file, &block).map_err(ActionError::new)?;
             let applied = match nginx(&params, &["-t"]).await {
@@ -314,7 +358,10 @@ fn run(ctx: ActionCtx, params: RoutesParams) -> ActionFuture {
             ctx.log.line(&format!("route for {} unchanged", params.domain));
         }
         let port = params.listen.rsplit(':').next().unwrap_or("80");
+        let (previous_upstream, previous_root) = previous_target(replaced.as_deref());
         let mut out = ActionOutputs::new();
+        out.insert("previous_upstream".into(), previous_upstream.into());
+        out.insert("previous_root".into(), previous_root.into());
         out.insert("domain".into(), params.domain.clone().into());
         out.insert("config".into(), file.display().to_string().into());
         out.insert("url".into(), format!("http://{}:{port}/", params.domain).into());
@@ -326,7 +373,7 @@ action_spec!(
     RoutesParams,
     name: "routes.update",
     summary: "Point a domain at a static folder or an upstream through nginx (checked with nginx -t, reloaded gracefully).",
-    outputs: Outputs::Fixed(&["domain", "config", "url"]),
+    outputs: Outputs::Fixed(&["domain", "config", "url", "previous_upstream", "previous_root"]),
     example: "domain: blog.example.test\nroot: /srv/blog/current\nlisten: 127.0.0.1:8080\nconfig_dir: /etc/nginx/phased",
     run: run,
     writes: |p: &RoutesParams| if p.proxy == Proxy::Nginx { vec![p.file()] } else { Vec::new() },

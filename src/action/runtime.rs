@@ -21,11 +21,26 @@ pub type ActionFuture = Pin<Box<dyn Future<Output = Result<ActionOutputs, Action
 pub struct ActionError {
     pub message: String,
     pub tail: Option<String>,
+    /// The environment is at fault (an engine that cannot be reached), not the
+    /// deployment: the run fails resumable and the command exits with 3.
+    pub environment: bool,
 }
 
 impl ActionError {
     pub fn new(message: impl Into<String>) -> Self {
-        ActionError { message: message.into(), tail: None }
+        ActionError { message: message.into(), tail: None, environment: false }
+    }
+
+    /// The same error, with the last lines of a log.
+    pub fn with_tail(mut self, tail: String) -> Self {
+        self.tail = Some(tail);
+        self
+    }
+
+    /// The same error, marked as an environment problem.
+    pub fn environment(mut self) -> Self {
+        self.environment = true;
+        self
     }
 
     /// The message with the log tail, as recorded in the checkpoint and metadata.

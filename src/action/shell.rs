@@ -107,7 +107,7 @@ fn run(ctx: ActionCtx, params: ShellParams) -> ActionFuture {
                 Some(code) => format!("exited with status {code}"),
                 None => "was killed by a signal".to_string(),
             };
-            return Err(ActionError { message: format!("{shown} {how}"), tail: Some(ctx.log.tail()) });
+            return Err(ActionError::new(format!("{shown} {how}")).with_tail(ctx.log.tail()));
         }
         let outputs = match std::fs::read_to_string(&output_file) {
             Ok(text) => parse_outputs(&text)?,

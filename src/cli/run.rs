@@ -113,6 +113,7 @@ fn exit_code(outcome: Outcome) -> u8 {
     match outcome {
         Outcome::Succeeded => exit::OK,
         Outcome::Failed => exit::FAILED,
+        Outcome::FailedEnvironment => exit::ENVIRONMENT,
         Outcome::Interrupted | Outcome::Cancelled => exit::INTERRUPTED,
     }
 }
@@ -135,6 +136,9 @@ fn conclude(store_args: &StoreArgs, format: RunFormat, id: &str, outcome: Outcom
         Outcome::Failed => {
             format!("deployment {id} FAILED; fix the cause, then `phased resume {id}` (see `phased status {id}`)")
         }
+        Outcome::FailedEnvironment => format!(
+            "deployment {id} stopped: the environment failed (see the error above); fix it, then `phased resume {id}`"
+        ),
         Outcome::Interrupted | Outcome::Cancelled => {
             format!("deployment {id} stopped; continue with `phased resume {id}`")
         }

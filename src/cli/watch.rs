@@ -234,7 +234,7 @@ pub fn watch(args: WatchArgs) -> u8 {
                     match result {
                         Ok((id, outcome)) => say(format!("run {id}: {}", match outcome {
                             Outcome::Succeeded => "ACTIVE",
-                            Outcome::Failed => "FAILED (fix the cause; the next change deploys again)",
+                            Outcome::Failed | Outcome::FailedEnvironment => "FAILED (fix the cause; the next change deploys again)",
                             Outcome::Interrupted => "interrupted",
                             Outcome::Cancelled => "superseded by newer changes",
                         })),

@@ -41,6 +41,8 @@ struct Failure {
     node: String,
     phase: String,
     error: String,
+    /// The environment, not the deployment, is at fault.
+    environment: bool,
 }
 
 pub struct Dispatcher<'r> {
@@ -546,6 +548,9 @@ impl<'r> Dispatcher<'r> {
                             self.launch(frame, node, attempt + 1, with, delay);
                         } else {
                             self.fail_node(frame, node, attempt, message);
+                            if let Some(failure) = self.failure.as_mut() {
+                                failure.environment |= error.environment;
+                            }
                         }
                     }
                 }
@@ -732,7 +737,7 @@ impl<'r> Dispatcher<'r> {
             }));
         }
         if self.failure.is_none() {
-            self.failure = Some(Failure { node: id, phase, error });
+            self.failure = Some(Failure { node: id, phase, error, environment: false });
         }
         self.abort_all();
     }
@@ -941,7 +946,7 @@ impl<'r> Dispatcher<'r> {
         self.flush()?;
         self.emit(EventKind::RunFailed, Some(failure.node), Value::Object(metadata), None, Some(failure.error));
         self.reporter.finish();
-        Ok(Outcome::Failed)
+        Ok(if failure.environment { Outcome::FailedEnvironment } else { Outcome::Failed })
     }
 
     /// Stops every running node and leaves the run resumable.

@@ -1,0 +1,253 @@
+//! `docker.build`: builds an image from a folder through the Docker engine. The folder
+//! is streamed as a tar that honours `.dockerignore`; the engine's build output goes to
+//! the node's log line by line; `Step N/M` lines are the node's progress. A rerun
+//! builds again (the engine's cache makes that quick) and moves the tag.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use futures_util::StreamExt;
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::spec::action_spec;
+use super::{ActionCtx, ActionError, ActionFuture, ActionOutputs, Outputs};
+use crate::docker::{BuildContext, Engine, labels};
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BuildParams {
+    /// The folder sent to the engine as the build context.
+    pub context: String,
+    /// The Dockerfile: relative to `context`, or a path anywhere (default `Dockerfile`).
+    #[serde(default = "default_dockerfile")]
+    pub dockerfile: String,
+    /// The image's name and tag, `name:tag`.
+    pub tag: String,
+    /// `--build-arg` values.
+    #[serde(default)]
+    pub build_args: IndexMap<String, String>,
+    /// Image labels (Phased adds `phased.deployment`, and `phased.service` when `service` is given).
+    #[serde(default)]
+    pub labels: IndexMap<String, String>,
+    /// The service the image belongs to (a label).
+    pub service: Option<String>,
+    /// The build stage to stop at (`--target`).
+    pub target: Option<String>,
+    /// Patterns left out of the context in addition to `.dockerignore`.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Build without the engine's cache.
+    #[serde(default)]
+    pub no_cache: bool,
+    /// The engine (default: `DOCKER_HOST`, else the local socket).
+    pub docker_host: Option<String>,
+}
+
+fn default_dockerfile() -> String {
+    "Dockerfile".into()
+}
+
+/// `name:tag` as the engine accepts it (lowercase name, tag of word characters).
+pub(crate) fn check_reference(reference: &str, what: &str) -> Result<(), String> {
+    let (name, tag) = match reference.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, Some(tag)),
+        _ => (reference, None),
+    };
+    let name_ok = !name.is_empty()
+        && name.split('/').all(|part| {
+            !part.is_empty()
+                && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+        });
+    let tag_ok = tag.is_none_or(|t| {
+        !t.is_empty() && t.len() <= 128 && t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    });
+    if name_ok && tag_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{what}` must be `name:tag` with a lowercase name (letters, digits, `.`, `_`, `-`, `/`), got `{reference}`"
+        ))
+    }
+}
+
+impl BuildParams {
+    pub fn check(&self) -> Result<(), String> {
+        if self.context.is_empty() {
+            return Err("`context` is empty".into());
+        }
+        check_reference(&self.tag, "tag")?;
+        if self.dockerfile.is_empty() {
+            return Err("`dockerfile` is empty".into());
+        }
+        if let Some(bad) = self.build_args.keys().find(|k| k.is_empty() || k.contains('=')) {
+            return Err(format!("build argument name `{bad}` is empty or contains `=`"));
+        }
+        Ok(())
+    }
+}
+
+/// Sends written bytes to the engine in chunks, from the thread that packs the tar.
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
+    buf: Vec<u8>,
+}
+
+const CHUNK: usize = 256 * 1024;
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = bytes::Bytes::from(std::mem::take(&mut self.buf));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the engine stopped reading the context"))
+    }
+}
+
+/// `Step 3/7 : RUN ...` (the classic builder) as (3, 7).
+fn step_of(line: &str) -> Option<(u32, u32)> {
+    let rest = line.strip_prefix("Step ")?;
+    let (numbers, _) = rest.split_once(' ')?;
+    let (done, total) = numbers.split_once('/')?;
+    Some((done.parse().ok()?, total.parse().ok()?))
+}
+
+fn run(ctx: ActionCtx, params: BuildParams) -> ActionFuture {
+    Box::pin(async move {
+        let engine = Engine::connect(params.docker_host.as_deref()).await?;
+        let context = BuildContext {
+            root: PathBuf::from(&params.context),
+            dockerfile: PathBuf::from(&params.dockerfile),
+            exclude: params.exclude.clone(),
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let packer = tokio::task::spawn_blocking(move || {
+            let mut writer = ChannelWriter { tx, buf: Vec::with_capacity(CHUNK) };
+            crate::docker::pack(&context, &mut writer)
+        });
+        // The Dockerfile's name inside the context is known only once packing has started;
+        // it is computed the same way here, without reading the whole context.
+        let dockerfile = dockerfile_name(&params)?;
+        let body = bollard::body_try_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+        let mut label_map: HashMap<String, String> =
+            params.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        label_map.insert(labels::DEPLOYMENT.into(), ctx.run_id.clone());
+        if let Some(service) = &params.service {
+            label_map.insert(labels::SERVICE.into(), service.clone());
+        }
+        let options = bollard::query_parameters::BuildImageOptions {
+            dockerfile,
+            t: Some(params.tag.clone()),
+            buildargs: Some(params.build_args.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            labels: Some(label_map),
+            target: params.target.clone().unwrap_or_default(),
+            nocache: params.no_cache,
+            rm: true,
+            forcerm: true,
+            ..Default::default()
+        };
+        ctx.log.line(&format!("building {} from {} on {}", params.tag, params.context, engine.address));
+        let mut stream = engine.docker.build_image(options, None, Some(body));
+        let mut failure: Option<ActionError> = None;
+        let mut steps = 0u32;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    for line in info.stream.iter().chain(info.status.iter()).flat_map(|t| t.lines()) {
+                        if line.trim().is_empty() {
+                            continue;
+                        }
+                        ctx.log.line(line);
+                        if let Some((done, total)) = step_of(line) {
+                            steps = total;
+                            ctx.progress.report(done.saturating_sub(1) as f64 / total.max(1) as f64);
+                        }
+                    }
+                    if let Some(id) = info.aux.as_ref().and_then(|image| image.id.as_ref()) {
+                        ctx.log.line(&format!("image {id}"));
+                    }
+                }
+                Err(bollard::errors::Error::DockerStreamError { error }) => {
+                    ctx.log.line(&error);
+                    failure = Some(ActionError::new(format!("docker build of `{}` failed: {error}", params.tag)));
+                    break;
+                }
+                Err(e) => {
+                    failure = Some(engine.error(&format!("docker build of `{}` failed", params.tag), e));
+                    break;
+                }
+            }
+        }
+        drop(stream);
+        let packed = packer.await.map_err(|e| ActionError::new(format!("packing the context failed: {e}")))?;
+        // A context that could not be packed explains a failed build better than the engine does.
+        let packed = packed.map_err(|e| ActionError::new(format!("docker build of `{}` failed: {e}", params.tag)))?;
+        if let Some(failure) = failure {
+            return Err(failure.with_tail(ctx.log.tail()));
+        }
+        let image = engine
+            .docker
+            .inspect_image(&params.tag)
+            .await
+            .map_err(|e| engine.error(&format!("the built image `{}` cannot be inspected", params.tag), e))?;
+        let id = image.id.unwrap_or_default();
+        ctx.log.line(&format!(
+            "built {} ({id}) from {} files, {} bytes of context",
+            params.tag, packed.files, packed.bytes
+        ));
+        let mut out = ActionOutputs::new();
+        out.insert("image_id".into(), id.into());
+        out.insert("tag".into(), params.tag.clone().into());
+        out.insert("steps".into(), steps.into());
+        out.insert("context_files".into(), packed.files.into());
+        Ok(out)
+    })
+}
+
+/// The Dockerfile's name inside the context, as [`crate::docker::pack`] writes it.
+fn dockerfile_name(params: &BuildParams) -> Result<String, ActionError> {
+    crate::docker::dockerfile_name(&PathBuf::from(&params.context), &PathBuf::from(&params.dockerfile))
+        .map_err(|e| ActionError::new(format!("docker build of `{}` failed: {e}", params.tag)))
+}
+
+action_spec!(
+    BuildParams,
+    name: "docker.build",
+    summary: "Build an image from a folder (honours .dockerignore; build log and steps as the node's log and progress).",
+    outputs: Outputs::Fixed(&["image_id", "tag", "steps", "context_files"]),
+    example: "context: /tmp/work/app\ntag: web:3f2a9c1e\nservice: web\nbuild_args: {NODE_ENV: production}\nexclude: [node_modules, .git]",
+    run: run,
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_of_the_classic_builder() {
+        assert_eq!(step_of("Step 3/7 : RUN npm ci"), Some((3, 7)));
+        assert_eq!(step_of(" ---> Running in 1234"), None);
+    }
+
+    #[test]
+    fn references_are_checked() {
+        assert!(check_reference("web:abcd1234", "tag").is_ok());
+        assert!(check_reference("registry.local/team/web:v1.2", "tag").is_ok());
+        assert!(check_reference("Web:1", "tag").is_err());
+        assert!(check_reference("web:", "tag").is_err());
+        assert!(check_reference("web:a b", "tag").is_err());
+    }
+}

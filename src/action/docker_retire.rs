@@ -81,7 +81,12 @@ fn run(ctx: ActionCtx, params: RetireParams) -> ActionFuture {
                     continue;
                 }
                 // The engine refuses (409) while another container uses the image: it stays.
-                if engine.docker.remove_image(image, None::<bollard::query_parameters::RemoveImageOptions>, None).await.is_ok() {
+                if engine
+                    .docker
+                    .remove_image(image, None::<bollard::query_parameters::RemoveImageOptions>, None)
+                    .await
+                    .is_ok()
+                {
                     ctx.log.line(&format!("removed image {image}"));
                     images_removed.push(image.to_string());
                 }

@@ -91,6 +91,10 @@ pub struct RunParams {
     pub cpus: Option<f64>,
     /// The command (default: the image's).
     pub command: Option<Vec<String>>,
+    /// Run a tiny init as PID 1 that forwards signals and reaps children, so that the
+    /// app stops promptly on SIGTERM (`docker run --init`).
+    #[serde(default)]
+    pub init: bool,
     /// Wait until the published port answers HTTP before succeeding.
     pub ready: Option<Ready>,
     /// The engine (default: `DOCKER_HOST`, else the local socket).
@@ -222,6 +226,7 @@ impl RunParams {
                 restart_policy: Some(RestartPolicy { name: Some(restart), maximum_retry_count: None }),
                 memory: self.memory.as_deref().and_then(|m| parse_memory(m).ok()),
                 nano_cpus: self.cpus.map(|c| (c * 1e9) as i64),
+                init: self.init.then_some(true),
                 ..Default::default()
             }),
             ..Default::default()
@@ -416,9 +421,10 @@ fn run(ctx: ActionCtx, params: RunParams) -> ActionFuture {
             started.host_port.map(|p| format!(", port {}:{p}", params.host_ip)).unwrap_or_default()
         ));
         if let (Some(ready), Some(port)) = (&params.ready, started.host_port)
-            && let Err(e) = wait_ready(&engine, &ctx, &params, ready, port).await {
-                return Err(give_up(&engine, &ctx, &params, ActionError::new(e)).await);
-            }
+            && let Err(e) = wait_ready(&engine, &ctx, &params, ready, port).await
+        {
+            return Err(give_up(&engine, &ctx, &params, ActionError::new(e)).await);
+        }
         let mut out = ActionOutputs::new();
         out.insert("container_id".into(), started.id.into());
         out.insert("name".into(), params.name.clone().into());

@@ -1,0 +1,287 @@
+//! The docker and nodejs deployment types end to end, against the real Docker engine
+//! that `.ci/run` starts (scripts/docker-engine): real builds from scratch-based
+//! images (no registry), real containers with published ports, a real nginx routing
+//! to them, real HTTP health checks, `kill -9` and resume.
+
+mod support;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{Env, Nginx};
+
+/// The TLS material scripts/docker-engine made for dockerd's tcp listener.
+const TLS_DIR: &str = "/var/lib/phased-test/docker-tls";
+const TLS_HOST: &str = "tcp://127.0.0.1:2376";
+
+/// The docker CLI against the local engine.
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).env("DOCKER_HOST", "unix:///var/run/docker.sock").output().unwrap();
+    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A service name of this test's own (the engine is shared by parallel tests); its
+/// containers and images are removed when dropped.
+struct Service(String);
+
+impl Service {
+    fn new(prefix: &str) -> Service {
+        Service(format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]))
+    }
+
+    /// `name state image` of each container of the service.
+    fn containers(&self) -> Vec<String> {
+        let out = docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=phased.service={}", self.0),
+            "--format",
+            "{{.Names}} {{.State}} {{.Image}}",
+        ]);
+        out.lines().map(str::to_string).collect()
+    }
+
+    fn images(&self) -> Vec<String> {
+        let out = docker(&["images", &self.0, "--format", "{{.Repository}}:{{.Tag}}"]);
+        out.lines().map(str::to_string).collect()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let ids = docker(&["ps", "-aq", "--filter", &format!("label=phased.service={}", self.0)]);
+        for id in ids.lines() {
+            let _ = Command::new("docker").args(["rm", "-f", id]).output();
+        }
+        for image in self.images() {
+            let _ = Command::new("docker").args(["rmi", "-f", &image]).output();
+        }
+    }
+}
+
+/// A busybox web app: `/` says `page`, `/health` exists unless `healthy` is false; the
+/// `.dockerignore` leaves out `secret.env`, and the build proves it.
+fn busybox_app(page: &str, healthy: bool, start_delay: &str) -> Value {
+    let mut files = json!({
+        "Dockerfile": format!(
+            "FROM phased-test/busybox:1\nCOPY . /app\nRUN test ! -e /app/secret.env && test -e /app/www/index.html\n\
+             EXPOSE 8080\nCMD [\"sh\", \"-c\", \"sleep {start_delay}; exec httpd -f -p 8080 -h /app/www\"]\n"
+        ),
+        ".dockerignore": "secret.env\n",
+        "secret.env": "TOKEN=do-not-ship\n",
+        "www/index.html": page,
+    });
+    if healthy {
+        files["www/health"] = json!("ok");
+    }
+    files
+}
+
+/// `phased run PIPELINE` with inputs given as a JSON (= YAML) file, routed through `nginx`.
+fn deploy(env: &Env, pipeline: &str, id: &str, inputs: Value, nginx: Option<&Nginx>) -> std::process::Output {
+    deploy_with(env, pipeline, id, inputs, nginx, &[])
+}
+
+fn deploy_with(
+    env: &Env,
+    pipeline: &str,
+    id: &str,
+    mut inputs: Value,
+    nginx: Option<&Nginx>,
+    vars: &[(&str, &str)],
+) -> std::process::Output {
+    match nginx {
+        Some(nginx) => {
+            for input in nginx.inputs() {
+                let (key, value) = input.split_once('=').unwrap();
+                inputs[key] = json!(value);
+            }
+        }
+        None => inputs["proxy"] = json!("none"),
+    }
+    let file = env.write(&format!("{id}.inputs.yaml"), &inputs.to_string());
+    let mut cmd = env.command(&["run", pipeline, "--id", id, "--inputs", file.to_str().unwrap(), "--format", "jsonl"]);
+    cmd.env("DOCKER_HOST", "unix:///var/run/docker.sock").env_remove("DOCKER_TLS_VERIFY");
+    for (key, value) in vars {
+        cmd.env(key, value);
+    }
+    cmd.output().unwrap()
+}
+
+fn embedded(env: &Env, files: Value) -> Value {
+    json!({"type": "embedded", "work_dir": env.path("work").display().to_string(), "files": files})
+}
+
+fn assert_ok(out: &std::process::Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The progress at which each phase was first entered (after the source), ACTIVE included.
+fn entered(status: &Value) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = Vec::new();
+    for h in status["history"].as_array().unwrap() {
+        let phase = h["phase"].as_str().unwrap();
+        if !["QUEUED", "PULLING_SOURCE"].contains(&phase) && !out.iter().any(|(p, _)| p == phase) {
+            out.push((phase.to_string(), h["progress"].as_u64().unwrap()));
+        }
+    }
+    out
+}
+
+/// The phases the docker type enters, at the seed's percentages.
+fn docker_phases() -> Vec<(String, u64)> {
+    [("BUILDING", 20), ("COPYING_FILES", 50), ("UPDATING_ROUTES", 75), ("HEALTH_CHECK", 90), ("ACTIVE", 100)]
+        .into_iter()
+        .map(|(p, n)| (p.to_string(), n))
+        .collect()
+}
+
+#[test]
+fn a_busybox_app_is_built_run_routed_and_checked_with_the_seed_phases() {
+    let env = Env::new();
+    let nginx = Nginx::start(&env.path("nginx"));
+    let service = Service::new("web");
+    let inputs = json!({
+        "service": service.0,
+        "source": embedded(&env, busybox_app("<h1>v1</h1>", true, "0")),
+        "health_path": "/health",
+        "secret_env": {"API_TOKEN": "api_token"},
+        "env": {"GREETING": "hello"},
+        "memory": "64m",
+        "cpus": 0.5,
+    });
+    let secret = "s3cr3t-token-4471";
+    let out = deploy_with(&env, "docker", "web00001", inputs, Some(&nginx), &[("PHASED_SECRET_API_TOKEN", secret)]);
+    assert_ok(&out);
+    assert_eq!(nginx.get(&format!("{}.localhost", service.0), "/").unwrap(), (200, "<h1>v1</h1>".to_string()));
+
+    let status = env.status("web00001");
+    assert_eq!(entered(&status), docker_phases());
+    let tag = format!("{}:web00001", service.0);
+    let active = &status["phase_metadata"];
+    assert_eq!(active["imageTag"], json!(tag.clone()), "the tag is <service>:<first 8 of the id>");
+    assert_eq!(active["containerName"], json!(format!("{}-web00001", service.0)));
+    assert_eq!(active["healthCheckUrl"], json!(format!("http://{}.localhost/health", service.0)));
+    assert!(active["deploymentCompletedAt"].is_string() && active["port"].as_u64().unwrap() > 0, "{active}");
+    let history = status["history"].as_array().unwrap();
+    let building = history.iter().find(|h| h["phase"] == "BUILDING").unwrap();
+    assert!(building["metadata"]["sourcePath"].as_str().unwrap().ends_with("/web00001/source"));
+    let routes = history.iter().find(|h| h["metadata"]["routeSetup"] == "configuring").unwrap();
+    assert_eq!(routes["metadata"]["containerName"], active["containerName"]);
+    assert_eq!(routes["metadata"]["containerId"].as_str().unwrap().len(), 64);
+
+    // The container: labels, the port on 127.0.0.1 only, limits, restart policy, env.
+    let name = active["containerName"].as_str().unwrap();
+    let inspect: Value = serde_json::from_str(&docker(&["inspect", name])).unwrap();
+    let c = &inspect[0];
+    assert_eq!(c["Config"]["Labels"]["phased.deployment"], "web00001");
+    assert_eq!(c["Config"]["Labels"]["phased.service"], json!(service.0));
+    assert_eq!(c["HostConfig"]["RestartPolicy"]["Name"], "unless-stopped");
+    assert_eq!(c["HostConfig"]["Memory"], 64 * 1024 * 1024);
+    assert_eq!(c["HostConfig"]["NanoCpus"], 500_000_000);
+    let binding = &c["NetworkSettings"]["Ports"]["8080/tcp"][0];
+    assert_eq!(binding["HostIp"], "127.0.0.1");
+    assert_eq!(binding["HostPort"].as_str().unwrap().parse::<u64>().unwrap(), active["port"].as_u64().unwrap());
+    let envs: Vec<&str> = c["Config"]["Env"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(envs.contains(&"GREETING=hello") && envs.contains(&format!("API_TOKEN={secret}").as_str()), "{envs:?}");
+
+    // The build log is kept with the node's logs; the secret is nowhere on disk.
+    let logs = env.path("state/logs/web00001");
+    let build_log = std::fs::read_to_string(logs.join("build.log")).unwrap();
+    assert!(build_log.contains("Step 1/") && build_log.contains("Successfully tagged"), "{build_log}");
+    for entry in walk(env.dir.path()) {
+        if entry.ends_with("inputs.yaml") {
+            continue;
+        }
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&bytes).contains(secret), "the secret leaked into {}", entry.display());
+    }
+    assert_eq!(service.containers().len(), 1);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if entry.file_type().unwrap().is_dir() {
+            out.extend(walk(&path));
+        } else if entry.file_type().unwrap().is_file() {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_redeploy_replaces_the_container_with_zero_failed_requests() {
+    let env = Env::new();
+    let nginx = Arc::new(Nginx::start(&env.path("nginx")));
+    let service = Service::new("shop");
+    let host = format!("{}.localhost", service.0);
+    let inputs = |page: &str| json!({"service": service.0, "source": embedded(&env, busybox_app(page, true, "0.5")), "health_path": "/health"});
+    assert_ok(&deploy(&env, "docker", "shop0001", inputs("v1"), Some(&nginx)));
+    assert_eq!(nginx.get(&host, "/").unwrap(), (200, "v1".to_string()));
+    let first = service.containers();
+
+    let done = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let looper = {
+        let (done, ok, failed, nginx, host) =
+            (Arc::clone(&done), Arc::clone(&ok), Arc::clone(&failed), Arc::clone(&nginx), host.clone());
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut seen: Vec<String> = Vec::new();
+            while !done.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(120) {
+                match nginx.get(&host, "/") {
+                    Ok((200, body)) if body == "v1" || body == "v2" => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                        if seen.last() != Some(&body) {
+                            seen.push(body);
+                        }
+                    }
+                    other => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("failed request: {other:?}");
+                    }
+                }
+            }
+            seen
+        })
+    };
+    let out = deploy(&env, "docker", "shop0002", inputs("v2"), Some(&nginx));
+    std::thread::sleep(Duration::from_millis(300));
+    done.store(true, Ordering::Relaxed);
+    let seen = looper.join().unwrap();
+    assert_ok(&out);
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "no request failed while the container was replaced");
+    assert!(ok.load(Ordering::Relaxed) > 50, "the loop ran through the deploy");
+    // While nginx reloads (some milliseconds), old and new workers both accept; once
+    // the route step is done, every request gets the new version.
+    assert_eq!((seen.first().map(String::as_str), seen.last().map(String::as_str)), (Some("v1"), Some("v2")));
+    for _ in 0..20 {
+        assert_eq!(nginx.get(&host, "/").unwrap(), (200, "v2".to_string()));
+    }
+    // Exactly one container is left, the new one; the old image went with it.
+    let now = service.containers();
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_eq!(now[0], format!("{0}-shop0002 running {0}:shop0002", service.0));
+    assert_eq!(service.images(), vec![format!("{}:shop0002", service.0)], "the old image was removed");
+    let retired = env.status("shop0002")["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|h| h["metadata"].get("retired").cloned())
+        .unwrap();
+    assert_eq!(retired, json!([first[0].split(' ').next().unwrap()]));
+}

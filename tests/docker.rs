@@ -285,3 +285,185 @@ fn a_redeploy_replaces_the_container_with_zero_failed_requests() {
         .unwrap();
     assert_eq!(retired, json!([first[0].split(' ').next().unwrap()]));
 }
+
+#[test]
+fn a_new_version_that_never_answers_is_removed_and_the_old_one_keeps_serving() {
+    let env = Env::new();
+    let nginx = Nginx::start(&env.path("nginx"));
+    let service = Service::new("docs");
+    let host = format!("{}.localhost", service.0);
+    let inputs = |page: &str, healthy: bool| {
+        json!({
+            "service": service.0, "source": embedded(&env, busybox_app(page, healthy, "0")),
+            "health_path": "/health", "ready_timeout": "3s",
+        })
+    };
+    assert_ok(&deploy(&env, "docker", "docs0001", inputs("good", true), Some(&nginx)));
+    let before = service.containers();
+    let out = deploy(&env, "docker", "docs0002", inputs("broken", false), Some(&nginx));
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(nginx.get(&host, "/").unwrap(), (200, "good".to_string()), "the old version serves");
+    assert_eq!(service.containers(), before, "the new container was removed; the old one runs");
+
+    let status = env.status("docs0002");
+    assert_eq!((status["phase"].as_str(), status["phase_progress"].as_u64()), (Some("FAILED"), Some(0)));
+    let meta = &status["phase_metadata"];
+    assert_eq!(meta["failedNode"], "serve.container");
+    let error = meta["error"].as_str().unwrap();
+    let old = before[0].split(' ').next().unwrap();
+    assert!(error.contains("did not answer 200 within 3s"), "{error}");
+    assert!(error.contains(&format!("the previous container `{old}` keeps serving")), "{error}");
+    assert_eq!(meta["containerName"], json!(format!("{}-docs0002", service.0)));
+    assert_eq!(meta["imageTag"], json!(format!("{}:docs0002", service.0)));
+    assert_eq!(meta["healthCheckUrl"], json!(format!("http://{host}/health")));
+}
+
+/// A Node.js app: answers `/` with its version; with `ALLOWED_HOST` set, it refuses
+/// other Host headers (as frameworks with an allowed-hosts list do).
+fn node_app(version: &str) -> Value {
+    json!({
+        "package.json": "{\"name\": \"hello-node\", \"version\": \"1.0.0\", \"scripts\": {\"start\": \"node server.js\"}, \"engines\": {\"node\": \">=18\"}}",
+        "package-lock.json": "{\"name\": \"hello-node\", \"version\": \"1.0.0\", \"lockfileVersion\": 3, \"requires\": true, \"packages\": {\"\": {\"name\": \"hello-node\", \"version\": \"1.0.0\"}}}",
+        ".nvmrc": "20\n",
+        "server.js": format!(
+            "const http = require('http');\n\
+             const allowed = process.env.ALLOWED_HOST;\n\
+             http.createServer((req, res) => {{\n\
+               if (allowed && !req.headers.host.startsWith(allowed)) {{ res.writeHead(400); return res.end('bad host'); }}\n\
+               res.end('node {version}');\n\
+             }}).listen(Number(process.env.PORT), () => console.log('listening on ' + process.env.PORT));\n"
+        ),
+        "node_modules/left-pad/index.js": "this folder must not reach the image",
+    })
+}
+
+#[test]
+fn a_nodejs_app_is_deployed_from_a_generated_dockerfile() {
+    let env = Env::new();
+    let nginx = Nginx::start(&env.path("nginx"));
+    let service = Service::new("node");
+    let inputs = json!({
+        "service": service.0, "source": embedded(&env, node_app("v1")),
+        "base_image": "phased-test/node:{version}", "work_dir": env.path("work").display().to_string(),
+    });
+    let out = deploy(&env, "nodejs", "node0001", inputs, Some(&nginx));
+    assert_ok(&out);
+    assert_eq!(nginx.get(&format!("{}.localhost", service.0), "/").unwrap(), (200, "node v1".to_string()));
+
+    let status = env.status("node0001");
+    let phases = entered(&status);
+    assert_eq!(phases[0], ("BUILDING".to_string(), 15));
+    assert_eq!(phases[1..], docker_phases()[1..], "then the docker phases at 50, 75, 90, 100");
+    let history = status["history"].as_array().unwrap();
+    let generated = history.iter().find(|h| h["metadata"]["dockerfileGeneration"] == "completed").unwrap();
+    assert_eq!((generated["phase"].as_str(), generated["progress"].as_u64()), (Some("BUILDING"), Some(25)));
+    assert_eq!(generated["metadata"]["buildType"], "nodejs");
+    let dockerfile = generated["metadata"]["dockerfileContent"].as_str().unwrap();
+    assert!(dockerfile.contains("FROM phased-test/node:20\n"), "the version comes from .nvmrc: {dockerfile}");
+    assert!(dockerfile.contains("RUN npm ci --no-audit --no-fund\n"), "{dockerfile}");
+    assert!(dockerfile.contains("CMD [\"npm\", \"start\"]"), "{dockerfile}");
+    // Progress never went back (the system Phased replaces went from 25 to 20 here).
+    let progress: Vec<u64> = history.iter().map(|h| h["progress"].as_u64().unwrap()).collect();
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
+    let name = status["phase_metadata"]["containerName"].as_str().unwrap();
+    let listing = docker(&["exec", name, "ls", "/app"]);
+    assert!(listing.contains("server.js") && !listing.contains("node_modules"), "{listing}");
+}
+
+#[test]
+fn a_failing_check_through_the_proxy_puts_the_route_back_and_removes_the_new_container() {
+    let env = Env::new();
+    let nginx = Nginx::start(&env.path("nginx"));
+    let service = Service::new("api");
+    let host = format!("{}.localhost", service.0);
+    let inputs = |version: &str, env_vars: Value| {
+        json!({
+            "service": service.0, "source": embedded(&env, node_app(version)), "env": env_vars,
+            "base_image": "phased-test/node:{version}", "work_dir": env.path("work").display().to_string(),
+        })
+    };
+    assert_ok(&deploy(&env, "nodejs", "api00001", inputs("v1", json!({})), Some(&nginx)));
+    let before = service.containers();
+    // v2 answers on its own port (127.0.0.1) but refuses the public host name.
+    let out = deploy(&env, "nodejs", "api00002", inputs("v2", json!({"ALLOWED_HOST": "127.0.0.1"})), Some(&nginx));
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(nginx.get(&host, "/").unwrap(), (200, "node v1".to_string()), "the route is back on v1");
+    assert_eq!(service.containers(), before, "the new container was removed");
+    let meta = env.status("api00002")["phase_metadata"].clone();
+    assert_eq!(meta["failedNode"], "serve.health");
+    assert_eq!(meta["reverted"], json!(["serve.routes", "serve.container"]), "{meta}");
+    assert!(meta["error"].as_str().unwrap().contains("answered 400, expected 200"), "{meta}");
+}
+
+#[test]
+fn a_failing_build_ends_failed_with_the_last_lines_of_the_build_log() {
+    let env = Env::new();
+    let service = Service::new("bad");
+    let files = json!({"Dockerfile": "FROM phased-test/busybox:1\nRUN echo 'compiling assets' && echo 'error: missing module left-pad' >&2 && exit 3\n"});
+    let out = deploy(&env, "docker", "bad00001", json!({"service": service.0, "source": embedded(&env, files)}), None);
+    assert_eq!(out.status.code(), Some(1));
+    let meta = env.status("bad00001")["phase_metadata"].clone();
+    assert_eq!((meta["failedNode"].as_str(), meta["failedPhase"].as_str()), (Some("build"), Some("BUILDING")));
+    let error = meta["error"].as_str().unwrap();
+    assert!(error.contains(&format!("docker build of `{}:bad00001` failed", service.0)), "{error}");
+    assert!(error.contains("returned a non-zero code: 3"), "{error}");
+    assert!(error.contains("last lines of the log") && error.contains("error: missing module left-pad"), "{error}");
+    assert!(service.containers().is_empty());
+}
+
+#[test]
+fn an_unreachable_engine_exits_3_naming_the_socket_and_the_run_resumes_once_it_is_back() {
+    let env = Env::new();
+    let service = Service::new("env");
+    let socket = env.path("no-dockerd.sock");
+    let inputs =
+        json!({"service": service.0, "source": embedded(&env, busybox_app("up", true, "0")), "health_path": "/health"});
+    let out = deploy_with(
+        &env,
+        "docker",
+        "env00001",
+        inputs,
+        None,
+        &[("DOCKER_HOST", &format!("unix://{}", socket.display()))],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("cannot reach the Docker engine at unix://{}", socket.display())), "{stderr}");
+    assert!(stderr.contains("is dockerd running"), "{stderr}");
+    let status = env.status("env00001");
+    assert_eq!(status["status"], "failed");
+    assert_eq!(status["phase_metadata"]["failedNode"], "build");
+
+    // The engine is back (the right address): resume builds and serves, the source is not pulled again.
+    let out = env
+        .command(&["resume", "env00001", "--format", "jsonl"])
+        .env("DOCKER_HOST", "unix:///var/run/docker.sock")
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let events = support::events(&out.stdout);
+    assert!(!events.iter().any(|e| e["event"] == "node_started" && e["node"] == "source.generate"), "source reused");
+    let port = env.status("env00001")["phase_metadata"]["port"].as_u64().unwrap() as u16;
+    assert_eq!(support::http_get(port, "127.0.0.1", "/").unwrap(), (200, "up".to_string()));
+}
+
+#[test]
+fn docker_host_over_tcp_with_tls_works_as_the_docker_cli_does() {
+    let env = Env::new();
+    let service = Service::new("tls");
+    let inputs = json!({"service": service.0, "source": embedded(&env, busybox_app("over tls", true, "0")), "health_path": "/health"});
+    // Without the TLS settings, the engine refuses plain HTTP: exit 3, naming the host.
+    let out = deploy_with(&env, "docker", "tls00001", inputs.clone(), None, &[("DOCKER_HOST", TLS_HOST)]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("Docker engine at {TLS_HOST}")));
+    // With DOCKER_TLS_VERIFY and DOCKER_CERT_PATH, as for `docker`, it works.
+    let tls = [("DOCKER_HOST", TLS_HOST), ("DOCKER_TLS_VERIFY", "1"), ("DOCKER_CERT_PATH", TLS_DIR)];
+    let cli = Command::new("docker").arg("version").envs(tls).output().unwrap();
+    assert!(cli.status.success(), "the docker CLI itself reaches the engine this way");
+    let out = deploy_with(&env, "docker", "tls00002", inputs, None, &tls);
+    assert_ok(&out);
+    let port = env.status("tls00002")["phase_metadata"]["port"].as_u64().unwrap() as u16;
+    assert_eq!(support::http_get(port, "127.0.0.1", "/").unwrap(), (200, "over tls".to_string()));
+    let build_log = std::fs::read_to_string(env.path("state/logs/tls00002/build.log")).unwrap();
+    assert!(build_log.contains(&format!("on {TLS_HOST}")), "{build_log}");
+}

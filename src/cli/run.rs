@@ -120,6 +120,17 @@ fn exit_code(outcome: Outcome) -> u8 {
 
 /// After a run: a closing line for people (stderr), or the status as JSON.
 fn conclude(store_args: &StoreArgs, format: RunFormat, id: &str, outcome: Outcome) {
+    if outcome == Outcome::FailedEnvironment {
+        // Whatever the format, an environment problem is said on stderr: scripts that
+        // read stdout as JSON still show people why the command exited with 3.
+        let error = Store::open(&store_args.db, store_args.durability)
+            .ok()
+            .and_then(|store| crate::cli::status::run_json(&store, id).ok().flatten())
+            .and_then(|status| status["error"].as_str().map(str::to_string));
+        if let Some(error) = error {
+            eprintln!("error: {error}");
+        }
+    }
     if format == RunFormat::Json {
         if let Ok(store) = Store::open(&store_args.db, store_args.durability)
             && let Ok(Some(status)) = crate::cli::status::run_json(&store, id)
@@ -136,9 +147,9 @@ fn conclude(store_args: &StoreArgs, format: RunFormat, id: &str, outcome: Outcom
         Outcome::Failed => {
             format!("deployment {id} FAILED; fix the cause, then `phased resume {id}` (see `phased status {id}`)")
         }
-        Outcome::FailedEnvironment => format!(
-            "deployment {id} stopped: the environment failed (see the error above); fix it, then `phased resume {id}`"
-        ),
+        Outcome::FailedEnvironment => {
+            format!("deployment {id} FAILED because of its environment; fix it, then `phased resume {id}`")
+        }
         Outcome::Interrupted | Outcome::Cancelled => {
             format!("deployment {id} stopped; continue with `phased resume {id}`")
         }

@@ -33,13 +33,15 @@ impl Service {
         Service(format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]))
     }
 
-    /// `name state image` of each container of the service.
+    /// `name state image` of each container of the service (made by `docker.run`).
     fn containers(&self) -> Vec<String> {
         let out = docker(&[
             "ps",
             "-a",
             "--filter",
             &format!("label=phased.service={}", self.0),
+            "--filter",
+            "label=phased.config",
             "--format",
             "{{.Names}} {{.State}} {{.Image}}",
         ]);
@@ -466,4 +468,112 @@ fn docker_host_over_tcp_with_tls_works_as_the_docker_cli_does() {
     assert_eq!(support::http_get(port, "127.0.0.1", "/").unwrap(), (200, "over tls".to_string()));
     let build_log = std::fs::read_to_string(env.path("state/logs/tls00002/build.log")).unwrap();
     assert!(build_log.contains(&format!("on {TLS_HOST}")), "{build_log}");
+}
+
+/// Starts `phased run docker` in the background with the inputs of `deploy`.
+fn spawn_deploy(env: &Env, id: &str, mut inputs: Value, nginx: &Nginx) -> std::process::Child {
+    for input in nginx.inputs() {
+        let (key, value) = input.split_once('=').unwrap();
+        inputs[key] = json!(value);
+    }
+    let file = env.write(&format!("{id}.inputs.yaml"), &inputs.to_string());
+    env.command(&["run", "docker", "--id", id, "--inputs", file.to_str().unwrap(), "--format", "jsonl"])
+        .env("DOCKER_HOST", "unix:///var/run/docker.sock")
+        .env_remove("DOCKER_TLS_VERIFY")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn resume(env: &Env, id: &str) -> std::process::Output {
+    env.command(&["resume", id, "--format", "jsonl"])
+        .env("DOCKER_HOST", "unix:///var/run/docker.sock")
+        .env_remove("DOCKER_TLS_VERIFY")
+        .output()
+        .unwrap()
+}
+
+fn started(out: &std::process::Output) -> Vec<String> {
+    support::events(&out.stdout)
+        .into_iter()
+        .filter(|e| e["event"] == "node_started")
+        .map(|e| e["node"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn kill_9_during_the_build_then_resume_leaves_one_container_serving_the_new_version() {
+    let env = Env::new();
+    let nginx = Nginx::start(&env.path("nginx"));
+    let service = Service::new("crash");
+    let host = format!("{}.localhost", service.0);
+    let app = |page: &str, slow: bool| {
+        let mut files = busybox_app(page, true, "0");
+        if slow {
+            let dockerfile = files["Dockerfile"].as_str().unwrap().replace("EXPOSE", "RUN sleep 3\nEXPOSE");
+            files["Dockerfile"] = json!(dockerfile);
+        }
+        json!({"service": service.0, "source": embedded(&env, files), "health_path": "/health"})
+    };
+    assert_ok(&deploy(&env, "docker", "crash001", app("v1", false), Some(&nginx)));
+
+    let mut child = spawn_deploy(&env, "crash002", app("v2", true), &nginx);
+    let log = env.path("state/logs/crash002/build.log");
+    wait_until("the build runs its slow step", Duration::from_secs(60), || {
+        std::fs::read_to_string(&log).unwrap_or_default().contains("RUN sleep 3")
+    });
+    support::kill9(&mut child);
+    assert_eq!(env.status("crash002")["status"], "interrupted");
+    assert_eq!(nginx.get(&host, "/").unwrap(), (200, "v1".to_string()), "v1 serves while v2 is interrupted");
+
+    let out = resume(&env, "crash002");
+    assert_ok(&out);
+    let nodes = started(&out);
+    assert!(nodes.contains(&"build".to_string()) && !nodes.contains(&"source.generate".to_string()), "{nodes:?}");
+    assert_eq!(nginx.get(&host, "/").unwrap(), (200, "v2".to_string()));
+    let containers = service.containers();
+    assert_eq!(containers, vec![format!("{0}-crash002 running {0}:crash002", service.0)], "exactly one container");
+}
+
+#[test]
+fn kill_9_after_the_container_was_created_then_resume_reuses_it() {
+    let env = Env::new();
+    let nginx = Nginx::start(&env.path("nginx"));
+    let service = Service::new("half");
+    let host = format!("{}.localhost", service.0);
+    // The new version takes 3 s to listen, which leaves time to kill phased while it waits.
+    let app = |page: &str, delay: &str| json!({"service": service.0, "source": embedded(&env, busybox_app(page, true, delay)), "health_path": "/health"});
+    assert_ok(&deploy(&env, "docker", "half0001", app("v1", "0"), Some(&nginx)));
+
+    let mut child = spawn_deploy(&env, "half0002", app("v2", "3"), &nginx);
+    // (A build's intermediate containers carry the deployment label too; only the
+    // container `docker.run` made is labelled with its node.)
+    let filters = ["--filter", "label=phased.deployment=half0002", "--filter", "label=phased.node=serve.container"];
+    let list = |extra: &[&str]| docker(&[&["ps", "-aq"], extra, &filters[..]].concat());
+    wait_until("the new container exists", Duration::from_secs(60), || !list(&[]).is_empty());
+    support::kill9(&mut child);
+    let made = list(&["--no-trunc"]);
+    assert_eq!(made.lines().count(), 1);
+    assert_eq!(nginx.get(&host, "/").unwrap(), (200, "v1".to_string()), "v1 serves while v2 is interrupted");
+
+    let out = resume(&env, "half0002");
+    assert_ok(&out);
+    let nodes = started(&out);
+    assert!(nodes.contains(&"serve.container".to_string()) && !nodes.contains(&"build".to_string()), "{nodes:?}");
+    let reused = support::events(&out.stdout)
+        .into_iter()
+        .find(|e| e["event"] == "node_succeeded" && e["node"] == "serve.container")
+        .unwrap();
+    assert_eq!(reused["metadata"]["containerId"], json!(made.trim()), "the half-made container was reused");
+    assert_eq!(nginx.get(&host, "/").unwrap(), (200, "v2".to_string()));
+    assert_eq!(service.containers(), vec![format!("{0}-half0002 running {0}:half0002", service.0)]);
 }

@@ -127,3 +127,23 @@ fn every_diagnostic_code_is_documented() {
         }
     }
 }
+
+#[test]
+fn every_action_and_its_outputs_are_documented() {
+    let docs = std::fs::read_to_string("docs/pipeline-format.md").unwrap();
+    for action in phased::action::ACTIONS {
+        let row = docs
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{}` |", action.name)))
+            .unwrap_or_else(|| panic!("action `{}` has no row in docs/pipeline-format.md", action.name));
+        if let phased::action::Outputs::Fixed(outputs) = action.outputs {
+            for output in outputs {
+                assert!(
+                    row.contains(&format!("`{output}`")),
+                    "output `{output}` of `{}` is not documented",
+                    action.name
+                );
+            }
+        }
+    }
+}

@@ -97,7 +97,13 @@ pub fn status(args: StatusArgs) -> u8 {
                 };
                 match args.format {
                     OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&detail).expect("JSON")),
-                    OutputFormat::Human => print_detail(&detail),
+                    OutputFormat::Human => {
+                        print_detail(&detail);
+                        let logs = crate::cli::run::data_dir(&args.store.db).join("logs").join(id);
+                        if logs.is_dir() {
+                            println!("\n  logs      {}/<node>.log", logs.display());
+                        }
+                    }
                 }
             }
             None => {

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::spec::action_spec;
 use super::{ActionCtx, ActionError, ActionFuture, ActionOutputs, Outputs};
-use crate::docker::{BuildContext, Engine, labels};
+use crate::docker::{BuildContext, Engine};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -29,11 +29,9 @@ pub struct BuildParams {
     /// `--build-arg` values.
     #[serde(default)]
     pub build_args: IndexMap<String, String>,
-    /// Image labels (Phased adds `phased.deployment`, and `phased.service` when `service` is given).
+    /// Image labels.
     #[serde(default)]
     pub labels: IndexMap<String, String>,
-    /// The service the image belongs to (a label).
-    pub service: Option<String>,
     /// The build stage to stop at (`--target`).
     pub target: Option<String>,
     /// Patterns left out of the context in addition to `.dockerignore`.
@@ -142,17 +140,14 @@ fn run(ctx: ActionCtx, params: BuildParams) -> ActionFuture {
         // it is computed the same way here, without reading the whole context.
         let dockerfile = dockerfile_name(&params)?;
         let body = bollard::body_try_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
-        let mut label_map: HashMap<String, String> =
-            params.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        label_map.insert(labels::DEPLOYMENT.into(), ctx.run_id.clone());
-        if let Some(service) = &params.service {
-            label_map.insert(labels::SERVICE.into(), service.clone());
-        }
+        // Only the labels asked for: each label is a build step of its own (a layer the
+        // classic builder commits), and a per-run label would never be cached.
+        let label_map: HashMap<String, String> = params.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let options = bollard::query_parameters::BuildImageOptions {
             dockerfile,
             t: Some(params.tag.clone()),
             buildargs: Some(params.build_args.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-            labels: Some(label_map),
+            labels: (!label_map.is_empty()).then_some(label_map),
             target: params.target.clone().unwrap_or_default(),
             nocache: params.no_cache,
             rm: true,
@@ -228,7 +223,7 @@ action_spec!(
     name: "docker.build",
     summary: "Build an image from a folder (honours .dockerignore; build log and steps as the node's log and progress).",
     outputs: Outputs::Fixed(&["image_id", "tag", "steps", "context_files"]),
-    example: "context: /tmp/work/app\ntag: web:3f2a9c1e\nservice: web\nbuild_args: {NODE_ENV: production}\nexclude: [node_modules, .git]",
+    example: "context: /tmp/work/app\ntag: web:3f2a9c1e\nbuild_args: {NODE_ENV: production}\nexclude: [node_modules, .git]",
     run: run,
 );
 

@@ -391,7 +391,9 @@ async fn wait_ready(
         if tokio::time::Instant::now() >= deadline {
             return Err(format!("{url} did not answer {} within {}: {last}", ready.status, Duration(timeout)));
         }
-        tokio::time::sleep(StdDuration::from_millis(200)).await;
+        // Most apps listen within a few hundred milliseconds: poll often at first.
+        let pause = StdDuration::from_millis((10u64 << attempt.min(5)).min(250));
+        tokio::time::sleep(pause).await;
     }
 }
 

@@ -318,6 +318,7 @@ fn a_new_version_that_never_answers_is_removed_and_the_old_one_keeps_serving() {
     assert_eq!(meta["containerName"], json!(format!("{}-docs0002", service.0)));
     assert_eq!(meta["imageTag"], json!(format!("{}:docs0002", service.0)));
     assert_eq!(meta["healthCheckUrl"], json!(format!("http://{host}/health")));
+    assert_eq!((meta["newContainerRemoved"].as_bool(), meta["routeRestored"].as_bool()), (Some(true), Some(false)));
 }
 
 /// A Node.js app: answers `/` with its version; with `ALLOWED_HOST` set, it refuses
@@ -394,6 +395,7 @@ fn a_failing_check_through_the_proxy_puts_the_route_back_and_removes_the_new_con
     let meta = env.status("api00002")["phase_metadata"].clone();
     assert_eq!(meta["failedNode"], "serve.health");
     assert_eq!(meta["reverted"], json!(["serve.routes", "serve.container"]), "{meta}");
+    assert_eq!((meta["newContainerRemoved"].as_bool(), meta["routeRestored"].as_bool()), (Some(true), Some(true)));
     assert!(meta["error"].as_str().unwrap().contains("answered 400, expected 200"), "{meta}");
 }
 
@@ -576,4 +578,35 @@ fn kill_9_after_the_container_was_created_then_resume_reuses_it() {
     assert_eq!(reused["metadata"]["containerId"], json!(made.trim()), "the half-made container was reused");
     assert_eq!(nginx.get(&host, "/").unwrap(), (200, "v2".to_string()));
     assert_eq!(service.containers(), vec![format!("{0}-half0002 running {0}:half0002", service.0)]);
+}
+
+#[test]
+fn through_caddy_a_failed_check_puts_the_previous_upstream_back() {
+    let env = Env::new();
+    let caddy = support::Caddy::start(&env.path("caddy"));
+    let service = Service::new("cad");
+    let host = format!("{}.localhost", service.0);
+    let inputs = |version: &str, env_vars: Value| {
+        json!({
+            "service": service.0, "source": embedded(&env, node_app(version)), "env": env_vars,
+            "base_image": "phased-test/node:{version}", "work_dir": env.path("work").display().to_string(),
+            "proxy": "caddy", "caddy_admin": caddy.admin, "listen": format!("127.0.0.1:{}", caddy.port),
+        })
+    };
+    let run = |id: &str, inputs: Value| {
+        let file = env.write(&format!("{id}.inputs.yaml"), &inputs.to_string());
+        env.command(&["run", "nodejs", "--id", id, "--inputs", file.to_str().unwrap()])
+            .env("DOCKER_HOST", "unix:///var/run/docker.sock")
+            .output()
+            .unwrap()
+    };
+    assert_ok(&run("cad00001", inputs("v1", json!({}))));
+    assert_ok(&run("cad00002", inputs("v2", json!({}))));
+    assert_eq!(caddy.get(&host, "/").unwrap(), (200, "node v2".to_string()));
+    let out = run("cad00003", inputs("v3", json!({"ALLOWED_HOST": "127.0.0.1"})));
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(caddy.get(&host, "/").unwrap(), (200, "node v2".to_string()), "caddy routes to v2 again");
+    assert_eq!(service.containers(), vec![format!("{0}-cad00002 running {0}:cad00002", service.0)]);
+    let meta = env.status("cad00003")["phase_metadata"].clone();
+    assert_eq!(meta["routeRestored"], true, "{meta}");
 }

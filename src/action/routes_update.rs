@@ -378,3 +378,25 @@ action_spec!(
     run: run,
     writes: |p: &RoutesParams| if p.proxy == Proxy::Nginx { vec![p.file()] } else { Vec::new() },
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(target: &str) -> RoutesParams {
+        let (key, value) = target.split_once('=').unwrap();
+        serde_json::from_value(serde_json::json!({"domain": "a.test", key: value, "config_dir": "/x"})).unwrap()
+    }
+
+    #[test]
+    fn the_previous_target_is_read_back_from_a_route_this_action_wrote() {
+        let block = params("upstream=127.0.0.1:32768").server_block();
+        assert_eq!(previous_target(Some(&block)), ("127.0.0.1:32768".to_string(), String::new()));
+        let block = params("root=/srv/a/current").server_block();
+        assert_eq!(previous_target(Some(&block)), (String::new(), "/srv/a/current".to_string()));
+        assert_eq!(previous_target(None), Default::default());
+        let route = params("upstream=127.0.0.1:4000").caddy_route();
+        assert_eq!(previous_caddy_target(&route), ("127.0.0.1:4000".to_string(), String::new()));
+        assert_eq!(previous_caddy_target(&serde_json::Value::Null), Default::default());
+    }
+}

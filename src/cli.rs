@@ -141,13 +141,15 @@ fn init_tracing() {
 
 fn print_actions() {
     for action in crate::action::ACTIONS {
-        println!("{:<12} {}", action.name, action.summary);
+        println!("{:<20} {}", action.name, action.summary);
         let schema = action.schema();
         let required: Vec<&str> =
             schema["required"].as_array().map(|r| r.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
         if let Some(props) = schema["properties"].as_object() {
             for (name, prop) in props {
-                let description = prop["description"].as_str().unwrap_or("");
+                // Doc comments wrap; the listing keeps one line per parameter.
+                let description =
+                    prop["description"].as_str().unwrap_or("").split_whitespace().collect::<Vec<_>>().join(" ");
                 let mark = if required.contains(&name.as_str()) { " (required)" } else { "" };
                 println!("    with.{name}{mark}: {description}");
             }

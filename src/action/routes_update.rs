@@ -372,7 +372,7 @@ fn run(ctx: ActionCtx, params: RoutesParams) -> ActionFuture {
 action_spec!(
     RoutesParams,
     name: "routes.update",
-    summary: "Point a domain at a static folder or an upstream through nginx (checked with nginx -t, reloaded gracefully).",
+    summary: "Point a domain at a static folder or an upstream through nginx (checked, reloaded gracefully) or caddy (admin API).",
     outputs: Outputs::Fixed(&["domain", "config", "url", "previous_upstream", "previous_root"]),
     example: "domain: blog.example.test\nroot: /srv/blog/current\nlisten: 127.0.0.1:8080\nconfig_dir: /etc/nginx/phased",
     run: run,

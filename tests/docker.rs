@@ -56,12 +56,20 @@ impl Service {
 
 impl Drop for Service {
     fn drop(&mut self) {
-        let ids = docker(&["ps", "-aq", "--filter", &format!("label=phased.service={}", self.0)]);
-        for id in ids.lines() {
-            let _ = Command::new("docker").args(["rm", "-f", id]).output();
+        // Best effort, and never a panic (this may run while a failed test unwinds).
+        let quiet = |args: &[&str]| {
+            Command::new("docker")
+                .args(args)
+                .env("DOCKER_HOST", "unix:///var/run/docker.sock")
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        for id in quiet(&["ps", "-aq", "--filter", &format!("label=phased.service={}", self.0)]).lines() {
+            quiet(&["rm", "-f", id]);
         }
-        for image in self.images() {
-            let _ = Command::new("docker").args(["rmi", "-f", &image]).output();
+        for image in quiet(&["images", &self.0, "--format", "{{.Repository}}:{{.Tag}}"]).lines() {
+            quiet(&["rmi", "-f", image]);
         }
     }
 }

@@ -6,8 +6,6 @@
 mod support;
 
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -236,7 +234,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn a_redeploy_replaces_the_container_with_zero_failed_requests() {
     let env = Env::new();
-    let nginx = Arc::new(Nginx::start(&env.path("nginx")));
+    let nginx = Nginx::start(&env.path("nginx"));
     let service = Service::new("shop");
     let host = format!("{}.localhost", service.0);
     let inputs = |page: &str| json!({"service": service.0, "source": embedded(&env, busybox_app(page, true, "0.5")), "health_path": "/health"});
@@ -244,40 +242,15 @@ fn a_redeploy_replaces_the_container_with_zero_failed_requests() {
     assert_eq!(nginx.get(&host, "/").unwrap(), (200, "v1".to_string()));
     let first = service.containers();
 
-    let done = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let looper = {
-        let (done, ok, failed, nginx, host) =
-            (Arc::clone(&done), Arc::clone(&ok), Arc::clone(&failed), Arc::clone(&nginx), host.clone());
-        std::thread::spawn(move || {
-            let start = Instant::now();
-            let mut seen: Vec<String> = Vec::new();
-            while !done.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(120) {
-                match nginx.get(&host, "/") {
-                    Ok((200, body)) if body == "v1" || body == "v2" => {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                        if seen.last() != Some(&body) {
-                            seen.push(body);
-                        }
-                    }
-                    other => {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        eprintln!("failed request: {other:?}");
-                    }
-                }
-            }
-            seen
-        })
-    };
+    let requests = support::RequestLoop::start(nginx.port, &host, &["v1", "v2"]);
     let out = deploy(&env, "docker", "shop0002", inputs("v2"), Some(&nginx));
-    std::thread::sleep(Duration::from_millis(300));
-    done.store(true, Ordering::Relaxed);
-    let seen = looper.join().unwrap();
+    let result = requests.stop();
     assert_ok(&out);
-    assert_eq!(failed.load(Ordering::Relaxed), 0, "no request failed while the container was replaced");
-    assert!(ok.load(Ordering::Relaxed) > 50, "the loop ran through the deploy");
+    assert_eq!(result.failed, 0, "no request failed while the container was replaced");
+    assert!(result.ok > 50, "the loop ran through the deploy");
     // While nginx reloads (some milliseconds), old and new workers both accept; once
     // the route step is done, every request gets the new version.
+    let seen = result.seen;
     assert_eq!((seen.first().map(String::as_str), seen.last().map(String::as_str)), (Some("v1"), Some("v2")));
     for _ in 0..20 {
         assert_eq!(nginx.get(&host, "/").unwrap(), (200, "v2".to_string()));

@@ -329,3 +329,55 @@ impl Caddy {
         http_get(self.port, host, path)
     }
 }
+
+/// GET `/` for a host in a loop on its own thread (for at most two minutes) while a
+/// deploy runs: counts the answers whose body is one of `expected`, the rest as failed,
+/// and records each change of body.
+pub struct RequestLoop {
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<LoopResult>,
+}
+
+#[derive(Debug, Default)]
+pub struct LoopResult {
+    pub ok: u64,
+    pub failed: u64,
+    /// The bodies, each time the body changed.
+    pub seen: Vec<String>,
+}
+
+impl RequestLoop {
+    pub fn start(port: u16, host: &str, expected: &[&str]) -> RequestLoop {
+        use std::sync::atomic::Ordering;
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (host, expected) = (host.to_string(), expected.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let stop = std::sync::Arc::clone(&done);
+        let thread = std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut result = LoopResult::default();
+            while !stop.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(120) {
+                match http_get(port, &host, "/") {
+                    Ok((200, body)) if expected.contains(&body) => {
+                        result.ok += 1;
+                        if result.seen.last() != Some(&body) {
+                            result.seen.push(body);
+                        }
+                    }
+                    other => {
+                        result.failed += 1;
+                        eprintln!("failed request: {other:?}");
+                    }
+                }
+            }
+            result
+        });
+        RequestLoop { done, thread }
+    }
+
+    /// Lets the loop run a little longer, then stops it.
+    pub fn stop(self) -> LoopResult {
+        std::thread::sleep(Duration::from_millis(200));
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}

@@ -99,10 +99,18 @@ fn deploy_with(
     env: &Env,
     pipeline: &str,
     id: &str,
-    mut inputs: Value,
+    inputs: Value,
     nginx: Option<&Nginx>,
     vars: &[(&str, &str)],
 ) -> std::process::Output {
+    let mut cmd = run_command(env, pipeline, id, inputs, nginx);
+    cmd.envs(vars.iter().copied());
+    cmd.output().unwrap()
+}
+
+/// `phased run PIPELINE --id ID --format jsonl` against the local engine, with the
+/// inputs in a file, routed through `nginx` (or `proxy: none` without one).
+fn run_command(env: &Env, pipeline: &str, id: &str, mut inputs: Value, nginx: Option<&Nginx>) -> Command {
     match nginx {
         Some(nginx) => {
             for input in nginx.inputs() {
@@ -110,15 +118,18 @@ fn deploy_with(
                 inputs[key] = json!(value);
             }
         }
-        None => inputs["proxy"] = json!("none"),
+        None if inputs.get("proxy").is_none() => inputs["proxy"] = json!("none"),
+        None => {}
     }
     let file = env.write(&format!("{id}.inputs.yaml"), &inputs.to_string());
-    let mut cmd = env.command(&["run", pipeline, "--id", id, "--inputs", file.to_str().unwrap(), "--format", "jsonl"]);
+    phased(env, &["run", pipeline, "--id", id, "--inputs", file.to_str().unwrap(), "--format", "jsonl"])
+}
+
+/// `phased ARGS` against the local engine (whatever the environment of the test says).
+fn phased(env: &Env, args: &[&str]) -> Command {
+    let mut cmd = env.command(args);
     cmd.env("DOCKER_HOST", "unix:///var/run/docker.sock").env_remove("DOCKER_TLS_VERIFY");
-    for (key, value) in vars {
-        cmd.env(key, value);
-    }
-    cmd.output().unwrap()
+    cmd
 }
 
 fn embedded(env: &Env, files: Value) -> Value {
@@ -420,11 +431,7 @@ fn an_unreachable_engine_exits_3_naming_the_socket_and_the_run_resumes_once_it_i
     assert_eq!(status["phase_metadata"]["failedNode"], "build");
 
     // The engine is back (the right address): resume builds and serves, the source is not pulled again.
-    let out = env
-        .command(&["resume", "env00001", "--format", "jsonl"])
-        .env("DOCKER_HOST", "unix:///var/run/docker.sock")
-        .output()
-        .unwrap();
+    let out = resume(&env, "env00001");
     assert_ok(&out);
     let events = support::events(&out.stdout);
     assert!(!events.iter().any(|e| e["event"] == "node_started" && e["node"] == "source.generate"), "source reused");
@@ -454,15 +461,8 @@ fn docker_host_over_tcp_with_tls_works_as_the_docker_cli_does() {
 }
 
 /// Starts `phased run docker` in the background with the inputs of `deploy`.
-fn spawn_deploy(env: &Env, id: &str, mut inputs: Value, nginx: &Nginx) -> std::process::Child {
-    for input in nginx.inputs() {
-        let (key, value) = input.split_once('=').unwrap();
-        inputs[key] = json!(value);
-    }
-    let file = env.write(&format!("{id}.inputs.yaml"), &inputs.to_string());
-    env.command(&["run", "docker", "--id", id, "--inputs", file.to_str().unwrap(), "--format", "jsonl"])
-        .env("DOCKER_HOST", "unix:///var/run/docker.sock")
-        .env_remove("DOCKER_TLS_VERIFY")
+fn spawn_deploy(env: &Env, id: &str, inputs: Value, nginx: &Nginx) -> std::process::Child {
+    run_command(env, "docker", id, inputs, Some(nginx))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -478,11 +478,7 @@ fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 }
 
 fn resume(env: &Env, id: &str) -> std::process::Output {
-    env.command(&["resume", id, "--format", "jsonl"])
-        .env("DOCKER_HOST", "unix:///var/run/docker.sock")
-        .env_remove("DOCKER_TLS_VERIFY")
-        .output()
-        .unwrap()
+    phased(env, &["resume", id, "--format", "jsonl"]).output().unwrap()
 }
 
 fn started(out: &std::process::Output) -> Vec<String> {
@@ -574,13 +570,7 @@ fn through_caddy_a_failed_check_puts_the_previous_upstream_back() {
             "proxy": "caddy", "caddy_admin": caddy.admin, "listen": format!("127.0.0.1:{}", caddy.port),
         })
     };
-    let run = |id: &str, inputs: Value| {
-        let file = env.write(&format!("{id}.inputs.yaml"), &inputs.to_string());
-        env.command(&["run", "nodejs", "--id", id, "--inputs", file.to_str().unwrap()])
-            .env("DOCKER_HOST", "unix:///var/run/docker.sock")
-            .output()
-            .unwrap()
-    };
+    let run = |id: &str, inputs: Value| run_command(&env, "nodejs", id, inputs, None).output().unwrap();
     assert_ok(&run("cad00001", inputs("v1", json!({}))));
     assert_ok(&run("cad00002", inputs("v2", json!({}))));
     assert_eq!(caddy.get(&host, "/").unwrap(), (200, "node v2".to_string()));

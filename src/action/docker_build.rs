@@ -95,6 +95,8 @@ struct ChannelWriter {
 
 const CHUNK: usize = 256 * 1024;
 
+const STOPPED_READING: &str = "the engine stopped reading the context";
+
 impl Write for ChannelWriter {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         self.buf.extend_from_slice(data);
@@ -111,7 +113,7 @@ impl Write for ChannelWriter {
         let chunk = bytes::Bytes::from(std::mem::take(&mut self.buf));
         self.tx
             .blocking_send(Ok(chunk))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the engine stopped reading the context"))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, STOPPED_READING))
     }
 }
 
@@ -188,11 +190,14 @@ fn run(ctx: ActionCtx, params: BuildParams) -> ActionFuture {
         }
         drop(stream);
         let packed = packer.await.map_err(|e| ActionError::new(format!("packing the context failed: {e}")))?;
-        // A context that could not be packed explains a failed build better than the engine does.
-        let packed = packed.map_err(|e| ActionError::new(format!("docker build of `{}` failed: {e}", params.tag)))?;
-        if let Some(failure) = failure {
-            return Err(failure.with_tail(ctx.log.tail()));
-        }
+        let packed = match (packed, failure) {
+            // The engine refused before reading everything: its reason is the one to show.
+            (Err(e), Some(failure)) if e.contains(STOPPED_READING) => return Err(failure.with_tail(ctx.log.tail())),
+            // A context that could not be packed explains the failure better than the engine's EOF.
+            (Err(e), _) => return Err(ActionError::new(format!("docker build of `{}` failed: {e}", params.tag))),
+            (Ok(_), Some(failure)) => return Err(failure.with_tail(ctx.log.tail())),
+            (Ok(packed), None) => packed,
+        };
         let image = engine
             .docker
             .inspect_image(&params.tag)

@@ -581,3 +581,27 @@ fn through_caddy_a_failed_check_puts_the_previous_upstream_back() {
     let meta = env.status("cad00003")["phase_metadata"].clone();
     assert_eq!(meta["routeRestored"], true, "{meta}");
 }
+
+#[test]
+fn a_fixed_host_port_is_published_and_a_redeploy_on_it_says_what_to_do() {
+    let env = Env::new();
+    let service = Service::new("fixed");
+    let port = support::free_port();
+    let inputs = |page: &str| {
+        json!({
+            "service": service.0, "source": embedded(&env, busybox_app(page, true, "0")),
+            "health_path": "/health", "host_port": port,
+        })
+    };
+    assert_ok(&deploy(&env, "docker", "fixed001", inputs("one"), None));
+    assert_eq!(support::http_get(port, "127.0.0.1", "/").unwrap(), (200, "one".to_string()));
+    let out = deploy(&env, "docker", "fixed002", inputs("two"), None);
+    assert_eq!(out.status.code(), Some(1));
+    let error = env.status("fixed002")["phase_metadata"]["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains(&format!("host port {port} is taken")) && error.contains("leave `host_port` unset"),
+        "{error}"
+    );
+    assert_eq!(support::http_get(port, "127.0.0.1", "/").unwrap(), (200, "one".to_string()), "the first still serves");
+    assert_eq!(service.containers(), vec![format!("{0}-fixed001 running {0}:fixed001", service.0)]);
+}

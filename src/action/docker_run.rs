@@ -407,7 +407,16 @@ fn run(ctx: ActionCtx, params: RunParams) -> ActionFuture {
             Ok(()) => {}
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => {}
             Err(e) => {
-                let error = engine.error(&format!("cannot start container `{}`", params.name), e);
+                let mut error = engine.error(&format!("cannot start container `{}`", params.name), e);
+                if let Some(port) = params.host_port
+                    && error.message.contains("port is already allocated")
+                {
+                    error.message.push_str(&format!(
+                        " (host port {port} is taken, by the service's running container if this is a redeploy: \
+                         leave `host_port` unset so that the new container gets a free port and the proxy \
+                         route moves to it)"
+                    ));
+                }
                 return Err(give_up(&engine, &ctx, &params, error).await);
             }
         }

@@ -605,3 +605,45 @@ fn a_fixed_host_port_is_published_and_a_redeploy_on_it_says_what_to_do() {
     assert_eq!(support::http_get(port, "127.0.0.1", "/").unwrap(), (200, "one".to_string()), "the first still serves");
     assert_eq!(service.containers(), vec![format!("{0}-fixed001 running {0}:fixed001", service.0)]);
 }
+
+#[test]
+fn watch_redeploys_a_nodejs_app_when_its_code_changes() {
+    let env = Env::new();
+    let nginx = Nginx::start(&env.path("nginx"));
+    let service = Service::new("live");
+    let host = format!("{}.localhost", service.0);
+    let app = env.path("app");
+    for (name, text) in node_app("v1").as_object().unwrap() {
+        if !name.starts_with("node_modules") {
+            env.write(&format!("app/{name}"), text.as_str().unwrap());
+        }
+    }
+    let mut args: Vec<String> = vec!["watch".into(), "nodejs".into(), "--path".into(), app.display().to_string()];
+    let inputs = [
+        format!("service={}", service.0),
+        "source.type=local".to_string(),
+        format!("source.path={}", app.display()),
+        "base_image=phased-test/node:{version}".to_string(),
+        format!("work_dir={}", env.path("work").display()),
+        "drain=0s".to_string(),
+    ];
+    for input in inputs.into_iter().chain(nginx.inputs()) {
+        args.extend(["-i".to_string(), input]);
+    }
+    args.extend(["--format".to_string(), "jsonl".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let watch = support::Watch::spawn(phased(&env, &args));
+    watch.wait_runs_ended(1, Duration::from_secs(120));
+    assert_eq!(nginx.get(&host, "/").unwrap(), (200, "node v1".to_string()));
+
+    let server = std::fs::read_to_string(app.join("server.js")).unwrap();
+    std::fs::write(app.join("server.js"), server.replace("node v1", "node v2")).unwrap();
+    watch.wait_runs_ended(2, Duration::from_secs(120));
+    assert_eq!(watch.count("run_succeeded"), 2, "{}", watch.stderr.lock().unwrap());
+    assert_eq!(nginx.get(&host, "/").unwrap(), (200, "node v2".to_string()));
+    assert_eq!(service.containers().len(), 1, "the first container was retired");
+    // The generated Dockerfile is written outside the watched folder: no loop.
+    watch.assert_quiet(2, Duration::from_secs(2));
+    let (code, _) = watch.stop();
+    assert_eq!(code, 130);
+}

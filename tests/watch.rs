@@ -2,82 +2,10 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use support::{Env, signal, wait_timeout};
-
-/// A running `phased watch` whose JSON-lines events are collected as they come.
-struct Watch {
-    child: Child,
-    events: Arc<Mutex<Vec<serde_json::Value>>>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Watch {
-    fn start(env: &Env, args: &[&str]) -> Watch {
-        let mut all = vec!["watch", "--format", "jsonl"];
-        all.extend_from_slice(args);
-        let mut child = env.command(&all).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let out = child.stdout.take().unwrap();
-        let sink = Arc::clone(&events);
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str(&line) {
-                    sink.lock().unwrap().push(v);
-                }
-            }
-        });
-        let err = child.stderr.take().unwrap();
-        let sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let mut s = sink.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
-        Watch { child, events, stderr }
-    }
-
-    fn count(&self, kind: &str) -> usize {
-        self.events.lock().unwrap().iter().filter(|e| e["event"] == kind).count()
-    }
-
-    /// Waits until `n` runs have ended (ACTIVE, FAILED or superseded).
-    fn wait_runs_ended(&self, n: usize, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        loop {
-            let ended = self.count("run_succeeded") + self.count("run_failed") + self.count("run_interrupted");
-            if ended >= n {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "only {ended} of {n} runs ended; stderr:\n{}",
-                self.stderr.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Waits a while and checks that no further run starts.
-    fn assert_quiet(&self, runs: usize, wait: Duration) {
-        std::thread::sleep(wait);
-        assert_eq!(self.count("run_started"), runs, "no further run; stderr:\n{}", self.stderr.lock().unwrap());
-    }
-
-    fn stop(mut self) -> (i32, String) {
-        signal(&self.child, libc::SIGINT);
-        let status = wait_timeout(&mut self.child, Duration::from_secs(10));
-        std::thread::sleep(Duration::from_millis(50));
-        (status.code().unwrap_or(-1), self.stderr.lock().unwrap().clone())
-    }
-}
+use support::{Env, Watch, signal, wait_timeout};
 
 /// A deploy that records how many files it saw and what `version` said.
 const DEPLOY: &str = r#"

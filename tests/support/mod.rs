@@ -2,8 +2,10 @@
 
 #![allow(dead_code, reason = "each test file uses a different part of this module")]
 
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub struct Env {
@@ -379,5 +381,80 @@ impl RequestLoop {
         std::thread::sleep(Duration::from_millis(200));
         self.done.store(true, std::sync::atomic::Ordering::Relaxed);
         self.thread.join().unwrap()
+    }
+}
+
+/// A running `phased watch` whose JSON-lines events are collected as they come.
+pub struct Watch {
+    pub child: Child,
+    pub events: Arc<Mutex<Vec<serde_json::Value>>>,
+    pub stderr: Arc<Mutex<String>>,
+}
+
+impl Watch {
+    pub fn start(env: &Env, args: &[&str]) -> Watch {
+        let mut all = vec!["watch", "--format", "jsonl"];
+        all.extend_from_slice(args);
+        Watch::spawn(env.command(&all))
+    }
+
+    /// Collects the events of a `phased watch` command (with `--format jsonl`).
+    pub fn spawn(mut command: Command) -> Watch {
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let out = child.stdout.take().unwrap();
+        let sink = Arc::clone(&events);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str(&line) {
+                    sink.lock().unwrap().push(v);
+                }
+            }
+        });
+        let err = child.stderr.take().unwrap();
+        let sink = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Watch { child, events, stderr }
+    }
+
+    pub fn count(&self, kind: &str) -> usize {
+        self.events.lock().unwrap().iter().filter(|e| e["event"] == kind).count()
+    }
+
+    /// Waits until `n` runs have ended (ACTIVE, FAILED or superseded).
+    pub fn wait_runs_ended(&self, n: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let ended = self.count("run_succeeded") + self.count("run_failed") + self.count("run_interrupted");
+            if ended >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {ended} of {n} runs ended; stderr:\n{}",
+                self.stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits a while and checks that no further run starts.
+    pub fn assert_quiet(&self, runs: usize, wait: Duration) {
+        std::thread::sleep(wait);
+        assert_eq!(self.count("run_started"), runs, "no further run; stderr:\n{}", self.stderr.lock().unwrap());
+    }
+
+    pub fn stop(mut self) -> (i32, String) {
+        signal(&self.child, libc::SIGINT);
+        let status = wait_timeout(&mut self.child, Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(50));
+        (status.code().unwrap_or(-1), self.stderr.lock().unwrap().clone())
     }
 }

@@ -57,3 +57,37 @@ fn a_selected_sub_pipeline_is_expanded_with_scaled_weights() {
     assert_eq!(publish.metadata["bytes"], "<nodes.measure.outputs.bytes>");
     insta::assert_json_snapshot!("demo_local", result, {".nodes[].with.env.TO" => "[release dir]"});
 }
+
+/// (phase, progress at start) of each action node after the source, in execution order.
+fn phase_starts(path: &str, given: serde_json::Value) -> Vec<(String, u8)> {
+    plan_of(path, given)
+        .nodes
+        .iter()
+        .filter(|n| n.uses.is_some() && !n.skipped && !n.node.starts_with("source"))
+        .map(|n| (n.phase.clone().unwrap_or_default(), n.progress_start))
+        .collect()
+}
+
+#[test]
+fn the_docker_and_nodejs_types_enter_their_phases_at_the_seed_percentages_and_never_go_back() {
+    let given = serde_json::json!({"service": "web", "source": {"type": "local", "path": "/srv/app"}});
+    let docker = phase_starts("pipelines/docker.yaml", given.clone());
+    assert_eq!(
+        docker,
+        [("BUILDING", 20), ("COPYING_FILES", 50), ("UPDATING_ROUTES", 75), ("HEALTH_CHECK", 90), ("HEALTH_CHECK", 100)]
+            .map(|(p, n)| (p.to_string(), n))
+    );
+    let nodejs = phase_starts("pipelines/nodejs.yaml", given);
+    assert_eq!(
+        nodejs,
+        [
+            ("BUILDING", 15),
+            ("BUILDING", 25),
+            ("COPYING_FILES", 50),
+            ("UPDATING_ROUTES", 75),
+            ("HEALTH_CHECK", 90),
+            ("HEALTH_CHECK", 100)
+        ]
+        .map(|(p, n)| (p.to_string(), n))
+    );
+}

@@ -238,6 +238,7 @@ fn a_clone_at_the_right_commit_is_reused_and_kill_9_mid_transfer_resumes_cleanly
         token: None,
         username: None,
         ssh_key: None,
+        known_hosts: None,
     };
     let done = phased::action::clone(&params, std::sync::Arc::new(phased::action::ProgressReporter::none())).unwrap();
     assert_eq!((done.commit.as_str(), done.reused), (second.as_str(), true));
@@ -260,4 +261,94 @@ fn a_shallow_clone_fetches_one_commit_and_file_urls_work() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let path = output(&env, "file", "path");
     assert_eq!(std::fs::read_to_string(Path::new(&path).join("index.html")).unwrap(), "v1");
+}
+
+/// A real OpenSSH server on 127.0.0.1 with its own configuration, host key and
+/// authorized key, serving `repos/` to root (git-upload-pack through the login shell).
+/// Returns the server, its port, the client's private key (PEM) and the server's
+/// `known_hosts` line.
+fn ssh_server(env: &Env) -> (Server, u16, String, String) {
+    let dir = env.path("sshd");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let keygen = |args: &[&str]| {
+        let out = Command::new("ssh-keygen").args(args).current_dir(&dir).output().unwrap();
+        assert!(out.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    keygen(&["-q", "-t", "ed25519", "-N", "", "-f", "host_key"]);
+    keygen(&["-q", "-t", "rsa", "-b", "2048", "-m", "PEM", "-N", "", "-f", "client_key"]);
+    std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).unwrap();
+    let (child, port) = start_on_free_port("sshd", |port| {
+        let conf = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
+             StrictModes no\nUsePAM no\nPidFile none\n",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("sshd_config"), conf).unwrap();
+        Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(dir.join("sshd_config"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sshd is installed (.ci/run installs openssh-server)")
+    });
+    let host_key = std::fs::read_to_string(dir.join("host_key.pub")).unwrap();
+    let mut fields = host_key.split_whitespace();
+    let known = format!("[127.0.0.1]:{port} {} {}", fields.next().unwrap(), fields.next().unwrap());
+    (Server(child), port, std::fs::read_to_string(dir.join("client_key")).unwrap(), known)
+}
+
+#[test]
+fn over_ssh_the_host_key_is_checked_against_known_hosts_and_the_key_comes_from_a_secret() {
+    let env = Env::new();
+    let (_, second, _) = make_repo(&env, "app", false);
+    let (_sshd, port, client_key, known) = ssh_server(&env);
+    let url = format!("ssh://root@127.0.0.1:{port}{}", env.path("repos/app.git").display());
+    let run = |id: &str, known_hosts: Option<&str>| {
+        let mut inputs = serde_json::json!({
+            "type": "git", "url": url, "branch": "main", "ssh_key_secret": "deploy_key",
+            "work_dir": env.path("clones").display().to_string(),
+        });
+        if let Some(k) = known_hosts {
+            inputs["known_hosts"] = serde_json::json!(k);
+        }
+        let file = env.write(&format!("{id}.yaml"), &inputs.to_string());
+        env.command(&["run", "sources/git", "--id", id, "--inputs", file.to_str().unwrap()])
+            .env("PHASED_PIPELINES", "/nonexistent")
+            .env("PHASED_SECRET_DEPLOY_KEY", &client_key)
+            // An empty home: no ~/.ssh/known_hosts to fall back on.
+            .env("HOME", env.path("home"))
+            .output()
+            .unwrap()
+    };
+
+    let out = run("ssh-ok", Some(&format!("# from ssh-keyscan\n{known}\n")));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(output(&env, "ssh-ok", "commit"), second);
+    assert_eq!(std::fs::read_to_string(env.path("clones/ssh-ok/source/index.html")).unwrap(), "v2");
+
+    // Unknown host: refused, and the error says how to fix it.
+    let out = run("ssh-unknown", None);
+    assert_eq!(out.status.code(), Some(1));
+    let error = env.status("ssh-unknown")["phase_metadata"]["error"].as_str().unwrap().to_string();
+    assert!(error.contains(&format!("ssh-keyscan -p {port} 127.0.0.1")), "{error}");
+
+    // A different key for the host (a man in the middle, or a reinstalled server): refused.
+    let other = env.path("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let keygen = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(other.join("k")).output();
+    assert!(keygen.unwrap().status.success());
+    let other_key = std::fs::read_to_string(other.join("k.pub")).unwrap();
+    let wrong = format!("[127.0.0.1]:{port} {}", other_key.split_whitespace().take(2).collect::<Vec<_>>().join(" "));
+    let out = run("ssh-wrong", Some(&wrong));
+    assert_eq!(out.status.code(), Some(1));
+    let error = env.status("ssh-wrong")["phase_metadata"]["error"].as_str().unwrap().to_string();
+    assert!(error.contains(&format!("the host key of [127.0.0.1]:{port} is not in `known_hosts`")), "{error}");
+    assert!(!env.path("clones/ssh-wrong/source").exists(), "nothing was cloned");
+    // The private key is nowhere in the database.
+    let db = std::fs::read(env.db()).unwrap();
+    let marker = client_key.lines().nth(1).unwrap();
+    assert!(!String::from_utf8_lossy(&db).contains(marker));
 }

@@ -34,6 +34,10 @@ pub struct CloneParams {
     pub username: Option<String>,
     /// An SSH private key, PEM or OpenSSH text (use `{{ secrets.name }}`).
     pub ssh_key: Option<String>,
+    /// For ssh: the server's host keys, as `known_hosts` lines (`host keytype key`, or
+    /// `[host]:port keytype key` for another port; what `ssh-keyscan` prints). Without
+    /// it, the user's `~/.ssh/known_hosts` decides.
+    pub known_hosts: Option<String>,
 }
 
 impl CloneParams {
@@ -44,14 +48,100 @@ impl CloneParams {
         if self.depth == Some(0) {
             return Err("`depth` must be at least 1".into());
         }
+        if let Some(known) = &self.known_hosts {
+            known_host_entries(known)?;
+        }
         Ok(())
     }
+}
+
+/// A `known_hosts` entry: the host patterns and the key (base64 of the wire format).
+#[derive(Debug)]
+struct KnownHost<'a> {
+    hosts: Vec<&'a str>,
+    key: &'a str,
+}
+
+fn known_host_entries(text: &str) -> Result<Vec<KnownHost<'_>>, String> {
+    let mut entries = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            [hosts, _kind, key, ..] if !hosts.starts_with('|') && !hosts.starts_with('@') => {
+                entries.push(KnownHost { hosts: hosts.split(',').collect(), key })
+            }
+            [hosts, ..] if hosts.starts_with('|') => {
+                return Err(format!(
+                    "`known_hosts` line {}: hashed host names are not supported; use `ssh-keyscan` without -H",
+                    n + 1
+                ));
+            }
+            _ => return Err(format!("`known_hosts` line {} is not `host keytype key`: `{line}`", n + 1)),
+        }
+    }
+    if entries.is_empty() {
+        return Err("`known_hosts` has no entries".into());
+    }
+    Ok(entries)
+}
+
+/// The host and port an ssh URL (`ssh://user@host:port/path` or `user@host:path`) names.
+fn ssh_host_port(url: &str) -> Option<(String, u16)> {
+    if let Some(rest) = url.strip_prefix("ssh://").or_else(|| url.strip_prefix("git+ssh://")) {
+        let authority = rest.split('/').next()?;
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        return Some(match host_port.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => {
+                (host.trim_matches(['[', ']']).to_string(), port.parse().ok()?)
+            }
+            _ => (host_port.trim_matches(['[', ']']).to_string(), 22),
+        });
+    }
+    // scp-like: user@host:path
+    if url.contains("://") {
+        return None;
+    }
+    let (before, _) = url.split_once(':')?;
+    (!before.contains('/')).then(|| (before.rsplit_once('@').map_or(before, |(_, h)| h).to_string(), 22))
+}
+
+/// Whether `known_hosts` lists `key` (base64) for `host` on `port`.
+fn host_is_known(known: &str, host: &str, port: u16, key: &str) -> bool {
+    let names = if port == 22 { vec![host.to_string()] } else { vec![format!("[{host}]:{port}")] };
+    known_host_entries(known)
+        .unwrap_or_default()
+        .iter()
+        .any(|e| e.key == key && e.hosts.iter().any(|h| names.iter().any(|n| n == h)))
 }
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct Cloned {
     pub commit: String,
     pub reused: bool,
+}
+
+thread_local! {
+    /// Why the last host key check on this thread refused the server.
+    static HOSTKEY_REFUSED: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A connection error, with the reason our host key check gave when it refused.
+fn connection_error(params: &CloneParams, e: &git2::Error) -> String {
+    if let Some(why) = HOSTKEY_REFUSED.with(|r| r.borrow_mut().take()) {
+        return format!("cannot reach `{}`: {why}", params.url);
+    }
+    let hint = match ssh_host_port(&params.url) {
+        Some((host, port)) if params.known_hosts.is_none() && e.message().contains("hostkey") => format!(
+            " (the server's host key is not in ~/.ssh/known_hosts: give its key as `known_hosts`, \
+             e.g. the output of `ssh-keyscan -p {port} {host}`)"
+        ),
+        _ => String::new(),
+    };
+    format!("cannot reach `{}`: {}{hint}", params.url, e.message())
 }
 
 fn callbacks<'a>(params: &'a CloneParams, progress: Arc<ProgressReporter>) -> RemoteCallbacks<'a> {
@@ -78,6 +168,29 @@ fn callbacks<'a>(params: &'a CloneParams, progress: Arc<ProgressReporter>) -> Re
         }
         Err(git2::Error::from_str("the repository needs credentials: give `token` or `ssh_key` from secrets"))
     });
+    if let Some(known) = &params.known_hosts {
+        let (host, port) = ssh_host_port(&params.url).unwrap_or_default();
+        callbacks.certificate_check(move |cert, _| {
+            use base64::Engine;
+            // TLS certificates are libgit2's to check; ssh host keys are checked here.
+            let Some(hostkey) = cert.as_hostkey() else { return Ok(git2::CertificateCheckStatus::CertificatePassthrough) };
+            let Some(raw) = hostkey.hostkey() else {
+                return Err(git2::Error::from_str("the server's host key cannot be read"));
+            };
+            let key = base64::engine::general_purpose::STANDARD.encode(raw);
+            if host_is_known(known, &host, port, &key) {
+                Ok(git2::CertificateCheckStatus::CertificateOk)
+            } else {
+                let name = if port == 22 { host.clone() } else { format!("[{host}]:{port}") };
+                let why = format!(
+                    "the host key of {name} is not in `known_hosts` (it may have changed, or the entry is for another host)"
+                );
+                // libgit2 replaces a refusal's message with its own; keep ours for the error.
+                HOSTKEY_REFUSED.with(|r| *r.borrow_mut() = Some(why.clone()));
+                Err(git2::Error::from_str(&why))
+            }
+        });
+    }
     callbacks.transfer_progress(move |stats| {
         if stats.total_objects() > 0 {
             progress.report(0.9 * stats.received_objects() as f64 / stats.total_objects() as f64);
@@ -105,11 +218,12 @@ fn resolve(
     params: &CloneParams,
     progress: &Arc<ProgressReporter>,
 ) -> Result<(Target, Option<String>), String> {
+    HOSTKEY_REFUSED.with(|r| r.borrow_mut().take());
     let mut remote =
         repo.remote_anonymous(&params.url).map_err(|e| format!("invalid repository URL: {}", e.message()))?;
     let connection = remote
         .connect_auth(git2::Direction::Fetch, Some(callbacks(params, Arc::clone(progress))), None)
-        .map_err(|e| format!("cannot reach `{}`: {}", params.url, e.message()))?;
+        .map_err(|e| connection_error(params, &e))?;
     let heads: Vec<(String, String)> = connection
         .list()
         .map_err(|e| e.message().to_string())?
@@ -230,3 +344,27 @@ action_spec!(
     run: run,
     writes: |p: &CloneParams| vec![PathBuf::from(&p.to)],
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_urls_name_their_host_and_port() {
+        assert_eq!(ssh_host_port("ssh://git@example.test:2222/team/app.git"), Some(("example.test".into(), 2222)));
+        assert_eq!(ssh_host_port("ssh://example.test/team/app.git"), Some(("example.test".into(), 22)));
+        assert_eq!(ssh_host_port("git@example.test:team/app.git"), Some(("example.test".into(), 22)));
+        assert_eq!(ssh_host_port("https://example.test/app.git"), None);
+    }
+
+    #[test]
+    fn known_hosts_match_by_host_port_and_key() {
+        let known = "# comment\n[127.0.0.1]:2222 ssh-ed25519 AAAAkey1\nexample.test,10.0.0.1 ssh-rsa AAAAkey2\n";
+        assert!(host_is_known(known, "127.0.0.1", 2222, "AAAAkey1"));
+        assert!(!host_is_known(known, "127.0.0.1", 22, "AAAAkey1"), "another port is another entry");
+        assert!(host_is_known(known, "10.0.0.1", 22, "AAAAkey2"));
+        assert!(!host_is_known(known, "example.test", 22, "AAAAkey1"), "another key");
+        assert!(known_host_entries("|1|abc|def ssh-rsa AAAA").unwrap_err().contains("hashed"));
+        assert!(known_host_entries("just-a-host").unwrap_err().contains("line 1"));
+    }
+}

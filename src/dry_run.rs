@@ -74,6 +74,7 @@ impl Walker {
             "pipeline": self.root,
             "attempt": 1,
             "started_at": "<deployment.started_at>",
+            "work_dir": "<deployment.work_dir>",
         });
         let scope: std::collections::BTreeMap<&str, Value> = [
             ("inputs", Value::from(minijinja::value::Serde(inputs))),

@@ -106,7 +106,7 @@ pub async fn start(
         at_ms: now_ms(),
     })?;
     tracing::info!(run = %id, pipeline = %plan.name, "Run started.");
-    let deployment = DeploymentInfo { id: id.clone(), pipeline: plan.name.clone(), attempt: 1, started_at: at };
+    let deployment = DeploymentInfo::new(&id, &plan.name, 1, &at, &options.data_dir);
     let dispatcher = Dispatcher::new(Start {
         store,
         plan,
@@ -178,12 +178,7 @@ pub async fn resume(
     }
     before_run(&ResumeInfo { id: id.to_string(), killed, plan: Arc::clone(&plan) });
     let inputs = row.inputs.as_object().cloned().unwrap_or_default();
-    let deployment = DeploymentInfo {
-        id: id.to_string(),
-        pipeline: row.pipeline.clone(),
-        attempt: row.attempt,
-        started_at: row.created_at.clone(),
-    };
+    let deployment = DeploymentInfo::new(id, &row.pipeline, row.attempt, &row.created_at, &options.data_dir);
     let dispatcher = Dispatcher::new(Start {
         store,
         plan,

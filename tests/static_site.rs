@@ -261,3 +261,27 @@ fn the_same_type_routes_through_caddy_with_its_admin_api() {
     assert_eq!(config.as_array().unwrap().len(), 1, "one route for the domain: {config}");
     assert_eq!(env.status("wiki-2")["phase_metadata"]["containerName"], "caddy");
 }
+
+#[test]
+fn sources_unpack_beside_their_database_so_two_databases_never_share_a_folder() {
+    let (a, b) = (Env::new(), Env::new());
+    for (env, text) in [(&a, "from a"), (&b, "from b")] {
+        let out = env
+            .command(&["run", "sources/embedded", "--id", "same-id", "-i", "type=embedded"])
+            .args(["-i", &format!("files.page={text}")])
+            .env("PHASED_PIPELINES", "/nonexistent")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    for (env, text) in [(&a, "from a"), (&b, "from b")] {
+        let path = env.status("same-id")["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|h| h["metadata"]["sourcePath"].as_str().map(str::to_string))
+            .unwrap();
+        assert_eq!(path, env.path("state/work/same-id/source").display().to_string());
+        assert_eq!(std::fs::read_to_string(std::path::Path::new(&path).join("page")).unwrap(), text);
+    }
+}

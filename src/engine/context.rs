@@ -3,6 +3,7 @@
 //! where it is `***`.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use minijinja::value::{Object, Value};
@@ -17,9 +18,21 @@ pub struct DeploymentInfo {
     pub pipeline: String,
     pub attempt: u32,
     pub started_at: String,
+    /// The run's own scratch folder: `work/<run id>` beside the database.
+    pub work_dir: PathBuf,
 }
 
 impl DeploymentInfo {
+    pub fn new(id: &str, pipeline: &str, attempt: u32, started_at: &str, data_dir: &Path) -> Self {
+        DeploymentInfo {
+            id: id.to_string(),
+            pipeline: pipeline.to_string(),
+            attempt,
+            started_at: started_at.to_string(),
+            work_dir: data_dir.join("work").join(id),
+        }
+    }
+
     pub fn short_id(&self) -> String {
         self.id.chars().take(8).collect()
     }
@@ -31,6 +44,7 @@ impl DeploymentInfo {
             "pipeline": self.pipeline,
             "attempt": self.attempt,
             "started_at": self.started_at,
+            "work_dir": self.work_dir.display().to_string(),
         })
     }
 }

@@ -96,7 +96,7 @@ impl<'r> Dispatcher<'r> {
         let run = &start.deployment.id;
         let mut dispatcher = Dispatcher {
             logs: options.data_dir.join("logs").join(run),
-            work: options.data_dir.join("work").join(run),
+            work: start.deployment.work_dir.clone(),
             run_key: crate::process::run_key(run, start.store.path()),
             store: start.store,
             deployment: start.deployment,

@@ -77,8 +77,8 @@ impl Drop for Service {
 fn busybox_app(page: &str, healthy: bool, start_delay: &str) -> Value {
     let mut files = json!({
         "Dockerfile": format!(
-            "FROM phased-test/busybox:1\nCOPY . /app\nRUN test ! -e /app/secret.env && test -e /app/www/index.html\n\
-             EXPOSE 8080\nCMD [\"sh\", \"-c\", \"sleep {start_delay}; exec httpd -f -p 8080 -h /app/www\"]\n"
+            "FROM phased-test/busybox:1\nARG NOTE=none\nCOPY . /app\nRUN test ! -e /app/secret.env && test -e /app/www/index.html\n\
+             RUN echo \"$NOTE\" > /app/www/note.txt\nEXPOSE 8080\nCMD [\"sh\", \"-c\", \"sleep {start_delay}; exec httpd -f -p 8080 -h /app/www\"]\n"
         ),
         ".dockerignore": "secret.env\n",
         "secret.env": "TOKEN=do-not-ship\n",
@@ -179,11 +179,23 @@ fn a_busybox_app_is_built_run_routed_and_checked_with_the_seed_phases() {
         "env": {"GREETING": "hello"},
         "memory": "64m",
         "cpus": 0.5,
+        "build_args": {"NOTE": "built by phased"},
     });
     let secret = "s3cr3t-token-4471";
     let out = deploy_with(&env, "docker", "web00001", inputs, Some(&nginx), &[("PHASED_SECRET_API_TOKEN", secret)]);
     assert_ok(&out);
-    assert_eq!(nginx.get(&format!("{}.localhost", service.0), "/").unwrap(), (200, "<h1>v1</h1>".to_string()));
+    let host = format!("{}.localhost", service.0);
+    assert_eq!(nginx.get(&host, "/").unwrap(), (200, "<h1>v1</h1>".to_string()));
+    assert_eq!(nginx.get(&host, "/note.txt").unwrap(), (200, "built by phased\n".to_string()), "the build argument");
+    // The build's steps are the node's progress, between 20 and 50.
+    let build_progress: Vec<u64> = support::events(&out.stdout)
+        .iter()
+        .filter(|e| e["event"] == "node_progress" && e["node"] == "build")
+        .map(|e| e["progress"].as_u64().unwrap())
+        .collect();
+    assert!(build_progress.len() >= 3, "{build_progress:?}");
+    assert!(build_progress.windows(2).all(|w| w[0] <= w[1]) && build_progress.iter().all(|p| (20..50).contains(p)));
+    assert!(build_progress.last() > build_progress.first(), "{build_progress:?}");
 
     let status = env.status("web00001");
     assert_eq!(entered(&status), docker_phases());
@@ -195,6 +207,9 @@ fn a_busybox_app_is_built_run_routed_and_checked_with_the_seed_phases() {
     assert!(active["deploymentCompletedAt"].is_string() && active["port"].as_u64().unwrap() > 0, "{active}");
     let history = status["history"].as_array().unwrap();
     let building = history.iter().find(|h| h["phase"] == "BUILDING").unwrap();
+    let built = history.iter().find(|h| h["metadata"].get("imageId").is_some()).unwrap();
+    let image_id = docker(&["image", "inspect", "--format", "{{.Id}}", &tag]);
+    assert_eq!(built["metadata"]["imageId"], json!(image_id), "the output is the engine's image id");
     assert!(building["metadata"]["sourcePath"].as_str().unwrap().ends_with("/web00001/source"));
     let routes = history.iter().find(|h| h["metadata"]["routeSetup"] == "configuring").unwrap();
     assert_eq!(routes["metadata"]["containerName"], active["containerName"]);

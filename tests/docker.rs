@@ -662,3 +662,21 @@ fn watch_redeploys_a_nodejs_app_when_its_code_changes() {
     let (code, _) = watch.stop();
     assert_eq!(code, 130);
 }
+
+#[test]
+fn runs_whose_ids_start_alike_never_share_a_container() {
+    let env = Env::new();
+    let nginx = Nginx::start(&env.path("nginx"));
+    let service = Service::new("ids");
+    let host = format!("{}.localhost", service.0);
+    let inputs = |page: &str| json!({"service": service.0, "source": embedded(&env, busybox_app(page, true, "0")), "health_path": "/health"});
+    assert_ok(&deploy(&env, "docker", "release-2026-1", inputs("one"), Some(&nginx)));
+    // The same first 8 characters (the image tag's short id), another run.
+    let requests = support::RequestLoop::start(nginx.port, &host, &["one", "two"]);
+    assert_ok(&deploy(&env, "docker", "release-2026-2", inputs("two"), Some(&nginx)));
+    let result = requests.stop();
+    assert_eq!(result.failed, 0, "the serving container was never replaced in place");
+    assert_eq!(nginx.get(&host, "/").unwrap(), (200, "two".to_string()));
+    let names: Vec<String> = service.containers().iter().map(|c| c.split(' ').next().unwrap().to_string()).collect();
+    assert_eq!(names, vec![format!("{}-release-2026-2", service.0)]);
+}

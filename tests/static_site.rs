@@ -285,3 +285,95 @@ fn sources_unpack_beside_their_database_so_two_databases_never_share_a_folder() 
         assert_eq!(std::fs::read_to_string(std::path::Path::new(&path).join("page")).unwrap(), text);
     }
 }
+
+#[test]
+fn http_check_over_https_trusts_the_given_ca_and_refuses_an_unknown_one() {
+    let env = Env::new();
+    let dir = env.path("tls");
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(&dir).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "site.key",
+        "-out",
+        "site.csr",
+    ]);
+    std::fs::write(dir.join("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "site.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+        "-out",
+        "site.pem",
+    ]);
+    let d = dir.display().to_string();
+    let (child, port) = support::start_on_free_port("nginx", |port| {
+        let user = if unsafe { libc::geteuid() } == 0 { "user root;" } else { "" };
+        let conf = format!(
+            "{user}\ndaemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\n\
+             events {{ worker_connections 64; }}\nhttp {{ access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
+             fastcgi_temp_path {d}/fastcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
+             server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {d}/site.pem; ssl_certificate_key {d}/site.key;\n\
+             location / {{ return 200 'secure ok'; }} }} }}\n"
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        std::process::Command::new("nginx")
+            .args(["-p", &d, "-c", &format!("{d}/nginx.conf")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    });
+    let _nginx = support::Server(child);
+    let pipeline = |ca: &str| {
+        format!(
+            "version: 1\nname: tls\nnodes:\n  check:\n    phase: HEALTH_CHECK\n    uses: http.check\n    with: {{url: \"https://localhost:{port}/\", contains: secure ok, attempts: 2, interval: 100ms{ca}}}\n"
+        )
+    };
+    let trusted = env.write("trusted.yaml", &pipeline(&format!(", ca_file: {d}/ca.pem")));
+    let out = env.run(&["run", trusted.to_str().unwrap(), "--id", "tls-ok"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // Without the private CA, the certificate is not trusted: the check fails and says why.
+    let untrusted = env.write("untrusted.yaml", &pipeline(""));
+    let out = env.run(&["run", untrusted.to_str().unwrap(), "--id", "tls-unknown"]);
+    assert_eq!(out.status.code(), Some(1));
+    let error = env.status("tls-unknown")["phase_metadata"]["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("invalid peer certificate") && error.contains("give its certificate as `ca_file`"),
+        "{error}"
+    );
+}

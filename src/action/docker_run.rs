@@ -370,7 +370,7 @@ async fn wait_ready(
     let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
     let url = format!("http://{host}:{port}{}", ready.path);
     let timeout = ready.timeout.map_or(StdDuration::from_secs(60), |d| d.0);
-    let client = super::http_check::client(StdDuration::from_secs(5)).map_err(|e| e.message)?;
+    let client = super::http_check::client(StdDuration::from_secs(5), None).map_err(|e| e.message)?;
     let deadline = tokio::time::Instant::now() + timeout;
     let mut attempt = 0u32;
     loop {

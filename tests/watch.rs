@@ -175,3 +175,32 @@ fn ctrl_c_during_a_deploy_leaves_it_resumable() {
     assert_eq!(env.status(&id)["status"], "interrupted");
     assert_eq!(env.run(&["resume", &id]).status.code(), Some(0));
 }
+
+#[test]
+fn an_edit_of_a_sub_pipeline_is_revalidated_and_redeploys() {
+    let env = Env::new();
+    env.write(
+        "pipes/app.yaml",
+        "version: 1\nname: app\nnodes:\n  step:\n    phase: BUILDING\n    pipeline: parts/step\n",
+    );
+    let step = |text: &str| {
+        format!(
+            "version: 1\nname: parts/step\nnodes:\n  write:\n    phase: BUILDING\n    uses: shell\n    with:\n      run: 'echo {text} >> deploys.log'\n"
+        )
+    };
+    let sub = env.write("pipes/parts/step.yaml", &step("first"));
+    env.write("site/index.html", "x");
+    let watch = Watch::start(&env, &["app", "--pipelines", "pipes", "--path", "site", "--quiet", "100ms"]);
+    watch.wait_runs_ended(1, Duration::from_secs(20));
+    // An invalid edit of the sub-pipeline: diagnostics, no deploy.
+    std::fs::write(&sub, step("broken").replace("uses: shell", "uses: shel")).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(watch.stderr.lock().unwrap().contains("unknown action `shel`"), "{}", watch.stderr.lock().unwrap());
+    assert_eq!(watch.count("run_started"), 1);
+    // A valid one: the next deploy runs it.
+    std::fs::write(&sub, step("second")).unwrap();
+    watch.wait_runs_ended(2, Duration::from_secs(20));
+    assert_eq!(env.marks("deploys.log"), vec!["first", "second"]);
+    let (_, stderr) = watch.stop();
+    assert!(stderr.contains("step.yaml changed") || stderr.contains("parts/step.yaml"), "{stderr}");
+}

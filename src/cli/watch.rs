@@ -118,7 +118,7 @@ pub fn watch(args: WatchArgs) -> u8 {
     }
     // The database folder and the file being watched for revalidation are not deploy input.
     let db_dir = normalize(args.store.db.parent().unwrap_or(Path::new(".")));
-    let pipeline_file = Path::new(&plan.source.name).is_file().then(|| normalize(Path::new(&plan.source.name)));
+    let mut pipeline_files = pipeline_files_of(&plan);
     let mut ignorer = match Ignorer::new(&roots, &args.ignore, vec![db_dir]) {
         Ok(ignorer) => ignorer,
         Err(e) => return usage_error(e, None),
@@ -142,10 +142,10 @@ pub fn watch(args: WatchArgs) -> u8 {
                 return exit::ENVIRONMENT;
             }
         }
-        // Editors replace files by renaming: watch the pipeline's folder, not the file.
-        if let Some(dir) = pipeline_file.as_ref().and_then(|f| f.parent()) {
-            let _ = watcher.watch(dir, notify::RecursiveMode::NonRecursive);
-        }
+        // Editors replace files by renaming: watch the folders of the pipeline's files
+        // (its own and its sub-pipelines'), not the files.
+        let mut pipeline_dirs = BTreeSet::new();
+        watch_folders_of(&mut watcher, &pipeline_files, &mut pipeline_dirs);
         let mut interrupt =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).expect("SIGINT handler installs");
         let mut terminate =
@@ -183,7 +183,7 @@ pub fn watch(args: WatchArgs) -> u8 {
                     }
                     for path in event.paths {
                         let path = normalize(&path);
-                        if pipeline_file.as_ref() == Some(&path) {
+                        if pipeline_files.contains(&path) {
                             pipeline_changed = true;
                             debouncer.add(path, Instant::now());
                         } else if roots.iter().any(|r| path.starts_with(r)) && !ignorer.is_ignored(&path) {
@@ -195,7 +195,8 @@ pub fn watch(args: WatchArgs) -> u8 {
                     let Some(mut changed) = debouncer.take_if_quiet(Instant::now()) else { continue };
                     if pipeline_changed {
                         pipeline_changed = false;
-                        if let Some(file) = &pipeline_file {
+                        let edited: Vec<PathBuf> = changed.iter().filter(|p| pipeline_files.contains(*p)).cloned().collect();
+                        for file in &edited {
                             changed.remove(file);
                         }
                         match reload(&args, &given) {
@@ -203,7 +204,10 @@ pub fn watch(args: WatchArgs) -> u8 {
                                 say("the pipeline changed and is valid; using the new version");
                                 plan = new_plan;
                                 resolved = new_inputs;
-                                changed.insert(PathBuf::from(&plan.source.name));
+                                // A sub-pipeline may have been added: watch its folder too.
+                                pipeline_files = pipeline_files_of(&plan);
+                                watch_folders_of(&mut watcher, &pipeline_files, &mut pipeline_dirs);
+                                changed.extend(edited);
                             }
                             None => {
                                 say("the pipeline changed but is invalid (see above); keeping the last good version");
@@ -254,6 +258,26 @@ pub fn watch(args: WatchArgs) -> u8 {
             }
         }
     })
+}
+
+/// The files a plan was compiled from that are on disk: its own and its sub-pipelines'
+/// (built-in ones are not files).
+fn pipeline_files_of(plan: &Plan) -> BTreeSet<PathBuf> {
+    crate::engine::snapshot::Snapshot::of(plan)
+        .files
+        .values()
+        .map(|source| Path::new(&source.name))
+        .filter(|path| path.is_file())
+        .map(normalize)
+        .collect()
+}
+
+fn watch_folders_of(watcher: &mut impl notify::Watcher, files: &BTreeSet<PathBuf>, watched: &mut BTreeSet<PathBuf>) {
+    for dir in files.iter().filter_map(|f| f.parent()) {
+        if watched.insert(dir.to_path_buf()) {
+            let _ = watcher.watch(dir, notify::RecursiveMode::NonRecursive);
+        }
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -680,3 +680,48 @@ fn runs_whose_ids_start_alike_never_share_a_container() {
     let names: Vec<String> = service.containers().iter().map(|c| c.split(' ').next().unwrap().to_string()).collect();
     assert_eq!(names, vec![format!("{}-release-2026-2", service.0)]);
 }
+
+#[test]
+fn an_image_missing_from_the_engine_is_pulled_from_its_registry() {
+    let env = Env::new();
+    let service = Service::new("pull");
+    let dir = env.path("registry");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A real registry (Debian's docker-registry) on its own port; the engine allows
+    // plain HTTP to registries on 127.0.0.0/8.
+    let (child, port) = support::start_on_free_port("docker-registry", |port| {
+        let config = format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("data").display()
+        );
+        std::fs::write(dir.join("config.yml"), config).unwrap();
+        Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.join("config.yml"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry is installed (scripts/docker-engine)")
+    });
+    let _registry = support::Server(child);
+    let image = format!("127.0.0.1:{port}/{}:1", service.0);
+    docker(&["tag", "phased-test/busybox:1", &image]);
+    docker(&["push", &image]);
+    docker(&["rmi", &image]);
+    let pipeline = format!(
+        "version: 1\nname: pull\nnodes:\n  run:\n    phase: COPYING_FILES\n    uses: docker.run\n    with:\n      \
+         image: \"{image}\"\n      name: {0}-pulled\n      service: {0}\n      port: 8080\n      init: true\n      \
+         command: [sh, -c, 'mkdir -p /w && echo pulled > /w/index.html && exec httpd -f -p 8080 -h /w']\n      \
+         ready: {{path: /, timeout: 20s}}\n",
+        service.0
+    );
+    let file = env.write("pull.yaml", &pipeline);
+    let out = phased(&env, &["run", file.to_str().unwrap(), "--id", "pull0001", "--format", "jsonl"]).output().unwrap();
+    assert_ok(&out);
+    let log = std::fs::read_to_string(env.path("state/logs/pull0001/run.log")).unwrap();
+    assert!(log.contains(&format!("image {image} is not in the engine; pulling it")), "{log}");
+    let port: u16 =
+        docker(&["port", &format!("{}-pulled", service.0), "8080/tcp"]).rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!(support::http_get(port, "127.0.0.1", "/").unwrap(), (200, "pulled\n".to_string()));
+    docker(&["rmi", "-f", &image]);
+}

@@ -48,27 +48,49 @@ fn default_dockerfile() -> String {
     "Dockerfile".into()
 }
 
-/// `name:tag` as the engine accepts it (lowercase name, tag of word characters).
+/// An image reference as the engine accepts it: `[registry[:port]/]path[:tag][@digest]`,
+/// the path lowercase (letters, digits, `.`, `_`, `-`, `/`).
 pub(crate) fn check_reference(reference: &str, what: &str) -> Result<(), String> {
-    let (name, tag) = match reference.rsplit_once(':') {
-        Some((name, tag)) if !tag.contains('/') => (name, Some(tag)),
-        _ => (reference, None),
-    };
-    let name_ok = !name.is_empty()
-        && name.split('/').all(|part| {
-            !part.is_empty()
-                && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
-        });
-    let tag_ok = tag.is_none_or(|t| {
-        !t.is_empty() && t.len() <= 128 && t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-    });
-    if name_ok && tag_ok {
-        Ok(())
-    } else {
+    let bad = || {
         Err(format!(
-            "`{what}` must be `name:tag` with a lowercase name (letters, digits, `.`, `_`, `-`, `/`), got `{reference}`"
+            "`{what}` must be `[registry/]name[:tag]` with a lowercase name (letters, digits, `.`, `_`, `-`, `/`), \
+             got `{reference}`"
         ))
+    };
+    let (rest, digest) = match reference.split_once('@') {
+        Some((rest, digest)) => (rest, Some(digest)),
+        None => (reference, None),
+    };
+    if let Some(digest) = digest {
+        let ok = digest
+            .split_once(':')
+            .is_some_and(|(alg, hex)| !alg.is_empty() && !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit()));
+        if !ok {
+            return bad();
+        }
     }
+    let (name, tag) = match rest.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, Some(tag)),
+        _ => (rest, None),
+    };
+    let mut parts: Vec<&str> = name.split('/').collect();
+    // A first component with a dot, a port or `localhost` names a registry.
+    if parts.len() > 1 && (parts[0].contains(['.', ':']) || parts[0] == "localhost") {
+        let host = parts.remove(0);
+        if !host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']')) {
+            return bad();
+        }
+    }
+    let path_ok = parts.iter().all(|part| {
+        part.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+    });
+    let tag_ok = tag.is_none_or(|t| {
+        t.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            && t.len() <= 128
+            && t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    });
+    if path_ok && tag_ok { Ok(()) } else { bad() }
 }
 
 impl BuildParams {
@@ -244,10 +266,18 @@ mod tests {
 
     #[test]
     fn references_are_checked() {
-        assert!(check_reference("web:abcd1234", "tag").is_ok());
-        assert!(check_reference("registry.local/team/web:v1.2", "tag").is_ok());
-        assert!(check_reference("Web:1", "tag").is_err());
-        assert!(check_reference("web:", "tag").is_err());
-        assert!(check_reference("web:a b", "tag").is_err());
+        for good in [
+            "web:abcd1234",
+            "registry.local/team/web:v1.2",
+            "127.0.0.1:5000/web:1",
+            "localhost/web",
+            "node:20-slim",
+            "web@sha256:0123abcd",
+        ] {
+            assert!(check_reference(good, "image").is_ok(), "{good}");
+        }
+        for bad in ["Web:1", "web:", "web:a b", "web:-x", "team//web", "web@sha256:xyz", "-web:1"] {
+            assert!(check_reference(bad, "image").is_err(), "{bad}");
+        }
     }
 }

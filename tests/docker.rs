@@ -227,6 +227,15 @@ fn a_busybox_app_is_built_run_routed_and_checked_with_the_seed_phases() {
     let binding = &c["NetworkSettings"]["Ports"]["8080/tcp"][0];
     assert_eq!(binding["HostIp"], "127.0.0.1");
     assert_eq!(binding["HostPort"].as_str().unwrap().parse::<u64>().unwrap(), active["port"].as_u64().unwrap());
+    // The port is pinned in the container's configuration: a restart of the container
+    // (as at a reboot or an engine restart) keeps it, so the route still leads there.
+    assert_eq!(c["HostConfig"]["PortBindings"]["8080/tcp"][0]["HostPort"], binding["HostPort"]);
+    docker(&["restart", "-t", "1", name]);
+    let after: Value = serde_json::from_str(&docker(&["inspect", name])).unwrap();
+    assert_eq!(after[0]["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"], binding["HostPort"]);
+    wait_until("the restarted container serves", Duration::from_secs(10), || {
+        nginx.get(&host, "/").is_ok_and(|r| r == (200, "<h1>v1</h1>".to_string()))
+    });
     let envs: Vec<&str> = c["Config"]["Env"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert!(envs.contains(&"GREETING=hello") && envs.contains(&format!("API_TOKEN={secret}").as_str()), "{envs:?}");
 

@@ -193,7 +193,10 @@ impl RunParams {
     }
 
     /// The container's configuration; its digest (a label) decides reuse on a rerun.
-    fn body(&self, ctx: &ActionCtx, image_id: &str) -> ContainerCreateBody {
+    /// `host_port` is the port actually published: the given one, or one picked for
+    /// this container. The digest is taken over what was asked for (without the
+    /// picked port), so that a rerun recognises the container it made.
+    fn body(&self, ctx: &ActionCtx, image_id: &str, host_port: Option<u16>) -> ContainerCreateBody {
         let mut label_map: HashMap<String, String> = self.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         label_map.insert(labels::DEPLOYMENT.into(), ctx.run_id.clone());
         label_map.insert(labels::NODE.into(), ctx.node.clone());
@@ -238,8 +241,24 @@ impl RunParams {
         if let Some(labels) = body.labels.as_mut() {
             labels.insert(labels::CONFIG.into(), digest);
         }
+        if let (Some(port), Some(bindings)) =
+            (host_port, body.host_config.as_mut().and_then(|h| h.port_bindings.as_mut()))
+        {
+            for binding in bindings.values_mut().flatten().flatten() {
+                binding.host_port = Some(port.to_string());
+            }
+        }
         body
     }
+}
+
+/// A port free on this host now (the engine is told to publish on it).
+fn free_port(host_ip: &str) -> Result<u16, ActionError> {
+    let ip: std::net::IpAddr = host_ip.parse().map_err(|_| ActionError::new(format!("`host_ip` `{host_ip}`")))?;
+    std::net::TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| ActionError::new(format!("cannot find a free port on {host_ip}: {e}")))
 }
 
 /// JSON with sorted keys: the same configuration gives the same text whatever the
@@ -401,25 +420,40 @@ fn run(ctx: ActionCtx, params: RunParams) -> ActionFuture {
     Box::pin(async move {
         let engine = Engine::connect(params.docker_host.as_deref()).await?;
         let image_id = image_id(&engine, &ctx, &params.image).await?;
-        let body = params.body(&ctx, &image_id);
-        let reused = create_or_reuse(&engine, &ctx, &params, body).await?;
-        match engine.docker.start_container(&params.name, None).await {
-            Ok(()) => {}
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => {}
-            Err(e) => {
-                let mut error = engine.error(&format!("cannot start container `{}`", params.name), e);
-                if let Some(port) = params.host_port
-                    && error.message.contains("port is already allocated")
-                {
-                    error.message.push_str(&format!(
-                        " (host port {port} is taken, by the service's running container if this is a redeploy: \
-                         leave `host_port` unset so that the new container gets a free port and the proxy \
-                         route moves to it)"
-                    ));
-                }
-                return Err(give_up(&engine, &ctx, &params, error).await);
+        // A port the engine picks at random is picked again at every restart of the
+        // container (and so after a reboot), which would leave the proxy route pointing
+        // at nothing: the port is chosen here and pinned. If another process takes it
+        // before the container starts, another one is tried.
+        let mut tries = 0;
+        let reused = loop {
+            tries += 1;
+            let pick = params.port.is_some() && params.host_port.is_none();
+            let host_port = if pick { Some(free_port(&params.host_ip)?) } else { params.host_port };
+            let body = params.body(&ctx, &image_id, host_port);
+            let reused = create_or_reuse(&engine, &ctx, &params, body).await?;
+            let error = match engine.docker.start_container(&params.name, None).await {
+                Ok(()) => break reused,
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => break reused,
+                Err(e) => engine.error(&format!("cannot start container `{}`", params.name), e),
+            };
+            let taken =
+                error.message.contains("port is already allocated") || error.message.contains("address already in use");
+            if taken && pick && !reused && tries < 5 {
+                ctx.log
+                    .line(&format!("host port {} was taken meanwhile; trying another", host_port.unwrap_or_default()));
+                engine.remove(&params.name, 0).await?;
+                continue;
             }
-        }
+            let mut error = error;
+            if let (Some(port), true) = (params.host_port, taken) {
+                error.message.push_str(&format!(
+                    " (host port {port} is taken, by the service's running container if this is a redeploy: \
+                     leave `host_port` unset so that the new container gets a free port and the proxy \
+                     route moves to it)"
+                ));
+            }
+            return Err(give_up(&engine, &ctx, &params, error).await);
+        };
         let (started, down) = inspect_started(&engine, &params).await?;
         if let Some(down) = down {
             return Err(give_up(&engine, &ctx, &params, ActionError::new(down)).await);
@@ -503,8 +537,10 @@ mod tests {
             .unwrap()
         };
         let ctx = ActionCtx::detached("run-1", "container", std::env::temp_dir());
-        let digest = |p: &RunParams| p.body(&ctx, "sha256:x").labels.unwrap()[labels::CONFIG].clone();
+        let digest = |p: &RunParams| p.body(&ctx, "sha256:x", Some(40000)).labels.unwrap()[labels::CONFIG].clone();
         assert_eq!(digest(&params("1")), digest(&params("1")));
+        let pinned = |p: &RunParams, port| p.body(&ctx, "sha256:x", Some(port)).labels.unwrap()[labels::CONFIG].clone();
+        assert_eq!(pinned(&params("1"), 40001), pinned(&params("1"), 40002), "the picked port is not configuration");
         assert_ne!(digest(&params("1")), digest(&params("2")));
     }
 }

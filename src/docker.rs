@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 
-pub use context::{BuildContext, dockerfile_name, pack};
+pub use context::{BuildContext, Packed, dockerfile_name, pack};
 pub use ignore::DockerIgnore;
 
 use crate::action::ActionError;

@@ -147,78 +147,25 @@ fn step_of(line: &str) -> Option<(u32, u32)> {
     Some((done.parse().ok()?, total.parse().ok()?))
 }
 
+/// Engine errors that mean a cached layer the build was using was removed meanwhile
+/// (an image removal pruned it): building again, without that layer, succeeds.
+fn lost_cache_layer(message: &str) -> bool {
+    message.contains("unknown parent image ID") || message.contains("No such image: sha256:")
+}
+
 fn run(ctx: ActionCtx, params: BuildParams) -> ActionFuture {
     Box::pin(async move {
         let engine = Engine::connect(params.docker_host.as_deref()).await?;
-        let context = BuildContext {
-            root: PathBuf::from(&params.context),
-            dockerfile: PathBuf::from(&params.dockerfile),
-            exclude: params.exclude.clone(),
-        };
-        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-        let packer = tokio::task::spawn_blocking(move || {
-            let mut writer = ChannelWriter { tx, buf: Vec::with_capacity(CHUNK) };
-            crate::docker::pack(&context, &mut writer)
-        });
-        // The Dockerfile's name inside the context is known only once packing has started;
-        // it is computed the same way here, without reading the whole context.
-        let dockerfile = dockerfile_name(&params)?;
-        let body = bollard::body_try_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
-        // Only the labels asked for: each label is a build step of its own (a layer the
-        // classic builder commits), and a per-run label would never be cached.
-        let label_map: HashMap<String, String> = params.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let options = bollard::query_parameters::BuildImageOptions {
-            dockerfile,
-            t: Some(params.tag.clone()),
-            buildargs: Some(params.build_args.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-            labels: (!label_map.is_empty()).then_some(label_map),
-            target: params.target.clone().unwrap_or_default(),
-            nocache: params.no_cache,
-            rm: true,
-            forcerm: true,
-            ..Default::default()
-        };
         ctx.log.line(&format!("building {} from {} on {}", params.tag, params.context, engine.address));
-        let mut stream = engine.docker.build_image(options, None, Some(body));
-        let mut failure: Option<ActionError> = None;
-        let mut steps = 0u32;
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(info) => {
-                    for line in info.stream.iter().chain(info.status.iter()).flat_map(|t| t.lines()) {
-                        if line.trim().is_empty() {
-                            continue;
-                        }
-                        ctx.log.line(line);
-                        if let Some((done, total)) = step_of(line) {
-                            steps = total;
-                            ctx.progress.report(done.saturating_sub(1) as f64 / total.max(1) as f64);
-                        }
-                    }
-                    if let Some(id) = info.aux.as_ref().and_then(|image| image.id.as_ref()) {
-                        ctx.log.line(&format!("image {id}"));
-                    }
+        let mut attempt = 1;
+        let (packed, steps) = loop {
+            match build_once(&ctx, &params, &engine).await {
+                Err(e) if attempt < 3 && !e.environment && lost_cache_layer(&e.message) => {
+                    ctx.log.line("a cached layer was removed during the build (by an image removal); building again");
+                    attempt += 1;
                 }
-                Err(bollard::errors::Error::DockerStreamError { error }) => {
-                    ctx.log.line(&error);
-                    failure = Some(ActionError::new(format!("docker build of `{}` failed: {error}", params.tag)));
-                    break;
-                }
-                Err(e) => {
-                    failure = Some(engine.error(&format!("docker build of `{}` failed", params.tag), e));
-                    break;
-                }
+                other => break other?,
             }
-        }
-        drop(stream);
-        let packed = packer.await.map_err(|e| ActionError::new(format!("packing the context failed: {e}")))?;
-        let packed = match (packed, failure) {
-            // The engine refused before reading everything: its reason is the one to show.
-            (Err(e), Some(failure)) if e.contains(STOPPED_READING) => return Err(failure.with_tail(ctx.log.tail())),
-            // A context that could not be packed explains the failure better than the engine's EOF.
-            (Err(e), _) => return Err(ActionError::new(format!("docker build of `{}` failed: {e}", params.tag))),
-            (Ok(_), Some(failure)) => return Err(failure.with_tail(ctx.log.tail())),
-            (Ok(packed), None) => packed,
         };
         let image = engine
             .docker
@@ -237,6 +184,83 @@ fn run(ctx: ActionCtx, params: BuildParams) -> ActionFuture {
         out.insert("context_files".into(), packed.files.into());
         Ok(out)
     })
+}
+
+/// One build: the context packed and streamed, the engine's output logged.
+async fn build_once(
+    ctx: &ActionCtx,
+    params: &BuildParams,
+    engine: &Engine,
+) -> Result<(crate::docker::Packed, u32), ActionError> {
+    let context = BuildContext {
+        root: PathBuf::from(&params.context),
+        dockerfile: PathBuf::from(&params.dockerfile),
+        exclude: params.exclude.clone(),
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let packer = tokio::task::spawn_blocking(move || {
+        let mut writer = ChannelWriter { tx, buf: Vec::with_capacity(CHUNK) };
+        crate::docker::pack(&context, &mut writer)
+    });
+    // The Dockerfile's name inside the context is known only once packing has started;
+    // it is computed the same way here, without reading the whole context.
+    let dockerfile = dockerfile_name(params)?;
+    let body = bollard::body_try_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+    // Only the labels asked for: each label is a build step of its own (a layer the
+    // classic builder commits), and a per-run label would never be cached.
+    let label_map: HashMap<String, String> = params.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let options = bollard::query_parameters::BuildImageOptions {
+        dockerfile,
+        t: Some(params.tag.clone()),
+        buildargs: Some(params.build_args.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        labels: (!label_map.is_empty()).then_some(label_map),
+        target: params.target.clone().unwrap_or_default(),
+        nocache: params.no_cache,
+        rm: true,
+        forcerm: true,
+        ..Default::default()
+    };
+    let mut stream = engine.docker.build_image(options, None, Some(body));
+    let mut failure: Option<ActionError> = None;
+    let mut steps = 0u32;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                for line in info.stream.iter().chain(info.status.iter()).flat_map(|t| t.lines()) {
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    ctx.log.line(line);
+                    if let Some((done, total)) = step_of(line) {
+                        steps = total;
+                        ctx.progress.report(done.saturating_sub(1) as f64 / total.max(1) as f64);
+                    }
+                }
+                if let Some(id) = info.aux.as_ref().and_then(|image| image.id.as_ref()) {
+                    ctx.log.line(&format!("image {id}"));
+                }
+            }
+            Err(bollard::errors::Error::DockerStreamError { error }) => {
+                ctx.log.line(&error);
+                failure = Some(ActionError::new(format!("docker build of `{}` failed: {error}", params.tag)));
+                break;
+            }
+            Err(e) => {
+                failure = Some(engine.error(&format!("docker build of `{}` failed", params.tag), e));
+                break;
+            }
+        }
+    }
+    drop(stream);
+    let packed = packer.await.map_err(|e| ActionError::new(format!("packing the context failed: {e}")))?;
+    match (packed, failure) {
+        // The engine refused before reading everything: its reason is the one to show.
+        (Err(e), Some(failure)) if e.contains(STOPPED_READING) => Err(failure.with_tail(ctx.log.tail())),
+        // A context that could not be packed explains the failure better than the engine's EOF.
+        (Err(e), _) => Err(ActionError::new(format!("docker build of `{}` failed: {e}", params.tag))),
+        (Ok(_), Some(failure)) => Err(failure.with_tail(ctx.log.tail())),
+        (Ok(packed), None) => Ok((packed, steps)),
+    }
 }
 
 /// The Dockerfile's name inside the context, as [`crate::docker::pack`] writes it.
@@ -262,6 +286,13 @@ mod tests {
     fn steps_of_the_classic_builder() {
         assert_eq!(step_of("Step 3/7 : RUN npm ci"), Some((3, 7)));
         assert_eq!(step_of(" ---> Running in 1234"), None);
+    }
+
+    #[test]
+    fn a_lost_cache_layer_is_told_from_a_real_failure() {
+        let lost = "failed to export image: failed to set parent sha256:de89: unknown parent image ID sha256:de89";
+        assert!(lost_cache_layer(lost));
+        assert!(!lost_cache_layer("The command '/bin/sh -c exit 3' returned a non-zero code: 3"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 
-pub use context::{BuildContext, Packed, dockerfile_name, pack};
+pub use context::{BuildContext, Packed, pack};
 pub use ignore::DockerIgnore;
 
 use crate::action::ActionError;
@@ -117,7 +117,7 @@ impl Engine {
             Err(e) if is_not_found(&e) => return Ok(false),
             // 304: already stopped.
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => {}
-            Err(e) if is_transport(&e) => return Err(self.error("", e)),
+            Err(e) if is_transport(&e) => return Err(self.error(&format!("cannot stop container `{name}`"), e)),
             Err(_) => {} // removal with force settles it
         }
         let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
@@ -218,16 +218,7 @@ pub fn describe(e: &bollard::errors::Error) -> String {
     match e {
         E::DockerResponseServerError { status_code, message } => format!("{message} (HTTP {status_code})"),
         E::DockerStreamError { error } => error.clone(),
-        E::HyperLegacyError { err } => {
-            // The interesting part (connection refused, no such file) is the source.
-            let mut text = err.to_string();
-            let mut source = std::error::Error::source(err);
-            while let Some(s) = source {
-                text = format!("{text}: {s}");
-                source = s.source();
-            }
-            text
-        }
+        E::HyperLegacyError { err } => crate::action::with_causes(err.to_string(), err),
         other => other.to_string(),
     }
 }

@@ -428,6 +428,11 @@ fn a_failing_build_ends_failed_with_the_last_lines_of_the_build_log() {
     assert!(error.contains(&format!("docker build of `{}:bad00001` failed", service.0)), "{error}");
     assert!(error.contains("returned a non-zero code: 3"), "{error}");
     assert!(error.contains("last lines of the log") && error.contains("error: missing module left-pad"), "{error}");
+    // `phased status ID` says where the whole log is.
+    let human = String::from_utf8_lossy(&env.run(&["status", "bad00001"]).stdout).into_owned();
+    let logs = env.path("state/logs/bad00001");
+    assert!(human.contains(&format!("logs      {}/<node>.log", logs.display())), "{human}");
+    assert!(std::fs::read_to_string(logs.join("build.log")).unwrap().contains("error: missing module left-pad"));
     assert!(service.containers().is_empty());
 }
 

@@ -192,19 +192,15 @@ async fn build_once(
     params: &BuildParams,
     engine: &Engine,
 ) -> Result<(crate::docker::Packed, u32), ActionError> {
-    let context = BuildContext {
-        root: PathBuf::from(&params.context),
-        dockerfile: PathBuf::from(&params.dockerfile),
-        exclude: params.exclude.clone(),
-    };
+    let context =
+        BuildContext::new(&PathBuf::from(&params.context), &PathBuf::from(&params.dockerfile), params.exclude.clone())
+            .map_err(|e| ActionError::new(format!("docker build of `{}` failed: {e}", params.tag)))?;
+    let dockerfile = context.dockerfile_name.clone();
     let (tx, mut rx) = tokio::sync::mpsc::channel(4);
     let packer = tokio::task::spawn_blocking(move || {
         let mut writer = ChannelWriter { tx, buf: Vec::with_capacity(CHUNK) };
         crate::docker::pack(&context, &mut writer)
     });
-    // The Dockerfile's name inside the context is known only once packing has started;
-    // it is computed the same way here, without reading the whole context.
-    let dockerfile = dockerfile_name(params)?;
     let body = bollard::body_try_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
     // Only the labels asked for: each label is a build step of its own (a layer the
     // classic builder commits), and a per-run label would never be cached.
@@ -261,12 +257,6 @@ async fn build_once(
         (Ok(_), Some(failure)) => Err(failure.with_tail(ctx.log.tail())),
         (Ok(packed), None) => Ok((packed, steps)),
     }
-}
-
-/// The Dockerfile's name inside the context, as [`crate::docker::pack`] writes it.
-fn dockerfile_name(params: &BuildParams) -> Result<String, ActionError> {
-    crate::docker::dockerfile_name(&PathBuf::from(&params.context), &PathBuf::from(&params.dockerfile))
-        .map_err(|e| ActionError::new(format!("docker build of `{}` failed: {e}", params.tag)))
 }
 
 action_spec!(

@@ -209,14 +209,7 @@ fn run(ctx: ActionCtx, params: GenerateParams) -> ActionFuture {
         let what = params.template.as_deref().unwrap_or("the built-in nodejs.Dockerfile.j2");
         let content = render(&template, &detected).map_err(|e| ActionError::new(format!("{what}: {e}")))?;
         let to = PathBuf::from(&params.to);
-        if let Some(dir) = to.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| ActionError::new(format!("cannot create `{}`: {e}", dir.display())))?;
-        }
-        let tmp = to.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::write(&tmp, &content)
-            .and_then(|()| std::fs::rename(&tmp, &to))
-            .map_err(|e| ActionError::new(format!("cannot write `{}`: {e}", to.display())))?;
+        super::fsutil::write_file_atomically(&to, content.as_bytes()).map_err(ActionError::new)?;
         ctx.log.line(&format!(
             "{}: {} with Node.js {} on {}; wrote {}",
             detected.name,

@@ -79,6 +79,21 @@ pub fn prepare_parent(root: &Path, relative: &Path) -> Result<PathBuf, String> {
     Ok(root.join(relative))
 }
 
+/// Writes a file so that readers see the old content or the new, never part of it: the
+/// data goes to a hidden file beside it, which is renamed over it. The folder is
+/// created if needed.
+pub fn write_file_atomically(path: &Path, data: &[u8]) -> Result<(), String> {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| format!("cannot create `{}`: {e}", parent.display()))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
+    let tmp = parent.join(format!(".{name}.tmp-{}", uuid::Uuid::new_v4().simple()));
+    let written = std::fs::write(&tmp, data).and_then(|()| std::fs::rename(&tmp, path));
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write `{}`: {e}", path.display())
+    })
+}
+
 /// A new empty folder beside `target`, on the same file system, for building the new
 /// content before it replaces `target` in one step.
 pub fn staging_dir(target: &Path) -> Result<PathBuf, String> {

@@ -140,20 +140,14 @@ pub(crate) fn client(timeout: StdDuration, ca_file: Option<&str>) -> Result<reqw
 }
 
 fn describe(e: &reqwest::Error) -> String {
-    use std::error::Error;
-    let mut text = if e.is_timeout() {
+    let text = if e.is_timeout() {
         "timed out".to_string()
     } else if e.is_connect() {
         "connection failed".to_string()
     } else {
         e.to_string()
     };
-    let mut source = e.source();
-    while let Some(s) = source {
-        text = format!("{text}: {s}");
-        source = s.source();
-    }
-    text
+    super::with_causes(text, e)
 }
 
 action_spec!(

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use super::fsutil::write_file_atomically;
 use super::spec::action_spec;
 use super::{ActionCtx, ActionError, ActionFuture, ActionOutputs, Outputs};
 
@@ -232,12 +233,6 @@ async fn reload(params: &RoutesParams) -> Result<(), String> {
     }
 }
 
-fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
-    let tmp = path.with_extension(format!("conf.tmp-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::write(&tmp, text).map_err(|e| format!("cannot write `{}`: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("cannot write `{}`: {e}", path.display()))
-}
-
 /// What a route sent the domain to before: (upstream, root), empty when none.
 fn previous_target(block: Option<&str>) -> (String, String) {
     let Some(block) = block else { return Default::default() };
@@ -331,7 +326,7 @@ fn run(ctx: ActionCtx, params: RoutesParams) -> ActionFuture {
         let backup = file.with_extension("conf.previous");
         let replaced = if previous.as_deref() != Some(block.as_str()) {
             match &previous {
-                Some(text) => write_atomically(&backup, text).map_err(ActionError::new)?,
+                Some(text) => write_file_atomically(&backup, text.as_bytes()).map_err(ActionError::new)?,
                 None => drop(std::fs::remove_file(&backup)),
             }
             previous.clone()
@@ -339,7 +334,7 @@ fn run(ctx: ActionCtx, params: RoutesParams) -> ActionFuture {
             std::fs::read_to_string(&backup).ok()
         };
         if previous.as_deref() != Some(block.as_str()) {
-            write_atomically(&file, &block).map_err(ActionError::new)?;
+            write_file_atomically(&file, block.as_bytes()).map_err(ActionError::new)?;
             let applied = match nginx(&params, &["-t"]).await {
                 Ok(_) => reload(&params).await,
                 Err(e) => Err(e),
@@ -347,7 +342,7 @@ fn run(ctx: ActionCtx, params: RoutesParams) -> ActionFuture {
             if let Err(e) = applied {
                 // Put the previous route back, so that nginx keeps serving what it served.
                 match &previous {
-                    Some(text) => drop(write_atomically(&file, text)),
+                    Some(text) => drop(write_file_atomically(&file, text.as_bytes())),
                     None => drop(std::fs::remove_file(&file)),
                 }
                 ctx.log.line(&e);

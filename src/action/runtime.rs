@@ -52,6 +52,17 @@ impl ActionError {
     }
 }
 
+/// `text`, then each error that `e` reports as its cause: the useful part of a
+/// transport error (connection refused, no such file) is usually a cause.
+pub fn with_causes(mut text: String, e: &dyn std::error::Error) -> String {
+    let mut source = e.source();
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
+}
+
 /// How a running action reports its fraction done (0.0 to 1.0).
 pub struct ProgressReporter {
     pub(crate) send: Option<Box<dyn Fn(f64) + Send + Sync>>,

@@ -263,8 +263,7 @@ pub fn watch(args: WatchArgs) -> u8 {
 /// The files a plan was compiled from that are on disk: its own and its sub-pipelines'
 /// (built-in ones are not files).
 fn pipeline_files_of(plan: &Plan) -> BTreeSet<PathBuf> {
-    crate::engine::snapshot::Snapshot::of(plan)
-        .files
+    crate::engine::snapshot::Snapshot::files_of(plan)
         .values()
         .map(|source| Path::new(&source.name))
         .filter(|path| path.is_file())

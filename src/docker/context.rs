@@ -14,39 +14,38 @@ use super::DockerIgnore;
 pub struct BuildContext {
     /// The folder sent to the engine.
     pub root: PathBuf,
-    /// The Dockerfile: relative to `root`, or a path anywhere.
-    pub dockerfile: PathBuf,
     /// Patterns applied after `.dockerignore`.
     pub exclude: Vec<String>,
+    /// The Dockerfile's name inside the context (the build's `dockerfile` option): its
+    /// path under `root`, or a hidden name when it lives elsewhere (as the docker CLI
+    /// does with `-f` outside the context).
+    pub dockerfile_name: String,
+    /// The Dockerfile, read once.
+    dockerfile_text: Vec<u8>,
 }
 
 /// What was sent.
 #[derive(Debug, Default)]
 pub struct Packed {
-    /// The Dockerfile's name inside the context (the build's `dockerfile` option).
-    pub dockerfile: String,
     pub files: u64,
     pub bytes: u64,
 }
 
-/// The Dockerfile's name inside the context: its path under `root`, or a hidden name
-/// (as the docker CLI does with `-f` outside the context).
-pub fn dockerfile_name(root: &Path, dockerfile: &Path) -> Result<String, String> {
-    locate_dockerfile(root, dockerfile).map(|(_, name)| name)
-}
-
-fn locate_dockerfile(root: &Path, dockerfile: &Path) -> Result<(PathBuf, String), String> {
-    let path = if dockerfile.is_absolute() { dockerfile.to_path_buf() } else { root.join(dockerfile) };
-    let text = std::fs::read(&path).map_err(|e| format!("cannot read the Dockerfile `{}`: {e}", path.display()))?;
-    let inside = std::fs::canonicalize(&path)
-        .ok()
-        .zip(std::fs::canonicalize(root).ok())
-        .and_then(|(file, root)| file.strip_prefix(&root).ok().map(Path::to_path_buf));
-    let name = match inside {
-        Some(rel) => rel.to_string_lossy().replace('\\', "/"),
-        None => format!(".dockerfile.phased-{}", &hex(&sha2::Sha256::digest(&text))[..12]),
-    };
-    Ok((path, name))
+impl BuildContext {
+    /// `dockerfile` is relative to `root`, or a path anywhere.
+    pub fn new(root: &Path, dockerfile: &Path, exclude: Vec<String>) -> Result<BuildContext, String> {
+        let path = if dockerfile.is_absolute() { dockerfile.to_path_buf() } else { root.join(dockerfile) };
+        let text = std::fs::read(&path).map_err(|e| format!("cannot read the Dockerfile `{}`: {e}", path.display()))?;
+        let inside = std::fs::canonicalize(&path)
+            .ok()
+            .zip(std::fs::canonicalize(root).ok())
+            .and_then(|(file, root)| file.strip_prefix(&root).ok().map(Path::to_path_buf));
+        let dockerfile_name = match inside {
+            Some(rel) => rel.to_string_lossy().replace('\\', "/"),
+            None => format!(".dockerfile.phased-{}", &hex(&sha2::Sha256::digest(&text))[..12]),
+        };
+        Ok(BuildContext { root: root.to_path_buf(), exclude, dockerfile_name, dockerfile_text: text })
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -65,21 +64,20 @@ pub fn pack(context: &BuildContext, out: impl Write) -> Result<Packed, String> {
         Err(e) => return Err(format!("cannot read `{}`: {e}", ignore_file.display())),
     };
     let ignore = DockerIgnore::parse(&text, &context.exclude).map_err(|e| format!("{}: {e}", ignore_file.display()))?;
-    let (dockerfile_path, dockerfile_name) = locate_dockerfile(&context.root, &context.dockerfile)?;
     let mut tar = tar::Builder::new(out);
     tar.mode(tar::HeaderMode::Deterministic);
     tar.follow_symlinks(false);
-    let mut packed = Packed { dockerfile: dockerfile_name.clone(), ..Default::default() };
-    let mut walk = Walk { tar: &mut tar, ignore: &ignore, skip: &dockerfile_name, packed: &mut packed };
+    let mut packed = Packed::default();
+    let mut walk = Walk { tar: &mut tar, ignore: &ignore, skip: &context.dockerfile_name, packed: &mut packed };
     walk.dir(&context.root, "")?;
     // The Dockerfile is always sent, whatever .dockerignore says.
-    let data =
-        std::fs::read(&dockerfile_path).map_err(|e| format!("cannot read `{}`: {e}", dockerfile_path.display()))?;
+    let data = &context.dockerfile_text;
     let mut header = tar::Header::new_gnu();
     header.set_size(data.len() as u64);
     header.set_mode(0o644);
     header.set_entry_type(tar::EntryType::Regular);
-    tar.append_data(&mut header, &dockerfile_name, data.as_slice()).map_err(|e| format!("writing the context: {e}"))?;
+    tar.append_data(&mut header, &context.dockerfile_name, data.as_slice())
+        .map_err(|e| format!("writing the context: {e}"))?;
     packed.files += 1;
     packed.bytes += data.len() as u64;
     tar.into_inner().and_then(|mut w| w.flush()).map_err(|e| format!("writing the context: {e}"))?;
@@ -161,16 +159,13 @@ mod tests {
         std::fs::write(root.join(".dockerignore"), "node_modules\n*.env\nDockerfile\n").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", root.join("link")).unwrap();
         let mut out = Vec::new();
-        let packed = pack(
-            &BuildContext { root: root.to_path_buf(), dockerfile: "Dockerfile".into(), exclude: vec![] },
-            &mut out,
-        )
-        .unwrap();
+        let context = BuildContext::new(root, Path::new("Dockerfile"), vec![]).unwrap();
+        let packed = pack(&context, &mut out).unwrap();
         let entries = names(&out);
         let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, [".dockerignore", "link", "src", "src/app.js", "Dockerfile"]);
         assert_eq!(entries[1].1, tar::EntryType::Symlink, "a symlink is sent as a link, not followed");
-        assert_eq!(packed.dockerfile, "Dockerfile");
+        assert_eq!(context.dockerfile_name, "Dockerfile");
         assert_eq!(packed.files, 4);
     }
 
@@ -183,20 +178,18 @@ mod tests {
         let dockerfile = dir.path().join("Dockerfile.generated");
         std::fs::write(&dockerfile, "FROM scratch\nCOPY index.html /\n").unwrap();
         let mut out = Vec::new();
-        let packed = pack(&BuildContext { root, dockerfile, exclude: vec!["*.tmp".into()] }, &mut out).unwrap();
-        assert!(packed.dockerfile.starts_with(".dockerfile.phased-"), "{}", packed.dockerfile);
+        let context = BuildContext::new(&root, &dockerfile, vec!["*.tmp".into()]).unwrap();
+        pack(&context, &mut out).unwrap();
+        let name = &context.dockerfile_name;
+        assert!(name.starts_with(".dockerfile.phased-"), "{name}");
         let names: Vec<String> = names(&out).into_iter().map(|(n, _)| n).collect();
-        assert_eq!(names, ["index.html".to_string(), packed.dockerfile.clone()]);
+        assert_eq!(names, ["index.html".to_string(), name.clone()]);
     }
 
     #[test]
     fn a_missing_dockerfile_is_named() {
         let dir = tempfile::tempdir().unwrap();
-        let err = pack(
-            &BuildContext { root: dir.path().to_path_buf(), dockerfile: "Dockerfile".into(), exclude: vec![] },
-            std::io::sink(),
-        )
-        .unwrap_err();
+        let err = BuildContext::new(dir.path(), Path::new("Dockerfile"), vec![]).err().unwrap();
         assert!(err.contains("cannot read the Dockerfile") && err.contains("Dockerfile"), "{err}");
     }
 }

@@ -547,9 +547,11 @@ impl<'r> Dispatcher<'r> {
                             };
                             self.launch(frame, node, attempt + 1, with, delay);
                         } else {
+                            let first = self.failure.is_none();
                             self.fail_node(frame, node, attempt, message);
-                            if let Some(failure) = self.failure.as_mut() {
-                                failure.environment |= error.environment;
+                            // Only the failure the run is recorded with decides the exit code.
+                            if first && let Some(failure) = self.failure.as_mut() {
+                                failure.environment = error.environment;
                             }
                         }
                     }

@@ -25,10 +25,15 @@ pub struct Snapshot {
 impl Snapshot {
     /// Every file `plan` was compiled from: its own and its sub-pipelines'.
     pub fn of(plan: &Plan) -> Snapshot {
+        Snapshot::from_files(Snapshot::files_of(plan))
+    }
+
+    /// The files of [`Snapshot::of`], without hashing them.
+    pub fn files_of(plan: &Plan) -> BTreeMap<String, Arc<Source>> {
         let mut files = BTreeMap::new();
         files.insert(ROOT.to_string(), Arc::clone(&plan.source));
         collect(plan, &mut files);
-        Snapshot::from_files(files)
+        files
     }
 
     fn from_files(files: BTreeMap<String, Arc<Source>>) -> Snapshot {

@@ -17,7 +17,7 @@ use phased::plan::Plan;
 use phased::reporter::Silent;
 use phased::secrets::Secrets;
 use phased::source::Source;
-use phased::store::{Durability, Store};
+use phased::store::{self, Durability};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -36,7 +36,7 @@ fn pipeline(nodes: usize, chained: bool) -> Arc<Plan> {
 }
 
 fn run_once(plan: &Arc<Plan>, durability: Durability, parallel: usize, dir: &Path) -> Duration {
-    let store = Store::open(&dir.join("phased.db"), durability).unwrap();
+    let store = store::open(&dir.join("phased.db"), durability).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut reporter = Silent;
     let options = Options {

@@ -25,7 +25,9 @@ mod sleep;
 mod spec;
 
 pub use params::{ParamProblem, check_with};
-pub use runtime::{ActionCtx, ActionError, ActionFuture, ActionOutputs, NodeLog, ProgressReporter, with_causes};
+pub use runtime::{
+    ActionCtx, ActionError, ActionFuture, ActionOutputs, NodeLog, ProgressReporter, StopSignal, with_causes,
+};
 pub use spec::{ActionSpec, Outputs};
 
 /// Every built-in action. Registry-wide tests run over this slice.

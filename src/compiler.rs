@@ -14,7 +14,9 @@ use crate::action::{self, check_with};
 use crate::catalog::Catalog;
 use crate::diagnostic::{self, Diagnostic};
 use crate::phase::{self, PhaseOrder};
-use crate::plan::{DEFAULT_TIMEOUT, DeclaredOutputs, NodeKind, Plan, PlanNode, Retry, SubPipeline, Undo};
+use crate::plan::{
+    DEFAULT_GRACE, DEFAULT_TIMEOUT, DeclaredOutputs, NodeKind, Plan, PlanNode, Retry, SubPipeline, Undo,
+};
 use crate::raw::{RawNode, RawPipeline, RawRetry};
 use crate::reader;
 use crate::source::{Source, Span};
@@ -498,6 +500,7 @@ impl<'c> Compiler<'c> {
             metadata: node.metadata.clone(),
             result_metadata: node.result_metadata.clone(),
             timeout: timeout.map_or(DEFAULT_TIMEOUT, |t| t.value.0),
+            grace: node.grace.or(raw.defaults.grace).map_or(DEFAULT_GRACE, |d| d.0),
             retry,
             undo,
         };

@@ -1,28 +1,30 @@
-//! Running pipelines: start a run, resume one, and what they end in. The work is
-//! done by the [`dispatcher`](dispatcher::Dispatcher); this file prepares it (the
+//! Running pipelines: start a run, resume one, and what they end in. The run itself is
+//! the pure [`core`] state machine, fed and carried out by the [`driver`]; each change
+//! becomes its writes and its event in [`record`]. This file prepares a run (the
 //! snapshot, the run row, the lease, the checkpoints to restore).
 
-mod context;
-mod dispatcher;
+mod core;
+mod driver;
 pub mod events;
-mod frame;
 pub mod lease;
+mod record;
 pub mod snapshot;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-pub use context::DeploymentInfo;
-pub use dispatcher::now_ms;
-use dispatcher::{Dispatcher, Start};
+pub use self::core::DeploymentInfo;
+use self::core::{Core, CoreStart, all_node_ids, rerun_set};
+use driver::{Driver, DriverStart};
+pub use driver::{HEARTBEAT, now_ms};
 use events::Reporter;
 use snapshot::Snapshot;
 
 use crate::diagnostic::Diagnostic;
-use crate::plan::{NodeKind, Plan, SubPipeline};
+use crate::plan::Plan;
 use crate::secrets::Secrets;
 use crate::store::{ClaimError, NewRun, NodeRow, RunStatus, Store, StoreError, Write};
 
@@ -78,7 +80,7 @@ fn valid_id(id: &str) -> bool {
 
 /// Starts a new run of `plan` with resolved inputs.
 pub async fn start(
-    mut store: Store,
+    mut store: Box<dyn Store>,
     plan: Arc<Plan>,
     inputs: Map<String, Value>,
     id: Option<String>,
@@ -107,18 +109,17 @@ pub async fn start(
     })?;
     tracing::info!(run = %id, pipeline = %plan.name, "Run started.");
     let deployment = DeploymentInfo::new(&id, &plan.name, 1, &at, &options.data_dir);
-    let dispatcher = Dispatcher::new(Start {
-        store,
+    let core = CoreStart {
         plan,
         deployment,
-        lease,
         inputs,
+        secrets: options.secrets.clone(),
         checkpoints: HashMap::new(),
         progress: 0,
         phase: crate::phase::QUEUED.to_string(),
-        options,
-    });
-    let outcome = dispatcher.run(false).await?;
+        parallel: options.parallel,
+    };
+    let outcome = drive(core, store, lease, options, false).await?;
     tracing::info!(run = %id, ?outcome, "Run ended.");
     Ok((id, outcome))
 }
@@ -135,7 +136,7 @@ pub struct ResumeInfo {
 /// left running, restores its checkpoints and runs it from the nodes that did not
 /// finish; `from` reruns that node and everything after it.
 pub async fn resume(
-    mut store: Store,
+    mut store: Box<dyn Store>,
     id: &str,
     from: Option<&str>,
     options: Options<'_>,
@@ -143,7 +144,7 @@ pub async fn resume(
 ) -> Result<Outcome, EngineError> {
     let lease = lease::this_process();
     let now = now_ms();
-    let row = store.claim(id, &lease, now, |r| lease::holder_alive(r, now))?;
+    let row = store.claim(id, &lease, now, &|r| lease::holder_alive(r, now))?;
     tracing::info!(run = %id, attempt = row.attempt, "Run claimed for resuming.");
     let key = crate::process::run_key(id, store.path());
     let killed = crate::process::kill_leftovers(&key, std::time::Duration::from_secs(5));
@@ -155,7 +156,7 @@ pub async fn resume(
     let plan = match snapshot.compile() {
         Ok(plan) => plan,
         Err(diagnostics) => {
-            release(&mut store, id)?;
+            release(store.as_mut(), id)?;
             return Err(EngineError::Snapshot { run: id.to_string(), diagnostics });
         }
     };
@@ -165,7 +166,7 @@ pub async fn resume(
             Some(set) => set,
             None => {
                 let all = all_node_ids(&plan, "");
-                release(&mut store, id)?;
+                release(store.as_mut(), id)?;
                 return Err(EngineError::UnknownNode {
                     run: id.to_string(),
                     node: node.to_string(),
@@ -179,97 +180,45 @@ pub async fn resume(
     before_run(&ResumeInfo { id: id.to_string(), killed, plan: Arc::clone(&plan) });
     let inputs = row.inputs.as_object().cloned().unwrap_or_default();
     let deployment = DeploymentInfo::new(id, &row.pipeline, row.attempt, &row.created_at, &options.data_dir);
-    let dispatcher = Dispatcher::new(Start {
-        store,
+    let core = CoreStart {
         plan,
         deployment,
-        lease,
         inputs,
+        secrets: options.secrets.clone(),
         checkpoints,
         progress: if row.status == RunStatus::Failed { row.best_progress } else { row.progress.max(row.best_progress) },
         phase: row.phase.clone(),
-        options,
-    });
-    let outcome = dispatcher.run(true).await?;
+        parallel: options.parallel,
+    };
+    let outcome = drive(core, store, lease, options, true).await?;
     tracing::info!(run = %id, ?outcome, "Resumed run ended.");
     Ok(outcome)
 }
 
+async fn drive(
+    start: CoreStart,
+    store: Box<dyn Store>,
+    lease: crate::store::Lease,
+    options: Options<'_>,
+    resumed: bool,
+) -> Result<Outcome, StoreError> {
+    let work_dir = start.deployment.work_dir.clone();
+    let masker = start.secrets.masker();
+    let driver = Driver::new(DriverStart {
+        core: Core::new(start),
+        store,
+        lease,
+        reporter: options.reporter,
+        masker,
+        data_dir: options.data_dir,
+        work_dir,
+        drain: options.stop,
+    });
+    driver.run(resumed).await
+}
+
 /// Gives a claimed run back (when resuming stopped before running anything).
-fn release(store: &mut Store, id: &str) -> Result<(), StoreError> {
-    store.write(&[Write::Status { run: id.to_string(), status: RunStatus::Interrupted, error: None, finished: None }])
-}
-
-/// Every qualified node id of a plan, sub-pipelines included (all alternatives).
-fn all_node_ids(plan: &Plan, prefix: &str) -> Vec<String> {
-    let mut ids = Vec::new();
-    for node in &plan.nodes {
-        let id = format!("{prefix}{}", node.id);
-        if let NodeKind::Pipeline(sub) = &node.kind {
-            let children: Vec<&Arc<Plan>> = match sub {
-                SubPipeline::Fixed { plan, .. } => vec![plan],
-                SubPipeline::Select { from, .. } => from.values().map(|(_, p)| p).collect(),
-            };
-            for child in children {
-                ids.extend(all_node_ids(child, &format!("{id}.")));
-            }
-        }
-        ids.push(id);
-    }
-    ids
-}
-
-/// For `resume --from NODE`: the checkpoints to forget (exact ids, and prefixes of
-/// sub-pipelines to forget whole): NODE, everything that depends on it, and, when NODE
-/// is inside a sub-pipeline, the enclosing nodes and what depends on them.
-fn rerun_set(plan: &Plan, node: &str) -> Option<(HashSet<String>, Vec<String>)> {
-    let mut nodes = HashSet::new();
-    let mut prefixes = Vec::new();
-    if !reset_in(plan, "", node, &mut nodes, &mut prefixes) {
-        return None;
-    }
-    Some((nodes, prefixes))
-}
-
-fn reset_in(plan: &Plan, prefix: &str, target: &str, nodes: &mut HashSet<String>, prefixes: &mut Vec<String>) -> bool {
-    let local = target.strip_prefix(prefix).unwrap_or(target);
-    let (head, rest) = match local.split_once('.') {
-        Some((head, rest)) => (head, Some(rest)),
-        None => (local, None),
-    };
-    let Some(index) = plan.nodes.iter().position(|n| n.id == head) else { return false };
-    if let Some(_rest) = rest {
-        let NodeKind::Pipeline(sub) = &plan.nodes[index].kind else { return false };
-        let children: Vec<&Arc<Plan>> = match sub {
-            SubPipeline::Fixed { plan, .. } => vec![plan],
-            SubPipeline::Select { from, .. } => from.values().map(|(_, p)| p).collect(),
-        };
-        let inner_prefix = format!("{prefix}{head}.");
-        if !children.iter().any(|child| reset_in(child, &inner_prefix, target, nodes, prefixes)) {
-            return false;
-        }
-        // The enclosing node runs again (its finished children are kept) ...
-        nodes.insert(format!("{prefix}{head}"));
-    }
-    // ... and so does everything after it here.
-    let mut queue = vec![index];
-    let mut seen = HashSet::new();
-    while let Some(i) = queue.pop() {
-        if !seen.insert(i) {
-            continue;
-        }
-        let id = format!("{prefix}{}", plan.nodes[i].id);
-        if i != index || rest.is_none() {
-            if matches!(plan.nodes[i].kind, NodeKind::Pipeline(_)) {
-                prefixes.push(format!("{id}."));
-            }
-            nodes.insert(id);
-        }
-        for (j, other) in plan.nodes.iter().enumerate() {
-            if other.needs.contains(&i) {
-                queue.push(j);
-            }
-        }
-    }
-    true
+fn release(store: &mut dyn Store, id: &str) -> Result<(), StoreError> {
+    let status = Write::Status { run: id.to_string(), status: RunStatus::Interrupted, error: None, finished: None };
+    store.write(&[status]).map(drop)
 }

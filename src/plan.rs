@@ -71,6 +71,8 @@ pub struct PlanNode {
     pub metadata: Option<Yaml>,
     pub result_metadata: Option<Yaml>,
     pub timeout: Duration,
+    /// Between SIGTERM and SIGKILL when the node is stopped.
+    pub grace: Duration,
     pub retry: Retry,
     /// What reverses this node's effect if the run fails after it.
     pub undo: Option<Undo>,
@@ -148,3 +150,6 @@ impl Default for Retry {
 
 /// The default node timeout (stuck detection), as in the system Phased replaces.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How long a stopped node's processes get between SIGTERM and SIGKILL by default.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);

@@ -1,13 +1,15 @@
 //! Child processes of nodes, and the processes that hold runs.
 //!
-//! A node's child never outlives the process that runs it: it runs under the
-//! supervisor ([`crate::supervise`]), which leads its own process group and kills it
-//! when phased dies, even by `kill -9`; the group is also killed on timeout, cancel or
-//! drop; and everything carries the environment markers `PHASED_RUN=<run id>` and
+//! A node's child never outlives the process that runs it: it leads its own process
+//! group, which the supervisor ([`crate::supervise`], one per phased process) kills
+//! when phased dies, even by `kill -9`; the group gets SIGTERM then SIGKILL when the
+//! node is stopped, and SIGKILL when it ends; and everything carries the environment
+//! markers `PHASED_RUN=<run id>` and
 //! `PHASED_RUN_KEY=<run id>@<database key>`, inherited by everything it starts.
 //! Before a run is resumed, every process still carrying its key is killed, so two
 //! copies of a step never run at once.
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// The environment variable that names the run a process was started for.
@@ -25,29 +27,72 @@ pub fn run_key(run_id: &str, db: &std::path::Path) -> String {
     format!("{run_id}@{short}")
 }
 
-/// A command for `argv`, run under the supervisor when there is one (see
-/// [`crate::supervise`]): then everything it starts dies with phased.
+/// A command for `argv`: the program and its arguments, run directly (no shell).
 pub fn command(argv: &[String]) -> tokio::process::Command {
-    match crate::supervise::SUPERVISOR.get() {
-        Some(supervisor) => {
-            let mut cmd = tokio::process::Command::new(supervisor);
-            cmd.arg(crate::supervise::COMMAND).arg(std::process::id().to_string()).arg("--").args(argv);
-            cmd
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    cmd
+}
+
+/// The write end of the pipe to this process's supervisor ([`crate::supervise`]),
+/// started with the first step; `None` where there is no supervisor binary.
+fn supervisor() -> Option<std::os::fd::RawFd> {
+    use std::os::fd::AsRawFd;
+    static PIPE: OnceLock<Option<std::process::ChildStdin>> = OnceLock::new();
+    PIPE.get_or_init(|| {
+        let binary = crate::supervise::SUPERVISOR.get()?;
+        let child = std::process::Command::new(binary)
+            .arg(crate::supervise::COMMAND)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn();
+        match child {
+            // The pipe's write end is close-on-exec: only phased holds it, so it
+            // closes (and the supervisor acts) the moment phased dies.
+            Ok(mut child) => child.stdin.take(),
+            Err(e) => {
+                tracing::warn!(error = %e, "The step supervisor did not start; steps' children may outlive a killed phased.");
+                None
+            }
         }
-        None => {
-            let mut cmd = tokio::process::Command::new(&argv[0]);
-            cmd.args(&argv[1..]);
-            cmd
+    })
+    .as_ref()
+    .map(|stdin| stdin.as_raw_fd())
+}
+
+/// Writes `+pgid` or `-pgid` to the supervisor: one `write`, async-signal-safe, no
+/// allocation (it runs between fork and exec too). Short lines are atomic on a pipe.
+fn tell_supervisor(fd: std::os::fd::RawFd, sign: u8, pgid: i32) {
+    let mut line = [0u8; 16];
+    line[0] = sign;
+    let mut digits = [0u8; 12];
+    let (mut n, mut len) = (pgid.unsigned_abs(), 0);
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
         }
+    }
+    for i in 0..len {
+        line[1 + i] = digits[len - 1 - i];
+    }
+    line[1 + len] = b'\n';
+    // SAFETY: `write` on a pipe we own, from a buffer on the stack.
+    unsafe {
+        libc::write(fd, line.as_ptr().cast(), len + 2);
     }
 }
 
-/// Prepares a command: own process group, killed with its parent, marked with the run.
+/// Prepares a command: own process group (announced to the supervisor before the
+/// program runs), killed with its parent, marked with the run.
 pub fn configure(cmd: &mut tokio::process::Command, run_id: &str, run_key: &str, node: &str) {
     cmd.env(RUN_MARKER, run_id).env(RUN_KEY, run_key).env("PHASED_NODE", node).process_group(0).kill_on_drop(true);
-    // SAFETY: the closure runs in the child between fork and exec and only calls
-    // async-signal-safe functions (prctl, getppid, _exit).
     let parent = std::process::id() as libc::pid_t;
+    let supervisor = supervisor();
+    // SAFETY: the closure runs in the child between fork and exec and only calls
+    // async-signal-safe functions (prctl, getppid, getpid, write, _exit).
     unsafe {
         cmd.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
@@ -57,13 +102,16 @@ pub fn configure(cmd: &mut tokio::process::Command, run_id: &str, run_key: &str,
             if libc::getppid() != parent {
                 libc::_exit(1);
             }
+            if let Some(fd) = supervisor {
+                tell_supervisor(fd, b'+', libc::getpid());
+            }
             Ok(())
         });
     }
 }
 
-/// Kills a whole process group when dropped (the node's task ended, was aborted or
-/// timed out): the shell and everything it started.
+/// A step's process group. Dropping it (the node's task ended or was dropped) kills
+/// the whole group: the shell and everything it started.
 pub struct GroupGuard {
     pgid: Option<i32>,
 }
@@ -73,7 +121,17 @@ impl GroupGuard {
         GroupGuard { pgid: pid.map(|p| p as i32) }
     }
 
-    /// The child exited on its own; still kill what it left running in its group.
+    /// Asks the group to stop (SIGTERM: a step's `trap ... TERM` runs).
+    pub fn terminate(&self) {
+        if let Some(pgid) = self.pgid {
+            // SAFETY: plain syscall; a group that no longer exists gives ESRCH.
+            unsafe {
+                libc::kill(-pgid, libc::SIGTERM);
+            }
+        }
+    }
+
+    /// The step is over; still kill what it left running in its group.
     pub fn finish(mut self) {
         self.kill();
     }
@@ -83,6 +141,9 @@ impl GroupGuard {
             // SAFETY: plain syscall; a group that no longer exists gives ESRCH.
             unsafe {
                 libc::kill(-pgid, libc::SIGKILL);
+            }
+            if let Some(fd) = supervisor() {
+                tell_supervisor(fd, b'-', pgid);
             }
         }
     }

@@ -116,6 +116,8 @@ pub struct RawDefaults {
     /// A node running longer than this is failed as stuck (default `5m`).
     #[schemars(with = "Option<Duration>")]
     pub timeout: Option<Spanned<Duration>>,
+    /// How long a stopped node's processes get between SIGTERM and SIGKILL (default `10s`).
+    pub grace: Option<Duration>,
     pub retry: Option<RawRetry>,
 }
 
@@ -167,6 +169,9 @@ pub struct RawNode {
     pub result_metadata: Option<Yaml>,
     #[schemars(with = "Option<Duration>")]
     pub timeout: Option<Spanned<Duration>>,
+    /// When the node is stopped (Ctrl-C, `phased cancel`, its timeout), how long its
+    /// processes get between SIGTERM (a `trap` runs) and SIGKILL (default `10s`).
+    pub grace: Option<Duration>,
     pub retry: Option<RawRetry>,
     /// An action that reverses what this node did, run if the run fails after this
     /// node succeeded (for instance switching the live link back); `outputs` is in scope.

@@ -13,7 +13,7 @@ pub struct JsonLines;
 impl Reporter for JsonLines {
     fn event(&mut self, event: &Event) {
         let mut out = std::io::stdout().lock();
-        let _ = serde_json::to_writer(&mut out, event);
+        let _ = serde_json::to_writer(&mut out, &event.to_json());
         let _ = out.write_all(b"\n");
         let _ = out.flush();
     }
@@ -23,28 +23,24 @@ impl Reporter for JsonLines {
 pub struct Lines;
 
 fn describe(event: &Event) -> Option<String> {
-    let node = event.node.as_deref().unwrap_or("");
-    let text = match event.event {
-        EventKind::RunStarted => format!("run {} started", event.deployment),
-        EventKind::RunResumed => format!("run {} resumed", event.deployment),
-        EventKind::NodeStarted => format!("{node} started"),
-        EventKind::NodeProgress => return None,
-        EventKind::NodeSucceeded => format!("{node} succeeded"),
-        EventKind::NodeSkipped => format!("{node} skipped (condition is false)"),
-        EventKind::NodeRetrying => format!(
-            "{node} failed; retrying (attempt {}): {}",
-            event.attempt.unwrap_or(0),
-            first_line(event.error.as_deref().unwrap_or(""))
-        ),
-        EventKind::NodeFailed => format!("{node} failed: {}", event.error.as_deref().unwrap_or("")),
-        EventKind::RunSucceeded => format!("run {} is ACTIVE", event.deployment),
-        EventKind::RunFailed => format!("run {} FAILED at `{node}`", event.deployment),
-        EventKind::RunInterrupted => format!(
-            "run {} stopped ({}); resume it with `phased resume {}`",
-            event.deployment,
-            event.metadata["reason"].as_str().unwrap_or("interrupted"),
-            event.deployment
-        ),
+    let run = &event.deployment;
+    let text = match &event.kind {
+        EventKind::RunStarted => format!("run {run} started"),
+        EventKind::RunResumed => format!("run {run} resumed"),
+        EventKind::NodeStarted { node, attempt: 1, .. } => format!("{node} started"),
+        EventKind::NodeStarted { node, attempt, .. } => format!("{node} started (attempt {attempt})"),
+        EventKind::NodeProgress { .. } => return None,
+        EventKind::NodeSucceeded { node, .. } => format!("{node} succeeded"),
+        EventKind::NodeSkipped { node } => format!("{node} skipped (condition is false)"),
+        EventKind::NodeRetrying { node, attempt, error, .. } => {
+            format!("{node} failed; retrying (attempt {attempt}): {}", first_line(error))
+        }
+        EventKind::NodeFailed { node, error, .. } => format!("{node} failed: {error}"),
+        EventKind::RunSucceeded { .. } => format!("run {run} is ACTIVE"),
+        EventKind::RunFailed { node, .. } => format!("run {run} FAILED at `{node}`"),
+        EventKind::RunInterrupted { reason } => {
+            format!("run {run} stopped ({reason}); resume it with `phased resume {run}`")
+        }
     };
     Some(text)
 }
@@ -88,7 +84,7 @@ impl Default for Bar {
 impl Reporter for Bar {
     fn event(&mut self, event: &Event) {
         self.bar.set_position(u64::from(event.progress));
-        self.bar.set_message(format!("{} {}", event.phase, event.node.as_deref().unwrap_or("")));
+        self.bar.set_message(format!("{} {}", event.phase, event.node().unwrap_or("")));
         if let Some(text) = describe(event) {
             self.bar.println(format!("[{:>3}%] {:<17} {text}", event.progress, event.phase));
         }

@@ -1,81 +1,58 @@
-//! `phased __supervise PARENT_PID -- PROGRAM ARGS...`: the process that runs a node's
-//! command. It leads the command's process group and asks the kernel for `SIGTERM`
-//! when phased (its parent) dies; on that signal (or SIGINT/SIGHUP) it kills the whole
-//! group, so nothing a step started outlives phased, even after `kill -9`.
-//! (`PR_SET_PDEATHSIG` alone reaches only the direct child, not what it started.)
+//! `phased __supervise`: one process per engine process that kills every step's
+//! process group when phased dies, even by `kill -9`. (`PR_SET_PDEATHSIG` alone
+//! reaches only a step's direct child, not what it started.)
+//!
+//! It reads lines on its stdin, a pipe from phased: `+PGID` when a step's group is
+//! made (written by the step's own child before it execs, so no grandchild can exist
+//! unannounced), `-PGID` when the group is gone. When the pipe closes, which happens
+//! the moment phased dies, it SIGKILLs every group still listed and exits. It leads
+//! its own process group, so a Ctrl-C on the terminal does not reach it.
 
-use std::ffi::CString;
+use std::collections::HashSet;
+use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
 /// The binary to run as supervisor; set by the `phased` binary at start. Library users
-/// that do not set it get the direct child killed on parent death, not its children.
+/// that do not set it get each step's direct child killed on parent death, not its
+/// children.
 pub static SUPERVISOR: OnceLock<PathBuf> = OnceLock::new();
 
 /// The hidden subcommand's name.
 pub const COMMAND: &str = "__supervise";
 
-extern "C" fn kill_group(_signal: libc::c_int) {
-    // SAFETY: kill and _exit are async-signal-safe. `kill(0, ..)` targets our own group,
-    // which we lead: the command and everything it started, and us.
+/// Runs the supervisor until its stdin closes; returns its exit code.
+pub fn main() -> i32 {
+    // SAFETY: plain syscalls: leave phased's process group (terminal signals).
     unsafe {
-        libc::kill(0, libc::SIGKILL);
-        libc::_exit(137);
+        libc::setpgid(0, 0);
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
     }
-}
-
-/// Runs the supervisor; returns its exit code (the command's, or 128 + signal).
-pub fn main(args: &[String]) -> i32 {
-    let Some(split) = args.iter().position(|a| a == "--") else { return 2 };
-    let Some(parent) = args.first().and_then(|p| p.parse::<libc::pid_t>().ok()) else { return 2 };
-    let command: Vec<CString> = match args[split + 1..].iter().map(|a| CString::new(a.as_bytes())).collect() {
-        Ok(c) => c,
-        Err(_) => return 2,
-    };
-    if command.is_empty() {
-        return 2;
+    let mut groups: HashSet<i32> = HashSet::new();
+    let stdin = std::io::stdin().lock();
+    for line in stdin.lines() {
+        let Ok(line) = line else { break };
+        let (sign, pgid) = line.split_at(line.len().min(1));
+        let Ok(pgid) = pgid.trim().parse::<i32>() else { continue };
+        if pgid <= 1 {
+            continue;
+        }
+        match sign {
+            "+" => {
+                groups.insert(pgid);
+            }
+            "-" => {
+                groups.remove(&pgid);
+            }
+            _ => {}
+        }
     }
-    // SAFETY: plain syscalls and signal handlers that only call async-signal-safe code.
-    unsafe {
-        if libc::getpgrp() != libc::getpid() {
-            libc::setpgid(0, 0);
+    for pgid in groups {
+        // SAFETY: plain syscall on a group phased announced and did not retire.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
         }
-        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-            libc::signal(signal, kill_group as *const () as libc::sighandler_t);
-        }
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-        if libc::getppid() != parent {
-            // phased died before we could ask to be told.
-            kill_group(libc::SIGTERM);
-        }
-        let child = libc::fork();
-        if child < 0 {
-            return 126;
-        }
-        if child == 0 {
-            for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-                libc::signal(signal, libc::SIG_DFL);
-            }
-            let mut argv: Vec<*const libc::c_char> = command.iter().map(|c| c.as_ptr()).collect();
-            argv.push(std::ptr::null());
-            libc::execvp(argv[0], argv.as_ptr());
-            // exec failed. The supervisor is single-threaded, so formatting here is safe.
-            let error = std::io::Error::last_os_error();
-            let message = format!("phased: cannot run `{}`: {error}\n", command[0].to_string_lossy());
-            libc::write(2, message.as_ptr().cast(), message.len());
-            // The shell's convention: 127 for "not found", 126 for "cannot execute".
-            libc::_exit(if error.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 });
-        }
-        let mut status = 0;
-        loop {
-            let done = libc::waitpid(child, &mut status, 0);
-            if done == child {
-                break;
-            }
-            if done < 0 && *libc::__errno_location() != libc::EINTR {
-                return 126;
-            }
-        }
-        if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) }
     }
+    0
 }

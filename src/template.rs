@@ -36,10 +36,22 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(FUEL));
     env.set_recursion_limit(64);
-    env.add_function("now", || humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string());
+    env.add_function("now", now);
     env.add_function("secret_values", secret_values);
     env
 });
+
+/// The variable a run's context gives `now()`: the time of the step being taken, so
+/// that the engine's core stays free of a clock. Without it (`phased plan`), the time
+/// of day.
+pub const NOW_VARIABLE: &str = "__now";
+
+fn now(state: &minijinja::State) -> Value {
+    match state.lookup(NOW_VARIABLE) {
+        Some(value) if !value.is_undefined() => value,
+        _ => Value::from(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()),
+    }
+}
 
 /// `secret_values({"DB_URL": "db_url"})`: the same keys, each value replaced by the
 /// secret it names (from `secrets`, so masked in records). For inputs that name secrets
@@ -154,12 +166,27 @@ pub fn eval_condition(expr: &str, ctx: &Value) -> Result<bool, minijinja::Error>
     Ok(ENV.compile_expression(expr)?.eval(ctx.clone())?.is_true())
 }
 
-/// A rendering error with the position of the string that failed.
+/// A rendering error with the position and text of the string that failed.
 #[derive(Debug)]
 pub struct RenderError {
     pub span: Span,
+    /// Where in the block: `env.PORT`, `args[2]`.
     pub path: String,
+    pub text: String,
     pub error: minijinja::Error,
+}
+
+/// A run-time template error as one line: its kind and detail, and where secrets come
+/// from when a secret is missing.
+pub fn describe_error(e: &minijinja::Error) -> String {
+    let mut text = e.kind().to_string();
+    if let Some(detail) = e.detail() {
+        text = format!("{text}: {detail}");
+    }
+    if text.contains("secrets") {
+        text.push_str(" (secrets come from PHASED_SECRET_<NAME> environment variables)");
+    }
+    text
 }
 
 /// Renders every template string inside a YAML value, keeping its structure.
@@ -169,9 +196,12 @@ pub fn render_yaml(node: &Yaml, ctx: &Value) -> Result<serde_json::Value, Render
 
 fn render_at(node: &Yaml, ctx: &Value, path: &mut String) -> Result<serde_json::Value, RenderError> {
     Ok(match &node.value {
-        YamlValue::String(s) => {
-            render_str(s, ctx).map_err(|error| RenderError { span: node.span, path: path.clone(), error })?
-        }
+        YamlValue::String(s) => render_str(s, ctx).map_err(|error| RenderError {
+            span: node.span,
+            path: path.clone(),
+            text: s.clone(),
+            error,
+        })?,
         YamlValue::Seq(items) => {
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {

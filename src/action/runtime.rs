@@ -133,6 +133,49 @@ impl NodeLog {
     }
 }
 
+/// How the engine asks a running action to stop (Ctrl-C, `phased cancel`, a timeout,
+/// another node failing). An action that awaits [`StopSignal::requested`] stops by
+/// itself within `grace` (SIGTERM to its processes, then SIGKILL); one that never
+/// looks is dropped at once, which kills its processes.
+#[derive(Clone)]
+pub struct StopSignal {
+    rx: Option<tokio::sync::watch::Receiver<bool>>,
+    watched: Arc<std::sync::atomic::AtomicBool>,
+    /// How long the action's processes get between SIGTERM and SIGKILL.
+    pub grace: std::time::Duration,
+}
+
+impl StopSignal {
+    pub fn new(rx: tokio::sync::watch::Receiver<bool>, grace: std::time::Duration) -> Self {
+        StopSignal { rx: Some(rx), watched: Default::default(), grace }
+    }
+
+    /// A signal that never fires (an action run outside the engine).
+    pub fn never() -> Self {
+        StopSignal { rx: None, watched: Default::default(), grace: std::time::Duration::ZERO }
+    }
+
+    /// Resolves when the action is asked to stop; the action then has `grace`.
+    pub async fn requested(&self) {
+        self.watched.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.fired().await;
+    }
+
+    /// Resolves when a stop is asked for (for the engine: it does not count as watching).
+    pub(crate) async fn fired(&self) {
+        let Some(rx) = &self.rx else { return std::future::pending().await };
+        let mut rx = rx.clone();
+        if rx.wait_for(|stop| *stop).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Whether the action awaits the signal (and so stops by itself).
+    pub(crate) fn watched(&self) -> bool {
+        self.watched.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// Everything an action may use while it runs.
 #[derive(Clone)]
 pub struct ActionCtx {
@@ -145,6 +188,7 @@ pub struct ActionCtx {
     pub progress: Arc<ProgressReporter>,
     /// A folder of this run's own (scratch files, `$PHASED_OUTPUT`).
     pub work_dir: PathBuf,
+    pub stop: StopSignal,
 }
 
 impl ActionCtx {
@@ -158,6 +202,7 @@ impl ActionCtx {
             log: Arc::new(NodeLog::discard()),
             progress: Arc::new(ProgressReporter::none()),
             work_dir,
+            stop: StopSignal::never(),
         }
     }
 }

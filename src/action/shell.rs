@@ -93,12 +93,30 @@ fn run(ctx: ActionCtx, params: ShellParams) -> ActionFuture {
         // A background process may keep the pipes open after the command exits: read
         // what comes within a grace period, then stop waiting for it.
         let mut readers = Box::pin(async move { tokio::join!(read_out, read_err) });
-        let status = tokio::select! {
-            status = child.wait() => {
-                let _ = tokio::time::timeout(OUTPUT_GRACE, &mut readers).await;
-                status
+        let finished = async {
+            tokio::select! {
+                status = child.wait() => {
+                    let _ = tokio::time::timeout(OUTPUT_GRACE, &mut readers).await;
+                    status
+                }
+                _ = &mut readers => child.wait().await,
             }
-            _ = &mut readers => child.wait().await,
+        };
+        let status = tokio::select! {
+            status = finished => Some(status),
+            _ = ctx.stop.requested() => None,
+        };
+        let Some(status) = status else {
+            // Asked to stop: SIGTERM to the whole group (a `trap ... TERM` runs), and
+            // SIGKILL to what is left after the grace period.
+            let grace = crate::duration::Duration(ctx.stop.grace);
+            ctx.log.line(&format!("== stopping `{}`: SIGTERM, then SIGKILL after {grace}", ctx.node));
+            group.terminate();
+            let ended = tokio::time::timeout(ctx.stop.grace, child.wait()).await.is_ok();
+            let _ = tokio::time::timeout(OUTPUT_GRACE, &mut readers).await;
+            group.finish();
+            let how = if ended { "ended after SIGTERM" } else { "was killed after the grace period" };
+            return Err(ActionError::new(format!("{shown} was stopped: it {how}")));
         };
         group.finish();
         let status = status.map_err(|e| ActionError::new(format!("waiting for {shown}: {e}")))?;

@@ -46,6 +46,13 @@ impl ActionSpec {
         (self.check_fn)(params)
     }
 
+    /// Converts rendered values to the types the parameters declare, where nothing is
+    /// lost: a number or a boolean where only a string is declared becomes its text
+    /// (`env: {PORT: "{{ inputs.port }}"}` with an integer input gives `"8080"`).
+    pub fn convert(&self, params: Value) -> Value {
+        convert(self.schema(), params)
+    }
+
     /// The paths the action will write, given its rendered parameters.
     pub fn writes(&self, params: &Value) -> Vec<std::path::PathBuf> {
         (self.writes_fn)(params)
@@ -55,6 +62,42 @@ impl ActionSpec {
     pub fn run(&self, ctx: ActionCtx, params: &Value) -> ActionFuture {
         (self.run_fn)(ctx, params)
     }
+}
+
+fn convert(schema: &Value, value: Value) -> Value {
+    match value {
+        Value::Number(_) | Value::Bool(_) if declares_only_text(schema) => Value::String(value.to_string()),
+        Value::Object(entries) => {
+            let properties = schema.get("properties");
+            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+            entries
+                .into_iter()
+                .map(|(key, value)| {
+                    let declared = properties.and_then(|p| p.get(&key)).or(additional);
+                    let value = match declared {
+                        Some(declared) => convert(declared, value),
+                        None => value,
+                    };
+                    (key, value)
+                })
+                .collect()
+        }
+        Value::Array(items) => match schema.get("items") {
+            Some(declared) => items.into_iter().map(|item| convert(declared, item)).collect(),
+            None => Value::Array(items),
+        },
+        other => other,
+    }
+}
+
+/// Whether a schema accepts strings (and maybe null) but no number or boolean.
+fn declares_only_text(schema: &Value) -> bool {
+    let accepts = |ty: &str| match &schema["type"] {
+        Value::String(t) => t == ty,
+        Value::Array(types) => types.iter().any(|t| t == ty),
+        _ => false,
+    };
+    accepts("string") && !accepts("number") && !accepts("integer") && !accepts("boolean")
 }
 
 /// The inlined JSON Schema of a parameter struct.
@@ -109,3 +152,18 @@ macro_rules! action_spec {
     };
 }
 pub(crate) use action_spec;
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn numbers_and_booleans_become_text_where_only_text_is_declared() {
+        let shell = crate::action::find("shell").unwrap();
+        let converted = shell.convert(json!({"run": "true", "env": {"PORT": 8080, "DEBUG": true}, "writes": [1]}));
+        assert_eq!(converted, json!({"run": "true", "env": {"PORT": "8080", "DEBUG": "true"}, "writes": ["1"]}));
+        assert!(shell.check(&converted).is_ok());
+        let sleep = crate::action::find("sleep").unwrap();
+        assert_eq!(sleep.convert(json!({"duration": "1s"})), json!({"duration": "1s"}), "strings stay strings");
+    }
+}

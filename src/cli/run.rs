@@ -96,8 +96,8 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts")
 }
 
-pub(crate) fn open_store(args: &StoreArgs) -> Result<Store, u8> {
-    Store::open(&args.db, args.durability).map_err(|e| {
+pub(crate) fn open_store(args: &StoreArgs) -> Result<Box<dyn Store>, u8> {
+    crate::store::open(&args.db, args.durability).map_err(|e| {
         eprintln!("error: {e}");
         eprintln!("  help: pass another database with --db PATH (or PHASED_DB)");
         exit::ENVIRONMENT
@@ -123,17 +123,17 @@ fn conclude(store_args: &StoreArgs, format: RunFormat, id: &str, outcome: Outcom
     if outcome == Outcome::FailedEnvironment {
         // Whatever the format, an environment problem is said on stderr: scripts that
         // read stdout as JSON still show people why the command exited with 3.
-        let error = Store::open(&store_args.db, store_args.durability)
+        let error = crate::store::open(&store_args.db, store_args.durability)
             .ok()
-            .and_then(|store| crate::cli::status::run_json(&store, id).ok().flatten())
+            .and_then(|store| crate::cli::status::run_json(store.as_ref(), id).ok().flatten())
             .and_then(|status| status["error"].as_str().map(str::to_string));
         if let Some(error) = error {
             eprintln!("error: {error}");
         }
     }
     if format == RunFormat::Json {
-        if let Ok(store) = Store::open(&store_args.db, store_args.durability)
-            && let Ok(Some(status)) = crate::cli::status::run_json(&store, id)
+        if let Ok(store) = crate::store::open(&store_args.db, store_args.durability)
+            && let Ok(Some(status)) = crate::cli::status::run_json(store.as_ref(), id)
         {
             println!("{}", serde_json::to_string_pretty(&status).expect("JSON of plain data"));
         }
@@ -216,7 +216,7 @@ pub fn resume(args: ResumeArgs) -> u8 {
             Ok(store) => store,
             Err(code) => return code,
         };
-        if let Err(e) = lease::reap(&mut store, engine::now_ms()) {
+        if let Err(e) = lease::reap(store.as_mut(), engine::now_ms()) {
             eprintln!("error: {e}");
             return exit::ENVIRONMENT;
         }

@@ -51,7 +51,7 @@ fn row_json(row: &RunRow) -> Value {
 }
 
 /// One run with its nodes and history, as JSON.
-pub(crate) fn run_json(store: &Store, id: &str) -> Result<Option<Value>, StoreError> {
+pub(crate) fn run_json(store: &dyn Store, id: &str) -> Result<Option<Value>, StoreError> {
     let Some(row) = store.run(id)? else { return Ok(None) };
     let mut out = row_json(&row);
     out["inputs"] = row.inputs.clone();
@@ -89,10 +89,10 @@ pub fn status(args: StatusArgs) -> u8 {
         Err(code) => return code,
     };
     let result = (|| -> Result<u8, StoreError> {
-        lease::reap(&mut store, engine::now_ms())?;
+        lease::reap(store.as_mut(), engine::now_ms())?;
         match &args.id {
             Some(id) => {
-                let Some(detail) = run_json(&store, id)? else {
+                let Some(detail) = run_json(store.as_ref(), id)? else {
                     return Ok(usage_error(format!("no run `{id}` in `{}`", args.store.db.display()), None));
                 };
                 match args.format {
@@ -191,7 +191,7 @@ pub fn cancel(args: CancelArgs) -> u8 {
         Err(code) => return code,
     };
     let now = engine::now_ms();
-    let row = match store.request_cancel(&args.id, |r| lease::holder_alive(r, now)) {
+    let row = match store.request_cancel(&args.id, &|r| lease::holder_alive(r, now)) {
         Ok(Some(row)) => row,
         Ok(None) => return usage_error(format!("no run `{}`", args.id), None),
         Err(e) => {

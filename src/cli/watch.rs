@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::cli::load::{Loaded, load, load_with_inputs, resolve_inputs};
 use crate::cli::run::{RunFormat, open_store};
 use crate::cli::{CatalogArgs, StoreArgs, exit, usage_error};
-use crate::engine::events::{Event, EventKind, Reporter};
+use crate::engine::events::{Event, Reporter};
 use crate::engine::{self, EngineError, Options, Outcome};
 use crate::plan::Plan;
 use crate::reporter::{JsonLines, Lines};
@@ -74,8 +74,8 @@ struct Noting {
 
 impl Reporter for Noting {
     fn event(&mut self, event: &Event) {
-        if event.event == EventKind::NodeStarted && !event.writes.is_empty() {
-            self.writes.lock().expect("writes lock").extend(event.writes.iter().cloned());
+        if !event.writes().is_empty() {
+            self.writes.lock().expect("writes lock").extend(event.writes().iter().cloned());
         }
         self.inner.event(event);
     }
@@ -313,7 +313,7 @@ fn start_run(
     let parallel = usize::from(args.parallel);
     let run_id = id.clone();
     let future: RunFuture = Box::pin(async move {
-        let store = crate::store::Store::open(&store_args.db, store_args.durability)?;
+        let store = crate::store::open(&store_args.db, store_args.durability)?;
         let mut reporter = Noting { inner, writes };
         let data_dir = crate::cli::run::data_dir(&store_args.db);
         let options =

@@ -1,62 +1,149 @@
-//! What happens during a run, as typed events. Reporters turn them into a progress
-//! bar, lines or JSON lines; the JSON shape is DESIGN.md section 5.
+//! What happens during a run, as typed events. Each event is stored with a sequence
+//! number that increases across the whole database (the service's event streams replay
+//! from it), then handed to a [`Reporter`]: a progress bar, lines or JSON lines. The
+//! JSON shape is DESIGN.md section 5, plus `seq`.
 
-use serde::Serialize;
-use serde_json::Value;
+use std::path::PathBuf;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+use serde_json::{Map, Value, json};
+
+/// One event of a run: where the run stood when it happened, and what happened.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// The stored sequence number; `None` until the event is written.
+    pub seq: Option<i64>,
+    pub ts: String,
+    pub deployment: String,
+    pub phase: String,
+    pub progress: u8,
+    pub kind: EventKind,
+}
+
+/// What happened. Node ids are qualified (`source.clone`); an undo step is
+/// `<node>.undo`, with `{"undo": <node>}` as its metadata.
+#[derive(Clone, Debug, PartialEq)]
 pub enum EventKind {
     RunStarted,
     RunResumed,
-    NodeStarted,
-    NodeProgress,
-    NodeSucceeded,
-    NodeFailed,
-    NodeRetrying,
-    NodeSkipped,
-    RunSucceeded,
-    RunFailed,
-    RunInterrupted,
+    NodeStarted { node: String, attempt: u32, metadata: Value, writes: Vec<PathBuf> },
+    NodeProgress { node: String, attempt: u32, fraction: f64 },
+    NodeSucceeded { node: String, attempt: u32, metadata: Value },
+    NodeFailed { node: String, attempt: u32, error: String, metadata: Value },
+    NodeRetrying { node: String, attempt: u32, delay_ms: u64, error: String },
+    NodeSkipped { node: String },
+    RunSucceeded { metadata: Value },
+    RunFailed { node: String, error: String, metadata: Value },
+    RunInterrupted { reason: String },
 }
 
 impl EventKind {
-    pub fn as_str(self) -> &'static str {
+    /// The `event` field of the JSON form.
+    pub fn name(&self) -> &'static str {
         match self {
             EventKind::RunStarted => "run_started",
             EventKind::RunResumed => "run_resumed",
-            EventKind::NodeStarted => "node_started",
-            EventKind::NodeProgress => "node_progress",
-            EventKind::NodeSucceeded => "node_succeeded",
-            EventKind::NodeFailed => "node_failed",
-            EventKind::NodeRetrying => "node_retrying",
-            EventKind::NodeSkipped => "node_skipped",
-            EventKind::RunSucceeded => "run_succeeded",
-            EventKind::RunFailed => "run_failed",
-            EventKind::RunInterrupted => "run_interrupted",
+            EventKind::NodeStarted { .. } => "node_started",
+            EventKind::NodeProgress { .. } => "node_progress",
+            EventKind::NodeSucceeded { .. } => "node_succeeded",
+            EventKind::NodeFailed { .. } => "node_failed",
+            EventKind::NodeRetrying { .. } => "node_retrying",
+            EventKind::NodeSkipped { .. } => "node_skipped",
+            EventKind::RunSucceeded { .. } => "run_succeeded",
+            EventKind::RunFailed { .. } => "run_failed",
+            EventKind::RunInterrupted { .. } => "run_interrupted",
         }
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct Event {
-    pub ts: String,
-    pub event: EventKind,
-    pub deployment: String,
-    pub node: Option<String>,
-    pub phase: String,
-    pub progress: u8,
-    pub metadata: Value,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub attempt: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// With `node_started`: the paths the node's action declares it writes.
-    #[serde(skip)]
-    pub writes: Vec<std::path::PathBuf>,
+impl Event {
+    pub fn name(&self) -> &'static str {
+        self.kind.name()
+    }
+
+    /// The node the event is about, if any (a failed run names the failed node).
+    pub fn node(&self) -> Option<&str> {
+        match &self.kind {
+            EventKind::NodeStarted { node, .. }
+            | EventKind::NodeProgress { node, .. }
+            | EventKind::NodeSucceeded { node, .. }
+            | EventKind::NodeFailed { node, .. }
+            | EventKind::NodeRetrying { node, .. }
+            | EventKind::NodeSkipped { node }
+            | EventKind::RunFailed { node, .. } => Some(node),
+            EventKind::RunStarted
+            | EventKind::RunResumed
+            | EventKind::RunSucceeded { .. }
+            | EventKind::RunInterrupted { .. } => None,
+        }
+    }
+
+    pub fn attempt(&self) -> Option<u32> {
+        match &self.kind {
+            EventKind::NodeStarted { attempt, .. }
+            | EventKind::NodeProgress { attempt, .. }
+            | EventKind::NodeSucceeded { attempt, .. }
+            | EventKind::NodeFailed { attempt, .. }
+            | EventKind::NodeRetrying { attempt, .. } => Some(*attempt),
+            _ => None,
+        }
+    }
+
+    pub fn error(&self) -> Option<&str> {
+        match &self.kind {
+            EventKind::NodeFailed { error, .. }
+            | EventKind::NodeRetrying { error, .. }
+            | EventKind::RunFailed { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// The `metadata` field of the JSON form.
+    pub fn metadata(&self) -> Value {
+        match &self.kind {
+            EventKind::NodeStarted { metadata, .. }
+            | EventKind::NodeSucceeded { metadata, .. }
+            | EventKind::NodeFailed { metadata, .. }
+            | EventKind::RunSucceeded { metadata }
+            | EventKind::RunFailed { metadata, .. } => metadata.clone(),
+            EventKind::NodeProgress { fraction, .. } => json!({ "fraction": fraction }),
+            EventKind::NodeRetrying { delay_ms, .. } => json!({ "delay_ms": delay_ms }),
+            EventKind::RunInterrupted { reason } => json!({ "reason": reason }),
+            EventKind::RunStarted | EventKind::RunResumed | EventKind::NodeSkipped { .. } => Value::Object(Map::new()),
+        }
+    }
+
+    /// The paths a starting node declares it writes (`phased watch` ignores them).
+    pub fn writes(&self) -> &[PathBuf] {
+        match &self.kind {
+            EventKind::NodeStarted { writes, .. } => writes,
+            _ => &[],
+        }
+    }
+
+    /// The JSON object of `--format jsonl` and of the stored event (DESIGN.md section 5).
+    pub fn to_json(&self) -> Value {
+        let mut out = Map::new();
+        if let Some(seq) = self.seq {
+            out.insert("seq".into(), json!(seq));
+        }
+        out.insert("ts".into(), json!(self.ts));
+        out.insert("event".into(), json!(self.name()));
+        out.insert("deployment".into(), json!(self.deployment));
+        out.insert("node".into(), json!(self.node()));
+        out.insert("phase".into(), json!(self.phase));
+        out.insert("progress".into(), json!(self.progress));
+        out.insert("metadata".into(), self.metadata());
+        if let Some(attempt) = self.attempt() {
+            out.insert("attempt".into(), json!(attempt));
+        }
+        if let Some(error) = self.error() {
+            out.insert("error".into(), json!(error));
+        }
+        Value::Object(out)
+    }
 }
 
-/// Receives every event of a run, in order, on the dispatcher's thread.
+/// Receives every event of a run, in order, once it is stored.
 pub trait Reporter {
     fn event(&mut self, event: &Event);
     /// The run ended (any outcome); finish drawing.
@@ -70,5 +157,31 @@ pub struct Collect(pub Vec<Event>);
 impl Reporter for Collect {
     fn event(&mut self, event: &Event) {
         self.0.push(event.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_json_form_has_the_documented_fields() {
+        let event = Event {
+            seq: Some(7),
+            ts: "2026-12-01T00:00:00.000Z".into(),
+            deployment: "d1".into(),
+            phase: "BUILDING".into(),
+            progress: 42,
+            kind: EventKind::NodeRetrying { node: "build".into(), attempt: 2, delay_ms: 50, error: "boom".into() },
+        };
+        assert_eq!(
+            event.to_json(),
+            json!({"seq": 7, "ts": "2026-12-01T00:00:00.000Z", "event": "node_retrying", "deployment": "d1",
+                   "node": "build", "phase": "BUILDING", "progress": 42, "metadata": {"delay_ms": 50},
+                   "attempt": 2, "error": "boom"})
+        );
+        let started = Event { seq: None, kind: EventKind::RunStarted, ..event };
+        assert_eq!(started.to_json()["node"], Value::Null);
+        assert!(started.to_json().get("seq").is_none());
     }
 }

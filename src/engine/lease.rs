@@ -29,7 +29,7 @@ pub fn holder_alive(row: &RunRow, now_ms: i64) -> bool {
 }
 
 /// Marks `running` runs whose holder is gone as `interrupted`; returns their ids.
-pub fn reap(store: &mut Store, now_ms: i64) -> Result<Vec<String>, StoreError> {
+pub fn reap(store: &mut dyn Store, now_ms: i64) -> Result<Vec<String>, StoreError> {
     let dead: Vec<String> = store
         .runs()?
         .into_iter()

@@ -7,6 +7,10 @@
 //!   The two tables written on every node are `WITHOUT ROWID` on their natural key, so
 //!   each write touches one B-tree (see the engine benchmark in the README).
 //!
+//! - 2: `events`, every event a run emits, with a sequence number that increases across
+//!   the database (`INTEGER PRIMARY KEY AUTOINCREMENT`: never reused, even after the
+//!   newest rows are deleted), so that event streams can replay from any point.
+//!
 //! A migration is never edited once released: add a new one.
 
 pub const MIGRATIONS: &[&str] = &[
@@ -63,5 +67,17 @@ pub const MIGRATIONS: &[&str] = &[
         finished_at    TEXT,
         PRIMARY KEY (deployment_id, node)
     ) WITHOUT ROWID;                                  -- the key is the row: one B-tree per write
+    "#,
+    // 2
+    r#"
+    CREATE TABLE events (
+        seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+        deployment_id  TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+        event          TEXT NOT NULL,                 -- run_started, node_started, ...
+        node           TEXT,
+        data           TEXT NOT NULL,                 -- the JSON of `--format jsonl`, without seq
+        created_at     TEXT NOT NULL
+    );
+    CREATE INDEX events_deployment ON events(deployment_id, seq);
     "#,
 ];

@@ -6,34 +6,38 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
-use tokio::task::AbortHandle;
 
 use crate::plan::Plan;
 use crate::store::{NodeRow, NodeStatus};
 
-pub(super) struct Frame {
-    pub plan: Arc<Plan>,
+pub(crate) struct Frame {
+    pub(crate) plan: Arc<Plan>,
     /// Prefix of qualified node ids: `""` at the root, `"source."` inside `source`.
-    pub prefix: String,
+    pub(crate) prefix: String,
     /// The node (frame, node) that started this frame.
-    pub parent: Option<(usize, usize)>,
+    pub(crate) parent: Option<(usize, usize)>,
     /// This frame's share of the whole run, 0..=1.
-    pub share: f64,
-    pub inputs: Map<String, Value>,
-    pub states: Vec<NodeState>,
+    pub(crate) share: f64,
+    pub(crate) inputs: Map<String, Value>,
+    pub(crate) states: Vec<NodeState>,
     /// For each node, how many of its `needs` have not finished.
-    pub waiting_on: Vec<usize>,
-    pub dependents: Vec<Vec<usize>>,
+    pub(crate) waiting_on: Vec<usize>,
+    pub(crate) dependents: Vec<Vec<usize>>,
     /// Nodes not yet succeeded or skipped.
-    pub unfinished: usize,
+    pub(crate) unfinished: usize,
     /// `nodes.<id>.outputs` for templates: `{id: {"outputs": {...}}}`.
-    pub outputs: Map<String, Value>,
+    pub(crate) outputs: Map<String, Value>,
     /// Each node's place in `plan.order`, for a deterministic ready queue.
-    pub position: Vec<usize>,
+    pub(crate) position: Vec<usize>,
+    /// For a sub-pipeline: the alternative and inputs its node recorded, and when it
+    /// started.
+    pub(crate) selection: Option<Value>,
+    pub(crate) started_at: Option<String>,
     total_weight: f64,
 }
 
-pub(super) enum NodeState {
+#[derive(Debug)]
+pub(crate) enum NodeState {
     Pending,
     Running(Running),
     /// A sub-pipeline node whose frame is running.
@@ -43,19 +47,32 @@ pub(super) enum NodeState {
     Failed,
 }
 
-pub(super) struct Running {
-    pub attempt: u32,
-    pub started_at: String,
-    pub fraction: f64,
+#[derive(Debug)]
+pub(crate) struct Running {
+    pub(crate) attempt: u32,
+    pub(crate) started_at: String,
+    pub(crate) fraction: f64,
     /// Start order, for "the phase of the node that started most recently".
-    pub seq: u64,
-    pub abort: Option<AbortHandle>,
+    pub(crate) seq: u64,
+    pub(crate) task: TaskState,
+}
+
+/// Where a running node's task is.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum TaskState {
+    /// Its action runs.
+    Active,
+    /// It waits for the backoff before its next attempt.
+    Waiting,
+    /// It was asked to stop; when it ends, `then` is the failure to record (a
+    /// timeout), or nothing (the run is stopping or failing elsewhere).
+    Stopping { then: Option<String> },
 }
 
 impl Frame {
     /// A frame whose nodes that already succeeded or were skipped (per `checkpoints`,
     /// keyed by qualified id) are restored as done, with their recorded outputs.
-    pub fn new(
+    pub(crate) fn new(
         plan: Arc<Plan>,
         prefix: String,
         parent: Option<(usize, usize)>,
@@ -87,6 +104,8 @@ impl Frame {
             unfinished: n,
             outputs: Map::new(),
             position,
+            selection: None,
+            started_at: None,
         };
         for i in 0..n {
             let row = checkpoints.get(&frame.qualified(i));
@@ -111,34 +130,34 @@ impl Frame {
         frame
     }
 
-    pub fn qualified(&self, node: usize) -> String {
+    pub(crate) fn qualified(&self, node: usize) -> String {
         format!("{}{}", self.prefix, self.plan.nodes[node].id)
     }
 
     /// The node's share of the whole run.
-    pub fn node_share(&self, node: usize) -> f64 {
+    pub(crate) fn node_share(&self, node: usize) -> f64 {
         if self.total_weight > 0.0 { self.share * self.plan.nodes[node].weight / self.total_weight } else { 0.0 }
     }
 
     /// Whether the nodes' weights give this frame's share out (else it is counted
     /// when the frame completes).
-    pub fn has_weight(&self) -> bool {
+    pub(crate) fn has_weight(&self) -> bool {
         self.total_weight > 0.0
     }
 
-    pub fn is_done(&self, node: usize) -> bool {
+    pub(crate) fn is_done(&self, node: usize) -> bool {
         matches!(self.states[node], NodeState::Succeeded | NodeState::Skipped)
     }
 
     /// Pending nodes whose needs are all done.
-    pub fn ready(&self) -> Vec<usize> {
+    pub(crate) fn ready(&self) -> Vec<usize> {
         (0..self.states.len())
             .filter(|&i| matches!(self.states[i], NodeState::Pending) && self.waiting_on[i] == 0)
             .collect()
     }
 
     /// Marks `node` done and returns the nodes that became ready.
-    pub fn complete(&mut self, node: usize, succeeded: bool, outputs: Option<Value>) -> Vec<usize> {
+    pub(crate) fn complete(&mut self, node: usize, succeeded: bool, outputs: Option<Value>) -> Vec<usize> {
         self.states[node] = if succeeded { NodeState::Succeeded } else { NodeState::Skipped };
         if let Some(outputs) = outputs {
             self.outputs.insert(self.plan.nodes[node].id.clone(), serde_json::json!({ "outputs": outputs }));

@@ -64,6 +64,9 @@ pub struct Scope<'a> {
     /// `nodes.<id>.outputs` of the nodes that finished (in this pipeline instance).
     pub nodes: &'a Map<String, serde_json::Value>,
     pub secrets: &'a Secrets,
+    /// What `now()` returns: the time of the message being handled (the core has no
+    /// clock of its own).
+    pub now: &'a str,
 }
 
 impl Scope<'_> {
@@ -79,6 +82,7 @@ impl Scope<'_> {
                 Purpose::Record => Value::from_object(Masked(self.secrets.values().keys().cloned().collect())),
             },
         );
+        vars.insert(crate::template::NOW_VARIABLE, Value::from(self.now));
         for (name, value) in extra {
             vars.insert(name, Value::from(minijinja::value::Serde(value)));
         }

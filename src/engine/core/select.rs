@@ -1,0 +1,81 @@
+//! What `resume --from NODE` forgets: NODE, everything that depends on it, and, for a
+//! node inside a sub-pipeline, the enclosing nodes and what depends on them.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::plan::{NodeKind, Plan, SubPipeline};
+
+/// Every qualified node id of a plan, sub-pipelines included (all alternatives).
+pub(crate) fn all_node_ids(plan: &Plan, prefix: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    for node in &plan.nodes {
+        let id = format!("{prefix}{}", node.id);
+        if let NodeKind::Pipeline(sub) = &node.kind {
+            let children: Vec<&Arc<Plan>> = match sub {
+                SubPipeline::Fixed { plan, .. } => vec![plan],
+                SubPipeline::Select { from, .. } => from.values().map(|(_, p)| p).collect(),
+            };
+            for child in children {
+                ids.extend(all_node_ids(child, &format!("{id}.")));
+            }
+        }
+        ids.push(id);
+    }
+    ids
+}
+
+/// For `resume --from NODE`: the checkpoints to forget (exact ids, and prefixes of
+/// sub-pipelines to forget whole): NODE, everything that depends on it, and, when NODE
+/// is inside a sub-pipeline, the enclosing nodes and what depends on them.
+pub(crate) fn rerun_set(plan: &Plan, node: &str) -> Option<(HashSet<String>, Vec<String>)> {
+    let mut nodes = HashSet::new();
+    let mut prefixes = Vec::new();
+    if !reset_in(plan, "", node, &mut nodes, &mut prefixes) {
+        return None;
+    }
+    Some((nodes, prefixes))
+}
+
+fn reset_in(plan: &Plan, prefix: &str, target: &str, nodes: &mut HashSet<String>, prefixes: &mut Vec<String>) -> bool {
+    let local = target.strip_prefix(prefix).unwrap_or(target);
+    let (head, rest) = match local.split_once('.') {
+        Some((head, rest)) => (head, Some(rest)),
+        None => (local, None),
+    };
+    let Some(index) = plan.nodes.iter().position(|n| n.id == head) else { return false };
+    if let Some(_rest) = rest {
+        let NodeKind::Pipeline(sub) = &plan.nodes[index].kind else { return false };
+        let children: Vec<&Arc<Plan>> = match sub {
+            SubPipeline::Fixed { plan, .. } => vec![plan],
+            SubPipeline::Select { from, .. } => from.values().map(|(_, p)| p).collect(),
+        };
+        let inner_prefix = format!("{prefix}{head}.");
+        if !children.iter().any(|child| reset_in(child, &inner_prefix, target, nodes, prefixes)) {
+            return false;
+        }
+        // The enclosing node runs again (its finished children are kept) ...
+        nodes.insert(format!("{prefix}{head}"));
+    }
+    // ... and so does everything after it here.
+    let mut queue = vec![index];
+    let mut seen = HashSet::new();
+    while let Some(i) = queue.pop() {
+        if !seen.insert(i) {
+            continue;
+        }
+        let id = format!("{prefix}{}", plan.nodes[i].id);
+        if i != index || rest.is_none() {
+            if matches!(plan.nodes[i].kind, NodeKind::Pipeline(_)) {
+                prefixes.push(format!("{id}."));
+            }
+            nodes.insert(id);
+        }
+        for (j, other) in plan.nodes.iter().enumerate() {
+            if other.needs.contains(&i) {
+                queue.push(j);
+            }
+        }
+    }
+    true
+}

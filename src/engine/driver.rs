@@ -1,0 +1,248 @@
+//! The thin async part of a run. It owns the store (one connection) and feeds the
+//! core: messages from tasks, timers, signals, heartbeats and cancel requests go in;
+//! the transitions that come out are carried out (records become one transaction,
+//! then their events are reported; launches become tasks on this single-threaded
+//! runtime; stops and timers are sent to the tasks). Nothing is shared across tasks:
+//! a task only sends messages back.
+//!
+//! Each turn: handle every message that is waiting, write what changed in one
+//! transaction (so checkpoints that happen together cost one commit) before any newly
+//! launched task runs, report the stored events, then wait.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::watch;
+
+use super::core::{Core, Launch, Msg, Task, TaskError, Transition};
+use super::events::Reporter;
+use super::record::record;
+use super::{Outcome, now};
+use crate::action::{ActionCtx, ActionError, ActionOutputs, NodeLog, ProgressReporter, StopSignal};
+use crate::secrets::Masker;
+use crate::store::{Lease, Store, StoreError, Write};
+
+/// How often the holder of a run writes its heartbeat and looks for a cancel request.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// How long past its grace a stopped task that watches the stop signal may take.
+const STOP_MARGIN: Duration = Duration::from_millis(500);
+
+pub(crate) struct Driver<'r> {
+    core: Core,
+    store: Box<dyn Store>,
+    lease: Lease,
+    reporter: &'r mut dyn Reporter,
+    tx: UnboundedSender<Msg>,
+    rx: UnboundedReceiver<Msg>,
+    /// The stop signal of every task still running.
+    tasks: HashMap<Task, watch::Sender<bool>>,
+    batch: Vec<Write>,
+    masker: Masker,
+    logs: PathBuf,
+    work: PathBuf,
+    run_key: String,
+    /// Set to `true` by `phased watch` when a newer deploy supersedes this one.
+    drain: Option<watch::Receiver<bool>>,
+}
+
+pub(crate) struct DriverStart<'r> {
+    pub(crate) core: Core,
+    pub(crate) store: Box<dyn Store>,
+    pub(crate) lease: Lease,
+    pub(crate) reporter: &'r mut dyn Reporter,
+    pub(crate) masker: Masker,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) work_dir: PathBuf,
+    pub(crate) drain: Option<watch::Receiver<bool>>,
+}
+
+impl<'r> Driver<'r> {
+    pub(crate) fn new(start: DriverStart<'r>) -> Self {
+        let (tx, rx) = unbounded_channel();
+        let run = start.core.run_id().to_string();
+        Driver {
+            run_key: crate::process::run_key(&run, start.store.path()),
+            logs: start.data_dir.join("logs").join(&run),
+            work: start.work_dir,
+            core: start.core,
+            store: start.store,
+            lease: start.lease,
+            reporter: start.reporter,
+            tx,
+            rx,
+            tasks: HashMap::new(),
+            batch: Vec::new(),
+            masker: start.masker,
+            drain: start.drain,
+        }
+    }
+
+    /// Runs to the end: ACTIVE, FAILED, or stopped (signal, cancel, superseded).
+    pub(crate) async fn run(mut self, resumed: bool) -> Result<Outcome, StoreError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+        let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        heartbeat.tick().await;
+        let (mut drained, mut cancelled) = (false, false);
+        self.handle(Msg::Start { resumed });
+        loop {
+            self.flush()?;
+            if let Some(outcome) = self.core.outcome() {
+                self.reporter.finish();
+                return Ok(outcome);
+            }
+            let drain = async {
+                match self.drain.as_mut() {
+                    Some(drain) if !drained => {
+                        let _ = drain.wait_for(|d| *d).await;
+                    }
+                    _ => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = interrupt.recv() => self.handle(Msg::Signal { name: "SIGINT" }),
+                _ = terminate.recv() => self.handle(Msg::Signal { name: "SIGTERM" }),
+                _ = drain => {
+                    drained = true;
+                    tracing::info!(run = %self.core.run_id(), "Stop requested; finishing the running nodes.");
+                    self.handle(Msg::Drain);
+                }
+                msg = self.rx.recv() => {
+                    if let Some(msg) = msg {
+                        self.handle(msg);
+                    }
+                    while let Ok(msg) = self.rx.try_recv() {
+                        self.handle(msg);
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    let run = self.core.run_id().to_string();
+                    let beat = Write::Heartbeat { run: run.clone(), owner: self.lease.owner.clone(), at_ms: now_ms() };
+                    self.batch.push(beat);
+                    if !cancelled && self.store.cancel_requested(&run)? {
+                        cancelled = true;
+                        self.handle(Msg::Cancel);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Gives the core one message and carries out what it returns.
+    fn handle(&mut self, msg: Msg) {
+        if let Msg::Done { task, .. } = &msg {
+            self.tasks.remove(task);
+        }
+        let at = now();
+        for transition in self.core.handle(&at, msg) {
+            match transition {
+                Transition::Record(r) => self.batch.extend(record(self.core.run_id(), &r)),
+                Transition::Launch(launch) => self.launch(launch),
+                Transition::Stop { task } => {
+                    if let Some(stop) = self.tasks.get(&task) {
+                        let _ = stop.send(true);
+                    }
+                }
+                Transition::Timer { task, after } => {
+                    let tx = self.tx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(after).await;
+                        let _ = tx.send(Msg::Timer { task });
+                    });
+                }
+            }
+        }
+    }
+
+    /// Writes the batch in one transaction, then reports its events with their
+    /// sequence numbers.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let mut seqs = self.store.write(&batch)?.into_iter();
+        for write in batch {
+            if let Write::Event(mut event) = write {
+                event.seq = seqs.next();
+                self.reporter.event(&event);
+            }
+        }
+        Ok(())
+    }
+
+    fn launch(&mut self, launch: Launch) {
+        let Launch { task, id, action, with, timeout, grace } = launch;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        self.tasks.insert(task, stop_tx);
+        let progress_tx = self.tx.clone();
+        let stop = StopSignal::new(stop_rx, grace);
+        let ctx = ActionCtx {
+            run_id: self.core.run_id().to_string(),
+            run_key: self.run_key.clone(),
+            node: id.clone(),
+            attempt: task.attempt,
+            log: Arc::new(NodeLog::open(&self.logs.join(format!("{id}.log")), self.masker.clone())),
+            progress: Arc::new(ProgressReporter::channel(progress_tx, move |fraction| Msg::Progress {
+                task,
+                fraction,
+            })),
+            work_dir: self.work.clone(),
+            stop: stop.clone(),
+        };
+        tracing::debug!(run = %ctx.run_id, node = %id, attempt = task.attempt, "Task launched.");
+        let tx = self.tx.clone();
+        let masker = self.masker.clone();
+        tokio::spawn(async move {
+            let work = action.run(ctx, &with);
+            let result = supervise(work, task, timeout, stop, &tx)
+                .await
+                .map_err(|e| TaskError { message: masker.mask(&e.full()).into_owned(), environment: e.environment });
+            let _ = tx.send(Msg::Done { task, result });
+        });
+    }
+}
+
+/// Runs a task's work: past `timeout` the core is told (it decides to stop it); when
+/// it is asked to stop, an action that watches the signal gets its grace to end by
+/// itself, any other is dropped at once (which kills its processes).
+async fn supervise(
+    mut work: crate::action::ActionFuture,
+    task: Task,
+    timeout: Duration,
+    stop: StopSignal,
+    tx: &UnboundedSender<Msg>,
+) -> Result<ActionOutputs, ActionError> {
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let mut timed_out = false;
+    loop {
+        tokio::select! {
+            result = &mut work => return result,
+            _ = &mut deadline, if !timed_out => {
+                timed_out = true;
+                let _ = tx.send(Msg::TimedOut { task });
+            }
+            _ = stop.fired() => {
+                if stop.watched() {
+                    let patience = stop.grace + STOP_MARGIN;
+                    if let Ok(result) = tokio::time::timeout(patience, &mut work).await {
+                        return result;
+                    }
+                }
+                return Err(ActionError::new("stopped"));
+            }
+        }
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,141 @@
+//! What the store holds, row by row.
+
+use serde_json::Value;
+
+use super::StoreError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Interrupted,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> RunStatus {
+        match text {
+            "queued" => RunStatus::Queued,
+            "running" => RunStatus::Running,
+            "succeeded" => RunStatus::Succeeded,
+            "failed" => RunStatus::Failed,
+            "cancelled" => RunStatus::Cancelled,
+            _ => RunStatus::Interrupted,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RunRow {
+    pub id: String,
+    pub pipeline: String,
+    pub status: RunStatus,
+    pub phase: String,
+    pub progress: u8,
+    pub metadata: Value,
+    pub phase_updated_at: String,
+    pub inputs: Value,
+    pub snapshot_id: i64,
+    pub attempt: u32,
+    pub best_progress: u8,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+    pub lease: Option<Lease>,
+    pub heartbeat_at: Option<i64>,
+    pub cancel_requested: bool,
+}
+
+/// Who holds a run: a process, identified beyond its pid (pids are reused).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: String,
+    pub pid: u32,
+    pub pid_start: u64,
+    pub host: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeRow {
+    pub run: String,
+    pub node: String,
+    pub status: NodeStatus,
+    pub attempt: u32,
+    pub outputs: Option<Value>,
+    pub error: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeStatus {
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+}
+
+impl NodeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::Running => "running",
+            NodeStatus::Succeeded => "succeeded",
+            NodeStatus::Failed => "failed",
+            NodeStatus::Skipped => "skipped",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> NodeStatus {
+        match text {
+            "succeeded" => NodeStatus::Succeeded,
+            "failed" => NodeStatus::Failed,
+            "skipped" => NodeStatus::Skipped,
+            _ => NodeStatus::Running,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct HistoryRow {
+    pub phase: String,
+    pub progress: u8,
+    pub metadata: Value,
+    pub node: Option<String>,
+    pub at: String,
+}
+
+pub struct NewRun<'a> {
+    pub id: &'a str,
+    pub pipeline: &'a str,
+    pub inputs: &'a Value,
+    pub snapshot_id: i64,
+    pub lease: &'a Lease,
+    pub at: &'a str,
+    pub at_ms: i64,
+}
+
+/// Why a run could not be claimed for resuming.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    #[error("no run `{0}` in the database")]
+    Missing(String),
+    #[error("run `{id}` already succeeded")]
+    Finished { id: String },
+    #[error("run `{id}` is being run by process {pid} on `{host}`")]
+    Held { id: String, pid: u32, host: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

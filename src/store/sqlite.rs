@@ -1,0 +1,440 @@
+//! The SQLite store (the default): one file in WAL mode, schema version in
+//! `PRAGMA user_version`, migrations in `migrations.rs`.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde_json::Value;
+
+use super::migrations::MIGRATIONS;
+use super::{
+    ClaimError, Durability, HistoryRow, Lease, NewRun, NodeRow, NodeStatus, RunRow, RunStatus, Store, StoreError, Write,
+};
+
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+    /// The last history `seq` of each run this store wrote to. Only a run's lease
+    /// holder writes its history, so a counter here is enough.
+    history_seq: std::collections::HashMap<String, i64>,
+}
+
+/// The latest state of a run's row within one batch.
+#[derive(Default)]
+struct RowState {
+    phase: Option<(String, u8, String)>,
+    metadata: Option<String>,
+    best: u8,
+}
+
+impl RowState {
+    fn of<'a, 'r>(latest: &'a mut Vec<(&'r str, RowState)>, run: &'r str) -> &'a mut RowState {
+        let i = match latest.iter().position(|(r, _)| *r == run) {
+            Some(i) => i,
+            None => {
+                latest.push((run, RowState::default()));
+                latest.len() - 1
+            }
+        };
+        &mut latest[i].1
+    }
+}
+
+fn json(text: Option<String>) -> Value {
+    text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null)
+}
+
+const RUN_COLUMNS: &str = "id, pipeline, status, phase, phase_progress, phase_metadata, phase_updated_at, inputs, \
+     snapshot_id, attempt, best_progress, error, created_at, finished_at, lease_owner, lease_pid, lease_pid_start, \
+     lease_host, heartbeat_at, cancel_requested";
+
+fn run_row(row: &rusqlite::Row) -> rusqlite::Result<RunRow> {
+    let owner: Option<String> = row.get(14)?;
+    let lease = match owner {
+        Some(owner) => Some(Lease {
+            owner,
+            pid: row.get::<_, Option<u32>>(15)?.unwrap_or(0),
+            pid_start: row.get::<_, Option<i64>>(16)?.unwrap_or(0) as u64,
+            host: row.get::<_, Option<String>>(17)?.unwrap_or_default(),
+        }),
+        None => None,
+    };
+    Ok(RunRow {
+        id: row.get(0)?,
+        pipeline: row.get(1)?,
+        status: RunStatus::parse(&row.get::<_, String>(2)?),
+        phase: row.get(3)?,
+        progress: row.get(4)?,
+        metadata: json(row.get(5)?),
+        phase_updated_at: row.get(6)?,
+        inputs: json(row.get(7)?),
+        snapshot_id: row.get(8)?,
+        attempt: row.get(9)?,
+        best_progress: row.get(10)?,
+        error: row.get(11)?,
+        created_at: row.get(12)?,
+        finished_at: row.get(13)?,
+        lease,
+        heartbeat_at: row.get(18)?,
+        cancel_requested: row.get::<_, i64>(19)? != 0,
+    })
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its folder if needed) and migrates the database.
+    pub fn open(path: &Path, durability: Durability) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder { path: dir.to_path_buf(), source })?;
+        }
+        let open_err = |source| StoreError::Open { path: path.to_path_buf(), source };
+        let conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(open_err)?;
+        let sync = match durability {
+            Durability::Normal => "NORMAL",
+            Durability::Full => "FULL",
+        };
+        conn.execute_batch(&format!("PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON;"))
+            .map_err(open_err)?;
+        let mut store = SqliteStore { conn, path: path.to_path_buf(), history_seq: Default::default() };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let supported = MIGRATIONS.len() as i64;
+        if version > supported {
+            return Err(StoreError::TooNew { path: self.path.clone(), found: version, supported });
+        }
+        if version == supported {
+            return Ok(());
+        }
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Another process may have migrated while we waited for the lock.
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(migration)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+impl Store for SqliteStore {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stores the files a run starts with (deduplicated by content) and returns its id.
+    fn save_snapshot(&mut self, hash: &str, root: &str, files: &Value, at: &str) -> Result<i64, StoreError> {
+        self.conn.execute(
+            "INSERT INTO snapshots (hash, root, files, created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(hash) DO NOTHING",
+            params![hash, root, files.to_string(), at],
+        )?;
+        Ok(self.conn.query_row("SELECT id FROM snapshots WHERE hash = ?1", [hash], |r| r.get(0))?)
+    }
+
+    /// The root name and files of a snapshot.
+    fn snapshot(&self, id: i64) -> Result<(String, String, Value), StoreError> {
+        Ok(self.conn.query_row("SELECT root, hash, files FROM snapshots WHERE id = ?1", [id], |r| {
+            Ok((r.get(0)?, r.get(1)?, json(r.get(2)?)))
+        })?)
+    }
+
+    fn create_run(&mut self, run: &NewRun) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO deployments (id, pipeline, status, phase, phase_progress, phase_metadata, phase_updated_at, \
+             inputs, snapshot_id, created_at, lease_owner, lease_pid, lease_pid_start, lease_host, heartbeat_at) \
+             VALUES (?1, ?2, 'running', 'QUEUED', 0, '{}', ?3, ?4, ?5, ?3, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                run.id,
+                run.pipeline,
+                run.at,
+                run.inputs.to_string(),
+                run.snapshot_id,
+                run.lease.owner,
+                run.lease.pid,
+                run.lease.pid_start as i64,
+                run.lease.host,
+                run.at_ms
+            ],
+        )?;
+        self.conn.execute(
+            "INSERT INTO phase_history (deployment_id, seq, phase, progress, metadata, created_at) \
+             VALUES (?1, 1, 'QUEUED', 0, '{}', ?2)",
+            params![run.id, run.at],
+        )?;
+        self.history_seq.insert(run.id.to_string(), 1);
+        Ok(())
+    }
+
+    fn run_exists(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.conn.query_row("SELECT 1 FROM deployments WHERE id = ?1", [id], |_| Ok(())).optional()?.is_some())
+    }
+
+    /// Applies a batch of writes in one transaction.
+    fn write(&mut self, batch: &[Write]) -> Result<Vec<i64>, StoreError> {
+        let mut seqs = Vec::new();
+        if batch.is_empty() {
+            return Ok(seqs);
+        }
+        let tx = self.conn.transaction()?;
+        // The run's own row is updated once per batch, with its latest state; every
+        // phase update still gets its history row.
+        let mut latest: Vec<(&str, RowState)> = Vec::new();
+        for write in batch {
+            match write {
+                Write::Phase { run, phase, progress, metadata, node, at } => {
+                    let metadata = metadata.to_string();
+                    let seq = match self.history_seq.get_mut(run) {
+                        Some(seq) => seq,
+                        None => {
+                            let last: i64 = tx.query_row(
+                                "SELECT COALESCE(MAX(seq), 0) FROM phase_history WHERE deployment_id = ?1",
+                                [run],
+                                |r| r.get(0),
+                            )?;
+                            self.history_seq.entry(run.clone()).or_insert(last)
+                        }
+                    };
+                    *seq += 1;
+                    tx.prepare_cached(
+                        "INSERT INTO phase_history (deployment_id, seq, phase, progress, metadata, node, created_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )?
+                    .execute(params![run, *seq, phase, progress, metadata, node, at])?;
+                    let state = RowState::of(&mut latest, run);
+                    state.phase = Some((phase.clone(), *progress, at.clone()));
+                    state.metadata = Some(metadata);
+                    state.best = state.best.max(*progress);
+                }
+                Write::Progress { run, phase, progress, at } => {
+                    let state = RowState::of(&mut latest, run);
+                    state.phase = Some((phase.clone(), *progress, at.clone()));
+                    state.best = state.best.max(*progress);
+                }
+                Write::Status { run, status, error, finished } => {
+                    // A run that stops holding releases its lease.
+                    tx.prepare_cached(
+                        "UPDATE deployments SET status = ?2, error = COALESCE(?3, error), finished_at = ?4, \
+                         lease_owner = CASE WHEN ?2 = 'running' THEN lease_owner ELSE NULL END WHERE id = ?1",
+                    )?
+                    .execute(params![run, status.as_str(), error, finished])?;
+                }
+                Write::Node(n) => {
+                    tx.prepare_cached(
+                        "INSERT INTO node_checkpoints (deployment_id, node, status, attempt, outputs, error, started_at, finished_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+                         ON CONFLICT(deployment_id, node) DO UPDATE SET status = excluded.status, attempt = excluded.attempt, \
+                         outputs = excluded.outputs, error = excluded.error, started_at = excluded.started_at, \
+                         finished_at = excluded.finished_at",
+                    )?
+                    .execute(params![
+                        n.run,
+                        n.node,
+                        n.status.as_str(),
+                        n.attempt,
+                        n.outputs.as_ref().map(Value::to_string),
+                        n.error,
+                        n.started_at,
+                        n.finished_at
+                    ])?;
+                }
+                Write::ResetNodes { run, nodes, prefixes } => {
+                    for node in nodes {
+                        tx.execute(
+                            "DELETE FROM node_checkpoints WHERE deployment_id = ?1 AND node = ?2",
+                            params![run, node],
+                        )?;
+                    }
+                    for prefix in prefixes {
+                        tx.execute(
+                            "DELETE FROM node_checkpoints WHERE deployment_id = ?1 AND substr(node, 1, length(?2)) = ?2",
+                            params![run, prefix],
+                        )?;
+                    }
+                }
+                Write::Heartbeat { run, owner, at_ms } => {
+                    tx.prepare_cached("UPDATE deployments SET heartbeat_at = ?3 WHERE id = ?1 AND lease_owner = ?2")?
+                        .execute(params![run, owner, at_ms])?;
+                }
+                Write::Event(event) => {
+                    tx.prepare_cached(
+                        "INSERT INTO events (deployment_id, event, node, data, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![
+                        event.deployment,
+                        event.name(),
+                        event.node(),
+                        event.to_json().to_string(),
+                        event.ts
+                    ])?;
+                    seqs.push(tx.last_insert_rowid());
+                }
+            }
+        }
+        for (run, state) in latest {
+            let Some((phase, progress, at)) = state.phase else { continue };
+            tx.prepare_cached(
+                "UPDATE deployments SET phase = ?2, phase_progress = ?3, phase_updated_at = ?4, \
+                 phase_metadata = COALESCE(?5, phase_metadata), best_progress = MAX(best_progress, ?6) WHERE id = ?1",
+            )?
+            .execute(params![run, phase, progress, at, state.metadata, state.best])?;
+        }
+        tx.commit()?;
+        Ok(seqs)
+    }
+
+    fn run(&self, id: &str) -> Result<Option<RunRow>, StoreError> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM deployments WHERE id = ?1");
+        Ok(self.conn.query_row(&sql, [id], run_row).optional()?)
+    }
+
+    /// Every run, newest first.
+    fn runs(&self) -> Result<Vec<RunRow>, StoreError> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM deployments ORDER BY created_at DESC, id");
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map([], run_row)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn nodes(&self, run: &str) -> Result<Vec<NodeRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT node, status, attempt, outputs, error, started_at, finished_at FROM node_checkpoints \
+             WHERE deployment_id = ?1 ORDER BY COALESCE(started_at, finished_at), node",
+        )?;
+        let rows = stmt
+            .query_map([run], |r| {
+                Ok(NodeRow {
+                    run: run.to_string(),
+                    node: r.get(0)?,
+                    status: NodeStatus::parse(&r.get::<_, String>(1)?),
+                    attempt: r.get(2)?,
+                    outputs: r.get::<_, Option<String>>(3)?.map(|t| json(Some(t))),
+                    error: r.get(4)?,
+                    started_at: r.get(5)?,
+                    finished_at: r.get(6)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn history(&self, run: &str) -> Result<Vec<HistoryRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT phase, progress, metadata, node, created_at FROM phase_history WHERE deployment_id = ?1 ORDER BY seq",
+        )?;
+        let rows = stmt
+            .query_map([run], |r| {
+                Ok(HistoryRow {
+                    phase: r.get(0)?,
+                    progress: r.get(1)?,
+                    metadata: json(r.get(2)?),
+                    node: r.get(3)?,
+                    at: r.get(4)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Claims a run for this process, atomically: under the write lock, the run must
+    /// not be finished, and its holder (if any) must be gone (`holder_alive` says
+    /// whether a lease is still held). Bumps the attempt and clears a cancel request.
+    fn claim(
+        &mut self,
+        id: &str,
+        lease: &Lease,
+        now_ms: i64,
+        holder_alive: &dyn Fn(&RunRow) -> bool,
+    ) -> Result<RunRow, ClaimError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StoreError::from)?;
+        let sql = format!("SELECT {RUN_COLUMNS} FROM deployments WHERE id = ?1");
+        let row = tx.query_row(&sql, [id], run_row).optional().map_err(StoreError::from)?;
+        let Some(row) = row else { return Err(ClaimError::Missing(id.to_string())) };
+        if row.status == RunStatus::Succeeded {
+            return Err(ClaimError::Finished { id: id.to_string() });
+        }
+        if let Some(held) = &row.lease
+            && row.status == RunStatus::Running
+            && held.owner != lease.owner
+            && holder_alive(&row)
+        {
+            return Err(ClaimError::Held { id: id.to_string(), pid: held.pid, host: held.host.clone() });
+        }
+        tx.execute(
+            "UPDATE deployments SET status = 'running', attempt = attempt + 1, lease_owner = ?2, lease_pid = ?3, \
+             lease_pid_start = ?4, lease_host = ?5, heartbeat_at = ?6, cancel_requested = 0, finished_at = NULL, error = NULL \
+             WHERE id = ?1",
+            params![id, lease.owner, lease.pid, lease.pid_start as i64, lease.host, now_ms],
+        )
+        .map_err(StoreError::from)?;
+        let row = tx.query_row(&sql, [id], run_row).map_err(StoreError::from)?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok(row)
+    }
+
+    /// Asks the holder of a run to stop it; marks it cancelled at once when nobody
+    /// holds it. Returns the run as it is afterwards.
+    fn request_cancel(
+        &mut self,
+        id: &str,
+        holder_alive: &dyn Fn(&RunRow) -> bool,
+    ) -> Result<Option<RunRow>, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let sql = format!("SELECT {RUN_COLUMNS} FROM deployments WHERE id = ?1");
+        let Some(row) = tx.query_row(&sql, [id], run_row).optional()? else { return Ok(None) };
+        let live = row.status == RunStatus::Running && holder_alive(&row);
+        if live {
+            tx.execute("UPDATE deployments SET cancel_requested = 1 WHERE id = ?1", [id])?;
+        } else if !matches!(row.status, RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled) {
+            tx.execute("UPDATE deployments SET status = 'cancelled', lease_owner = NULL WHERE id = ?1", [id])?;
+        }
+        let row = tx.query_row(&sql, [id], run_row)?;
+        tx.commit()?;
+        Ok(Some(row))
+    }
+
+    fn events(&self, run: Option<&str>, after: i64, limit: usize) -> Result<Vec<Value>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, data FROM events WHERE seq > ?1 AND (?2 IS NULL OR deployment_id = ?2) ORDER BY seq LIMIT ?3",
+        )?;
+        let rows = stmt
+            .query_map(params![after, run, limit as i64], |r| {
+                let mut event = json(r.get(1)?);
+                if let Value::Object(fields) = &mut event {
+                    fields.insert("seq".into(), Value::from(r.get::<_, i64>(0)?));
+                }
+                Ok(event)
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn cancel_requested(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT cancel_requested FROM deployments WHERE id = ?1", [id], |r| r.get::<_, i64>(0))?
+            != 0)
+    }
+
+    /// Runs the seed's dashboard query as written (DESIGN.md section 7).
+    fn seed_query(&self, id: &str) -> Result<Vec<Value>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, phase, phase_progress, phase_metadata->>'buildType' as build_type, \
+             phase_metadata->>'sourceType' as source_type, phase_updated_at, status \
+             FROM deployments WHERE id = ?1 ORDER BY phase_updated_at DESC",
+        )?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok(serde_json::json!({
+                    "id": r.get::<_, String>(0)?, "phase": r.get::<_, String>(1)?, "phase_progress": r.get::<_, i64>(2)?,
+                    "build_type": r.get::<_, Option<String>>(3)?, "source_type": r.get::<_, Option<String>>(4)?,
+                    "phase_updated_at": r.get::<_, String>(5)?, "status": r.get::<_, String>(6)?,
+                }))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}

@@ -1,0 +1,147 @@
+//! How steps stop (SIGTERM to their process group, SIGKILL after `grace`), what
+//! outlives a killed engine (nothing), and the event log stored with a sequence number
+//! that increases across the database. Real `phased` processes, real `sh` steps, a
+//! real SQLite file.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{Env, events, kill9, processes_of, signal, wait_timeout};
+
+/// A step that cleans up on SIGTERM: its trap appends to `cleaned`.
+fn trapping(timeout: &str, grace: &str) -> String {
+    format!(
+        r#"
+version: 1
+name: trapping
+nodes:
+  work:
+    phase: BUILDING
+    timeout: {timeout}
+    grace: {grace}
+    uses: shell
+    with: {{run: 'trap "echo cleaned >> cleaned; exit 3" TERM; touch running; while true; do sleep 0.05; done'}}
+"#
+    )
+}
+
+#[test]
+fn ctrl_c_cancel_and_a_timeout_let_a_steps_trap_run_before_it_stops() {
+    let env = Env::new();
+    let file = env.write("trap.yaml", &trapping("5m", "5s"));
+    let file = file.to_str().unwrap();
+
+    let mut child = env.spawn(&["run", file, "--id", "sigint"]);
+    env.wait_for("running", Duration::from_secs(20));
+    signal(&child, libc::SIGINT);
+    assert_eq!(wait_timeout(&mut child, Duration::from_secs(10)).code(), Some(130));
+    assert_eq!(env.marks("cleaned"), ["cleaned"], "the trap ran on Ctrl-C");
+    assert_eq!(env.status("sigint")["status"], "interrupted");
+
+    std::fs::remove_file(env.path("running")).unwrap();
+    let mut child = env.spawn(&["run", file, "--id", "cancelled"]);
+    env.wait_for("running", Duration::from_secs(20));
+    assert_eq!(env.run(&["cancel", "cancelled"]).status.code(), Some(0));
+    assert_eq!(wait_timeout(&mut child, Duration::from_secs(10)).code(), Some(130));
+    assert_eq!(env.marks("cleaned"), ["cleaned", "cleaned"], "the trap ran on cancel");
+    assert_eq!(env.status("cancelled")["status"], "cancelled");
+
+    let file = env.write("timeout.yaml", &trapping("300ms", "5s"));
+    let out = env.run(&["run", file.to_str().unwrap(), "--id", "timeout"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(env.marks("cleaned"), ["cleaned", "cleaned", "cleaned"], "the trap ran on timeout");
+    let error = env.status("timeout")["phase_metadata"]["error"].as_str().unwrap().to_string();
+    assert!(error.contains("timed out after 300ms"), "{error}");
+}
+
+#[test]
+fn a_step_that_ignores_sigterm_is_killed_when_its_grace_is_over() {
+    let env = Env::new();
+    let file = env.write(
+        "stubborn.yaml",
+        r#"
+version: 1
+name: stubborn
+nodes:
+  work:
+    phase: BUILDING
+    timeout: 200ms
+    grace: 300ms
+    uses: shell
+    with: {run: 'trap "" TERM; touch running; while true; do sleep 0.05; done'}
+"#,
+    );
+    let started = Instant::now();
+    let out = env.run(&["run", file.to_str().unwrap(), "--id", "stubborn"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(started.elapsed() < Duration::from_secs(8), "SIGKILL came after the grace: {:?}", started.elapsed());
+    assert!(processes_of(&env, "stubborn").is_empty(), "nothing of the step is left");
+    let log = std::fs::read_to_string(env.path("state/logs/stubborn/work.log")).unwrap();
+    assert!(log.contains("SIGTERM, then SIGKILL after 300ms"), "{log}");
+}
+
+#[test]
+fn after_kill_9_of_phased_nothing_a_step_started_survives() {
+    let env = Env::new();
+    let file = env.write(
+        "orphans.yaml",
+        r#"
+version: 1
+name: orphans
+nodes:
+  work:
+    phase: BUILDING
+    uses: shell
+    with: {run: 'sleep 300 & sleep 300 & (sleep 300 &) ; touch running; while true; do sleep 0.05; done'}
+"#,
+    );
+    let mut child = env.spawn(&["run", file.to_str().unwrap(), "--id", "orphans"]);
+    env.wait_for("running", Duration::from_secs(20));
+    assert!(processes_of(&env, "orphans").len() >= 4, "the step and its background sleeps run");
+    kill9(&mut child);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_of(&env, "orphans").is_empty() {
+        assert!(Instant::now() < deadline, "left running: {:?}", processes_of(&env, "orphans"));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn every_event_is_stored_with_a_sequence_that_increases_across_runs() {
+    let env = Env::new();
+    let file = env.write(
+        "two.yaml",
+        "version: 1\nname: two\nnodes:\n  a: {phase: BUILDING, uses: noop}\n  b: {phase: HEALTH_CHECK, needs: [a], uses: noop}\n",
+    );
+    let first = env.run(&["run", file.to_str().unwrap(), "--id", "one", "--format", "jsonl"]);
+    let second = env.run(&["run", file.to_str().unwrap(), "--id", "two", "--format", "jsonl"]);
+    assert_eq!(first.status.code(), Some(0));
+    assert_eq!(second.status.code(), Some(0));
+    let printed: Vec<serde_json::Value> = events(&first.stdout).into_iter().chain(events(&second.stdout)).collect();
+    let seqs: Vec<i64> = printed.iter().map(|e| e["seq"].as_i64().expect("every printed event has its seq")).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "increasing across both runs: {seqs:?}");
+
+    let db = env.sqlite();
+    let mut stmt = db.prepare("SELECT seq, deployment_id, event, node, data FROM events ORDER BY seq").unwrap();
+    let stored: Vec<(i64, String, String, Option<String>, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(stored.len(), printed.len(), "what was printed is what was stored");
+    for ((seq, run, event, node, data), shown) in stored.iter().zip(&printed) {
+        assert_eq!(*seq, shown["seq"].as_i64().unwrap());
+        assert_eq!(run, shown["deployment"].as_str().unwrap());
+        assert_eq!(event, shown["event"].as_str().unwrap());
+        assert_eq!(node.as_deref(), shown["node"].as_str());
+        let mut data: serde_json::Value = serde_json::from_str(data).unwrap();
+        data["seq"] = (*seq).into();
+        assert_eq!(&data, shown, "the stored JSON is the printed JSON");
+    }
+    let names: Vec<&str> = stored.iter().filter(|s| s.1 == "one").map(|s| s.2.as_str()).collect();
+    assert_eq!(
+        names,
+        ["run_started", "node_started", "node_succeeded", "node_started", "node_succeeded", "run_succeeded"]
+    );
+}

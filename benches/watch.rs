@@ -56,6 +56,7 @@ fn measure(quiet_ms: u64) -> Vec<Duration> {
         wait_for("run_succeeded");
     }
     // SAFETY: plain syscall on our own child.
+    #[expect(unsafe_code, reason = "Ctrl-C to the phased this benchmark started")]
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }

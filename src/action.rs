@@ -4,6 +4,7 @@
 
 mod archive_extract;
 mod content_write;
+pub mod docker;
 mod docker_build;
 mod docker_remove;
 mod docker_retire;

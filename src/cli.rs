@@ -6,6 +6,7 @@ mod load;
 mod plan;
 mod run;
 mod status;
+mod store;
 mod validate;
 mod watch;
 

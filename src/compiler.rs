@@ -315,7 +315,7 @@ impl<'c> Compiler<'c> {
         needs: Vec<usize>,
         out: &mut Vec<Diagnostic>,
     ) -> (PlanNode, NodeOutputs) {
-        if !inputs::is_identifier(id) {
+        if !crate::names::is_identifier(id) {
             out.push(
                 Diagnostic::error("invalid-name", source, id_span, format!("node id `{id}` is not snake_case"))
                     .with_help("templates read nodes as `nodes.<id>`: use lowercase letters, digits and `_`"),

@@ -20,7 +20,7 @@ use crate::yaml::{Key, Yaml, YamlValue};
 
 /// A deserialization problem with its position.
 #[derive(Clone, Debug, PartialEq)]
-pub struct DeError {
+pub(crate) struct DeError {
     pub code: &'static str,
     pub message: String,
     pub span: Option<Span>,
@@ -109,7 +109,7 @@ fn unexpected(unexp: &de::Unexpected) -> String {
 
 /// Deserializes `T` from a positioned node. Returns the value when it could be built
 /// (unknown keys are skipped) together with every problem found.
-pub fn from_yaml<T: DeserializeOwned>(node: &Yaml) -> (Option<T>, Vec<DeError>) {
+pub(crate) fn from_yaml<T: DeserializeOwned>(node: &Yaml) -> (Option<T>, Vec<DeError>) {
     let sink = RefCell::new(Vec::new());
     let result = T::deserialize(YamlDe { node, sink: &sink, key_span: None });
     let mut errors = sink.into_inner();

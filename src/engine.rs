@@ -5,7 +5,6 @@
 
 mod core;
 mod driver;
-pub mod events;
 pub mod lease;
 mod record;
 pub mod snapshot;
@@ -18,9 +17,10 @@ use serde_json::{Map, Value};
 
 pub use self::core::DeploymentInfo;
 use self::core::{Core, CoreStart, all_node_ids, rerun_set};
+pub use crate::clock::{now, now_ms};
+use crate::event::Reporter;
+pub use driver::HEARTBEAT;
 use driver::{Driver, DriverStart};
-pub use driver::{HEARTBEAT, now_ms};
-use events::Reporter;
 use snapshot::Snapshot;
 
 use crate::diagnostic::Diagnostic;
@@ -67,11 +67,6 @@ pub struct Options<'r> {
     pub data_dir: PathBuf,
     /// Set to `true` to stop the run between nodes (`phased watch` superseding it).
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
-}
-
-/// The current time, RFC 3339 UTC with milliseconds.
-pub fn now() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
 fn valid_id(id: &str) -> bool {

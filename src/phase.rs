@@ -1,12 +1,12 @@
 //! Phases: the built-in ones in their canonical order, and a pipeline's extra phases
 //! slotted in after the phase they name.
 
-pub const QUEUED: &str = "QUEUED";
-pub const ACTIVE: &str = "ACTIVE";
-pub const FAILED: &str = "FAILED";
+pub(crate) const QUEUED: &str = "QUEUED";
+pub(crate) const ACTIVE: &str = "ACTIVE";
+pub(crate) const FAILED: &str = "FAILED";
 
 /// The built-in phases in canonical order (FAILED is terminal and sorts last).
-pub const BUILTIN: &[&str] = &[
+pub(crate) const BUILTIN: &[&str] = &[
     QUEUED,
     "PULLING_SOURCE",
     "BUILDING",
@@ -57,7 +57,7 @@ impl PhaseOrder {
 }
 
 /// Phase names are UPPER_SNAKE_CASE.
-pub fn is_valid_name(name: &str) -> bool {
+pub(crate) fn is_valid_name(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_uppercase())
         && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }

@@ -9,26 +9,31 @@
 //! Before a run is resumed, every process still carrying its key is killed, so two
 //! copies of a step never run at once.
 
+#![expect(
+    unsafe_code,
+    reason = "process groups, signals and the fork/exec hook are syscalls; each block has its SAFETY comment"
+)]
+
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// The environment variable that names the run a process was started for.
-pub const RUN_MARKER: &str = "PHASED_RUN";
+pub(crate) const RUN_MARKER: &str = "PHASED_RUN";
 /// The variable that identifies the run across databases: `<run id>@<database key>`
 /// (run ids are unique only within one database). Leftovers are found by this one.
-pub const RUN_KEY: &str = "PHASED_RUN_KEY";
+pub(crate) const RUN_KEY: &str = "PHASED_RUN_KEY";
 
 /// The key of a run: its id and a short hash of the database's absolute path.
-pub fn run_key(run_id: &str, db: &std::path::Path) -> String {
+pub(crate) fn run_key(run_id: &str, db: &std::path::Path) -> String {
     use sha2::{Digest, Sha256};
-    let path = std::fs::canonicalize(db).unwrap_or_else(|_| crate::watch::normalize(db));
+    let path = std::fs::canonicalize(db).unwrap_or_else(|_| crate::paths::normalize(db));
     let digest = Sha256::digest(path.as_os_str().as_encoded_bytes());
     let short: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
     format!("{run_id}@{short}")
 }
 
 /// A command for `argv`: the program and its arguments, run directly (no shell).
-pub fn command(argv: &[String]) -> tokio::process::Command {
+pub(crate) fn command(argv: &[String]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..]);
     cmd
@@ -87,7 +92,7 @@ fn tell_supervisor(fd: std::os::fd::RawFd, sign: u8, pgid: i32) {
 
 /// Prepares a command: own process group (announced to the supervisor before the
 /// program runs), killed with its parent, marked with the run.
-pub fn configure(cmd: &mut tokio::process::Command, run_id: &str, run_key: &str, node: &str) {
+pub(crate) fn configure(cmd: &mut tokio::process::Command, run_id: &str, run_key: &str, node: &str) {
     cmd.env(RUN_MARKER, run_id).env(RUN_KEY, run_key).env("PHASED_NODE", node).process_group(0).kill_on_drop(true);
     let parent = std::process::id() as libc::pid_t;
     let supervisor = supervisor();
@@ -112,17 +117,17 @@ pub fn configure(cmd: &mut tokio::process::Command, run_id: &str, run_key: &str,
 
 /// A step's process group. Dropping it (the node's task ended or was dropped) kills
 /// the whole group: the shell and everything it started.
-pub struct GroupGuard {
+pub(crate) struct GroupGuard {
     pgid: Option<i32>,
 }
 
 impl GroupGuard {
-    pub fn new(pid: Option<u32>) -> Self {
+    pub(crate) fn new(pid: Option<u32>) -> Self {
         GroupGuard { pgid: pid.map(|p| p as i32) }
     }
 
     /// Asks the group to stop (SIGTERM: a step's `trap ... TERM` runs).
-    pub fn terminate(&self) {
+    pub(crate) fn terminate(&self) {
         if let Some(pgid) = self.pgid {
             // SAFETY: plain syscall; a group that no longer exists gives ESRCH.
             unsafe {
@@ -132,7 +137,7 @@ impl GroupGuard {
     }
 
     /// The step is over; still kill what it left running in its group.
-    pub fn finish(mut self) {
+    pub(crate) fn finish(mut self) {
         self.kill();
     }
 
@@ -157,7 +162,7 @@ impl Drop for GroupGuard {
 
 /// The start time of a process (clock ticks since boot), to tell a live holder from
 /// a new process that reused its pid.
-pub fn start_time(pid: u32) -> Option<u64> {
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may contain spaces: fields are counted after its `)`.
     let after = &stat[stat.rfind(')')? + 2..];
@@ -165,7 +170,7 @@ pub fn start_time(pid: u32) -> Option<u64> {
 }
 
 /// Whether the process `pid` that started at `start` is still alive (on this host).
-pub fn alive(pid: u32, start: u64) -> bool {
+pub(crate) fn alive(pid: u32, start: u64) -> bool {
     start_time(pid).is_some_and(|s| s == start) && !is_zombie(pid)
 }
 
@@ -177,7 +182,7 @@ fn is_zombie(pid: u32) -> bool {
 }
 
 /// This machine's name, for leases.
-pub fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()
@@ -186,7 +191,7 @@ pub fn hostname() -> String {
 }
 
 /// Every process carrying `PHASED_RUN_KEY=<run_key>` (other than this one).
-pub fn marked(run_key: &str) -> Vec<u32> {
+pub(crate) fn marked(run_key: &str) -> Vec<u32> {
     let marker = format!("{RUN_KEY}={run_key}");
     let me = std::process::id();
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
@@ -204,7 +209,7 @@ pub fn marked(run_key: &str) -> Vec<u32> {
 
 /// Kills every process left over from an earlier attempt of the run `run_key` and
 /// waits (up to `patience`) until they are gone. Returns how many there were.
-pub fn kill_leftovers(run_key: &str, patience: Duration) -> usize {
+pub(crate) fn kill_leftovers(run_key: &str, patience: Duration) -> usize {
     let found = marked(run_key);
     for &pid in &found {
         // SAFETY: plain syscalls on pids we just found carrying the run's marker.

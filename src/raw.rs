@@ -14,7 +14,7 @@ use crate::yaml::Yaml;
 /// A pipeline file: one deployment type, or a sub-pipeline other pipelines compose.
 #[derive(Debug, JsonSchema)]
 #[schemars(deny_unknown_fields, title = "Phased pipeline")]
-pub struct RawPipeline {
+pub(crate) struct RawPipeline {
     /// The format version; always 1.
     #[schemars(with = "u32")]
     pub version: Spanned<u32>,
@@ -42,13 +42,10 @@ pub struct RawPipeline {
     /// Where the keys of `inputs`, `nodes` and `outputs` are (not part of the format).
     #[schemars(skip)]
     pub key_spans: KeySpans,
-    /// The span of the whole document.
-    #[schemars(skip)]
-    pub span: Span,
 }
 
 #[derive(Debug, Default)]
-pub struct KeySpans {
+pub(crate) struct KeySpans {
     pub inputs: IndexMap<String, Span>,
     pub nodes: IndexMap<String, Span>,
     pub outputs: IndexMap<String, Span>,
@@ -57,7 +54,7 @@ pub struct KeySpans {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawPhase {
+pub(crate) struct RawPhase {
     /// UPPER_SNAKE_CASE name of the new phase.
     #[schemars(with = "String")]
     pub name: Spanned<String>,
@@ -112,7 +109,7 @@ pub struct RawInput {
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawDefaults {
+pub(crate) struct RawDefaults {
     /// A node running longer than this is failed as stuck (default `5m`).
     #[schemars(with = "Option<Duration>")]
     pub timeout: Option<Spanned<Duration>>,
@@ -123,7 +120,7 @@ pub struct RawDefaults {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawRetry {
+pub(crate) struct RawRetry {
     /// How many times the node may run in all (1 = no retry).
     #[schemars(with = "Option<u32>")]
     pub attempts: Option<Spanned<u32>>,
@@ -135,7 +132,9 @@ pub struct RawRetry {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawNode {
+pub(crate) struct RawNode {
+    /// What the node does, for readers of the file.
+    #[expect(dead_code, reason = "part of the format, for people: nothing reads it at run time")]
     pub description: Option<String>,
     /// The phase the run reports while this node runs.
     #[schemars(with = "Option<String>")]
@@ -180,7 +179,7 @@ pub struct RawNode {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawUndo {
+pub(crate) struct RawUndo {
     /// A minijinja expression; the undo is skipped when it is false.
     #[serde(rename = "if")]
     #[schemars(with = "Option<String>")]
@@ -195,7 +194,7 @@ pub struct RawUndo {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawHook {
+pub(crate) struct RawHook {
     /// Recorded with the final phase (templated).
     #[schemars(with = "Option<IndexMap<String, serde_json::Value>>")]
     pub metadata: Option<Yaml>,

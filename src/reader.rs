@@ -15,18 +15,18 @@ use crate::suggest;
 use crate::yaml::{self, Yaml, YamlValue};
 
 /// The top-level keys of a pipeline file.
-pub const TOP_KEYS: &[&str] =
+pub(crate) const TOP_KEYS: &[&str] =
     &["version", "name", "description", "phases", "inputs", "defaults", "nodes", "outputs", "on_success", "on_failure"];
 
 /// What reading found: the raw pipeline (when its required parts could be read) and
 /// the ids of nodes and inputs that exist but could not be read (so that later checks
 /// do not also call them unknown).
-pub struct ReadResult {
+pub(crate) struct ReadResult {
     pub raw: Option<RawPipeline>,
     pub diagnostics: Vec<Diagnostic>,
 }
 
-pub fn read(source: &Arc<Source>) -> ReadResult {
+pub(crate) fn read(source: &Arc<Source>) -> ReadResult {
     let mut diagnostics = Vec::new();
     let root = match yaml::parse(source) {
         Ok(root) => root,
@@ -166,6 +166,5 @@ fn assemble(source: &Arc<Source>, root: &Yaml, out: &mut Vec<Diagnostic>) -> Opt
         on_success,
         on_failure,
         key_spans,
-        span: root.span,
     })
 }

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::engine::events::{Event, EventKind, Reporter};
+use crate::event::{Event, EventKind, Reporter};
 
 /// One JSON object per event on stdout.
 pub struct JsonLines;

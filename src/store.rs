@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::engine::events::Event;
+use crate::event::Event;
 
 pub use rows::{ClaimError, HistoryRow, Lease, NewRun, NodeRow, NodeStatus, RunRow, RunStatus};
 pub use sqlite::SqliteStore;

@@ -8,6 +8,11 @@
 //! the moment phased dies, it SIGKILLs every group still listed and exits. It leads
 //! its own process group, so a Ctrl-C on the terminal does not reach it.
 
+#![expect(
+    unsafe_code,
+    reason = "the supervisor leaves its group, ignores terminal signals and kills groups: syscalls, each with its SAFETY comment"
+)]
+
 use std::collections::HashSet;
 use std::io::BufRead;
 use std::path::PathBuf;

@@ -9,11 +9,10 @@ use std::sync::LazyLock;
 
 use minijinja::{Environment, UndefinedBehavior, Value};
 
-use crate::source::Span;
 use crate::yaml::{Yaml, YamlValue};
 
 /// Names that are functions or built-ins, not variables a pipeline must provide.
-pub const GLOBALS: &[&str] = &[
+pub(crate) const GLOBALS: &[&str] = &[
     "now",
     "secret_values",
     "range",
@@ -44,7 +43,7 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
 /// The variable a run's context gives `now()`: the time of the step being taken, so
 /// that the engine's core stays free of a clock. Without it (`phased plan`), the time
 /// of day.
-pub const NOW_VARIABLE: &str = "__now";
+pub(crate) const NOW_VARIABLE: &str = "__now";
 
 fn now(state: &minijinja::State) -> Value {
     match state.lookup(NOW_VARIABLE) {
@@ -81,13 +80,13 @@ fn secret_values(state: &minijinja::State, names: Value) -> Result<Value, miniji
 }
 
 /// Whether a string holds template syntax.
-pub fn is_template(text: &str) -> bool {
+pub(crate) fn is_template(text: &str) -> bool {
     text.contains("{{") || text.contains("{%") || text.contains("{#")
 }
 
 /// A template that does not compile, with the byte range inside the template text.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TemplateError {
+pub(crate) struct TemplateError {
     pub message: String,
     pub range: Option<Range<usize>>,
 }
@@ -109,13 +108,13 @@ fn kind_text(e: &minijinja::Error) -> String {
 
 /// The variables a template reads, as dotted paths (`inputs.source.type`), in the
 /// order they first appear in the text.
-pub fn template_variables(text: &str) -> Result<Vec<String>, TemplateError> {
+pub(crate) fn template_variables(text: &str) -> Result<Vec<String>, TemplateError> {
     let template = ENV.template_from_str(text)?;
     Ok(ordered(text, template.undeclared_variables(true)))
 }
 
 /// The variables an expression (`if:`) reads.
-pub fn expression_variables(expr: &str) -> Result<Vec<String>, TemplateError> {
+pub(crate) fn expression_variables(expr: &str) -> Result<Vec<String>, TemplateError> {
     let expression = ENV.compile_expression(expr)?;
     Ok(ordered(expr, expression.undeclared_variables(true)))
 }
@@ -127,7 +126,7 @@ fn ordered(text: &str, vars: std::collections::HashSet<String>) -> Vec<String> {
 }
 
 /// The first segment of a dotted path.
-pub fn root_of(path: &str) -> &str {
+pub(crate) fn root_of(path: &str) -> &str {
     path.split('.').next().unwrap_or(path)
 }
 
@@ -140,7 +139,7 @@ fn single_expression(text: &str) -> Option<&str> {
 }
 
 /// Renders a string: a single expression keeps its type, anything else is a string.
-pub fn render_str(text: &str, ctx: &Value) -> Result<serde_json::Value, minijinja::Error> {
+pub(crate) fn render_str(text: &str, ctx: &Value) -> Result<serde_json::Value, minijinja::Error> {
     if !is_template(text) {
         return Ok(serde_json::Value::String(text.to_string()));
     }
@@ -162,14 +161,13 @@ pub fn render_str(text: &str, ctx: &Value) -> Result<serde_json::Value, minijinj
 }
 
 /// Evaluates an `if:` expression to a boolean (truthiness as in Jinja).
-pub fn eval_condition(expr: &str, ctx: &Value) -> Result<bool, minijinja::Error> {
+pub(crate) fn eval_condition(expr: &str, ctx: &Value) -> Result<bool, minijinja::Error> {
     Ok(ENV.compile_expression(expr)?.eval(ctx.clone())?.is_true())
 }
 
 /// A rendering error with the position and text of the string that failed.
 #[derive(Debug)]
-pub struct RenderError {
-    pub span: Span,
+pub(crate) struct RenderError {
     /// Where in the block: `env.PORT`, `args[2]`.
     pub path: String,
     pub text: String,
@@ -178,7 +176,7 @@ pub struct RenderError {
 
 /// A run-time template error as one line: its kind and detail, and where secrets come
 /// from when a secret is missing.
-pub fn describe_error(e: &minijinja::Error) -> String {
+pub(crate) fn describe_error(e: &minijinja::Error) -> String {
     let mut text = e.kind().to_string();
     if let Some(detail) = e.detail() {
         text = format!("{text}: {detail}");
@@ -190,18 +188,15 @@ pub fn describe_error(e: &minijinja::Error) -> String {
 }
 
 /// Renders every template string inside a YAML value, keeping its structure.
-pub fn render_yaml(node: &Yaml, ctx: &Value) -> Result<serde_json::Value, RenderError> {
+pub(crate) fn render_yaml(node: &Yaml, ctx: &Value) -> Result<serde_json::Value, RenderError> {
     render_at(node, ctx, &mut String::new())
 }
 
 fn render_at(node: &Yaml, ctx: &Value, path: &mut String) -> Result<serde_json::Value, RenderError> {
     Ok(match &node.value {
-        YamlValue::String(s) => render_str(s, ctx).map_err(|error| RenderError {
-            span: node.span,
-            path: path.clone(),
-            text: s.clone(),
-            error,
-        })?,
+        YamlValue::String(s) => {
+            render_str(s, ctx).map_err(|error| RenderError { path: path.clone(), text: s.clone(), error })?
+        }
         YamlValue::Seq(items) => {
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {

@@ -2,15 +2,16 @@
 //! changes is over. One quiet period covers the whole tree, so saving 500 files or a
 //! `git checkout` gives one redeploy. The command itself is in `cli/watch.rs`.
 
+use crate::paths::normalize;
 use std::collections::BTreeSet;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
 /// Decides which paths are ignored.
-pub struct Ignorer {
+pub(crate) struct Ignorer {
     roots: Vec<(PathBuf, Gitignore)>,
     globs: GlobSet,
     /// Folders and files never watched: the database folder, paths steps write.
@@ -21,7 +22,7 @@ impl Ignorer {
     /// `roots` are the watched folders (their `.gitignore` files are read, nested
     /// ones included); `globs` are `--ignore` patterns, matched against the path
     /// relative to its root and against the file name.
-    pub fn new(roots: &[PathBuf], globs: &[String], prefixes: Vec<PathBuf>) -> Result<Ignorer, String> {
+    pub(crate) fn new(roots: &[PathBuf], globs: &[String], prefixes: Vec<PathBuf>) -> Result<Ignorer, String> {
         let mut built = Vec::new();
         for root in roots {
             let mut builder = GitignoreBuilder::new(root);
@@ -47,14 +48,14 @@ impl Ignorer {
     }
 
     /// Ignores `path` and everything below it from now on.
-    pub fn add_prefix(&mut self, path: &Path) {
+    pub(crate) fn add_prefix(&mut self, path: &Path) {
         let path = normalize(path);
         if !self.prefixes.contains(&path) {
             self.prefixes.push(path);
         }
     }
 
-    pub fn is_ignored(&self, path: &Path) -> bool {
+    pub(crate) fn is_ignored(&self, path: &Path) -> bool {
         let path = normalize(path);
         if path.components().any(|c| c.as_os_str() == ".git") {
             return true;
@@ -101,46 +102,30 @@ fn gitignore_files(root: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// An absolute path with `.` and `..` resolved lexically (the path may not exist).
-pub fn normalize(path: &Path) -> PathBuf {
-    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let mut out = PathBuf::new();
-    for component in absolute.components() {
-        match component {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
-}
-
 /// Collects changed paths until nothing changed for a quiet period.
-pub struct Debouncer {
+pub(crate) struct Debouncer {
     quiet: Duration,
     pending: BTreeSet<PathBuf>,
     deadline: Option<Instant>,
 }
 
 impl Debouncer {
-    pub fn new(quiet: Duration) -> Self {
+    pub(crate) fn new(quiet: Duration) -> Self {
         Debouncer { quiet, pending: BTreeSet::new(), deadline: None }
     }
 
-    pub fn add(&mut self, path: PathBuf, now: Instant) {
+    pub(crate) fn add(&mut self, path: PathBuf, now: Instant) {
         self.pending.insert(path);
         self.deadline = Some(now + self.quiet);
     }
 
     /// When the current burst ends, if one is under way.
-    pub fn deadline(&self) -> Option<Instant> {
+    pub(crate) fn deadline(&self) -> Option<Instant> {
         self.deadline
     }
 
     /// The paths of a burst that is over (`now` past its deadline).
-    pub fn take_if_quiet(&mut self, now: Instant) -> Option<BTreeSet<PathBuf>> {
+    pub(crate) fn take_if_quiet(&mut self, now: Instant) -> Option<BTreeSet<PathBuf>> {
         match self.deadline {
             Some(deadline) if now >= deadline => {
                 self.deadline = None;
@@ -152,7 +137,7 @@ impl Debouncer {
 }
 
 /// `a, b, c and 197 more`
-pub fn describe(paths: &BTreeSet<PathBuf>, roots: &[PathBuf]) -> String {
+pub(crate) fn describe(paths: &BTreeSet<PathBuf>, roots: &[PathBuf]) -> String {
     let shown: Vec<String> = paths
         .iter()
         .take(5)

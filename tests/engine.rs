@@ -284,6 +284,7 @@ fn a_resume_kills_what_an_earlier_attempt_left_running() {
     assert_eq!(processes_of(&env, "escaped").len(), 1);
     let leftover = processes_of(&env, "escaped")[0];
     // SAFETY: plain syscall on a process this test's run started.
+    #[expect(unsafe_code, reason = "a signal to a process this test started")]
     unsafe {
         libc::kill(leftover as i32, libc::SIGKILL);
     }

@@ -342,7 +342,7 @@ fn http_check_over_https_trusts_the_given_ca_and_refuses_an_unknown_one() {
     ]);
     let d = dir.display().to_string();
     let (child, port) = support::start_on_free_port("nginx", |port| {
-        let user = if unsafe { libc::geteuid() } == 0 { "user root;" } else { "" };
+        let user = if support::running_as_root() { "user root;" } else { "" };
         let conf = format!(
             "{user}\ndaemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\n\
              events {{ worker_connections 64; }}\nhttp {{ access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\

@@ -16,7 +16,7 @@ use super::{ActionCtx, ActionError, ActionFuture, Outputs};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ContentParams {
+pub(super) struct ContentParams {
     /// The folder to write into; its previous content is replaced.
     pub to: String,
     /// File name (relative, `/` for folders) to content: text, or `{base64: ...}`.
@@ -25,7 +25,7 @@ pub struct ContentParams {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
-pub enum FileContent {
+pub(super) enum FileContent {
     Text(String),
     Encoded {
         /// The file's bytes, base64-encoded.
@@ -34,7 +34,7 @@ pub enum FileContent {
 }
 
 impl ContentParams {
-    pub fn check(&self) -> Result<(), String> {
+    pub(super) fn check(&self) -> Result<(), String> {
         if self.files.is_empty() {
             return Err("`files` is empty: give at least one file".into());
         }
@@ -51,7 +51,7 @@ impl ContentParams {
 }
 
 /// Writes the files; returns how many bytes.
-pub fn write(params: &ContentParams) -> Result<u64, String> {
+pub(super) fn write(params: &ContentParams) -> Result<u64, String> {
     params.check()?;
     let target = Path::new(&params.to);
     remove_stale_staging(target);

@@ -12,13 +12,13 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use super::docker::{BuildContext, Engine};
 use super::spec::action_spec;
 use super::{ActionCtx, ActionError, ActionFuture, ActionOutputs, Outputs};
-use crate::docker::{BuildContext, Engine};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct BuildParams {
+pub(super) struct BuildParams {
     /// The folder sent to the engine as the build context.
     pub context: String,
     /// The Dockerfile: relative to `context`, or a path anywhere (default `Dockerfile`).
@@ -94,7 +94,7 @@ pub(crate) fn check_reference(reference: &str, what: &str) -> Result<(), String>
 }
 
 impl BuildParams {
-    pub fn check(&self) -> Result<(), String> {
+    pub(super) fn check(&self) -> Result<(), String> {
         if self.context.is_empty() {
             return Err("`context` is empty".into());
         }
@@ -191,7 +191,7 @@ async fn build_once(
     ctx: &ActionCtx,
     params: &BuildParams,
     engine: &Engine,
-) -> Result<(crate::docker::Packed, u32), ActionError> {
+) -> Result<(super::docker::Packed, u32), ActionError> {
     let context =
         BuildContext::new(&PathBuf::from(&params.context), &PathBuf::from(&params.dockerfile), params.exclude.clone())
             .map_err(|e| ActionError::new(format!("docker build of `{}` failed: {e}", params.tag)))?;
@@ -199,7 +199,7 @@ async fn build_once(
     let (tx, mut rx) = tokio::sync::mpsc::channel(4);
     let packer = tokio::task::spawn_blocking(move || {
         let mut writer = ChannelWriter { tx, buf: Vec::with_capacity(CHUNK) };
-        crate::docker::pack(&context, &mut writer)
+        super::docker::pack(&context, &mut writer)
     });
     let body = bollard::body_try_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
     // Only the labels asked for: each label is a build step of its own (a layer the

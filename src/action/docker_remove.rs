@@ -4,13 +4,13 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use super::docker::Engine;
 use super::spec::action_spec;
 use super::{ActionCtx, ActionFuture, ActionOutputs, Outputs};
-use crate::docker::Engine;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RemoveParams {
+pub(super) struct RemoveParams {
     /// The container's name or id.
     pub name: String,
     /// Seconds between SIGTERM and SIGKILL (default 10).
@@ -25,7 +25,7 @@ fn default_grace() -> u16 {
 }
 
 impl RemoveParams {
-    pub fn check(&self) -> Result<(), String> {
+    pub(super) fn check(&self) -> Result<(), String> {
         if self.name.is_empty() { Err("`name` is empty".into()) } else { Ok(()) }
     }
 }

@@ -8,14 +8,14 @@ use std::time::Duration as StdDuration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use super::docker::Engine;
 use super::spec::action_spec;
 use super::{ActionCtx, ActionFuture, ActionOutputs, Outputs};
-use crate::docker::Engine;
 use crate::duration::Duration;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RetireParams {
+pub(super) struct RetireParams {
     /// The service (the `phased.service` label).
     pub service: String,
     /// The container to keep (name).
@@ -41,7 +41,7 @@ fn default_true() -> bool {
 }
 
 impl RetireParams {
-    pub fn check(&self) -> Result<(), String> {
+    pub(super) fn check(&self) -> Result<(), String> {
         if self.service.is_empty() || self.keep.is_empty() {
             return Err("`service` and `keep` must not be empty".into());
         }

@@ -20,15 +20,15 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::Digest;
 
+use super::docker::{Engine, is_not_found, labels};
 use super::docker_build::check_reference;
 use super::spec::action_spec;
 use super::{ActionCtx, ActionError, ActionFuture, ActionOutputs, Outputs};
-use crate::docker::{Engine, is_not_found, labels};
 use crate::duration::Duration;
 
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "kebab-case")]
-pub enum Restart {
+pub(super) enum Restart {
     No,
     Always,
     UnlessStopped,
@@ -37,7 +37,7 @@ pub enum Restart {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Ready {
+pub(super) struct Ready {
     /// The path requested on the published port (default `/`).
     #[serde(default = "default_path")]
     pub path: String,
@@ -58,7 +58,7 @@ fn default_status() -> u16 {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RunParams {
+pub(super) struct RunParams {
     /// The image (`name:tag` or an id).
     pub image: String,
     /// The container's name; the same name on a rerun finds the same container.
@@ -133,7 +133,7 @@ fn parse_memory(text: &str) -> Result<i64, String> {
 }
 
 impl RunParams {
-    pub fn check(&self) -> Result<(), String> {
+    pub(super) fn check(&self) -> Result<(), String> {
         if self.image.is_empty() {
             return Err("`image` is empty".into());
         }

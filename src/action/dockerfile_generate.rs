@@ -15,11 +15,11 @@ use super::spec::action_spec;
 use super::{ActionCtx, ActionError, ActionFuture, ActionOutputs, Outputs};
 
 /// The built-in template, shipped beside the pipelines.
-pub const TEMPLATE: &str = include_str!("../../pipelines/templates/nodejs.Dockerfile.j2");
+pub(super) const TEMPLATE: &str = include_str!("../../pipelines/templates/nodejs.Dockerfile.j2");
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct GenerateParams {
+pub(super) struct GenerateParams {
     /// The app's folder (holding `package.json`).
     pub source: String,
     /// Where to write the Dockerfile (outside the app's folder is fine: `docker.build` sends it).
@@ -50,7 +50,7 @@ fn default_port() -> u16 {
 }
 
 impl GenerateParams {
-    pub fn check(&self) -> Result<(), String> {
+    pub(super) fn check(&self) -> Result<(), String> {
         if self.source.is_empty() || self.to.is_empty() {
             return Err("`source` and `to` must not be empty".into());
         }
@@ -69,7 +69,7 @@ impl GenerateParams {
 
 /// What the app's folder says, as the template sees it.
 #[derive(Debug, Serialize, PartialEq)]
-pub struct Detected {
+pub(super) struct Detected {
     pub name: String,
     pub package_manager: &'static str,
     pub node_version: String,
@@ -100,7 +100,7 @@ fn version_from_range(range: &str) -> Option<String> {
     (!digits.is_empty()).then_some(digits)
 }
 
-pub fn detect(source: &Path, params: &GenerateParams) -> Result<Detected, String> {
+pub(super) fn detect(source: &Path, params: &GenerateParams) -> Result<Detected, String> {
     let manifest = source.join("package.json");
     let text = std::fs::read_to_string(&manifest).map_err(|e| {
         format!(
@@ -187,7 +187,7 @@ pub fn detect(source: &Path, params: &GenerateParams) -> Result<Detected, String
 }
 
 /// Renders the template with the detected values only (no loader, strict undefined).
-pub fn render(template: &str, detected: &Detected) -> Result<String, String> {
+pub(super) fn render(template: &str, detected: &Detected) -> Result<String, String> {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.set_fuel(Some(1_000_000));

@@ -8,7 +8,7 @@ use super::{ActionCtx, ActionError, ActionFuture, Outputs};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct FailParams {
+pub(super) struct FailParams {
     /// The error message the node fails with.
     #[serde(default = "default_message")]
     pub message: String,
@@ -19,7 +19,7 @@ fn default_message() -> String {
 }
 
 impl FailParams {
-    pub fn check(&self) -> Result<(), String> {
+    pub(super) fn check(&self) -> Result<(), String> {
         Ok(())
     }
 }

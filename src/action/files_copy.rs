@@ -135,7 +135,7 @@ pub fn copy_release(params: &CopyParams, deployment: &str, progress: &ProgressRe
             "deployment": deployment,
             "files": copier.done.files,
             "bytes": copier.done.bytes,
-            "completed_at": crate::engine::now(),
+            "completed_at": crate::clock::now(),
         });
         std::fs::write(staging.join(MARKER), marker.to_string())
             .map_err(|e| format!("cannot write the release marker: {e}"))

@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 /// The outputs of an action that wrote a tree: `path`, `files`, `bytes`.
-pub fn tree_outputs(path: String, files: u64, bytes: u64) -> super::ActionOutputs {
+pub(super) fn tree_outputs(path: String, files: u64, bytes: u64) -> super::ActionOutputs {
     let mut out = super::ActionOutputs::new();
     out.insert("path".into(), path.into());
     out.insert("files".into(), files.into());
@@ -17,7 +17,7 @@ pub fn tree_outputs(path: String, files: u64, bytes: u64) -> super::ActionOutput
 
 /// A path from an archive or a parameter, made relative and clean; `Err` when it is
 /// absolute or climbs out with `..`.
-pub fn safe_relative(name: &Path) -> Result<PathBuf, String> {
+pub(super) fn safe_relative(name: &Path) -> Result<PathBuf, String> {
     let mut out = PathBuf::new();
     for component in name.components() {
         match component {
@@ -35,7 +35,7 @@ pub fn safe_relative(name: &Path) -> Result<PathBuf, String> {
 
 /// Whether a symlink at `entry` (relative to the root) pointing at `target` resolves
 /// inside the root, judged on the text alone (no file is looked at).
-pub fn link_stays_inside(entry: &Path, target: &Path) -> bool {
+pub(super) fn link_stays_inside(entry: &Path, target: &Path) -> bool {
     if target.is_absolute() {
         return false;
     }
@@ -58,7 +58,7 @@ pub fn link_stays_inside(entry: &Path, target: &Path) -> bool {
 
 /// Creates the parent folders of `root/relative`, refusing to go through a symlink
 /// (an archive could otherwise plant a link and then write through it).
-pub fn prepare_parent(root: &Path, relative: &Path) -> Result<PathBuf, String> {
+pub(super) fn prepare_parent(root: &Path, relative: &Path) -> Result<PathBuf, String> {
     let mut at = root.to_path_buf();
     if let Some(parent) = relative.parent() {
         for part in parent.components() {
@@ -82,7 +82,7 @@ pub fn prepare_parent(root: &Path, relative: &Path) -> Result<PathBuf, String> {
 /// Writes a file so that readers see the old content or the new, never part of it: the
 /// data goes to a hidden file beside it, which is renamed over it. The folder is
 /// created if needed.
-pub fn write_file_atomically(path: &Path, data: &[u8]) -> Result<(), String> {
+pub(super) fn write_file_atomically(path: &Path, data: &[u8]) -> Result<(), String> {
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| format!("cannot create `{}`: {e}", parent.display()))?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
@@ -96,7 +96,7 @@ pub fn write_file_atomically(path: &Path, data: &[u8]) -> Result<(), String> {
 
 /// A new empty folder beside `target`, on the same file system, for building the new
 /// content before it replaces `target` in one step.
-pub fn staging_dir(target: &Path) -> Result<PathBuf, String> {
+pub(super) fn staging_dir(target: &Path) -> Result<PathBuf, String> {
     let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| format!("cannot create `{}`: {e}", parent.display()))?;
     let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "target".into());
@@ -107,7 +107,8 @@ pub fn staging_dir(target: &Path) -> Result<PathBuf, String> {
 
 /// Puts `staging` in place of `target` atomically (an exchange when `target` exists),
 /// then removes the old content. Readers see the old or the new tree, never a mix.
-pub fn replace_dir(staging: &Path, target: &Path) -> Result<(), String> {
+#[expect(unsafe_code, reason = "renameat2 (an atomic exchange of two paths) has no safe wrapper")]
+pub(super) fn replace_dir(staging: &Path, target: &Path) -> Result<(), String> {
     let exists = std::fs::symlink_metadata(target).is_ok();
     if !exists {
         return std::fs::rename(staging, target).map_err(|e| format!("cannot move into `{}`: {e}", target.display()));
@@ -126,7 +127,7 @@ pub fn replace_dir(staging: &Path, target: &Path) -> Result<(), String> {
 }
 
 /// Removes a file, link or folder tree; best effort.
-pub fn remove_tree(path: &Path) {
+pub(super) fn remove_tree(path: &Path) {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.is_dir() => drop(std::fs::remove_dir_all(path)),
         Ok(_) => drop(std::fs::remove_file(path)),
@@ -135,7 +136,7 @@ pub fn remove_tree(path: &Path) {
 }
 
 /// Removes staging folders of `target` left by an interrupted attempt.
-pub fn remove_stale_staging(target: &Path) {
+pub(super) fn remove_stale_staging(target: &Path) {
     let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else { return };
     let prefix = format!(".{name}.partial-");

@@ -13,7 +13,7 @@ use crate::duration::Duration;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct HttpCheckParams {
+pub(super) struct HttpCheckParams {
     /// The URL to request (`http://` or `https://`).
     pub url: String,
     /// https: a PEM file of a certificate authority to trust as well (a private CA).
@@ -45,7 +45,7 @@ fn default_attempts() -> u32 {
 }
 
 impl HttpCheckParams {
-    pub fn check(&self) -> Result<(), String> {
+    pub(super) fn check(&self) -> Result<(), String> {
         if !self.url.starts_with("http://") && !self.url.starts_with("https://") {
             return Err(format!("`url` must start with http:// or https://, got `{}`", self.url));
         }

@@ -8,10 +8,10 @@ use super::{ActionCtx, ActionFuture, ActionOutputs, Outputs};
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct NoopParams {}
+pub(super) struct NoopParams {}
 
 impl NoopParams {
-    pub fn check(&self) -> Result<(), String> {
+    pub(super) fn check(&self) -> Result<(), String> {
         Ok(())
     }
 }

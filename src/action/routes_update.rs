@@ -22,14 +22,14 @@ use super::{ActionCtx, ActionError, ActionFuture, ActionOutputs, Outputs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum Proxy {
+pub(super) enum Proxy {
     Nginx,
     Caddy,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RoutesParams {
+pub(super) struct RoutesParams {
     /// The reverse proxy: `nginx` (default) or `caddy`.
     #[serde(default = "default_proxy")]
     pub proxy: Proxy,
@@ -90,7 +90,7 @@ fn plain(value: &str, what: &str, allowed: impl Fn(char) -> bool) -> Result<(), 
 }
 
 impl RoutesParams {
-    pub fn check(&self) -> Result<(), String> {
+    pub(super) fn check(&self) -> Result<(), String> {
         plain(&self.domain, "domain", |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '*'))?;
         plain(&self.listen, "listen", |c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']'))?;
         match (&self.root, &self.upstream) {

@@ -17,7 +17,7 @@ use super::{ActionCtx, ActionError, ActionFuture, ActionOutputs, Outputs};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct S3Params {
+pub(super) struct S3Params {
     /// The S3 endpoint, for S3-compatible servers (default: AWS for the region).
     pub endpoint: Option<String>,
     /// The region (default `us-east-1`).
@@ -39,7 +39,7 @@ fn default_region() -> String {
 }
 
 impl S3Params {
-    pub fn check(&self) -> Result<(), String> {
+    pub(super) fn check(&self) -> Result<(), String> {
         if self.bucket.is_empty() || self.key.is_empty() || self.to.is_empty() {
             return Err("`bucket`, `key` and `to` must not be empty".into());
         }

@@ -17,7 +17,7 @@ use crate::process::{self, GroupGuard};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ShellParams {
+pub(super) struct ShellParams {
     /// A script for `sh -c`.
     pub run: Option<String>,
     /// A program and its arguments, run without a shell.
@@ -34,7 +34,7 @@ pub struct ShellParams {
 }
 
 impl ShellParams {
-    pub fn check(&self) -> Result<(), String> {
+    pub(super) fn check(&self) -> Result<(), String> {
         match (&self.run, &self.command) {
             (Some(_), Some(_)) => Err("give either `run` or `command`, not both".into()),
             (None, None) => Err("give `run` (a script for `sh -c`) or `command` (a program and its arguments)".into()),
@@ -148,7 +148,7 @@ fn parse_outputs(text: &str) -> Result<ActionOutputs, ActionError> {
             return Err(ActionError::new(format!("line {} of $PHASED_OUTPUT is not `key=value`: `{line}`", i + 1)));
         };
         let key = key.trim();
-        if !crate::compiler::inputs::is_identifier(key) {
+        if !crate::names::is_identifier(key) {
             return Err(ActionError::new(format!(
                 "output name `{key}` (line {} of $PHASED_OUTPUT) is not snake_case",
                 i + 1

@@ -11,13 +11,13 @@ use crate::duration::Duration;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SleepParams {
+pub(super) struct SleepParams {
     /// How long to wait, e.g. `500ms` or `2s`.
     pub duration: Duration,
 }
 
 impl SleepParams {
-    pub fn check(&self) -> Result<(), String> {
+    pub(super) fn check(&self) -> Result<(), String> {
         Ok(())
     }
 }

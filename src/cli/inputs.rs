@@ -9,7 +9,7 @@ use crate::source::Source;
 use crate::yaml;
 
 /// Reads `--inputs FILE` (a YAML mapping), then applies each `-i` on top.
-pub fn collect(file: Option<&Path>, pairs: &[String]) -> Result<Map<String, Value>, String> {
+pub(super) fn collect(file: Option<&Path>, pairs: &[String]) -> Result<Map<String, Value>, String> {
     let mut inputs = Map::new();
     if let Some(file) = file {
         let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;

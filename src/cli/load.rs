@@ -13,7 +13,7 @@ use crate::plan::Plan;
 use crate::report;
 use crate::source::Source;
 
-pub enum LoadError {
+pub(super) enum LoadError {
     /// Printed already (diagnostics); the pipeline is invalid.
     Invalid,
     /// The command could not run.
@@ -21,7 +21,7 @@ pub enum LoadError {
 }
 
 /// Loads and compiles `pipeline`, printing warnings and errors to stderr.
-pub fn load(pipeline: &str, args: &CatalogArgs) -> Result<Arc<Plan>, LoadError> {
+pub(super) fn load(pipeline: &str, args: &CatalogArgs) -> Result<Arc<Plan>, LoadError> {
     let as_path = Path::new(pipeline);
     let (catalog, source) =
         if as_path.is_file() {
@@ -56,7 +56,7 @@ pub fn load(pipeline: &str, args: &CatalogArgs) -> Result<Arc<Plan>, LoadError> 
 }
 
 /// Resolves given inputs against a pipeline's declarations, printing every problem.
-pub fn resolve_inputs(plan: &Plan, given: &Map<String, Value>) -> Option<Map<String, Value>> {
+pub(super) fn resolve_inputs(plan: &Plan, given: &Map<String, Value>) -> Option<Map<String, Value>> {
     match crate::compiler::inputs::resolve(&plan.inputs, given) {
         Ok(resolved) => Some(resolved),
         Err(problems) => {
@@ -72,7 +72,7 @@ pub fn resolve_inputs(plan: &Plan, given: &Map<String, Value>) -> Option<Map<Str
 }
 
 /// What `plan`, `run` and `watch` start from.
-pub struct Loaded {
+pub(super) struct Loaded {
     pub plan: Arc<Plan>,
     /// The inputs as given (`--inputs FILE`, then `-i`).
     pub given: Map<String, Value>,
@@ -81,7 +81,7 @@ pub struct Loaded {
 }
 
 /// Loads the pipeline and its inputs; any problem is printed and becomes the exit code.
-pub fn load_with_inputs(
+pub(super) fn load_with_inputs(
     pipeline: &str,
     catalog: &CatalogArgs,
     inputs_file: Option<&Path>,

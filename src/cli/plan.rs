@@ -7,7 +7,7 @@ use crate::cli::{CatalogArgs, OutputFormat, exit, usage_error};
 use crate::dry_run::{DryRun, dry_run};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(super) struct Args {
     /// A pipeline file, or a deployment-type name (looked up in --pipelines, then built in).
     pipeline: String,
     /// An input, `key=value` (the value is read as YAML: `8080` is a number); `a.b=c` nests.
@@ -22,7 +22,7 @@ pub struct Args {
     catalog: CatalogArgs,
 }
 
-pub fn run(args: Args) -> u8 {
+pub(super) fn run(args: Args) -> u8 {
     let Loaded { plan, resolved, .. } =
         match load_with_inputs(&args.pipeline, &args.catalog, args.inputs.as_deref(), &args.input) {
             Ok(loaded) => loaded,

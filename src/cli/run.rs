@@ -3,16 +3,17 @@
 use std::path::{Path, PathBuf};
 
 use crate::cli::load::{Loaded, load_with_inputs};
+use crate::cli::store::{data_dir, open_store};
 use crate::cli::{CatalogArgs, StoreArgs, exit, usage_error};
-use crate::engine::events::Reporter;
 use crate::engine::{self, EngineError, Options, Outcome, lease};
+use crate::event::Reporter;
 use crate::report;
 use crate::reporter::{Bar, JsonLines, Lines, Silent};
 use crate::secrets::Secrets;
-use crate::store::{ClaimError, RunStatus, Store};
+use crate::store::{ClaimError, RunStatus};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RunFormat {
+pub(super) enum RunFormat {
     /// A live progress bar on a terminal, one line per event otherwise.
     Human,
     /// Nothing while running; the final status as JSON.
@@ -22,7 +23,7 @@ pub enum RunFormat {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct RunArgs {
+pub(super) struct RunArgs {
     /// A pipeline file, or a deployment-type name (looked up in --pipelines, then built in).
     pipeline: String,
     /// An input, `key=value` (the value is read as YAML: `8080` is a number); `a.b=c` nests.
@@ -41,7 +42,7 @@ pub struct RunArgs {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct ResumeArgs {
+pub(super) struct ResumeArgs {
     /// The run to continue.
     #[arg(required_unless_present = "all", conflicts_with = "all")]
     id: Option<String>,
@@ -58,7 +59,7 @@ pub struct ResumeArgs {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct ExecArgs {
+pub(super) struct ExecArgs {
     /// How many nodes may run at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     parallel: u16,
@@ -94,19 +95,6 @@ fn reporter(format: RunFormat) -> Box<dyn Reporter> {
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts")
-}
-
-pub(crate) fn open_store(args: &StoreArgs) -> Result<Box<dyn Store>, u8> {
-    crate::store::open(&args.db, args.durability).map_err(|e| {
-        eprintln!("error: {e}");
-        eprintln!("  help: pass another database with --db PATH (or PHASED_DB)");
-        exit::ENVIRONMENT
-    })
-}
-
-/// Node logs and scratch files live beside the database.
-pub(crate) fn data_dir(db: &Path) -> PathBuf {
-    db.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 fn exit_code(outcome: Outcome) -> u8 {
@@ -188,7 +176,7 @@ fn engine_error(e: EngineError) -> u8 {
     }
 }
 
-pub fn run(args: RunArgs) -> u8 {
+pub(super) fn run(args: RunArgs) -> u8 {
     let Loaded { plan, resolved, .. } =
         match load_with_inputs(&args.pipeline, &args.catalog, args.inputs.as_deref(), &args.input) {
             Ok(loaded) => loaded,
@@ -210,7 +198,7 @@ pub fn run(args: RunArgs) -> u8 {
     }
 }
 
-pub fn resume(args: ResumeArgs) -> u8 {
+pub(super) fn resume(args: ResumeArgs) -> u8 {
     let ids: Vec<String> = if args.all {
         let mut store = match open_store(&args.exec.store) {
             Ok(store) => store,

@@ -4,13 +4,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 
-use crate::cli::run::open_store;
+use crate::cli::store::open_store;
 use crate::cli::{OutputFormat, StoreArgs, exit, usage_error};
 use crate::engine::{self, lease};
 use crate::store::{RunRow, RunStatus, Store, StoreError};
 
 #[derive(clap::Args, Debug)]
-pub struct StatusArgs {
+pub(super) struct StatusArgs {
     /// One run in detail; without it, a table of every run.
     id: Option<String>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
@@ -20,7 +20,7 @@ pub struct StatusArgs {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct CancelArgs {
+pub(super) struct CancelArgs {
     /// The run to stop; it can be resumed later.
     id: String,
     /// How long to wait for the process running it to stop.
@@ -83,7 +83,7 @@ fn duration_ms(start: Option<&str>, end: Option<&str>) -> Option<u64> {
     end.duration_since(start).ok().map(|d| d.as_millis() as u64)
 }
 
-pub fn status(args: StatusArgs) -> u8 {
+pub(super) fn status(args: StatusArgs) -> u8 {
     let mut store = match open_store(&args.store) {
         Ok(store) => store,
         Err(code) => return code,
@@ -99,7 +99,7 @@ pub fn status(args: StatusArgs) -> u8 {
                     OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&detail).expect("JSON")),
                     OutputFormat::Human => {
                         print_detail(&detail);
-                        let logs = crate::cli::run::data_dir(&args.store.db).join("logs").join(id);
+                        let logs = crate::cli::store::data_dir(&args.store.db).join("logs").join(id);
                         if logs.is_dir() {
                             println!("\n  logs      {}/<node>.log", logs.display());
                         }
@@ -185,7 +185,7 @@ fn print_detail(d: &Value) {
     }
 }
 
-pub fn cancel(args: CancelArgs) -> u8 {
+pub(super) fn cancel(args: CancelArgs) -> u8 {
     let mut store = match open_store(&args.store) {
         Ok(store) => store,
         Err(code) => return code,

@@ -11,7 +11,7 @@ use crate::report;
 use crate::source::{Source, Span};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(super) struct Args {
     /// Files and folders to check (folders: every *.yaml and *.yml below them).
     #[arg(value_name = "PATH", default_value = "pipelines")]
     paths: Vec<PathBuf>,
@@ -25,7 +25,7 @@ pub struct Args {
     catalog: CatalogArgs,
 }
 
-pub fn run(args: Args) -> u8 {
+pub(super) fn run(args: Args) -> u8 {
     let mut diagnostics = Vec::new();
     let mut files = 0;
     for path in &args.paths {

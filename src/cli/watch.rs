@@ -11,17 +11,19 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 use crate::cli::load::{Loaded, load, load_with_inputs, resolve_inputs};
-use crate::cli::run::{RunFormat, open_store};
+use crate::cli::run::RunFormat;
+use crate::cli::store::open_store;
 use crate::cli::{CatalogArgs, StoreArgs, exit, usage_error};
-use crate::engine::events::{Event, Reporter};
 use crate::engine::{self, EngineError, Options, Outcome};
+use crate::event::{Event, Reporter};
+use crate::paths::normalize;
 use crate::plan::Plan;
 use crate::reporter::{JsonLines, Lines};
 use crate::secrets::Secrets;
-use crate::watch::{Debouncer, Ignorer, describe, normalize};
+use crate::watch::{Debouncer, Ignorer, describe};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OnChange {
+pub(super) enum OnChange {
     /// Stop the running deploy at the next safe point (between nodes), then deploy again.
     Cancel,
     /// Let the running deploy finish, then deploy once more.
@@ -29,7 +31,7 @@ pub enum OnChange {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct WatchArgs {
+pub(super) struct WatchArgs {
     /// A pipeline file, or a deployment-type name (looked up in --pipelines, then built in).
     pipeline: String,
     /// A folder (or file) to watch; repeat for several.
@@ -97,7 +99,7 @@ fn say(message: impl std::fmt::Display) {
     eprintln!("watch: {message}");
 }
 
-pub fn watch(args: WatchArgs) -> u8 {
+pub(super) fn watch(args: WatchArgs) -> u8 {
     let Loaded { plan, given, resolved } =
         match load_with_inputs(&args.pipeline, &args.catalog, args.inputs.as_deref(), &args.input) {
             Ok(loaded) => loaded,
@@ -315,7 +317,7 @@ fn start_run(
     let future: RunFuture = Box::pin(async move {
         let store = crate::store::open(&store_args.db, store_args.durability)?;
         let mut reporter = Noting { inner, writes };
-        let data_dir = crate::cli::run::data_dir(&store_args.db);
+        let data_dir = crate::cli::store::data_dir(&store_args.db);
         let options =
             Options { parallel, secrets: Secrets::from_env(), reporter: &mut reporter, data_dir, stop: Some(stop_rx) };
         engine::start(store, plan, inputs, Some(run_id), options).await

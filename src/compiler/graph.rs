@@ -9,11 +9,11 @@ use petgraph::graph::{DiGraph, NodeIndex};
 
 /// A cycle, as node indices in `needs` direction: `[a, b, a]` means `a` needs `b`
 /// and `b` needs `a`.
-pub type Cycle = Vec<usize>;
+pub(super) type Cycle = Vec<usize>;
 
 /// Builds the petgraph DAG (edge `dep -> node`) and returns a topological order that
 /// keeps declaration order wherever the edges allow, or the cycles.
-pub fn order(needs: &[Vec<usize>]) -> Result<Vec<usize>, Vec<Cycle>> {
+pub(super) fn order(needs: &[Vec<usize>]) -> Result<Vec<usize>, Vec<Cycle>> {
     let mut graph: DiGraph<usize, ()> = DiGraph::with_capacity(needs.len(), needs.len());
     let ids: Vec<NodeIndex> = (0..needs.len()).map(|i| graph.add_node(i)).collect();
     for (node, deps) in needs.iter().enumerate() {
@@ -93,7 +93,7 @@ fn path_back_to(start: usize, members: &[usize], needs: &[Vec<usize>]) -> Cycle 
 /// Whether `ancestor` is reached from `node` by following `needs` (a strict ancestor).
 /// `position` is each node's place in the execution order: an ancestor always comes
 /// earlier, which prunes the search.
-pub fn is_ancestor(ancestor: usize, node: usize, needs: &[Vec<usize>], position: &[usize]) -> bool {
+pub(super) fn is_ancestor(ancestor: usize, node: usize, needs: &[Vec<usize>], position: &[usize]) -> bool {
     if position[ancestor] >= position[node] {
         return false;
     }

@@ -1,6 +1,7 @@
 //! Input declarations (checked when a pipeline is compiled) and input values (checked
 //! before a run or a plan starts).
 
+use crate::names::is_identifier;
 use std::sync::Arc;
 
 use indexmap::IndexMap;
@@ -95,11 +96,6 @@ pub fn declare(
         pattern,
         description: raw.description.clone(),
     }
-}
-
-pub fn is_identifier(name: &str) -> bool {
-    name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 fn article(ty: InputType) -> &'static str {

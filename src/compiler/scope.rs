@@ -14,7 +14,7 @@ pub const ERROR_FIELDS: &[&str] = &["message", "node", "phase", "progress", "rev
 
 /// Where a template stands.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Site {
+pub(super) enum Site {
     /// `if`, `with`, `metadata`, `pipeline.select` of a node.
     Node(usize),
     /// `result_metadata` of a node: its own `outputs` are in scope too.
@@ -27,12 +27,12 @@ pub enum Site {
 
 /// The outputs a node declares; a `select` node declares what every alternative does.
 #[derive(Clone, Debug)]
-pub enum NodeOutputs {
+pub(super) enum NodeOutputs {
     One(DeclaredOutputs),
     Alternatives(Vec<(String, DeclaredOutputs)>),
 }
 
-pub struct Scope<'a> {
+pub(super) struct Scope<'a> {
     pub inputs: &'a [String],
     pub node_ids: &'a [String],
     pub index_of: &'a HashMap<&'a str, usize>,
@@ -49,7 +49,7 @@ pub struct Scope<'a> {
 }
 
 /// Why a variable is not in scope: code, message, help.
-pub struct OutOfScope {
+pub(super) struct OutOfScope {
     pub code: &'static str,
     pub message: String,
     pub help: Option<String>,
@@ -62,7 +62,7 @@ impl OutOfScope {
 }
 
 impl Scope<'_> {
-    pub fn check(&mut self, var: &str, site: Site) -> Result<(), OutOfScope> {
+    pub(super) fn check(&mut self, var: &str, site: Site) -> Result<(), OutOfScope> {
         let parts: Vec<&str> = var.split('.').collect();
         let field = parts.get(1).copied();
         match parts[0] {

@@ -17,11 +17,12 @@ use std::time::Duration;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::sync::watch;
 
+use super::Outcome;
 use super::core::{Core, Launch, Msg, Task, TaskError, Transition};
-use super::events::Reporter;
 use super::record::record;
-use super::{Outcome, now};
 use crate::action::{ActionCtx, ActionError, ActionOutputs, NodeLog, ProgressReporter, StopSignal};
+use crate::clock::{now, now_ms};
+use crate::event::Reporter;
 use crate::secrets::Masker;
 use crate::store::{Lease, Store, StoreError, Write};
 
@@ -241,8 +242,4 @@ async fn supervise(
             }
         }
     }
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::core::{Change, Record};
-use super::events::{Event, EventKind};
+use crate::event::{Event, EventKind};
 use crate::phase;
 use crate::store::{NodeRow, NodeStatus, RunStatus, Write};
 

@@ -13,7 +13,7 @@
 //!
 //! A migration is never edited once released: add a new one.
 
-pub const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1
     r#"
     CREATE TABLE snapshots (

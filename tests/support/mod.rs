@@ -1,6 +1,8 @@
 //! Helpers for tests that drive the real `phased` binary against a real SQLite file.
 
 #![allow(dead_code, reason = "each test file uses a different part of this module")]
+#![expect(unreachable_pub, reason = "helpers shared by the test binaries")]
+#![expect(unsafe_code, reason = "signals to the processes a test started, and the effective uid: syscalls")]
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -73,6 +75,12 @@ impl Env {
     pub fn sqlite(&self) -> rusqlite::Connection {
         rusqlite::Connection::open(self.db()).unwrap()
     }
+}
+
+/// Whether the tests run as root (servers started for them then need `user root;`).
+pub fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }
 
 /// Events of `--format jsonl` output.
@@ -203,7 +211,7 @@ impl Nginx {
         let p = prefix.display().to_string();
         let (child, port) = start_on_free_port("nginx", |port| {
             // As root, workers would run as `nobody` and could not read test folders.
-            let user = if unsafe { libc::geteuid() } == 0 { "user root;" } else { "" };
+            let user = if running_as_root() { "user root;" } else { "" };
             let conf = format!(
                 "{user}
 daemon off;
@@ -254,6 +262,7 @@ http {{
 impl Drop for Nginx {
     fn drop(&mut self) {
         // SIGTERM: nginx's fast shutdown, workers included.
+        // SAFETY: plain syscall on the nginx this test started.
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }

@@ -50,7 +50,7 @@ impl DeploymentInfo {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Purpose {
+pub(super) enum Purpose {
     /// Parameters handed to an action: secrets are real.
     Action,
     /// Anything recorded or printed: secrets are `***`.
@@ -58,7 +58,7 @@ pub enum Purpose {
 }
 
 /// Builds a template context.
-pub struct Scope<'a> {
+pub(super) struct Scope<'a> {
     pub deployment: &'a DeploymentInfo,
     pub inputs: &'a Map<String, serde_json::Value>,
     /// `nodes.<id>.outputs` of the nodes that finished (in this pipeline instance).
@@ -70,7 +70,7 @@ pub struct Scope<'a> {
 }
 
 impl Scope<'_> {
-    pub fn context(&self, purpose: Purpose, extra: &[(&str, serde_json::Value)]) -> Value {
+    pub(super) fn context(&self, purpose: Purpose, extra: &[(&str, serde_json::Value)]) -> Value {
         let mut vars: BTreeMap<&str, Value> = BTreeMap::new();
         vars.insert("inputs", Value::from(minijinja::value::Serde(self.inputs)));
         vars.insert("deployment", Value::from(minijinja::value::Serde(self.deployment.to_json())));

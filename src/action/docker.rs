@@ -14,7 +14,7 @@ use bollard::Docker;
 pub use context::{BuildContext, Packed, pack};
 pub use ignore::DockerIgnore;
 
-use crate::action::ActionError;
+use super::ActionError;
 
 /// The address the docker CLI would use when none is given.
 pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
@@ -218,7 +218,7 @@ pub fn describe(e: &bollard::errors::Error) -> String {
     match e {
         E::DockerResponseServerError { status_code, message } => format!("{message} (HTTP {status_code})"),
         E::DockerStreamError { error } => error.clone(),
-        E::HyperLegacyError { err } => crate::action::with_causes(err.to_string(), err),
+        E::HyperLegacyError { err } => super::with_causes(err.to_string(), err),
         other => other.to_string(),
     }
 }

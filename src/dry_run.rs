@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::{Map, json};
 
 use crate::plan::{NodeKind, Plan, SubPipeline};
-use crate::template;
+use crate::template::{self, Block, Template};
 
 #[derive(Debug, Serialize)]
 pub struct PlannedNode {
@@ -106,21 +106,21 @@ impl Walker {
 
             let (skipped, note) = match &node.condition {
                 None => (false, None),
+                Some(cond) if reads_nodes(cond) => (false, Some(format!("`if: {}` is decided at run time", cond.text))),
                 Some(cond) => {
-                    let expr = cond.trim().trim_start_matches("{{").trim_end_matches("}}");
-                    let vars = template::expression_variables(expr).unwrap_or_default();
-                    if vars.iter().any(|v| v.starts_with("nodes")) {
-                        (false, Some(format!("`if: {cond}` is decided at run time")))
-                    } else {
-                        let keep = template::eval_condition(expr, &ctx).map_err(|e| fail(format!("`if`: {e}")))?;
-                        (!keep, (!keep).then(|| format!("skipped: `{cond}` is false")))
-                    }
+                    let keep = cond
+                        .is_true(&plan.templates, &ctx)
+                        .map_err(|e| fail(format!("`if`: {}", template::describe_error(&e))))?;
+                    (!keep, (!keep).then(|| format!("skipped: `{}` is false", cond.text)))
                 }
             };
-            let render = |block: &Option<crate::yaml::Yaml>| -> Result<serde_json::Value, DryRunError> {
+            let render = |block: &Option<Block>| -> Result<serde_json::Value, DryRunError> {
                 match block {
                     None => Ok(serde_json::Value::Null),
-                    Some(b) => template::render_yaml(b, &ctx).map_err(|e| fail(format!("`{}`: {}", e.path, e.error))),
+                    Some(b) => b.render(&plan.templates, &ctx).map_err(|e| {
+                        let at = if e.path.is_empty() { String::new() } else { format!("`{}`: ", e.path) };
+                        fail(format!("{at}{}", template::describe_error(&e.error)))
+                    }),
                 }
             };
             let with = if skipped { serde_json::Value::Null } else { render(&node.with)? };
@@ -146,11 +146,22 @@ impl Walker {
                     self.nodes.push(entry);
                 }
                 NodeKind::Pipeline(sub) => {
-                    let chosen = if skipped { None } else { choose(sub, &ctx).map_err(fail)? };
+                    // The same choice as the engine's, unless it waits for run-time outputs.
+                    let decided = match sub {
+                        SubPipeline::Select { expr, .. } => !reads_nodes(expr),
+                        SubPipeline::Fixed { .. } => true,
+                    };
+                    let chosen = match (skipped, decided) {
+                        (false, true) => {
+                            let (name, plan) = sub.choose(&plan.templates, &ctx).map_err(fail)?;
+                            Some((name.to_string(), Arc::clone(plan)))
+                        }
+                        _ => None,
+                    };
                     entry.pipeline = Some(match (&chosen, sub) {
                         (Some((name, _)), _) => name.clone(),
                         (None, SubPipeline::Fixed { name, .. }) => name.clone(),
-                        (None, SubPipeline::Select { expr, .. }) => format!("select {expr}"),
+                        (None, SubPipeline::Select { expr, .. }) => format!("select {}", expr.text),
                     });
                     let container = self.nodes.len();
                     self.nodes.push(entry);
@@ -176,27 +187,9 @@ impl Walker {
     }
 }
 
-fn choose(sub: &SubPipeline, ctx: &Value) -> Result<Option<(String, Arc<Plan>)>, String> {
-    match sub {
-        SubPipeline::Fixed { name, plan } => Ok(Some((name.clone(), Arc::clone(plan)))),
-        SubPipeline::Select { expr, from } => {
-            let value = template::render_str(expr, ctx).map_err(|e| format!("`select`: {e}"))?;
-            let key = match &value {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            if key.starts_with("<nodes.") {
-                return Ok(None);
-            }
-            match from.get(&key) {
-                Some((name, plan)) => Ok(Some((name.clone(), Arc::clone(plan)))),
-                None => Err(format!(
-                    "`select` gave `{key}`, which is not one of {}",
-                    crate::suggest::list(&from.keys().map(String::as_str).collect::<Vec<_>>())
-                )),
-            }
-        }
-    }
+/// Whether a template reads the outputs of nodes (known only at run time).
+fn reads_nodes(template: &Template) -> bool {
+    template.variables.iter().any(|v| v.starts_with("nodes"))
 }
 
 /// Stands for values known only at run time: renders as `<nodes.x.outputs.y>`.

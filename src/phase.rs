@@ -20,7 +20,7 @@ pub(crate) const BUILTIN: &[&str] = &[
 
 /// The phases a pipeline may use, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PhaseOrder {
+pub(crate) struct PhaseOrder {
     names: Vec<String>,
 }
 
@@ -33,7 +33,7 @@ impl Default for PhaseOrder {
 impl PhaseOrder {
     /// Inserts `name` right after `after` (and after any extra phase already placed
     /// there). Returns false when `after` is unknown.
-    pub fn insert_after(&mut self, name: &str, after: &str) -> bool {
+    pub(crate) fn insert_after(&mut self, name: &str, after: &str) -> bool {
         let Some(mut at) = self.position(after) else { return false };
         at += 1;
         while at < self.names.len() && !BUILTIN.contains(&self.names[at].as_str()) {
@@ -43,15 +43,15 @@ impl PhaseOrder {
         true
     }
 
-    pub fn position(&self, name: &str) -> Option<usize> {
+    pub(crate) fn position(&self, name: &str) -> Option<usize> {
         self.names.iter().position(|n| n == name)
     }
 
-    pub fn contains(&self, name: &str) -> bool {
+    pub(crate) fn contains(&self, name: &str) -> bool {
         self.position(name).is_some()
     }
 
-    pub fn names(&self) -> impl Iterator<Item = &str> + Clone {
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> + Clone {
         self.names.iter().map(String::as_str)
     }
 }

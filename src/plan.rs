@@ -1,6 +1,7 @@
 //! What validation proved: a pipeline whose node ids are resolved, whose `needs` form
 //! a DAG (in a deterministic execution order), whose actions and sub-pipelines exist
-//! and whose templates read only what is in scope. The executor runs this model.
+//! and whose templates read only what is in scope, compiled once with their place in
+//! the file. The engine and `phased plan` run this model; no YAML is left in it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,38 +10,33 @@ use indexmap::IndexMap;
 use regex::Regex;
 
 use crate::action::{ActionSpec, Outputs};
-use crate::phase::PhaseOrder;
 use crate::raw::InputType;
 use crate::source::{Source, Span};
-use crate::yaml::Yaml;
+use crate::template::{Block, Template, Templates};
 
 #[derive(Debug)]
 pub struct Plan {
-    pub name: String,
-    pub description: Option<String>,
-    pub source: Arc<Source>,
-    pub phases: PhaseOrder,
+    pub(crate) name: String,
+    pub(crate) source: Arc<Source>,
     pub inputs: IndexMap<String, InputSpec>,
     /// In declaration order; `needs` and `order` index into this.
-    pub nodes: Vec<PlanNode>,
+    pub(crate) nodes: Vec<PlanNode>,
     /// A topological order: declaration order wherever `needs` allows it.
-    pub order: Vec<usize>,
-    pub outputs: IndexMap<String, Yaml>,
-    pub on_success: Option<Yaml>,
-    pub on_failure: Option<Yaml>,
+    pub(crate) order: Vec<usize>,
+    pub(crate) outputs: IndexMap<String, Block>,
+    pub(crate) on_success: Option<Block>,
+    pub(crate) on_failure: Option<Block>,
+    /// The pipeline's compiled text templates (its blocks render against these).
+    pub(crate) templates: Templates,
 }
 
 impl Plan {
-    pub fn node(&self, id: &str) -> Option<&PlanNode> {
-        self.nodes.iter().find(|n| n.id == id)
-    }
-
-    pub fn total_weight(&self) -> f64 {
+    pub(crate) fn total_weight(&self) -> f64 {
         self.nodes.iter().map(|n| n.weight).sum()
     }
 
     /// The names this pipeline exposes to a pipeline that composes it.
-    pub fn output_names(&self) -> Vec<String> {
+    pub(crate) fn output_names(&self) -> Vec<String> {
         self.outputs.keys().cloned().collect()
     }
 }
@@ -57,44 +53,94 @@ pub struct InputSpec {
 }
 
 #[derive(Debug)]
-pub struct PlanNode {
-    pub id: String,
-    pub id_span: Span,
+pub(crate) struct PlanNode {
+    pub(crate) id: String,
+    pub(crate) id_span: Span,
     /// The phase reported when the node starts. A sub-pipeline node may leave it out:
     /// its own nodes report their phases.
-    pub phase: Option<String>,
-    pub weight: f64,
-    pub needs: Vec<usize>,
-    pub condition: Option<String>,
-    pub kind: NodeKind,
-    pub with: Option<Yaml>,
-    pub metadata: Option<Yaml>,
-    pub result_metadata: Option<Yaml>,
-    pub timeout: Duration,
+    pub(crate) phase: Option<String>,
+    pub(crate) weight: f64,
+    pub(crate) needs: Vec<usize>,
+    pub(crate) condition: Option<Template>,
+    pub(crate) kind: NodeKind,
+    pub(crate) with: Option<Block>,
+    pub(crate) metadata: Option<Block>,
+    pub(crate) result_metadata: Option<Block>,
+    pub(crate) timeout: Duration,
     /// Between SIGTERM and SIGKILL when the node is stopped.
-    pub grace: Duration,
-    pub retry: Retry,
+    pub(crate) grace: Duration,
+    pub(crate) retry: Retry,
     /// What reverses this node's effect if the run fails after it.
-    pub undo: Option<Undo>,
+    pub(crate) undo: Option<Undo>,
 }
 
 #[derive(Debug)]
-pub struct Undo {
-    pub condition: Option<String>,
-    pub action: &'static ActionSpec,
-    pub with: Option<Yaml>,
+pub(crate) struct Undo {
+    pub(crate) condition: Option<Template>,
+    pub(crate) action: &'static ActionSpec,
+    pub(crate) with: Option<Block>,
 }
 
 #[derive(Debug)]
-pub enum NodeKind {
+pub(crate) enum NodeKind {
     Action(&'static ActionSpec),
     Pipeline(SubPipeline),
 }
 
 #[derive(Debug)]
-pub enum SubPipeline {
-    Fixed { name: String, plan: Arc<Plan> },
-    Select { expr: String, from: IndexMap<String, (String, Arc<Plan>)> },
+pub(crate) enum SubPipeline {
+    Fixed {
+        name: String,
+        plan: Arc<Plan>,
+    },
+    /// `select` chooses among `from`: selected value -> (pipeline name, plan).
+    Select {
+        expr: Template,
+        from: IndexMap<String, (String, Arc<Plan>)>,
+    },
+}
+
+impl SubPipeline {
+    /// The alternative a context selects (its pipeline name and plan); `templates` are
+    /// those of the pipeline holding this node. The engine and `phased plan` both
+    /// choose here.
+    pub(crate) fn choose(&self, templates: &Templates, ctx: &minijinja::Value) -> Result<(&str, &Arc<Plan>), String> {
+        match self {
+            SubPipeline::Fixed { name, plan } => Ok((name, plan)),
+            SubPipeline::Select { expr, from } => {
+                let key = match expr.eval(templates, ctx) {
+                    Ok(serde_json::Value::String(s)) => s,
+                    Ok(other) => other.to_string(),
+                    Err(e) => {
+                        return Err(format!("`select` (`{}`): {}", expr.text, crate::template::describe_error(&e)));
+                    }
+                };
+                match from.get(&key) {
+                    Some((name, plan)) => Ok((name, plan)),
+                    None => {
+                        let options: Vec<&str> = from.keys().map(String::as_str).collect();
+                        Err(format!("`select` gave `{key}`, which is not one of {}", crate::suggest::list(&options)))
+                    }
+                }
+            }
+        }
+    }
+
+    /// The alternative called `name` (a resumed run takes the one it recorded).
+    pub(crate) fn by_name(&self, name: &str) -> Option<&Arc<Plan>> {
+        match self {
+            SubPipeline::Fixed { name: fixed, plan } => (fixed == name).then_some(plan),
+            SubPipeline::Select { from, .. } => from.values().find(|(n, _)| n == name).map(|(_, plan)| plan),
+        }
+    }
+
+    /// Every alternative's plan.
+    pub(crate) fn plans(&self) -> Vec<&Arc<Plan>> {
+        match self {
+            SubPipeline::Fixed { plan, .. } => vec![plan],
+            SubPipeline::Select { from, .. } => from.values().map(|(_, plan)| plan).collect(),
+        }
+    }
 }
 
 impl std::fmt::Debug for ActionSpec {
@@ -105,20 +151,20 @@ impl std::fmt::Debug for ActionSpec {
 
 /// What a node declares it outputs, for checking the templates that read them.
 #[derive(Clone, Debug, PartialEq)]
-pub enum DeclaredOutputs {
+pub(crate) enum DeclaredOutputs {
     Any,
     Names(Vec<String>),
 }
 
 impl DeclaredOutputs {
-    pub fn of_action(action: &ActionSpec) -> Self {
+    pub(crate) fn of_action(action: &ActionSpec) -> Self {
         match action.outputs {
             Outputs::Any => DeclaredOutputs::Any,
             Outputs::Fixed(names) => DeclaredOutputs::Names(names.iter().map(|s| s.to_string()).collect()),
         }
     }
 
-    pub fn allows(&self, name: &str) -> bool {
+    pub(crate) fn allows(&self, name: &str) -> bool {
         match self {
             DeclaredOutputs::Any => true,
             DeclaredOutputs::Names(names) => names.iter().any(|n| n == name),
@@ -127,16 +173,16 @@ impl DeclaredOutputs {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Retry {
+pub(crate) struct Retry {
     /// Runs in all, at least 1.
-    pub attempts: u32,
-    pub backoff: Duration,
-    pub max_backoff: Duration,
+    pub(crate) attempts: u32,
+    pub(crate) backoff: Duration,
+    pub(crate) max_backoff: Duration,
 }
 
 impl Retry {
     /// The wait before attempt `attempt` (2, 3, ...): `backoff` doubling, capped.
-    pub fn delay_before(&self, attempt: u32) -> Duration {
+    pub(crate) fn delay_before(&self, attempt: u32) -> Duration {
         let doublings = attempt.saturating_sub(2).min(30);
         self.backoff.saturating_mul(1 << doublings).min(self.max_backoff)
     }
@@ -149,7 +195,7 @@ impl Default for Retry {
 }
 
 /// The default node timeout (stuck detection), as in the system Phased replaces.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// How long a stopped node's processes get between SIGTERM and SIGKILL by default.
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_GRACE: Duration = Duration::from_secs(10);

@@ -133,9 +133,10 @@ impl Core {
     pub(super) fn succeed_run(&mut self) {
         self.progress = 100;
         self.phase = phase::ACTIVE.to_string();
-        let metadata = match self.frames[0].plan.on_success.clone() {
+        let plan = Arc::clone(&self.frames[0].plan);
+        let metadata = match &plan.on_success {
             Some(block) => self
-                .render(0, &block, Purpose::Record, &[], "on_success.metadata")
+                .render(0, block, Purpose::Record, &[], "on_success.metadata")
                 .unwrap_or_else(|e| json!({ "onSuccessError": e })),
             None => json!({}),
         };
@@ -166,8 +167,9 @@ impl Core {
         if !undoing.errors.is_empty() {
             metadata.insert("revertErrors".into(), Value::Object(undoing.errors));
         }
-        if let Some(block) = self.frames[0].plan.on_failure.clone() {
-            match self.render(0, &block, Purpose::Record, &[("error", error)], "on_failure.metadata") {
+        let plan = Arc::clone(&self.frames[0].plan);
+        if let Some(block) = &plan.on_failure {
+            match self.render(0, block, Purpose::Record, &[("error", error)], "on_failure.metadata") {
                 Ok(Value::Object(extra)) => metadata.extend(extra),
                 Ok(_) => {}
                 Err(e) => {

@@ -14,8 +14,7 @@ use super::transition::{Change, Launch, NodeRef, Task, Transition};
 use crate::action::ActionSpec;
 use crate::compiler::inputs;
 use crate::plan::{NodeKind, SubPipeline};
-use crate::template;
-use crate::yaml::Yaml;
+use crate::template::{self, Block, Template};
 
 impl Core {
     /// Renders a block; `key` names it in errors (`with`, `metadata`, `undo.with`).
@@ -23,13 +22,13 @@ impl Core {
     pub(super) fn render(
         &self,
         frame: usize,
-        block: &Yaml,
+        block: &Block,
         purpose: Purpose,
         extra: &[(&str, Value)],
         key: &str,
     ) -> Result<Value, String> {
         let ctx = self.context(frame, purpose, extra);
-        match template::render_yaml(block, &ctx) {
+        match block.render(&self.frames[frame].plan.templates, &ctx) {
             Ok(value) if purpose == Purpose::Record => Ok(self.masker.mask_json(value)),
             Ok(value) => Ok(value),
             Err(e) => {
@@ -41,10 +40,15 @@ impl Core {
     }
 
     /// Evaluates an `if:` expression.
-    pub(super) fn condition(&self, frame: usize, condition: &str, extra: &[(&str, Value)]) -> Result<bool, String> {
-        let expr = condition.trim();
-        let expr = expr.strip_prefix("{{").and_then(|e| e.strip_suffix("}}")).unwrap_or(expr);
-        template::eval_condition(expr, &self.context(frame, Purpose::Action, extra))
+    pub(super) fn condition(
+        &self,
+        frame: usize,
+        condition: &Template,
+        extra: &[(&str, Value)],
+    ) -> Result<bool, String> {
+        let ctx = self.context(frame, Purpose::Action, extra);
+        condition
+            .is_true(&self.frames[frame].plan.templates, &ctx)
             .map_err(|e| self.masker.mask(&template::describe_error(&e)).into_owned())
     }
 
@@ -53,7 +57,7 @@ impl Core {
         &self,
         frame: usize,
         action: &'static ActionSpec,
-        block: Option<&Yaml>,
+        block: Option<&Block>,
         extra: &[(&str, Value)],
         key: &str,
     ) -> Result<Value, String> {
@@ -77,7 +81,7 @@ impl Core {
             match self.condition(r.frame, condition, &[]) {
                 Ok(true) => {}
                 Ok(false) => return self.skip(r),
-                Err(e) => return self.fail_node(r, 1, format!("`if: {condition}`: {e}"), false),
+                Err(e) => return self.fail_node(r, 1, format!("`if: {}`: {e}", condition.text), false),
             }
         }
         let metadata = match &spec.metadata {
@@ -185,15 +189,9 @@ impl Core {
                 Err(e) => return self.fail_node(r, 1, e, false),
             },
         };
-        let child_plan = match sub {
-            SubPipeline::Fixed { plan, .. } => Arc::clone(plan),
-            SubPipeline::Select { from, .. } => match from.values().find(|(name, _)| *name == selected) {
-                Some((_, plan)) => Arc::clone(plan),
-                None => {
-                    let e = format!("sub-pipeline `{selected}` is not in the snapshot");
-                    return self.fail_node(r, 1, e, false);
-                }
-            },
+        let Some(child_plan) = sub.by_name(&selected).cloned() else {
+            let e = format!("sub-pipeline `{selected}` is not in the snapshot");
+            return self.fail_node(r, 1, e, false);
         };
         let given = given.as_object().cloned().unwrap_or_default();
         let resolved = match inputs::resolve(&child_plan.inputs, &given) {
@@ -234,28 +232,8 @@ impl Core {
             Some(block) => self.render(r.frame, block, Purpose::Action, &[], "with")?,
             None => json!({}),
         };
-        let selected = match sub {
-            SubPipeline::Fixed { name, .. } => name.clone(),
-            SubPipeline::Select { expr, from } => {
-                let ctx = self.context(r.frame, Purpose::Action, &[]);
-                let key = match template::render_str(expr, &ctx) {
-                    Ok(Value::String(s)) => s,
-                    Ok(other) => other.to_string(),
-                    Err(e) => {
-                        let e = format!("`select` (`{expr}`): {}", template::describe_error(&e));
-                        return Err(self.masker.mask(&e).into_owned());
-                    }
-                };
-                match from.get(&key) {
-                    Some((name, _)) => name.clone(),
-                    None => {
-                        let options: Vec<&str> = from.keys().map(String::as_str).collect();
-                        let options = crate::suggest::list(&options);
-                        return Err(format!("`select` gave `{key}`, which is not one of {options}"));
-                    }
-                }
-            }
-        };
-        Ok((selected, with))
+        let ctx = self.context(r.frame, Purpose::Action, &[]);
+        let (selected, _) = sub.choose(&plan.templates, &ctx).map_err(|e| self.masker.mask(&e).into_owned())?;
+        Ok((selected.to_string(), with))
     }
 }

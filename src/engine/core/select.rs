@@ -2,9 +2,8 @@
 //! node inside a sub-pipeline, the enclosing nodes and what depends on them.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
-use crate::plan::{NodeKind, Plan, SubPipeline};
+use crate::plan::{NodeKind, Plan};
 
 /// Every qualified node id of a plan, sub-pipelines included (all alternatives).
 pub(crate) fn all_node_ids(plan: &Plan, prefix: &str) -> Vec<String> {
@@ -12,10 +11,7 @@ pub(crate) fn all_node_ids(plan: &Plan, prefix: &str) -> Vec<String> {
     for node in &plan.nodes {
         let id = format!("{prefix}{}", node.id);
         if let NodeKind::Pipeline(sub) = &node.kind {
-            let children: Vec<&Arc<Plan>> = match sub {
-                SubPipeline::Fixed { plan, .. } => vec![plan],
-                SubPipeline::Select { from, .. } => from.values().map(|(_, p)| p).collect(),
-            };
+            let children = sub.plans();
             for child in children {
                 ids.extend(all_node_ids(child, &format!("{id}.")));
             }
@@ -46,10 +42,7 @@ fn reset_in(plan: &Plan, prefix: &str, target: &str, nodes: &mut HashSet<String>
     let Some(index) = plan.nodes.iter().position(|n| n.id == head) else { return false };
     if let Some(_rest) = rest {
         let NodeKind::Pipeline(sub) = &plan.nodes[index].kind else { return false };
-        let children: Vec<&Arc<Plan>> = match sub {
-            SubPipeline::Fixed { plan, .. } => vec![plan],
-            SubPipeline::Select { from, .. } => from.values().map(|(_, p)| p).collect(),
-        };
+        let children = sub.plans();
         let inner_prefix = format!("{prefix}{head}.");
         if !children.iter().any(|child| reset_in(child, &inner_prefix, target, nodes, prefixes)) {
             return false;

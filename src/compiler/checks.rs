@@ -1,0 +1,212 @@
+//! Checks of a pipeline as a whole: its declared phases, cycles, the shape of metadata
+//! blocks, a sub-pipeline's inputs and outputs, and the phase order along the DAG.
+
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+
+use super::node::with_key_span;
+use crate::diagnostic::Diagnostic;
+use crate::phase::{self, PhaseOrder};
+use crate::plan::{Plan, PlanNode};
+use crate::raw::RawPipeline;
+use crate::source::{Source, Span};
+use crate::suggest;
+use crate::yaml::{Yaml, YamlValue};
+
+pub(super) fn declare_phases(source: &Arc<Source>, raw: &RawPipeline, out: &mut Vec<Diagnostic>) -> PhaseOrder {
+    let mut phases = PhaseOrder::default();
+    for extra in &raw.phases {
+        let name = &extra.name.value;
+        if !phase::is_valid_name(name) {
+            out.push(
+                Diagnostic::error(
+                    "invalid-name",
+                    source,
+                    extra.name.span,
+                    format!("phase name `{name}` is not UPPER_SNAKE_CASE"),
+                )
+                .with_help(format!("write `{}`", name.to_uppercase().replace(['-', ' '], "_"))),
+            );
+        }
+        if phases.contains(name) {
+            out.push(Diagnostic::error(
+                "duplicate-phase",
+                source,
+                extra.name.span,
+                format!("phase `{name}` is already defined"),
+            ));
+            continue;
+        }
+        if extra.after.value == phase::ACTIVE || extra.after.value == phase::FAILED {
+            out.push(Diagnostic::error(
+                "invalid-value",
+                source,
+                extra.after.span,
+                format!("no phase can come after `{}`", extra.after.value),
+            ));
+            continue;
+        }
+        if !phases.insert_after(name, &extra.after.value) {
+            out.push(
+                Diagnostic::error(
+                    "unknown-phase",
+                    source,
+                    extra.after.span,
+                    format!("unknown phase `{}`", extra.after.value),
+                )
+                .with_help_opt(suggest::hint(&extra.after.value, phases.names())),
+            );
+        }
+    }
+    phases
+}
+
+pub(super) fn report_cycle(
+    source: &Arc<Source>,
+    raw: &RawPipeline,
+    ids: &[String],
+    cycle: &[usize],
+    out: &mut Vec<Diagnostic>,
+) {
+    let names: Vec<&str> = cycle.iter().map(|&i| ids[i].as_str()).collect();
+    let first = &raw.nodes[names[0]];
+    let span = first
+        .needs
+        .iter()
+        .find(|n| n.value == names[1])
+        .map_or_else(|| raw.key_spans.nodes.get(names[0]).copied().unwrap_or_default(), |n| n.span);
+    out.push(
+        Diagnostic::error("cycle", source, span, format!("cycle in `needs`: {}", names.join(" -> ")))
+            .with_label("this edge closes the cycle")
+            .with_help("a node cannot wait for itself: remove one of these `needs` entries"),
+    );
+}
+
+pub(super) fn check_metadata_shape(source: &Arc<Source>, block: &Yaml, name: &str, out: &mut Vec<Diagnostic>) {
+    if !matches!(block.value, YamlValue::Map(_) | YamlValue::Null) {
+        out.push(Diagnostic::error(
+            "wrong-type",
+            source,
+            block.span,
+            format!("`{name}` must be a mapping, found {}", block.kind_name()),
+        ));
+    }
+}
+
+pub(super) fn check_sub_inputs(
+    source: &Arc<Source>,
+    id: &str,
+    plans: &[(&str, &Arc<Plan>)],
+    with: Option<&Yaml>,
+    out: &mut Vec<Diagnostic>,
+) {
+    let Some(entries) = with.and_then(Yaml::as_map) else { return };
+    let known: Vec<&str> = {
+        let mut all: Vec<&str> = plans.iter().flat_map(|(_, p)| p.inputs.keys().map(String::as_str)).collect();
+        all.dedup();
+        all
+    };
+    for (key, _) in entries {
+        if !known.contains(&key.text.as_str()) {
+            out.push(
+                Diagnostic::error(
+                    "unknown-parameter",
+                    source,
+                    key.span,
+                    format!("sub-pipeline of `{id}` has no input `{}`", key.text),
+                )
+                .with_help_opt(suggest::hint(&key.text, known.iter().copied())),
+            );
+        }
+    }
+    if let [(name, plan)] = plans {
+        for (input, spec) in &plan.inputs {
+            if spec.required && spec.default.is_none() && !entries.iter().any(|(k, _)| &k.text == input) {
+                out.push(Diagnostic::error(
+                    "missing-parameter",
+                    source,
+                    with.map_or_else(Span::default, |w| with_key_span(source, w)),
+                    format!("`{id}` does not give input `{input}`, which `{name}` requires"),
+                ));
+            }
+        }
+    }
+}
+
+pub(super) fn warn_outputs_disagree(
+    source: &Arc<Source>,
+    id: &str,
+    span: Span,
+    alternatives: &IndexMap<String, (String, Arc<Plan>)>,
+    out: &mut Vec<Diagnostic>,
+) {
+    let mut sets = alternatives.values().map(|(name, plan)| {
+        let mut names = plan.output_names();
+        names.sort();
+        (name, names)
+    });
+    let Some((first_name, first)) = sets.next() else { return };
+    for (name, outputs) in sets {
+        if outputs != first {
+            out.push(
+                Diagnostic::warning(
+                    "select-outputs-disagree",
+                    source,
+                    span,
+                    format!("alternatives of `{id}` declare different outputs"),
+                )
+                .with_help(format!(
+                    "`{first_name}` declares [{}], `{name}` declares [{}]",
+                    first.join(", "),
+                    outputs.join(", ")
+                )),
+            );
+            return;
+        }
+    }
+}
+
+/// Warns about a node whose phase comes before the phase of one of its ancestors:
+/// the run's phase would go backwards.
+pub(super) fn warn_phase_order(
+    source: &Arc<Source>,
+    phases: &PhaseOrder,
+    nodes: &[PlanNode],
+    order: Option<&[usize]>,
+    out: &mut Vec<Diagnostic>,
+) {
+    let Some(order) = order else { return };
+    let rank = |n: &PlanNode| n.phase.as_deref().and_then(|p| phases.position(p));
+    // The latest phase among each node's ancestors, and which ancestor has it.
+    let mut latest: Vec<Option<(usize, usize)>> = vec![None; nodes.len()];
+    for &i in order {
+        let mut best: Option<(usize, usize)> = None;
+        for &dep in &nodes[i].needs {
+            for candidate in [latest[dep], rank(&nodes[dep]).map(|r| (r, dep))].into_iter().flatten() {
+                if best.is_none_or(|b| candidate.0 > b.0) {
+                    best = Some(candidate);
+                }
+            }
+        }
+        latest[i] = best;
+        if let (Some(own), Some((ancestor_rank, ancestor))) = (rank(&nodes[i]), best)
+            && own < ancestor_rank
+        {
+            let own_phase = nodes[i].phase.as_deref().unwrap_or_default();
+            let their_phase = nodes[ancestor].phase.as_deref().unwrap_or_default();
+            out.push(
+                Diagnostic::warning(
+                    "phase-order",
+                    source,
+                    nodes[i].id_span,
+                    format!(
+                        "node `{}` reports `{own_phase}`, which comes before `{their_phase}` of its ancestor `{}`",
+                        nodes[i].id, nodes[ancestor].id
+                    ),
+                )
+                .with_help("the run's phase would go backwards; reorder the phases or the `needs`"),
+            );
+        }
+    }
+}

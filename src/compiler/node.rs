@@ -1,0 +1,373 @@
+//! One node: its phase, weight, action or sub-pipeline (with every alternative of a
+//! `select`), timeout, grace, retries and undo.
+
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+
+use super::Compiler;
+use super::blocks::template_error;
+use super::checks::{check_metadata_shape, check_sub_inputs, warn_outputs_disagree};
+use super::scope::NodeOutputs;
+use crate::action::{self, check_with};
+use crate::diagnostic::Diagnostic;
+use crate::phase::{self, PhaseOrder};
+use crate::plan::{
+    DEFAULT_GRACE, DEFAULT_TIMEOUT, DeclaredOutputs, NodeKind, Plan, PlanNode, Retry, SubPipeline, Undo,
+};
+use crate::raw::{RawNode, RawPipeline, RawRetry};
+use crate::source::{Source, Span};
+use crate::suggest;
+use crate::template::Templates;
+use crate::yaml::{Yaml, YamlValue};
+
+impl Compiler<'_> {
+    #[expect(clippy::too_many_arguments, reason = "one node needs the whole pipeline context")]
+    pub(super) fn compile_node(
+        &mut self,
+        source: &Arc<Source>,
+        raw: &RawPipeline,
+        phases: &PhaseOrder,
+        templates: &mut Templates,
+        id: &str,
+        id_span: Span,
+        node: &RawNode,
+        needs: Vec<usize>,
+        out: &mut Vec<Diagnostic>,
+    ) -> (PlanNode, NodeOutputs) {
+        if !crate::names::is_identifier(id) {
+            out.push(
+                Diagnostic::error("invalid-name", source, id_span, format!("node id `{id}` is not snake_case"))
+                    .with_help("templates read nodes as `nodes.<id>`: use lowercase letters, digits and `_`"),
+            );
+        }
+        if let Some(p) = &node.phase {
+            if !phases.contains(&p.value) {
+                out.push(
+                    Diagnostic::error("unknown-phase", source, p.span, format!("unknown phase `{}`", p.value))
+                        .with_help(match suggest::closest(&p.value, phases.names()) {
+                            Some(best) => format!("did you mean `{best}`?"),
+                            None => format!(
+                                "built-in phases are {}; declare others under `phases:`",
+                                suggest::list(phase::BUILTIN)
+                            ),
+                        }),
+                );
+            } else if p.value == phase::QUEUED || p.value == phase::ACTIVE || p.value == phase::FAILED {
+                out.push(
+                    Diagnostic::error(
+                        "reserved-phase",
+                        source,
+                        p.span,
+                        format!("`{}` is set by the engine, not by a node", p.value),
+                    )
+                    .with_help(
+                        "the run is QUEUED before any node starts, ACTIVE when all succeed and FAILED when one fails",
+                    ),
+                );
+            }
+        }
+        let weight = match &node.weight {
+            Some(w) if w.value.is_nan() || w.value < 0.0 => {
+                out.push(
+                    Diagnostic::error(
+                        "negative-weight",
+                        source,
+                        w.span,
+                        format!("weight {} of node `{id}` is negative", w.value),
+                    )
+                    .with_help("a weight is this node's share of the progress bar: 0 or more"),
+                );
+                0.0
+            }
+            Some(w) => w.value,
+            None => 1.0,
+        };
+
+        let mut declared = NodeOutputs::One(DeclaredOutputs::Any);
+        let kind = match (&node.uses, &node.pipeline) {
+            (Some(_), Some(p)) => {
+                out.push(
+                    Diagnostic::error(
+                        "conflicting-keys",
+                        source,
+                        p.span,
+                        format!("node `{id}` has both `uses` and `pipeline`"),
+                    )
+                    .with_help("a node runs either an action (`uses`) or a sub-pipeline (`pipeline`)"),
+                );
+                None
+            }
+            (None, None) => {
+                out.push(
+                    Diagnostic::error(
+                        "missing-action",
+                        source,
+                        id_span,
+                        format!("node `{id}` has neither `uses` nor `pipeline`"),
+                    )
+                    .with_help("add `uses: <action>` (for instance `uses: shell`) or `pipeline: <name>`"),
+                );
+                None
+            }
+            (Some(uses), None) => match action::find(&uses.value) {
+                Some(spec) => {
+                    declared = NodeOutputs::One(DeclaredOutputs::of_action(spec));
+                    let null = Yaml::null(uses.span);
+                    let with = node.with.as_ref().unwrap_or(&null);
+                    for problem in
+                        check_with(spec, with, if node.with.is_some() { with_key_span(source, with) } else { id_span })
+                    {
+                        out.push(
+                            Diagnostic::error(problem.code, source, problem.span, problem.message)
+                                .with_help_opt(problem.help),
+                        );
+                    }
+                    Some(NodeKind::Action(spec))
+                }
+                None => {
+                    out.push(
+                        Diagnostic::error(
+                            "unknown-action",
+                            source,
+                            uses.span,
+                            format!("unknown action `{}`", uses.value),
+                        )
+                        .with_help_opt(suggest::hint(&uses.value, action::names())),
+                    );
+                    None
+                }
+            },
+            (None, Some(pipeline)) => {
+                let sub = self.compile_pipeline_ref(source, templates, id, pipeline, node.with.as_ref(), out);
+                if let Some(sub) = &sub {
+                    declared = match sub {
+                        SubPipeline::Fixed { plan, .. } => {
+                            NodeOutputs::One(DeclaredOutputs::Names(plan.output_names()))
+                        }
+                        SubPipeline::Select { from, .. } => NodeOutputs::Alternatives(
+                            from.values()
+                                .map(|(name, plan)| (name.clone(), DeclaredOutputs::Names(plan.output_names())))
+                                .collect(),
+                        ),
+                    };
+                }
+                sub.map(NodeKind::Pipeline)
+            }
+        };
+        if node.phase.is_none() && matches!(kind, Some(NodeKind::Action(_))) {
+            out.push(
+                Diagnostic::error("missing-field", source, id_span, format!("node `{id}` has no `phase`"))
+                    .with_help("add the phase this node reports, for instance `phase: BUILDING`"),
+            );
+        }
+        for (name, block) in [("metadata", &node.metadata), ("result_metadata", &node.result_metadata)] {
+            if let Some(block) = block {
+                check_metadata_shape(source, block, name, out);
+            }
+        }
+        let timeout = node.timeout.as_ref().or(raw.defaults.timeout.as_ref());
+        if let Some(t) = timeout.filter(|t| t.value.0.is_zero()) {
+            out.push(Diagnostic::error(
+                "invalid-value",
+                source,
+                t.span,
+                "a timeout of 0 would fail every node at once",
+            ));
+        }
+        let retry = merge_retry(source, node.retry.as_ref(), raw.defaults.retry.as_ref(), out);
+        let undo = node.undo.as_ref().and_then(|undo| match action::find(&undo.uses.value) {
+            Some(spec) => {
+                let null = Yaml::null(undo.uses.span);
+                let with = undo.with.as_ref().unwrap_or(&null);
+                let owner = if undo.with.is_some() { with_key_span(source, with) } else { undo.uses.span };
+                for problem in check_with(spec, with, owner) {
+                    out.push(
+                        Diagnostic::error(problem.code, source, problem.span, problem.message)
+                            .with_help_opt(problem.help),
+                    );
+                }
+                // Its templates are compiled with the others, once the scope is known.
+                Some(Undo { condition: None, action: spec, with: None })
+            }
+            None => {
+                out.push(
+                    Diagnostic::error(
+                        "unknown-action",
+                        source,
+                        undo.uses.span,
+                        format!("unknown action `{}`", undo.uses.value),
+                    )
+                    .with_help_opt(suggest::hint(&undo.uses.value, action::names())),
+                );
+                None
+            }
+        });
+        let plan_node = PlanNode {
+            id: id.to_string(),
+            id_span,
+            phase: node.phase.as_ref().map(|p| p.value.clone()),
+            weight,
+            needs,
+            // Templates are compiled once the graph (and so every scope) is known.
+            condition: None,
+            // A node whose kind could not be resolved has been reported; `noop` keeps
+            // the remaining checks running on a complete model.
+            kind: kind.unwrap_or(NodeKind::Action(action::find("noop").expect("noop is built in"))),
+            with: None,
+            metadata: None,
+            result_metadata: None,
+            timeout: timeout.map_or(DEFAULT_TIMEOUT, |t| t.value.0),
+            grace: node.grace.or(raw.defaults.grace).map_or(DEFAULT_GRACE, |d| d.0),
+            retry,
+            undo,
+        };
+        (plan_node, declared)
+    }
+
+    fn compile_pipeline_ref(
+        &mut self,
+        source: &Arc<Source>,
+        templates: &mut Templates,
+        id: &str,
+        pipeline: &Yaml,
+        with: Option<&Yaml>,
+        out: &mut Vec<Diagnostic>,
+    ) -> Option<SubPipeline> {
+        match &pipeline.value {
+            YamlValue::String(name) => {
+                let plan = self.resolve(source, name, pipeline.span, out)?;
+                check_sub_inputs(source, id, &[(name.as_str(), &plan)], with, out);
+                Some(SubPipeline::Fixed { name: name.clone(), plan })
+            }
+            YamlValue::Map(entries) => {
+                for (key, _) in entries {
+                    if key.text != "select" && key.text != "from" {
+                        out.push(
+                            Diagnostic::error(
+                                "unknown-key",
+                                source,
+                                key.span,
+                                format!("unknown key `{}` in `pipeline`", key.text),
+                            )
+                            .with_help_opt(suggest::hint(&key.text, ["select", "from"])),
+                        );
+                    }
+                }
+                let select = pipeline.get("select");
+                let from = pipeline.get("from");
+                let (Some(select), Some(from)) = (select, from) else {
+                    out.push(
+                        Diagnostic::error(
+                            "missing-field",
+                            source,
+                            pipeline.span,
+                            "`pipeline` needs both `select` and `from`",
+                        )
+                        .with_help(
+                            "write `pipeline: {select: \"{{ inputs.source.type }}\", from: {git: sources/git}}`",
+                        ),
+                    );
+                    return None;
+                };
+                let Some(text) = select.as_str() else {
+                    out.push(Diagnostic::error(
+                        "wrong-type",
+                        source,
+                        select.span,
+                        "`select` must be a template string",
+                    ));
+                    return None;
+                };
+                let expr = match templates.compile(text, select.span) {
+                    Ok(expr) => Some(expr),
+                    Err(e) => {
+                        out.push(template_error(source, text, select.span, e));
+                        None
+                    }
+                };
+                let Some(alternatives) = from.as_map().filter(|a| !a.is_empty()) else {
+                    out.push(Diagnostic::error(
+                        "wrong-type",
+                        source,
+                        from.span,
+                        "`from` must map each selected value to a pipeline name",
+                    ));
+                    return None;
+                };
+                let mut resolved = IndexMap::new();
+                let mut complete = true;
+                for (value, name_node) in alternatives {
+                    let Some(name) = name_node.as_str() else {
+                        out.push(Diagnostic::error(
+                            "wrong-type",
+                            source,
+                            name_node.span,
+                            "a `from` entry must be a pipeline name",
+                        ));
+                        complete = false;
+                        continue;
+                    };
+                    match self.resolve(source, name, name_node.span, out) {
+                        Some(plan) => {
+                            resolved.insert(value.text.clone(), (name.to_string(), plan));
+                        }
+                        None => complete = false,
+                    }
+                }
+                let plans: Vec<(&str, &Arc<Plan>)> = resolved.values().map(|(n, p)| (n.as_str(), p)).collect();
+                check_sub_inputs(source, id, &plans, with, out);
+                warn_outputs_disagree(source, id, from.span, &resolved, out);
+                let expr = expr.filter(|_| complete)?;
+                Some(SubPipeline::Select { expr, from: resolved })
+            }
+            _ => {
+                out.push(Diagnostic::error(
+                    "wrong-type",
+                    source,
+                    pipeline.span,
+                    format!("`pipeline` must be a name or `{{select, from}}`, found {}", pipeline.kind_name()),
+                ));
+                None
+            }
+        }
+    }
+}
+
+/// The span of the `with:` key owning a block, for "missing parameter" errors; the
+/// block's own start when the key cannot be found.
+pub(super) fn with_key_span(source: &Arc<Source>, with: &Yaml) -> Span {
+    // The key sits just before its value: look back a little, not through the file.
+    let end = with.span.start.min(source.text.len());
+    let from = source.text.floor_char_boundary(end.saturating_sub(256));
+    let before = &source.text[from..end];
+    match before.rfind("with") {
+        Some(at) if before[at..].trim_start_matches("with").trim_start().starts_with(':') => {
+            Span::new(from + at, from + at + 4)
+        }
+        _ => Span::new(with.span.start, with.span.start),
+    }
+}
+
+fn merge_retry(
+    source: &Arc<Source>,
+    node: Option<&RawRetry>,
+    defaults: Option<&RawRetry>,
+    out: &mut Vec<Diagnostic>,
+) -> Retry {
+    let base = Retry::default();
+    let pick =
+        |f: fn(&RawRetry) -> Option<crate::duration::Duration>| node.and_then(f).or_else(|| defaults.and_then(f));
+    let attempts = node.and_then(|r| r.attempts.as_ref()).or_else(|| defaults.and_then(|r| r.attempts.as_ref()));
+    if let Some(a) = attempts.filter(|a| a.value == 0) {
+        out.push(
+            Diagnostic::error("invalid-value", source, a.span, "`attempts` must be at least 1")
+                .with_help("`attempts` counts every run of the node: 1 means no retry"),
+        );
+    }
+    Retry {
+        attempts: attempts.map_or(base.attempts, |a| a.value.max(1)),
+        backoff: pick(|r| r.backoff).map_or(base.backoff, |d| d.0),
+        max_backoff: pick(|r| r.max_backoff).map_or(base.max_backoff, |d| d.0),
+    }
+}

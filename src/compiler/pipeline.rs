@@ -1,0 +1,203 @@
+//! One pipeline file, from what serde read to a [`Plan`]: inputs, nodes, the DAG and
+//! its order, every template compiled once and checked against its scope, and the
+//! warnings about the whole (unused inputs, phase order, zero weight).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+
+use super::Compiler;
+use super::blocks::Blocks;
+use super::checks::{check_metadata_shape, declare_phases, report_cycle, warn_phase_order};
+use super::graph;
+use super::inputs;
+use super::scope::{Scope, Site};
+use crate::diagnostic::Diagnostic;
+use crate::plan::{NodeKind, Plan, SubPipeline};
+use crate::raw::RawPipeline;
+use crate::source::{Source, Span};
+use crate::suggest;
+use crate::template::{Block, Templates};
+
+impl Compiler<'_> {
+    pub(super) fn compile_raw(
+        &mut self,
+        source: &Arc<Source>,
+        raw: &RawPipeline,
+        out: &mut Vec<Diagnostic>,
+    ) -> Option<Plan> {
+        if raw.version.value != 1 {
+            out.push(
+                Diagnostic::error(
+                    "unsupported-version",
+                    source,
+                    raw.version.span,
+                    format!("unsupported version {}", raw.version.value),
+                )
+                .with_help("this Phased reads `version: 1`"),
+            );
+        }
+        if raw.name.value.trim().is_empty() && raw.name.span != Span::default() {
+            out.push(Diagnostic::error("invalid-name", source, raw.name.span, "the pipeline `name` is empty"));
+        }
+
+        let phases = declare_phases(source, raw, out);
+        let inputs: IndexMap<_, _> = raw
+            .inputs
+            .iter()
+            .map(|(name, input)| {
+                let span = raw.key_spans.inputs.get(name).copied().unwrap_or_default();
+                (name.clone(), inputs::declare(source, name, span, input, out))
+            })
+            .collect();
+
+        let node_ids: Vec<String> = raw.nodes.keys().cloned().collect();
+        let broken: HashSet<String> =
+            raw.key_spans.nodes.keys().filter(|id| !raw.nodes.contains_key(*id)).cloned().collect();
+        let index_of: HashMap<&str, usize> = node_ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+        let all_ids: Vec<&str> = raw.key_spans.nodes.keys().map(String::as_str).collect();
+
+        let mut templates = Templates::default();
+        let mut nodes = Vec::with_capacity(raw.nodes.len());
+        let mut outputs = Vec::with_capacity(raw.nodes.len());
+        for (id, node) in &raw.nodes {
+            let id_span = raw.key_spans.nodes.get(id).copied().unwrap_or_default();
+            let needs = node
+                .needs
+                .iter()
+                .filter_map(|need| match index_of.get(need.value.as_str()) {
+                    Some(&i) => Some(i),
+                    None => {
+                        if !broken.contains(&need.value) {
+                            out.push(
+                                Diagnostic::error(
+                                    "unknown-node",
+                                    source,
+                                    need.span,
+                                    format!("unknown node `{}` in `needs` of `{id}`", need.value),
+                                )
+                                .with_label("no node has this id")
+                                .with_help_opt(suggest::hint(&need.value, all_ids.iter().copied())),
+                            );
+                        }
+                        None
+                    }
+                })
+                .collect();
+            let (plan_node, declared) =
+                self.compile_node(source, raw, &phases, &mut templates, id, id_span, node, needs, out);
+            nodes.push(plan_node);
+            outputs.push(declared);
+        }
+        if raw.key_spans.nodes.is_empty() && raw.key_spans.nodes_key.is_some() {
+            out.push(Diagnostic::error(
+                "no-nodes",
+                source,
+                raw.key_spans.nodes_key.unwrap_or_default(),
+                "the pipeline has no nodes",
+            ));
+        }
+
+        let needs: Vec<Vec<usize>> = nodes.iter().map(|n| n.needs.clone()).collect();
+        let order = match graph::order(&needs) {
+            Ok(order) => Some(order),
+            Err(cycles) => {
+                for cycle in cycles {
+                    report_cycle(source, raw, &node_ids, &cycle, out);
+                }
+                None
+            }
+        };
+        let position = order.as_ref().map(|order| {
+            let mut position = vec![0; order.len()];
+            for (i, &n) in order.iter().enumerate() {
+                position[n] = i;
+            }
+            position
+        });
+
+        // Inputs that could not be read count as declared: they were reported already.
+        let input_names: Vec<String> = raw.key_spans.inputs.keys().cloned().collect();
+        let mut scope = Scope {
+            inputs: &input_names,
+            node_ids: &node_ids,
+            index_of: &index_of,
+            broken: &broken,
+            needs: &needs,
+            position: position.as_deref(),
+            outputs: &outputs,
+            used_inputs: HashSet::new(),
+            uses_all_inputs: false,
+        };
+        let (outputs, on_success, on_failure) = {
+            let mut blocks = Blocks { source, templates: &mut templates, scope: &mut scope, out };
+            for (i, node) in raw.nodes.values().enumerate() {
+                let compiled = &mut nodes[i];
+                let site = Site::Node(i);
+                compiled.condition = node.condition.as_ref().and_then(|c| blocks.expression(&c.value, c.span, site));
+                compiled.with = node.with.as_ref().map(|b| blocks.block(b, site));
+                compiled.metadata = node.metadata.as_ref().map(|b| blocks.block(b, site));
+                if let NodeKind::Pipeline(SubPipeline::Select { expr, .. }) = &compiled.kind {
+                    blocks.check(expr, site);
+                }
+                let site = Site::NodeResult(i);
+                compiled.result_metadata = node.result_metadata.as_ref().map(|b| blocks.block(b, site));
+                if let (Some(raw_undo), Some(undo)) = (&node.undo, compiled.undo.as_mut()) {
+                    undo.condition =
+                        raw_undo.condition.as_ref().and_then(|c| blocks.expression(&c.value, c.span, site));
+                    undo.with = raw_undo.with.as_ref().map(|b| blocks.block(b, site));
+                }
+            }
+            let outputs: IndexMap<String, Block> =
+                raw.outputs.iter().map(|(name, block)| (name.clone(), blocks.block(block, Site::Pipeline))).collect();
+            let on_success = raw.on_success.as_ref().and_then(|h| h.metadata.as_ref()).map(|hook| {
+                check_metadata_shape(source, hook, "on_success.metadata", blocks.out);
+                blocks.block(hook, Site::Pipeline)
+            });
+            let on_failure = raw.on_failure.as_ref().and_then(|h| h.metadata.as_ref()).map(|hook| {
+                check_metadata_shape(source, hook, "on_failure.metadata", blocks.out);
+                blocks.block(hook, Site::Failure)
+            });
+            (outputs, on_success, on_failure)
+        };
+
+        // A template that does not parse may read any input: do not guess.
+        let unparsed = out.iter().any(|d| d.code == "template-syntax" && Arc::ptr_eq(&d.source, source));
+        if !scope.uses_all_inputs && !unparsed {
+            for name in input_names.iter().filter(|n| !scope.used_inputs.contains(*n)) {
+                let span = raw.key_spans.inputs.get(name).copied().unwrap_or_default();
+                out.push(
+                    Diagnostic::warning("unused-input", source, span, format!("input `{name}` is never used"))
+                        .with_help("read it in a template as `{{ inputs.".to_string() + name + " }}`, or remove it"),
+                );
+            }
+        }
+        warn_phase_order(source, &phases, &nodes, order.as_deref(), out);
+        let total: f64 = nodes.iter().map(|n| n.weight).sum();
+        let weight_errors = out.iter().any(|d| d.code == "negative-weight");
+        if !nodes.is_empty() && total == 0.0 && !weight_errors {
+            out.push(
+                Diagnostic::warning(
+                    "zero-weight",
+                    source,
+                    raw.key_spans.nodes_key.unwrap_or_default(),
+                    "the total weight of the nodes is 0",
+                )
+                .with_help("progress jumps from 0 to 100; give the nodes weights that reflect their duration"),
+            );
+        }
+
+        Some(Plan {
+            name: raw.name.value.clone(),
+            source: Arc::clone(source),
+            inputs,
+            nodes,
+            order: order.unwrap_or_default(),
+            outputs,
+            on_success,
+            on_failure,
+            templates,
+        })
+    }
+}

@@ -1,0 +1,184 @@
+//! A value from a pipeline file with its templates compiled once, keeping where each
+//! one stands in the file: what the engine and `phased plan` render, with no YAML left.
+//! A string that is exactly one `{{ expression }}` keeps the expression's type; other
+//! strings with template syntax render to text.
+
+use minijinja::{Environment, Expression, Value};
+
+use super::TemplateError;
+use super::env::{ENV, GLOBALS, configured};
+use crate::source::Span;
+
+/// A compiled value: the shape of what was written, with templates where they were.
+#[derive(Debug)]
+pub(crate) enum Block {
+    /// No template inside: the value as written.
+    Literal(serde_json::Value),
+    Template(Template),
+    Seq(Vec<Block>),
+    Map(Vec<(String, Block)>),
+}
+
+/// One compiled template or expression, with its text, its place in the file and the
+/// variables it reads (dotted paths, in the order they first appear).
+pub(crate) struct Template {
+    pub(crate) text: String,
+    pub(crate) span: Span,
+    pub(crate) variables: Vec<String>,
+    kind: Kind,
+}
+
+enum Kind {
+    /// `{{ expression }}` alone, or an `if:` expression: keeps its type.
+    Expression(Box<Expression<'static, 'static>>),
+    /// Text with template syntax, stored in its pipeline's [`Templates`] by this name.
+    Text(String),
+}
+
+impl std::fmt::Debug for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Template({:?} at {:?})", self.text, self.span)
+    }
+}
+
+/// Where a pipeline's text templates are compiled and kept.
+pub(crate) struct Templates {
+    env: Environment<'static>,
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Templates { env: configured() }
+    }
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Templates")
+    }
+}
+
+/// A failed render: where in the block (`env.PORT`, `args[2]`), the template's text,
+/// and minijinja's error.
+#[derive(Debug)]
+pub(crate) struct RenderError {
+    pub(crate) path: String,
+    pub(crate) text: String,
+    pub(crate) error: minijinja::Error,
+}
+
+impl Templates {
+    /// Compiles a string with template syntax found at `span`.
+    pub(crate) fn compile(&mut self, text: &str, span: Span) -> Result<Template, TemplateError> {
+        match single_expression(text) {
+            Some(expr) => self.compile_expression(expr, text, span).map_err(|mut e| {
+                // The range is within `expr`: make it a range within `text`.
+                let offset = expr.as_ptr() as usize - text.as_ptr() as usize;
+                e.range = e.range.map(|r| r.start + offset..r.end + offset);
+                e
+            }),
+            None => {
+                let name = format!("{}:{}", span.start, span.end);
+                self.env.add_template_owned(name.clone(), text.to_string())?;
+                let variables = ordered(text, self.env.get_template(&name)?.undeclared_variables(true));
+                let kind = Kind::Text(name);
+                Ok(Template { text: text.to_string(), span, variables, kind })
+            }
+        }
+    }
+
+    /// Compiles an expression (`if:`, or the inside of `{{ }}`); `text` is as written.
+    pub(crate) fn compile_expression(&self, expr: &str, text: &str, span: Span) -> Result<Template, TemplateError> {
+        let expression = ENV.compile_expression_owned(expr.to_string())?;
+        let variables = ordered(expr, expression.undeclared_variables(true));
+        Ok(Template { text: text.to_string(), span, variables, kind: Kind::Expression(Box::new(expression)) })
+    }
+}
+
+impl Template {
+    /// The value of the template: an expression keeps its type, text is a string.
+    /// `templates` are those of the pipeline it was compiled in.
+    pub(crate) fn eval(&self, templates: &Templates, ctx: &Value) -> Result<serde_json::Value, minijinja::Error> {
+        let value = match &self.kind {
+            Kind::Expression(expression) => {
+                let value = expression.eval(ctx.clone())?;
+                if value.is_undefined() {
+                    let message = format!("`{}` is undefined", self.text.trim());
+                    return Err(minijinja::Error::new(minijinja::ErrorKind::UndefinedError, message));
+                }
+                value
+            }
+            Kind::Text(name) => Value::from(templates.env.get_template(name)?.render(ctx.clone())?),
+        };
+        serde_json::to_value(&value)
+            .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::BadSerialization, e.to_string()))
+    }
+
+    /// Truthiness, as Jinja has it (`if:` conditions).
+    pub(crate) fn is_true(&self, templates: &Templates, ctx: &Value) -> Result<bool, minijinja::Error> {
+        match &self.kind {
+            Kind::Expression(expression) => Ok(expression.eval(ctx.clone())?.is_true()),
+            Kind::Text(_) => Ok(!self.eval(templates, ctx)?.as_str().unwrap_or_default().is_empty()),
+        }
+    }
+}
+
+impl Block {
+    /// Renders every template inside, keeping the structure.
+    pub(crate) fn render(&self, templates: &Templates, ctx: &Value) -> Result<serde_json::Value, RenderError> {
+        self.render_at(templates, ctx, &mut String::new())
+    }
+
+    fn render_at(
+        &self,
+        templates: &Templates,
+        ctx: &Value,
+        path: &mut String,
+    ) -> Result<serde_json::Value, RenderError> {
+        Ok(match self {
+            Block::Literal(value) => value.clone(),
+            Block::Template(template) => template.eval(templates, ctx).map_err(|error| RenderError {
+                path: path.clone(),
+                text: template.text.clone(),
+                error,
+            })?,
+            Block::Seq(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    let len = path.len();
+                    path.push_str(&format!("[{i}]"));
+                    out.push(item.render_at(templates, ctx, path)?);
+                    path.truncate(len);
+                }
+                serde_json::Value::Array(out)
+            }
+            Block::Map(entries) => {
+                let mut out = serde_json::Map::with_capacity(entries.len());
+                for (key, value) in entries {
+                    let len = path.len();
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(key);
+                    out.insert(key.clone(), value.render_at(templates, ctx, path)?);
+                    path.truncate(len);
+                }
+                serde_json::Value::Object(out)
+            }
+        })
+    }
+}
+
+/// If `text` is exactly one `{{ expression }}`, the expression.
+fn single_expression(text: &str) -> Option<&str> {
+    let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    let inner = inner.strip_prefix('-').unwrap_or(inner);
+    let inner = inner.strip_suffix('-').unwrap_or(inner);
+    (!inner.contains("{{") && !inner.contains("}}")).then_some(inner.trim())
+}
+
+fn ordered(text: &str, vars: std::collections::HashSet<String>) -> Vec<String> {
+    let mut vars: Vec<String> = vars.into_iter().filter(|v| !GLOBALS.contains(&super::root_of(v))).collect();
+    vars.sort_by_key(|v| (text.find(v.as_str()).unwrap_or(usize::MAX), v.clone()));
+    vars
+}

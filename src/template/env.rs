@@ -1,0 +1,81 @@
+//! The minijinja environment pipelines are rendered in: strict undefined (a typo is an
+//! error, not an empty string), no loader (a template reads only the values it is
+//! given), a fuel limit (a runaway loop ends in an error), and the functions a
+//! pipeline may call (`now()`, `secret_values()`).
+
+use std::sync::LazyLock;
+
+use minijinja::{Environment, UndefinedBehavior, Value};
+
+/// Names that are functions or built-ins, not variables a pipeline must provide.
+pub(crate) const GLOBALS: &[&str] = &[
+    "now",
+    "secret_values",
+    "range",
+    "dict",
+    "namespace",
+    "debug",
+    "loop",
+    "self",
+    "super",
+    "caller",
+    "varargs",
+    "kwargs",
+];
+
+/// Instructions a single render may execute before it is stopped.
+const FUEL: u64 = 2_000_000;
+
+/// A configured environment: strict undefined, fuel, recursion limit, no loader,
+/// and the functions pipelines may call.
+pub(super) fn configured() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
+    env.set_recursion_limit(64);
+    env.add_function("now", now);
+    env.add_function("secret_values", secret_values);
+    env
+}
+
+/// The shared environment, for single expressions (they need no template store).
+pub(super) static ENV: LazyLock<Environment<'static>> = LazyLock::new(configured);
+
+/// The variable a run's context gives `now()`: the time of the step being taken, so
+/// that the engine's core stays free of a clock. Without it (`phased plan`), the time
+/// of day.
+pub(crate) const NOW_VARIABLE: &str = "__now";
+
+fn now(state: &minijinja::State) -> Value {
+    match state.lookup(NOW_VARIABLE) {
+        Some(value) if !value.is_undefined() => value,
+        _ => Value::from(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()),
+    }
+}
+
+/// `secret_values({"DB_URL": "db_url"})`: the same keys, each value replaced by the
+/// secret it names (from `secrets`, so masked in records). For inputs that name secrets
+/// without holding them, such as a container's secret environment.
+fn secret_values(state: &minijinja::State, names: Value) -> Result<Value, minijinja::Error> {
+    use minijinja::{Error, ErrorKind};
+    let secrets = state.lookup("secrets").unwrap_or_default();
+    let mut out = std::collections::BTreeMap::new();
+    for key in names.try_iter()? {
+        let name = names.get_item(&key)?;
+        let Some(name_text) = name.as_str() else {
+            return Err(Error::new(ErrorKind::InvalidOperation, format!("`{key}` must name a secret, got `{name}`")));
+        };
+        let value = secrets.get_item(&name)?;
+        if value.is_undefined() {
+            return Err(Error::new(
+                ErrorKind::UndefinedError,
+                format!(
+                    "secret `{name_text}` (for `{key}`) is not set: export PHASED_SECRET_{}",
+                    name_text.to_uppercase()
+                ),
+            ));
+        }
+        out.insert(key.to_string(), value);
+    }
+    Ok(Value::from(out))
+}

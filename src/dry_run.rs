@@ -141,6 +141,8 @@ impl Walker {
             match &node.kind {
                 NodeKind::Action(spec) => {
                     entry.uses = Some(spec.name.to_string());
+                    // As the engine will pass them: converted to the declared types.
+                    entry.with = spec.convert(std::mem::take(&mut entry.with));
                     self.done += node_share;
                     entry.progress_end = percent(self.done / self.total);
                     self.nodes.push(entry);

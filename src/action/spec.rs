@@ -110,8 +110,12 @@ pub(crate) fn schema_of<T: JsonSchema>() -> Value {
 }
 
 /// Deserializes rendered parameters into `T` and runs its check.
+/// A wrong type names its parameter: ``env.PORT`: invalid type: ...``.
 pub(crate) fn parse_params<T: DeserializeOwned>(params: &Value) -> Result<T, String> {
-    serde_json::from_value(params.clone()).map_err(|e| e.to_string())
+    serde_path_to_error::deserialize(params).map_err(|e| match e.path().to_string().as_str() {
+        "." | "" => e.inner().to_string(),
+        path => format!("`{path}`: {}", e.inner()),
+    })
 }
 
 /// Parses parameters and starts `run`, or fails at once with the parse error.
@@ -163,6 +167,8 @@ mod tests {
         let converted = shell.convert(json!({"run": "true", "env": {"PORT": 8080, "DEBUG": true}, "writes": [1]}));
         assert_eq!(converted, json!({"run": "true", "env": {"PORT": "8080", "DEBUG": "true"}, "writes": ["1"]}));
         assert!(shell.check(&converted).is_ok());
+        let wrong = shell.check(&json!({"run": "true", "env": {"PORT": [1]}})).unwrap_err();
+        assert!(wrong.starts_with("`env.PORT`: invalid type: sequence, expected a string"), "{wrong}");
         let sleep = crate::action::find("sleep").unwrap();
         assert_eq!(sleep.convert(json!({"duration": "1s"})), json!({"duration": "1s"}), "strings stay strings");
     }

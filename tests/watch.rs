@@ -204,3 +204,25 @@ fn an_edit_of_a_sub_pipeline_is_revalidated_and_redeploys() {
     let (_, stderr) = watch.stop();
     assert!(stderr.contains("step.yaml changed") || stderr.contains("parts/step.yaml"), "{stderr}");
 }
+
+#[test]
+fn a_database_inside_the_watched_folder_is_ignored_but_the_rest_of_the_folder_is_not() {
+    let env = Env::new();
+    let file = env.write(
+        "deploy.yaml",
+        "version: 1\nname: here\nnodes:\n  copy:\n    phase: COPYING_FILES\n    uses: shell\n    with: {run: 'echo $(cat site/version) >> deploys.log', writes: [deploys.log]}\n",
+    );
+    env.write("site/version", "1");
+    // `--db` inside `--path`: the database, its WAL, logs and work files change on every
+    // run; only the site's change may redeploy.
+    let args = [file.to_str().unwrap(), "--path", ".", "--db", "phased.db", "--quiet", "200ms"];
+    let watch = Watch::start(&env, &args);
+    watch.wait_runs_ended(1, Duration::from_secs(20));
+    watch.assert_quiet(1, Duration::from_millis(800));
+    env.write("site/version", "2");
+    watch.wait_runs_ended(2, Duration::from_secs(20));
+    watch.assert_quiet(2, Duration::from_millis(800));
+    assert_eq!(env.marks("deploys.log"), ["1", "2"]);
+    assert!(env.path("phased.db").exists(), "the database really is inside the watched folder");
+    watch.stop();
+}

@@ -118,10 +118,10 @@ pub(super) fn watch(args: WatchArgs) -> u8 {
     if let Err(code) = open_store(&args.store) {
         return code;
     }
-    // The database folder and the file being watched for revalidation are not deploy input.
-    let db_dir = normalize(args.store.db.parent().unwrap_or(Path::new(".")));
+    // The database's own files (and its logs and work folders) are not deploy input,
+    // even when the database sits inside a watched folder; the rest of its folder is.
     let mut pipeline_files = pipeline_files_of(&plan);
-    let mut ignorer = match Ignorer::new(&roots, &args.ignore, vec![db_dir]) {
+    let mut ignorer = match Ignorer::new(&roots, &args.ignore, crate::cli::store::own_paths(&args.store.db)) {
         Ok(ignorer) => ignorer,
         Err(e) => return usage_error(e, None),
     };

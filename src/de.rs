@@ -32,6 +32,14 @@ impl DeError {
         self.span.get_or_insert(span);
         self
     }
+
+    /// `expected a number, found ...` becomes `expected a number for `weight`, found ...`.
+    fn for_key(mut self, key: &str) -> Self {
+        if let Some(at) = self.message.find(", found ") {
+            self.message.insert_str(at, &format!(" for `{key}`"));
+        }
+        self
+    }
 }
 
 impl fmt::Display for DeError {
@@ -111,7 +119,7 @@ fn unexpected(unexp: &de::Unexpected) -> String {
 /// (unknown keys are skipped) together with every problem found.
 pub(crate) fn from_yaml<T: DeserializeOwned>(node: &Yaml) -> (Option<T>, Vec<DeError>) {
     let sink = RefCell::new(Vec::new());
-    let result = T::deserialize(YamlDe { node, sink: &sink, key_span: None });
+    let result = T::deserialize(YamlDe { node, sink: &sink, key: None });
     let mut errors = sink.into_inner();
     let value = match result {
         Ok(v) => Some(v),
@@ -137,8 +145,20 @@ thread_local! {
 struct YamlDe<'a> {
     node: &'a Yaml,
     sink: &'a RefCell<Vec<DeError>>,
-    /// The key this value belongs to: missing keys of a struct are reported there.
-    key_span: Option<Span>,
+    /// The key this value belongs to: a wrong type names it, and missing keys of a
+    /// struct are reported at it.
+    key: Option<&'a Key>,
+}
+
+impl YamlDe<'_> {
+    /// A wrong type found at this very value (not deeper inside it) names its key:
+    /// `expected a number for `weight`, found the string `heavy``.
+    fn wrong_type_names_key(&self, e: DeError) -> DeError {
+        match self.key {
+            Some(key) if e.code == "wrong-type" && e.span.is_none() => e.for_key(&key.text),
+            _ => e,
+        }
+    }
 }
 
 impl<'de> de::Deserializer<'de> for YamlDe<'de> {
@@ -154,7 +174,7 @@ impl<'de> de::Deserializer<'de> for YamlDe<'de> {
             YamlValue::Seq(items) => visitor.visit_seq(SeqAccess { items: items.iter(), sink: self.sink }),
             YamlValue::Map(entries) => visitor.visit_map(MapAccess::new(entries, self.sink)),
         };
-        result.map_err(|e| e.at(self.node.span))
+        result.map_err(|e| self.wrong_type_names_key(e).at(self.node.span))
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
@@ -185,12 +205,13 @@ impl<'de> de::Deserializer<'de> for YamlDe<'de> {
             YamlValue::Map(entries) => entries,
             YamlValue::Null => &[],
             _ => {
-                return Err(DeError {
+                return Err(self.wrong_type_names_key(DeError {
                     code: "wrong-type",
                     message: format!("expected a mapping, found {}", self.node.kind_name()),
-                    span: Some(self.node.span),
+                    span: None,
                     help: Some(format!("allowed keys: {}", suggest::list(fields))),
-                });
+                })
+                .at(self.node.span));
             }
         };
         let mut known = Vec::with_capacity(entries.len());
@@ -210,7 +231,7 @@ impl<'de> de::Deserializer<'de> for YamlDe<'de> {
                 self.sink.borrow_mut().push(error);
             }
         }
-        let missing_at = self.key_span.unwrap_or(Span::new(self.node.span.start, self.node.span.start));
+        let missing_at = self.key.map_or(Span::new(self.node.span.start, self.node.span.start), |k| k.span);
         visitor
             .visit_map(MapAccess { entries: known.into_iter(), value: None, sink: self.sink })
             .map_err(|e| e.at(missing_at))
@@ -226,12 +247,14 @@ impl<'de> de::Deserializer<'de> for YamlDe<'de> {
             YamlValue::String(s) => visitor
                 .visit_enum(de::value::BorrowedStrDeserializer::<DeError>::new(s))
                 .map_err(|e| e.at(self.node.span)),
-            _ => Err(DeError {
-                code: "wrong-type",
-                message: format!("expected a string, found {}", self.node.kind_name()),
-                span: Some(self.node.span),
-                help: None,
-            }),
+            _ => Err(self
+                .wrong_type_names_key(DeError {
+                    code: "wrong-type",
+                    message: format!("expected a string, found {}", self.node.kind_name()),
+                    span: None,
+                    help: None,
+                })
+                .at(self.node.span)),
         }
     }
 
@@ -257,7 +280,7 @@ impl<'de> de::SeqAccess<'de> for SeqAccess<'de> {
         match self.items.next() {
             None => Ok(None),
             Some(node) => seed
-                .deserialize(YamlDe { node, sink: self.sink, key_span: None })
+                .deserialize(YamlDe { node, sink: self.sink, key: None })
                 .map(Some)
                 .map_err(|e| e.at(node.span)),
         }
@@ -287,7 +310,7 @@ impl<'de, I: Iterator<Item = &'de (Key, Yaml)>> de::MapAccess<'de> for MapAccess
 
     fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, DeError> {
         let (key, node) = self.value.take().expect("serde asks for a key before its value");
-        seed.deserialize(YamlDe { node, sink: self.sink, key_span: Some(key.span) }).map_err(|e| e.at(node.span))
+        seed.deserialize(YamlDe { node, sink: self.sink, key: Some(key) }).map_err(|e| e.at(node.span))
     }
 }
 

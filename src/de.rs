@@ -205,13 +205,14 @@ impl<'de> de::Deserializer<'de> for YamlDe<'de> {
             YamlValue::Map(entries) => entries,
             YamlValue::Null => &[],
             _ => {
-                return Err(self.wrong_type_names_key(DeError {
-                    code: "wrong-type",
-                    message: format!("expected a mapping, found {}", self.node.kind_name()),
-                    span: None,
-                    help: Some(format!("allowed keys: {}", suggest::list(fields))),
-                })
-                .at(self.node.span));
+                return Err(self
+                    .wrong_type_names_key(DeError {
+                        code: "wrong-type",
+                        message: format!("expected a mapping, found {}", self.node.kind_name()),
+                        span: None,
+                        help: Some(format!("allowed keys: {}", suggest::list(fields))),
+                    })
+                    .at(self.node.span));
             }
         };
         let mut known = Vec::with_capacity(entries.len());
@@ -279,10 +280,9 @@ impl<'de> de::SeqAccess<'de> for SeqAccess<'de> {
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DeError> {
         match self.items.next() {
             None => Ok(None),
-            Some(node) => seed
-                .deserialize(YamlDe { node, sink: self.sink, key: None })
-                .map(Some)
-                .map_err(|e| e.at(node.span)),
+            Some(node) => {
+                seed.deserialize(YamlDe { node, sink: self.sink, key: None }).map(Some).map_err(|e| e.at(node.span))
+            }
         }
     }
 }

@@ -80,6 +80,9 @@ pub enum Write {
     Event(Event),
 }
 
+/// Whether the holder of a run's lease is still alive (see `engine::lease`).
+pub type Alive<'a> = &'a dyn Fn(&RunRow) -> bool;
+
 /// What the engine and the commands need from a database.
 pub trait Store: Send {
     /// Where the database is (run keys and node logs are derived from it).
@@ -113,23 +116,13 @@ pub trait Store: Send {
     fn events(&self, run: Option<&str>, after: i64, limit: usize) -> Result<Vec<Value>, StoreError>;
 
     /// Claims a run for this process, atomically: under the write lock, the run must
-    /// not be finished, and its holder (if any) must be gone (`holder_alive` says
+    /// not be finished, and its holder (if any) must be gone (`alive` says
     /// whether a lease is still held). Bumps the attempt and clears a cancel request.
-    fn claim(
-        &mut self,
-        id: &str,
-        lease: &Lease,
-        now_ms: i64,
-        holder_alive: &dyn Fn(&RunRow) -> bool,
-    ) -> Result<RunRow, ClaimError>;
+    fn claim(&mut self, id: &str, lease: &Lease, now_ms: i64, alive: Alive<'_>) -> Result<RunRow, ClaimError>;
 
     /// Asks the holder of a run to stop it; marks it cancelled at once when nobody
     /// holds it. Returns the run as it is afterwards.
-    fn request_cancel(
-        &mut self,
-        id: &str,
-        holder_alive: &dyn Fn(&RunRow) -> bool,
-    ) -> Result<Option<RunRow>, StoreError>;
+    fn request_cancel(&mut self, id: &str, alive: Alive<'_>) -> Result<Option<RunRow>, StoreError>;
 
     fn cancel_requested(&self, id: &str) -> Result<bool, StoreError>;
 

@@ -58,15 +58,23 @@ pub(super) struct ResumeArgs {
     catalog: CatalogArgs,
 }
 
+/// `--parallel`, for every command that runs nodes.
 #[derive(clap::Args, Debug)]
-pub(super) struct ExecArgs {
+pub(super) struct ParallelArg {
     /// How many nodes may run at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
-    parallel: u16,
-    #[arg(long, value_enum, default_value_t = RunFormat::Human)]
-    format: RunFormat,
+    pub(super) parallel: u16,
+}
+
+#[derive(clap::Args, Debug)]
+pub(super) struct ExecArgs {
     #[command(flatten)]
-    store: StoreArgs,
+    pub(super) parallel: ParallelArg,
+    /// How the run shows itself.
+    #[arg(long, value_enum, default_value_t = RunFormat::Human)]
+    pub(super) format: RunFormat,
+    #[command(flatten)]
+    pub(super) store: StoreArgs,
 }
 
 impl ExecArgs {
@@ -74,7 +82,7 @@ impl ExecArgs {
     /// environment, node logs beside the database.
     fn options<'r>(&self, reporter: &'r mut dyn Reporter) -> Options<'r> {
         Options {
-            parallel: usize::from(self.parallel),
+            parallel: usize::from(self.parallel.parallel),
             secrets: Secrets::from_env(),
             reporter,
             data_dir: data_dir(&self.store.db),

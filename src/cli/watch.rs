@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 use crate::cli::load::{Loaded, load, load_with_inputs, resolve_inputs};
-use crate::cli::run::RunFormat;
+use crate::cli::run::{ExecArgs, RunFormat};
 use crate::cli::store::open_store;
-use crate::cli::{CatalogArgs, StoreArgs, exit, usage_error};
+use crate::cli::{CatalogArgs, exit, usage_error};
 use crate::engine::{self, EngineError, Options, Outcome};
 use crate::event::{Event, Reporter};
 use crate::paths::normalize;
@@ -52,14 +52,8 @@ pub(super) struct WatchArgs {
     /// What a change does while a deploy runs.
     #[arg(long, value_enum, default_value_t = OnChange::Cancel)]
     on_change: OnChange,
-    /// How many nodes may run at once.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
-    parallel: u16,
-    /// `human`: a line per event; `jsonl`: one JSON object per event on stdout.
-    #[arg(long, value_enum, default_value_t = RunFormat::Human)]
-    format: RunFormat,
     #[command(flatten)]
-    store: StoreArgs,
+    exec: ExecArgs,
     #[command(flatten)]
     catalog: CatalogArgs,
 }
@@ -115,13 +109,13 @@ pub(super) fn watch(args: WatchArgs) -> u8 {
         }
         roots.push(normalize(path));
     }
-    if let Err(code) = open_store(&args.store) {
+    if let Err(code) = open_store(&args.exec.store) {
         return code;
     }
     // The database's own files (and its logs and work folders) are not deploy input,
     // even when the database sits inside a watched folder; the rest of its folder is.
     let mut pipeline_files = pipeline_files_of(&plan);
-    let mut ignorer = match Ignorer::new(&roots, &args.ignore, crate::cli::store::own_paths(&args.store.db)) {
+    let mut ignorer = match Ignorer::new(&roots, &args.ignore, crate::cli::store::own_paths(&args.exec.store.db)) {
         Ok(ignorer) => ignorer,
         Err(e) => return usage_error(e, None),
     };
@@ -304,15 +298,15 @@ fn start_run(
     let id = uuid::Uuid::new_v4().to_string();
     say(format!("{why}: deploying (run {id})"));
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let inner: Box<dyn Reporter> = match args.format {
+    let inner: Box<dyn Reporter> = match args.exec.format {
         RunFormat::Jsonl => Box::new(JsonLines),
         _ => Box::new(Lines),
     };
-    let store_args = args.store.clone();
+    let store_args = args.exec.store.clone();
     let plan = Arc::clone(plan);
     let inputs = inputs.clone();
     let writes = Arc::clone(writes);
-    let parallel = usize::from(args.parallel);
+    let parallel = usize::from(args.exec.parallel.parallel);
     let run_id = id.clone();
     let future: RunFuture = Box::pin(async move {
         let store = crate::store::open(&store_args.db, store_args.durability)?;

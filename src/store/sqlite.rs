@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use super::migrations::MIGRATIONS;
 use super::{
-    ClaimError, Durability, HistoryRow, Lease, NewRun, NodeRow, NodeStatus, RunRow, RunStatus, Store, StoreError, Write,
+    Alive, ClaimError, Durability, HistoryRow, Lease, NewRun, NodeRow, NodeStatus, RunRow, RunStatus, Store,
+    StoreError, Write,
 };
 
 pub struct SqliteStore {
@@ -126,7 +127,6 @@ impl Store for SqliteStore {
         &self.path
     }
 
-    /// Stores the files a run starts with (deduplicated by content) and returns its id.
     fn save_snapshot(&mut self, hash: &str, root: &str, files: &Value, at: &str) -> Result<i64, StoreError> {
         self.conn.execute(
             "INSERT INTO snapshots (hash, root, files, created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(hash) DO NOTHING",
@@ -135,7 +135,6 @@ impl Store for SqliteStore {
         Ok(self.conn.query_row("SELECT id FROM snapshots WHERE hash = ?1", [hash], |r| r.get(0))?)
     }
 
-    /// The root name and files of a snapshot.
     fn snapshot(&self, id: i64) -> Result<(String, String, Value), StoreError> {
         Ok(self.conn.query_row("SELECT root, hash, files FROM snapshots WHERE id = ?1", [id], |r| {
             Ok((r.get(0)?, r.get(1)?, json(r.get(2)?)))
@@ -173,7 +172,6 @@ impl Store for SqliteStore {
         Ok(self.conn.query_row("SELECT 1 FROM deployments WHERE id = ?1", [id], |_| Ok(())).optional()?.is_some())
     }
 
-    /// Applies a batch of writes in one transaction.
     fn write(&mut self, batch: &[Write]) -> Result<Vec<i64>, StoreError> {
         let mut seqs = Vec::new();
         if batch.is_empty() {
@@ -291,7 +289,6 @@ impl Store for SqliteStore {
         Ok(self.conn.query_row(&sql, [id], run_row).optional()?)
     }
 
-    /// Every run, newest first.
     fn runs(&self) -> Result<Vec<RunRow>, StoreError> {
         let sql = format!("SELECT {RUN_COLUMNS} FROM deployments ORDER BY created_at DESC, id");
         let mut stmt = self.conn.prepare(&sql)?;
@@ -339,16 +336,7 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
-    /// Claims a run for this process, atomically: under the write lock, the run must
-    /// not be finished, and its holder (if any) must be gone (`holder_alive` says
-    /// whether a lease is still held). Bumps the attempt and clears a cancel request.
-    fn claim(
-        &mut self,
-        id: &str,
-        lease: &Lease,
-        now_ms: i64,
-        holder_alive: &dyn Fn(&RunRow) -> bool,
-    ) -> Result<RunRow, ClaimError> {
+    fn claim(&mut self, id: &str, lease: &Lease, now_ms: i64, alive: Alive<'_>) -> Result<RunRow, ClaimError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StoreError::from)?;
         let sql = format!("SELECT {RUN_COLUMNS} FROM deployments WHERE id = ?1");
         let row = tx.query_row(&sql, [id], run_row).optional().map_err(StoreError::from)?;
@@ -359,7 +347,7 @@ impl Store for SqliteStore {
         if let Some(held) = &row.lease
             && row.status == RunStatus::Running
             && held.owner != lease.owner
-            && holder_alive(&row)
+            && alive(&row)
         {
             return Err(ClaimError::Held { id: id.to_string(), pid: held.pid, host: held.host.clone() });
         }
@@ -375,17 +363,11 @@ impl Store for SqliteStore {
         Ok(row)
     }
 
-    /// Asks the holder of a run to stop it; marks it cancelled at once when nobody
-    /// holds it. Returns the run as it is afterwards.
-    fn request_cancel(
-        &mut self,
-        id: &str,
-        holder_alive: &dyn Fn(&RunRow) -> bool,
-    ) -> Result<Option<RunRow>, StoreError> {
+    fn request_cancel(&mut self, id: &str, alive: Alive<'_>) -> Result<Option<RunRow>, StoreError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let sql = format!("SELECT {RUN_COLUMNS} FROM deployments WHERE id = ?1");
         let Some(row) = tx.query_row(&sql, [id], run_row).optional()? else { return Ok(None) };
-        let live = row.status == RunStatus::Running && holder_alive(&row);
+        let live = row.status == RunStatus::Running && alive(&row);
         if live {
             tx.execute("UPDATE deployments SET cancel_requested = 1 WHERE id = ?1", [id])?;
         } else if !matches!(row.status, RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled) {
@@ -419,7 +401,6 @@ impl Store for SqliteStore {
             != 0)
     }
 
-    /// Runs the seed's dashboard query as written (DESIGN.md section 7).
     fn seed_query(&self, id: &str) -> Result<Vec<Value>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT id, phase, phase_progress, phase_metadata->>'buildType' as build_type, \

@@ -99,7 +99,7 @@ fn per_node(dir: &Path, nodes: usize, chained: bool, uses: &str, parallel: &str,
     let one = chain(dir, &format!("one{chained}"), 1, chained, uses);
     let time = |file: &Path| {
         let file = file.to_str().unwrap().to_string();
-        measure(runs, || phased(dir, &["run", &file, "--parallel", parallel, "--format", "json"])).wall
+        measure(runs, || phased(dir, &["run", &file, "--parallel", parallel])).wall
     };
     let (big, one) = (time(&big), time(&one));
     big.saturating_sub(one) / (nodes as u32 - 1)

@@ -1,7 +1,7 @@
 //! Child processes of nodes, and the processes that hold runs.
 //!
 //! A node's child never outlives the process that runs it: it leads its own process
-//! group, which the supervisor ([`crate::supervise`], one per phased process) kills
+//! group, which the supervisor (`supervise.rs`, one per phased process) kills
 //! when phased dies, even by `kill -9`; the group gets SIGTERM then SIGKILL when the
 //! node is stopped, and SIGKILL when it ends; and everything carries the environment
 //! markers `PHASED_RUN=<run id>` and
@@ -39,15 +39,38 @@ pub(crate) fn command(argv: &[String]) -> tokio::process::Command {
     cmd
 }
 
-/// The write end of the pipe to this process's supervisor ([`crate::supervise`]),
+/// The binary to run as the supervisor (`supervise.rs`); set by the `phased`
+/// binary at start. Library users that do not set it get no supervisor: a step's
+/// processes are then killed when its task ends, not when the process dies.
+pub static SUPERVISOR: OnceLock<std::path::PathBuf> = OnceLock::new();
+
+/// The supervisor's hidden subcommand.
+pub const SUPERVISE_COMMAND: &str = "__supervise";
+
+/// The environment variable that names the phased process a step was started by
+/// (`<pid>:<start time>`): when phased dies, its supervisor kills every process that
+/// still carries it, even one spawned in the instant before it was announced.
+pub(crate) const ENGINE_MARKER: &str = "PHASED_ENGINE";
+
+/// This process's value of [`ENGINE_MARKER`].
+pub(crate) fn engine_marker() -> &'static str {
+    static MARKER: OnceLock<String> = OnceLock::new();
+    MARKER.get_or_init(|| {
+        let pid = std::process::id();
+        format!("{pid}:{}", start_time(pid).unwrap_or(0))
+    })
+}
+
+/// The write end of the pipe to this process's supervisor (`supervise.rs`),
 /// started with the first step; `None` where there is no supervisor binary.
 fn supervisor() -> Option<std::os::fd::RawFd> {
     use std::os::fd::AsRawFd;
     static PIPE: OnceLock<Option<std::process::ChildStdin>> = OnceLock::new();
     PIPE.get_or_init(|| {
-        let binary = crate::supervise::SUPERVISOR.get()?;
+        let binary = SUPERVISOR.get()?;
         let child = std::process::Command::new(binary)
-            .arg(crate::supervise::COMMAND)
+            .arg(SUPERVISE_COMMAND)
+            .arg(engine_marker())
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .spawn();
@@ -65,54 +88,30 @@ fn supervisor() -> Option<std::os::fd::RawFd> {
     .map(|stdin| stdin.as_raw_fd())
 }
 
-/// Writes `+pgid` or `-pgid` to the supervisor: one `write`, async-signal-safe, no
-/// allocation (it runs between fork and exec too). Short lines are atomic on a pipe.
-fn tell_supervisor(fd: std::os::fd::RawFd, sign: u8, pgid: i32) {
-    let mut line = [0u8; 16];
-    line[0] = sign;
-    let mut digits = [0u8; 12];
-    let (mut n, mut len) = (pgid.unsigned_abs(), 0);
-    loop {
-        digits[len] = b'0' + (n % 10) as u8;
-        len += 1;
-        n /= 10;
-        if n == 0 {
-            break;
+/// Writes `+pgid` or `-pgid` to the supervisor, in one `write` (atomic on a pipe).
+fn tell_supervisor(sign: char, pgid: i32) {
+    if let Some(fd) = supervisor() {
+        let line = format!("{sign}{pgid}\n");
+        // SAFETY: `write` on a pipe this process owns, from a live buffer.
+        unsafe {
+            libc::write(fd, line.as_ptr().cast(), line.len());
         }
-    }
-    for i in 0..len {
-        line[1 + i] = digits[len - 1 - i];
-    }
-    line[1 + len] = b'\n';
-    // SAFETY: `write` on a pipe we own, from a buffer on the stack.
-    unsafe {
-        libc::write(fd, line.as_ptr().cast(), len + 2);
     }
 }
 
-/// Prepares a command: own process group (announced to the supervisor before the
-/// program runs), killed with its parent, marked with the run.
+/// Prepares a command: its own process group, marked with the run and with this
+/// phased process. No code runs between fork and exec, so the standard library
+/// spawns it with `posix_spawn` (no copy of phased's page tables): a step costs one
+/// process start, as a shell's does.
 pub(crate) fn configure(cmd: &mut tokio::process::Command, run_id: &str, run_key: &str, node: &str) {
-    cmd.env(RUN_MARKER, run_id).env(RUN_KEY, run_key).env("PHASED_NODE", node).process_group(0).kill_on_drop(true);
-    let parent = std::process::id() as libc::pid_t;
-    let supervisor = supervisor();
-    // SAFETY: the closure runs in the child between fork and exec and only calls
-    // async-signal-safe functions (prctl, getppid, getpid, write, _exit).
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The parent may have died between fork and prctl: then nobody would kill us.
-            if libc::getppid() != parent {
-                libc::_exit(1);
-            }
-            if let Some(fd) = supervisor {
-                tell_supervisor(fd, b'+', libc::getpid());
-            }
-            Ok(())
-        });
-    }
+    cmd.env(RUN_MARKER, run_id)
+        .env(RUN_KEY, run_key)
+        .env(ENGINE_MARKER, engine_marker())
+        .env("PHASED_NODE", node)
+        .process_group(0)
+        .kill_on_drop(true);
+    // Started now, so that it exists before the first step does.
+    supervisor();
 }
 
 /// A step's process group. Dropping it (the node's task ended or was dropped) kills
@@ -122,8 +121,14 @@ pub(crate) struct GroupGuard {
 }
 
 impl GroupGuard {
+    /// Takes charge of a step's group (its leader's pid) and announces it to the
+    /// supervisor.
     pub(crate) fn new(pid: Option<u32>) -> Self {
-        GroupGuard { pgid: pid.map(|p| p as i32) }
+        let pgid = pid.map(|p| p as i32);
+        if let Some(pgid) = pgid {
+            tell_supervisor('+', pgid);
+        }
+        GroupGuard { pgid }
     }
 
     /// Asks the group to stop (SIGTERM: a step's `trap ... TERM` runs).
@@ -147,9 +152,7 @@ impl GroupGuard {
             unsafe {
                 libc::kill(-pgid, libc::SIGKILL);
             }
-            if let Some(fd) = supervisor() {
-                tell_supervisor(fd, b'-', pgid);
-            }
+            tell_supervisor('-', pgid);
         }
     }
 }
@@ -192,7 +195,12 @@ pub(crate) fn hostname() -> String {
 
 /// Every process carrying `PHASED_RUN_KEY=<run_key>` (other than this one).
 pub(crate) fn marked(run_key: &str) -> Vec<u32> {
-    let marker = format!("{RUN_KEY}={run_key}");
+    carrying(RUN_KEY, run_key)
+}
+
+/// Every live process (other than this one) whose environment has `name=value`.
+pub(crate) fn carrying(name: &str, value: &str) -> Vec<u32> {
+    let marker = format!("{name}={value}");
     let me = std::process::id();
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     entries
@@ -207,19 +215,24 @@ pub(crate) fn marked(run_key: &str) -> Vec<u32> {
         .collect()
 }
 
+/// SIGKILL to `pid` and to its process group.
+pub(crate) fn kill_with_group(pid: u32) {
+    // SAFETY: plain syscalls on a pid found carrying a marker of ours.
+    unsafe {
+        let pgid = libc::getpgid(pid as i32);
+        if pgid > 1 {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+        libc::kill(pid as i32, libc::SIGKILL);
+    }
+}
+
 /// Kills every process left over from an earlier attempt of the run `run_key` and
 /// waits (up to `patience`) until they are gone. Returns how many there were.
 pub(crate) fn kill_leftovers(run_key: &str, patience: Duration) -> usize {
     let found = marked(run_key);
     for &pid in &found {
-        // SAFETY: plain syscalls on pids we just found carrying the run's marker.
-        unsafe {
-            let pgid = libc::getpgid(pid as i32);
-            if pgid > 0 {
-                libc::kill(-pgid, libc::SIGKILL);
-            }
-            libc::kill(pid as i32, libc::SIGKILL);
-        }
+        kill_with_group(pid);
     }
     let deadline = Instant::now() + patience;
     while !marked(run_key).is_empty() && Instant::now() < deadline {

@@ -3,10 +3,11 @@
 //! reaches only a step's direct child, not what it started.)
 //!
 //! It reads lines on its stdin, a pipe from phased: `+PGID` when a step's group is
-//! made (written by the step's own child before it execs, so no grandchild can exist
-//! unannounced), `-PGID` when the group is gone. When the pipe closes, which happens
-//! the moment phased dies, it SIGKILLs every group still listed and exits. It leads
-//! its own process group, so a Ctrl-C on the terminal does not reach it.
+//! made, `-PGID` when the group is gone. When the pipe closes, which happens the moment
+//! phased dies, it SIGKILLs every group still listed, then every process that still
+//! carries phased's engine marker (`PHASED_ENGINE`, given as its argument: it covers a
+//! step spawned in the instant before it was announced), and exits. It leads its own
+//! process group, so a Ctrl-C on the terminal does not reach it.
 
 #![expect(
     unsafe_code,
@@ -15,19 +16,12 @@
 
 use std::collections::HashSet;
 use std::io::BufRead;
-use std::path::PathBuf;
-use std::sync::OnceLock;
 
-/// The binary to run as supervisor; set by the `phased` binary at start. Library users
-/// that do not set it get each step's direct child killed on parent death, not its
-/// children.
-pub static SUPERVISOR: OnceLock<PathBuf> = OnceLock::new();
+pub use crate::process::{SUPERVISE_COMMAND as COMMAND, SUPERVISOR};
 
-/// The hidden subcommand's name.
-pub const COMMAND: &str = "__supervise";
-
-/// Runs the supervisor until its stdin closes; returns its exit code.
-pub fn main() -> i32 {
+/// Runs the supervisor until its stdin closes; `args` is the engine marker of the
+/// phased process it watches. Returns its exit code.
+pub fn main(args: &[String]) -> i32 {
     // SAFETY: plain syscalls: leave phased's process group (terminal signals).
     unsafe {
         libc::setpgid(0, 0);
@@ -57,6 +51,16 @@ pub fn main() -> i32 {
         // SAFETY: plain syscall on a group phased announced and did not retire.
         unsafe {
             libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+    if let Some(marker) = args.first() {
+        // A process may fork while it is being killed: look until none is left.
+        for _ in 0..20 {
+            let left = crate::process::carrying(crate::process::ENGINE_MARKER, marker);
+            if left.is_empty() {
+                break;
+            }
+            left.into_iter().for_each(crate::process::kill_with_group);
         }
     }
     0

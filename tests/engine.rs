@@ -266,11 +266,12 @@ fn kill_9_in_the_middle_node_then_resume_reruns_only_what_did_not_finish() {
 
 #[test]
 fn a_resume_kills_what_an_earlier_attempt_left_running() {
-    // A process that escaped its group (setsid) is beyond the supervisor's reach;
-    // the run's marker in its environment still finds it before the resume.
+    // A process that escaped its group (setsid) and dropped phased's engine marker is
+    // beyond the supervisor's reach; the run's marker in its environment still finds
+    // it before the resume.
     let env = Env::new();
-    let file =
-        env.write("three.yaml", &THREE.replace("touch second-running;", "setsid sleep 60 & touch second-running;"));
+    let escape = "env -u PHASED_ENGINE setsid sleep 60 & touch second-running;";
+    let file = env.write("three.yaml", &THREE.replace("touch second-running;", escape));
     let mut child = env.spawn(&["run", file.to_str().unwrap(), "--id", "escaped"]);
     env.wait_for("second-running", Duration::from_secs(20));
     kill9(&mut child);

@@ -88,6 +88,8 @@ impl ProgressReporter {
 /// file is created on the first line, so nodes that print nothing cost no file.
 pub struct NodeLog {
     path: Option<PathBuf>,
+    /// Written before the first line, if one ever comes.
+    header: Mutex<Option<String>>,
     file: Mutex<Option<std::fs::File>>,
     tail: Mutex<std::collections::VecDeque<String>>,
     masker: Masker,
@@ -97,11 +99,29 @@ const TAIL_LINES: usize = 20;
 
 impl NodeLog {
     pub fn open(path: &std::path::Path, masker: Masker) -> Self {
-        NodeLog { path: Some(path.to_path_buf()), file: Mutex::new(None), tail: Mutex::new(Default::default()), masker }
+        NodeLog {
+            path: Some(path.to_path_buf()),
+            header: Mutex::new(None),
+            file: Mutex::new(None),
+            tail: Mutex::new(Default::default()),
+            masker,
+        }
     }
 
     pub fn discard() -> Self {
-        NodeLog { path: None, file: Mutex::new(None), tail: Mutex::new(Default::default()), masker: Masker::default() }
+        NodeLog {
+            path: None,
+            header: Mutex::new(None),
+            file: Mutex::new(None),
+            tail: Mutex::new(Default::default()),
+            masker: Masker::default(),
+        }
+    }
+
+    /// A line that introduces what follows (`== attempt 2 of ...`): written only if a
+    /// line follows, so a step that prints nothing costs no file.
+    pub fn header(&self, line: &str) {
+        *self.header.lock().expect("log lock") = Some(self.masker.mask(line).into_owned());
     }
 
     pub fn line(&self, line: &str) {
@@ -117,6 +137,9 @@ impl NodeLog {
                 .and_then(|_| std::fs::OpenOptions::new().create(true).append(true).open(path).ok());
         }
         if let Some(file) = file.as_mut() {
+            if let Some(header) = self.header.lock().expect("log lock").take() {
+                let _ = writeln!(file, "{header}");
+            }
             let _ = writeln!(file, "{line}");
         }
         drop(file);

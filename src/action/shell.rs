@@ -68,7 +68,7 @@ fn run(ctx: ActionCtx, params: ShellParams) -> ActionFuture {
             cmd.current_dir(cwd);
         }
         process::configure(&mut cmd, &ctx.run_id, &ctx.run_key, &ctx.node);
-        ctx.log.line(&format!("== attempt {} of `{}`: {shown}", ctx.attempt, ctx.node));
+        ctx.log.header(&format!("== attempt {} of `{}`: {shown}", ctx.attempt, ctx.node));
         let mut child = cmd.spawn().map_err(|e| {
             let place = params.cwd.as_deref().map(|c| format!(" in `{c}`")).unwrap_or_default();
             ActionError::new(format!("cannot start {shown}{place}: {e}"))

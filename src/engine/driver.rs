@@ -5,9 +5,13 @@
 //! runtime; stops and timers are sent to the tasks). Nothing is shared across tasks:
 //! a task only sends messages back.
 //!
-//! Each turn: handle every message that is waiting, write what changed in one
-//! transaction (so checkpoints that happen together cost one commit) before any newly
-//! launched task runs, report the stored events, then wait.
+//! Group commit: the tasks launched in a turn take their first step at once, so the
+//! records of work that finishes instantly (a `noop`, a skipped node) join the same
+//! transaction; everything that changed is written before the driver waits, and at
+//! least every [`MAX_BATCH`] writes or [`MAX_DELAY`]. Its events are reported once
+//! written. A node may thus start before its `running` checkpoint is durable: after a
+//! crash, a node with no checkpoint runs again, exactly as one recorded `running`
+//! does, and a node is only ever skipped on resume for a durable `succeeded`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -29,6 +33,12 @@ use crate::store::{Lease, Store, StoreError, Write};
 /// How often the holder of a run writes its heartbeat and looks for a cancel request.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 
+/// The most writes one transaction gathers before it is committed.
+const MAX_BATCH: usize = 1024;
+
+/// The longest a change waits for its commit while work keeps arriving.
+const MAX_DELAY: Duration = Duration::from_millis(10);
+
 /// How long past its grace a stopped task that watches the stop signal may take.
 const STOP_MARGIN: Duration = Duration::from_millis(500);
 
@@ -42,6 +52,10 @@ pub(crate) struct Driver<'r> {
     /// The stop signal of every task still running.
     tasks: HashMap<Task, watch::Sender<bool>>,
     batch: Vec<Write>,
+    /// When the oldest write of the batch was made.
+    unflushed_since: Option<std::time::Instant>,
+    /// A task was launched since the driver last let tasks run.
+    launched: bool,
     masker: Masker,
     logs: PathBuf,
     work: PathBuf,
@@ -77,6 +91,8 @@ impl<'r> Driver<'r> {
             rx,
             tasks: HashMap::new(),
             batch: Vec::new(),
+            unflushed_since: None,
+            launched: false,
             masker: start.masker,
             drain: start.drain,
         }
@@ -93,11 +109,25 @@ impl<'r> Driver<'r> {
         let (mut drained, mut cancelled) = (false, false);
         self.handle(Msg::Start { resumed });
         loop {
-            self.flush()?;
             if let Some(outcome) = self.core.outcome() {
+                self.flush()?;
                 self.reporter.finish();
                 return Ok(outcome);
             }
+            // What was just launched takes its first step now; what finishes at once
+            // joins this batch.
+            if std::mem::take(&mut self.launched) {
+                tokio::task::yield_now().await;
+            }
+            if let Ok(msg) = self.rx.try_recv() {
+                self.handle(msg);
+                let due = self.unflushed_since.is_some_and(|since| since.elapsed() >= MAX_DELAY);
+                if self.batch.len() >= MAX_BATCH || due {
+                    self.flush()?;
+                }
+                continue;
+            }
+            self.flush()?;
             let drain = async {
                 match self.drain.as_mut() {
                     Some(drain) if !drained => {
@@ -142,6 +172,9 @@ impl<'r> Driver<'r> {
             self.tasks.remove(task);
         }
         let at = now();
+        if self.unflushed_since.is_none() {
+            self.unflushed_since = Some(std::time::Instant::now());
+        }
         for transition in self.core.handle(&at, msg) {
             match transition {
                 Transition::Record(r) => self.batch.extend(record(self.core.run_id(), &r)),
@@ -168,6 +201,7 @@ impl<'r> Driver<'r> {
         if self.batch.is_empty() {
             return Ok(());
         }
+        self.unflushed_since = None;
         let batch = std::mem::take(&mut self.batch);
         let mut seqs = self.store.write(&batch)?.into_iter();
         for write in batch {
@@ -183,6 +217,7 @@ impl<'r> Driver<'r> {
         let Launch { task, id, action, with, timeout, grace } = launch;
         let (stop_tx, stop_rx) = watch::channel(false);
         self.tasks.insert(task, stop_tx);
+        self.launched = true;
         let progress_tx = self.tx.clone();
         let stop = StopSignal::new(stop_rx, grace);
         let ctx = ActionCtx {

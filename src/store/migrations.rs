@@ -10,6 +10,9 @@
 //! - 2: `events`, every event a run emits, with a sequence number that increases across
 //!   the database (`INTEGER PRIMARY KEY AUTOINCREMENT`: never reused, even after the
 //!   newest rows are deleted), so that event streams can replay from any point.
+//! - 3: `node_checkpoints` rebuilt with its status check written as `status = ... OR
+//!   ...`: SQLite compiles an `IN (...)` list into an ephemeral table, opened (and a
+//!   page zeroed) on every insert and update; a node writes its checkpoint twice.
 //!
 //! A migration is never edited once released: add a new one.
 
@@ -79,5 +82,23 @@ pub(super) const MIGRATIONS: &[&str] = &[
         created_at     TEXT NOT NULL
     );
     CREATE INDEX events_deployment ON events(deployment_id, seq);
+    "#,
+    // 3
+    r#"
+    CREATE TABLE node_checkpoints_v3 (
+        deployment_id  TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+        node           TEXT NOT NULL,
+        status         TEXT NOT NULL CHECK (status = 'running' OR status = 'succeeded' OR status = 'failed' OR status = 'skipped'),
+        attempt        INTEGER NOT NULL DEFAULT 1,
+        outputs        TEXT,
+        error          TEXT,
+        started_at     TEXT,
+        finished_at    TEXT,
+        PRIMARY KEY (deployment_id, node)
+    ) WITHOUT ROWID;
+    INSERT INTO node_checkpoints_v3 SELECT deployment_id, node, status, attempt, outputs, error, started_at, finished_at
+        FROM node_checkpoints;
+    DROP TABLE node_checkpoints;
+    ALTER TABLE node_checkpoints_v3 RENAME TO node_checkpoints;
     "#,
 ];

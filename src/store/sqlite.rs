@@ -11,6 +11,7 @@ use super::{
     Alive, ClaimError, Durability, HistoryRow, Lease, NewRun, NodeRow, NodeStatus, RunRow, RunStatus, Store,
     StoreError, Write,
 };
+use crate::event::Event;
 
 pub struct SqliteStore {
     conn: Connection,
@@ -39,6 +40,44 @@ impl RowState {
         };
         &mut latest[i].1
     }
+}
+
+/// Which checkpoint writes of a batch a later write of the same node replaces (a node
+/// that started and finished within one transaction is written once). A reset in
+/// between keeps both.
+fn superseded_checkpoints(batch: &[Write]) -> Vec<bool> {
+    let mut superseded = vec![false; batch.len()];
+    let mut later = std::collections::HashSet::new();
+    for (i, write) in batch.iter().enumerate().rev() {
+        match write {
+            Write::Node(n) => superseded[i] = !later.insert((n.run.as_str(), n.node.as_str())),
+            Write::ResetNodes { .. } => later.clear(),
+            _ => {}
+        }
+    }
+    superseded
+}
+
+/// Events per INSERT statement: AUTOINCREMENT updates `sqlite_sequence` once per
+/// statement, and the rows of one statement get consecutive sequence numbers.
+const EVENT_ROWS: usize = 16;
+
+fn insert_events(tx: &rusqlite::Transaction, events: &[&Event], seqs: &mut Vec<i64>) -> rusqlite::Result<()> {
+    for chunk in events.chunks(EVENT_ROWS) {
+        let rows = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!("INSERT INTO events (deployment_id, event, node, data, created_at) VALUES {rows}");
+        let data: Vec<String> = chunk.iter().map(|e| e.to_json().to_string()).collect();
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 5);
+        let names: Vec<&str> = chunk.iter().map(|e| e.name()).collect();
+        let nodes: Vec<Option<&str>> = chunk.iter().map(|e| e.node()).collect();
+        for (k, event) in chunk.iter().enumerate() {
+            values.extend([&event.deployment as &dyn rusqlite::ToSql, &names[k], &nodes[k], &data[k], &event.ts]);
+        }
+        tx.prepare_cached(&sql)?.execute(values.as_slice())?;
+        let last = tx.last_insert_rowid();
+        seqs.extend(last - chunk.len() as i64 + 1..=last);
+    }
+    Ok(())
 }
 
 fn json(text: Option<String>) -> Value {
@@ -181,8 +220,12 @@ impl Store for SqliteStore {
         // The run's own row is updated once per batch, with its latest state; every
         // phase update still gets its history row.
         let mut latest: Vec<(&str, RowState)> = Vec::new();
-        for write in batch {
+        let superseded = superseded_checkpoints(batch);
+        let mut events = Vec::new();
+        for (i, write) in batch.iter().enumerate() {
             match write {
+                // A later write of the same checkpoint in this batch replaces it.
+                Write::Node(_) if superseded[i] => {}
                 Write::Phase { run, phase, progress, metadata, node, at } => {
                     let metadata = metadata.to_string();
                     let seq = match self.history_seq.get_mut(run) {
@@ -257,21 +300,10 @@ impl Store for SqliteStore {
                     tx.prepare_cached("UPDATE deployments SET heartbeat_at = ?3 WHERE id = ?1 AND lease_owner = ?2")?
                         .execute(params![run, owner, at_ms])?;
                 }
-                Write::Event(event) => {
-                    tx.prepare_cached(
-                        "INSERT INTO events (deployment_id, event, node, data, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    )?
-                    .execute(params![
-                        event.deployment,
-                        event.name(),
-                        event.node(),
-                        event.to_json().to_string(),
-                        event.ts
-                    ])?;
-                    seqs.push(tx.last_insert_rowid());
-                }
+                Write::Event(event) => events.push(event),
             }
         }
+        insert_events(&tx, &events, &mut seqs)?;
         for (run, state) in latest {
             let Some((phase, progress, at)) = state.phase else { continue };
             tx.prepare_cached(

@@ -32,6 +32,8 @@ pub struct Source {
     pub name: String,
     pub text: String,
     line_starts: Vec<usize>,
+    /// Every character is one byte: a column is a byte count.
+    ascii: bool,
 }
 
 impl Source {
@@ -39,7 +41,8 @@ impl Source {
         let text = text.into();
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        Arc::new(Source { name: name.into(), text, line_starts })
+        let ascii = text.is_ascii();
+        Arc::new(Source { name: name.into(), text, line_starts, ascii })
     }
 
     /// The 1-based line and column (in characters) of a byte offset.
@@ -56,6 +59,10 @@ impl Source {
         let Some(&start) = self.line_starts.get(line.saturating_sub(1)) else {
             return self.text.len();
         };
+        if self.ascii {
+            // One byte per character: no need to walk the line.
+            return (start + col_chars).min(self.text.len());
+        }
         let rest = &self.text[start..];
         rest.char_indices().nth(col_chars).map_or(self.text.len(), |(i, _)| start + i)
     }
@@ -84,6 +91,8 @@ mod tests {
         // `ç` is two bytes but one column.
         assert_eq!(s.line_col(6), (2, 3));
         assert_eq!(s.offset_of(2, 2), 6);
+        let ascii = Source::new("y.yaml", "ab\ncd: e\n");
+        assert_eq!(ascii.offset_of(2, 2), 5);
     }
 
     #[test]

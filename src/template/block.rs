@@ -3,6 +3,9 @@
 //! A string that is exactly one `{{ expression }}` keeps the expression's type; other
 //! strings with template syntax render to text.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use minijinja::{Environment, Expression, Value};
 
 use super::TemplateError;
@@ -28,11 +31,12 @@ pub(crate) struct Template {
     kind: Kind,
 }
 
+#[derive(Clone)]
 enum Kind {
     /// `{{ expression }}` alone, or an `if:` expression: keeps its type.
-    Expression(Box<Expression<'static, 'static>>),
+    Expression(Arc<Expression<'static, 'static>>),
     /// Text with template syntax, stored in its pipeline's [`Templates`] by this name.
-    Text(String),
+    Text(Arc<str>),
 }
 
 impl std::fmt::Debug for Template {
@@ -44,11 +48,14 @@ impl std::fmt::Debug for Template {
 /// Where a pipeline's text templates are compiled and kept.
 pub(crate) struct Templates {
     env: Environment<'static>,
+    /// What each distinct text compiled to: the same text (`{{ inputs.service }}` in
+    /// ten places) is compiled once per pipeline.
+    compiled: HashMap<String, (Kind, Vec<String>)>,
 }
 
 impl Default for Templates {
     fn default() -> Self {
-        Templates { env: configured() }
+        Templates { env: configured(), compiled: HashMap::new() }
     }
 }
 
@@ -70,6 +77,15 @@ pub(crate) struct RenderError {
 impl Templates {
     /// Compiles a string with template syntax found at `span`.
     pub(crate) fn compile(&mut self, text: &str, span: Span) -> Result<Template, TemplateError> {
+        if let Some((kind, variables)) = self.compiled.get(text) {
+            return Ok(Template { text: text.to_string(), span, variables: variables.clone(), kind: kind.clone() });
+        }
+        let compiled = self.compile_new(text, span)?;
+        self.compiled.insert(text.to_string(), (compiled.kind.clone(), compiled.variables.clone()));
+        Ok(compiled)
+    }
+
+    fn compile_new(&mut self, text: &str, span: Span) -> Result<Template, TemplateError> {
         match single_expression(text) {
             Some(expr) => self.compile_expression(expr, text, span).map_err(|mut e| {
                 // The range is within `expr`: make it a range within `text`.
@@ -81,7 +97,7 @@ impl Templates {
                 let name = format!("{}:{}", span.start, span.end);
                 self.env.add_template_owned(name.clone(), text.to_string())?;
                 let variables = ordered(text, self.env.get_template(&name)?.undeclared_variables(true));
-                let kind = Kind::Text(name);
+                let kind = Kind::Text(name.into());
                 Ok(Template { text: text.to_string(), span, variables, kind })
             }
         }
@@ -91,7 +107,7 @@ impl Templates {
     pub(crate) fn compile_expression(&self, expr: &str, text: &str, span: Span) -> Result<Template, TemplateError> {
         let expression = ENV.compile_expression_owned(expr.to_string())?;
         let variables = ordered(expr, expression.undeclared_variables(true));
-        Ok(Template { text: text.to_string(), span, variables, kind: Kind::Expression(Box::new(expression)) })
+        Ok(Template { text: text.to_string(), span, variables, kind: Kind::Expression(Arc::new(expression)) })
     }
 }
 

@@ -122,24 +122,67 @@ impl Event {
 
     /// The JSON object of `--format jsonl` and of the stored event (DESIGN.md section 5).
     pub fn to_json(&self) -> Value {
-        let mut out = Map::new();
-        if let Some(seq) = self.seq {
-            out.insert("seq".into(), json!(seq));
+        serde_json::to_value(self.shape()).expect("an event serializes")
+    }
+
+    /// The same object as text, serialized straight from the event's fields.
+    pub fn to_json_string(&self) -> String {
+        serde_json::to_string(&self.shape()).expect("an event serializes")
+    }
+
+    fn shape(&self) -> Shape<'_> {
+        let metadata = match &self.kind {
+            EventKind::NodeStarted { metadata, .. }
+            | EventKind::NodeSucceeded { metadata, .. }
+            | EventKind::NodeFailed { metadata, .. }
+            | EventKind::RunSucceeded { metadata }
+            | EventKind::RunFailed { metadata, .. } => Metadata::Borrowed(metadata),
+            _ => Metadata::Owned(self.metadata()),
+        };
+        Shape {
+            seq: self.seq,
+            ts: &self.ts,
+            event: self.name(),
+            deployment: &self.deployment,
+            node: self.node(),
+            phase: &self.phase,
+            progress: self.progress,
+            metadata,
+            attempt: self.attempt(),
+            error: self.error(),
         }
-        out.insert("ts".into(), json!(self.ts));
-        out.insert("event".into(), json!(self.name()));
-        out.insert("deployment".into(), json!(self.deployment));
-        out.insert("node".into(), json!(self.node()));
-        out.insert("phase".into(), json!(self.phase));
-        out.insert("progress".into(), json!(self.progress));
-        out.insert("metadata".into(), self.metadata());
-        if let Some(attempt) = self.attempt() {
-            out.insert("attempt".into(), json!(attempt));
+    }
+}
+
+/// The JSON form, by reference: no intermediate map.
+#[derive(serde::Serialize)]
+struct Shape<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<i64>,
+    ts: &'a str,
+    event: &'static str,
+    deployment: &'a str,
+    node: Option<&'a str>,
+    phase: &'a str,
+    progress: u8,
+    metadata: Metadata<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempt: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+enum Metadata<'a> {
+    Borrowed(&'a Value),
+    Owned(Value),
+}
+
+impl serde::Serialize for Metadata<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Metadata::Borrowed(value) => value.serialize(serializer),
+            Metadata::Owned(value) => value.serialize(serializer),
         }
-        if let Some(error) = self.error() {
-            out.insert("error".into(), json!(error));
-        }
-        Value::Object(out)
     }
 }
 

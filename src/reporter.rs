@@ -13,7 +13,7 @@ pub struct JsonLines;
 impl Reporter for JsonLines {
     fn event(&mut self, event: &Event) {
         let mut out = std::io::stdout().lock();
-        let _ = serde_json::to_writer(&mut out, &event.to_json());
+        let _ = out.write_all(event.to_json_string().as_bytes());
         let _ = out.write_all(b"\n");
         let _ = out.flush();
     }

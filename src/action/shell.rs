@@ -50,7 +50,8 @@ const OUTPUT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 fn run(ctx: ActionCtx, params: ShellParams) -> ActionFuture {
     Box::pin(async move {
         let (argv, shown): (Vec<String>, String) = match (&params.run, &params.command) {
-            (Some(script), _) => (vec!["sh".into(), "-c".into(), script.clone()], "`sh -c`".to_string()),
+            // POSIX puts the shell at /bin/sh: no search through $PATH for it.
+            (Some(script), _) => (vec!["/bin/sh".into(), "-c".into(), script.clone()], "`sh -c`".to_string()),
             (None, Some(argv)) if !argv.is_empty() => (argv.clone(), format!("`{}`", argv[0])),
             _ => return Err(ActionError::new("give `run` or `command`")),
         };
@@ -127,12 +128,13 @@ fn run(ctx: ActionCtx, params: ShellParams) -> ActionFuture {
             };
             return Err(ActionError::new(format!("{shown} {how}")).with_tail(ctx.log.tail()));
         }
-        let outputs = match std::fs::read_to_string(&output_file) {
-            Ok(text) => parse_outputs(&text)?,
-            Err(_) => ActionOutputs::new(),
-        };
-        let _ = std::fs::remove_file(&output_file);
-        Ok(outputs)
+        match std::fs::read_to_string(&output_file) {
+            Ok(text) => {
+                let _ = std::fs::remove_file(&output_file);
+                parse_outputs(&text)
+            }
+            Err(_) => Ok(ActionOutputs::new()),
+        }
     })
 }
 

@@ -66,7 +66,7 @@ fn insert_events(tx: &rusqlite::Transaction, events: &[&Event], seqs: &mut Vec<i
     for chunk in events.chunks(EVENT_ROWS) {
         let rows = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
         let sql = format!("INSERT INTO events (deployment_id, event, node, data, created_at) VALUES {rows}");
-        let data: Vec<String> = chunk.iter().map(|e| e.to_json().to_string()).collect();
+        let data: Vec<String> = chunk.iter().map(|e| e.to_json_string()).collect();
         let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 5);
         let names: Vec<&str> = chunk.iter().map(|e| e.name()).collect();
         let nodes: Vec<Option<&str>> = chunk.iter().map(|e| e.node()).collect();

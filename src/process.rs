@@ -77,7 +77,15 @@ fn supervisor() -> Option<std::os::fd::RawFd> {
         match child {
             // The pipe's write end is close-on-exec: only phased holds it, so it
             // closes (and the supervisor acts) the moment phased dies.
-            Ok(mut child) => child.stdin.take(),
+            Ok(mut child) => {
+                let stdin = child.stdin.take()?;
+                // Room for a second of announcements between the supervisor's reads.
+                // SAFETY: fcntl on the pipe we just made; failing leaves the default size.
+                unsafe {
+                    libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&stdin), libc::F_SETPIPE_SZ, 1 << 20);
+                }
+                Some(stdin)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "The step supervisor did not start; steps' children may outlive a killed phased.");
                 None

@@ -137,7 +137,9 @@ pub fn copy_release(params: &CopyParams, deployment: &str, progress: &ProgressRe
             "bytes": copier.done.bytes,
             "completed_at": crate::clock::now(),
         });
-        std::fs::write(staging.join(MARKER), marker.to_string())
+        // The marker, and the folder's entry for it, are on the disk before the swap.
+        super::fsutil::write_synced(&staging.join(MARKER), marker.to_string().as_bytes())
+            .and_then(|()| super::fsutil::sync_dir(&staging))
             .map_err(|e| format!("cannot write the release marker: {e}"))
     });
     match result {

@@ -87,11 +87,26 @@ pub(super) fn write_file_atomically(path: &Path, data: &[u8]) -> Result<(), Stri
     std::fs::create_dir_all(parent).map_err(|e| format!("cannot create `{}`: {e}", parent.display()))?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
     let tmp = parent.join(format!(".{name}.tmp-{}", uuid::Uuid::new_v4().simple()));
-    let written = std::fs::write(&tmp, data).and_then(|()| std::fs::rename(&tmp, path));
+    // The content reaches the disk before the rename, and the rename before we return:
+    // after a power loss the file holds the old content or the new, never nothing.
+    let written = write_synced(&tmp, data).and_then(|()| std::fs::rename(&tmp, path)).and_then(|()| sync_dir(parent));
     written.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         format!("cannot write `{}`: {e}", path.display())
     })
+}
+
+/// Writes `data` to a new file at `path` and flushes it to the disk.
+pub(super) fn write_synced(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(data)?;
+    file.sync_all()
+}
+
+/// Flushes a folder's entries (a rename or a new file in it) to the disk.
+pub(super) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// A new empty folder beside `target`, on the same file system, for building the new
@@ -110,8 +125,12 @@ pub(super) fn staging_dir(target: &Path) -> Result<PathBuf, String> {
 #[expect(unsafe_code, reason = "renameat2 (an atomic exchange of two paths) has no safe wrapper")]
 pub(super) fn replace_dir(staging: &Path, target: &Path) -> Result<(), String> {
     let exists = std::fs::symlink_metadata(target).is_ok();
+    let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let synced = |()| sync_dir(parent).map_err(|e| format!("cannot flush `{}`: {e}", parent.display()));
     if !exists {
-        return std::fs::rename(staging, target).map_err(|e| format!("cannot move into `{}`: {e}", target.display()));
+        return std::fs::rename(staging, target)
+            .map_err(|e| format!("cannot move into `{}`: {e}", target.display()))
+            .and_then(synced);
     }
     let a = CString::new(staging.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
     let b = CString::new(target.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
@@ -121,6 +140,7 @@ pub(super) fn replace_dir(staging: &Path, target: &Path) -> Result<(), String> {
     if done != 0 {
         return Err(format!("cannot replace `{}`: {}", target.display(), std::io::Error::last_os_error()));
     }
+    synced(())?;
     // `staging` now holds the old content.
     remove_tree(staging);
     Ok(())

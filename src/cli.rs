@@ -111,6 +111,9 @@ pub enum OutputFormat {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    if !matches!(cli.command, Command::Run(_) | Command::Resume(_) | Command::Watch(_)) {
+        crate::process::stop_on_closed_output();
+    }
     let code = match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Plan(args) => plan::run(args),

@@ -171,6 +171,17 @@ impl Drop for GroupGuard {
     }
 }
 
+/// For commands that only print: stop quietly when the output is closed (`phased
+/// actions | head -1`), as Unix tools do, by giving SIGPIPE its default action back.
+/// Commands that run nodes keep it ignored: their writes fail, the output is dropped,
+/// and the run goes on to its database and logs.
+pub(crate) fn stop_on_closed_output() {
+    // SAFETY: plain syscall, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// The start time of a process (clock ticks since boot), to tell a live holder from
 /// a new process that reused its pid.
 pub(crate) fn start_time(pid: u32) -> Option<u64> {

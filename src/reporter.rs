@@ -7,6 +7,17 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::event::{Event, EventKind, Reporter};
 
+/// Writes a line to stdout. Output that cannot be written (a closed pipe: `phased run
+/// ... | head -1`) is dropped: a run goes on, to its database and its logs.
+pub(crate) fn out_line(line: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+/// Writes a line to stderr; a closed stderr never stops a run either.
+pub(crate) fn err_line(line: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 /// One JSON object per event on stdout.
 pub struct JsonLines;
 
@@ -52,7 +63,7 @@ fn first_line(text: &str) -> &str {
 impl Reporter for Lines {
     fn event(&mut self, event: &Event) {
         if let Some(text) = describe(event) {
-            println!("[{:>3}%] {:<17} {text}", event.progress, event.phase);
+            out_line(format_args!("[{:>3}%] {:<17} {text}", event.progress, event.phase));
         }
     }
 }

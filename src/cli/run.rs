@@ -8,7 +8,7 @@ use crate::cli::{CatalogArgs, StoreArgs, exit, usage_error};
 use crate::engine::{self, EngineError, Options, Outcome, lease};
 use crate::event::Reporter;
 use crate::report;
-use crate::reporter::{Bar, JsonLines, Lines, Silent};
+use crate::reporter::{Bar, JsonLines, Lines, Silent, err_line, out_line};
 use crate::secrets::Secrets;
 use crate::store::{ClaimError, RunStatus};
 
@@ -124,14 +124,14 @@ fn conclude(store_args: &StoreArgs, format: RunFormat, id: &str, outcome: Outcom
             .and_then(|store| crate::cli::status::run_json(store.as_ref(), id).ok().flatten())
             .and_then(|status| status["error"].as_str().map(str::to_string));
         if let Some(error) = error {
-            eprintln!("error: {error}");
+            err_line(format_args!("error: {error}"));
         }
     }
     if format == RunFormat::Json {
         if let Ok(store) = crate::store::open(&store_args.db, store_args.durability)
             && let Ok(Some(status)) = crate::cli::status::run_json(store.as_ref(), id)
         {
-            println!("{}", serde_json::to_string_pretty(&status).expect("JSON of plain data"));
+            out_line(format_args!("{}", serde_json::to_string_pretty(&status).expect("JSON of plain data")));
         }
         return;
     }
@@ -150,18 +150,18 @@ fn conclude(store_args: &StoreArgs, format: RunFormat, id: &str, outcome: Outcom
             format!("deployment {id} stopped; continue with `phased resume {id}`")
         }
     };
-    eprintln!("{line}");
+    err_line(format_args!("{line}"));
 }
 
 fn engine_error(e: EngineError) -> u8 {
     match e {
         EngineError::Store(e) => {
-            eprintln!("error: {e}");
+            err_line(format_args!("error: {e}"));
             exit::ENVIRONMENT
         }
         EngineError::Snapshot { run, diagnostics } => {
             for d in &diagnostics {
-                eprintln!("{}", report::human(d, false));
+                err_line(format_args!("{}", report::human(d, false)));
             }
             usage_error(format!("the pipeline snapshot of run `{run}` does not compile with this phased"), None)
         }
@@ -169,11 +169,11 @@ fn engine_error(e: EngineError) -> u8 {
             usage_error(format!("no node `{node}` in run `{run}`"), help.as_deref())
         }
         EngineError::Claim(ClaimError::Store(e)) => {
-            eprintln!("error: {e}");
+            err_line(format_args!("error: {e}"));
             exit::ENVIRONMENT
         }
         EngineError::Claim(ClaimError::Finished { id }) => {
-            eprintln!("run `{id}` already succeeded; nothing to resume");
+            err_line(format_args!("run `{id}` already succeeded; nothing to resume"));
             exit::OK
         }
         EngineError::Claim(ClaimError::Held { id, pid, host }) => usage_error(
@@ -213,13 +213,13 @@ pub(super) fn resume(args: ResumeArgs) -> u8 {
             Err(code) => return code,
         };
         if let Err(e) = lease::reap(store.as_mut(), engine::now_ms()) {
-            eprintln!("error: {e}");
+            err_line(format_args!("error: {e}"));
             return exit::ENVIRONMENT;
         }
         match store.runs() {
             Ok(runs) => runs.into_iter().rev().filter(|r| r.status == RunStatus::Interrupted).map(|r| r.id).collect(),
             Err(e) => {
-                eprintln!("error: {e}");
+                err_line(format_args!("error: {e}"));
                 return exit::ENVIRONMENT;
             }
         }
@@ -227,7 +227,7 @@ pub(super) fn resume(args: ResumeArgs) -> u8 {
         vec![args.id.clone().expect("clap requires an id without --all")]
     };
     if args.all && ids.is_empty() {
-        eprintln!("no interrupted runs to resume");
+        err_line(format_args!("no interrupted runs to resume"));
         return exit::OK;
     }
     let mut worst = exit::OK;
@@ -245,13 +245,16 @@ pub(super) fn resume(args: ResumeArgs) -> u8 {
                 return;
             }
             if info.killed > 0 {
-                eprintln!("stopped {} process(es) left running by the previous attempt of {}", info.killed, info.id);
+                err_line(format_args!(
+                    "stopped {} process(es) left running by the previous attempt of {}",
+                    info.killed, info.id
+                ));
             }
             if changed_on_disk(info, &pipelines) {
-                eprintln!(
+                err_line(format_args!(
                     "note: `{}` changed since run {} started; resuming with the pipeline it started with",
                     info.plan.source.name, info.id
-                );
+                ));
             }
         };
         let code = match runtime().block_on(engine::resume(store, &id, args.from.as_deref(), options, note)) {

@@ -18,6 +18,7 @@ use crate::engine::{self, EngineError, Options, Outcome};
 use crate::event::{Event, Reporter};
 use crate::paths::normalize;
 use crate::plan::Plan;
+use crate::reporter::err_line;
 use crate::reporter::{JsonLines, Lines};
 use crate::secrets::Secrets;
 use crate::watch::{Debouncer, Ignorer, describe};
@@ -90,7 +91,7 @@ struct Running {
 }
 
 fn say(message: impl std::fmt::Display) {
-    eprintln!("watch: {message}");
+    err_line(format_args!("watch: {message}"));
 }
 
 pub(super) fn watch(args: WatchArgs) -> u8 {
@@ -127,14 +128,14 @@ pub(super) fn watch(args: WatchArgs) -> u8 {
         }) {
             Ok(w) => w,
             Err(e) => {
-                eprintln!("error: cannot watch files: {e}");
+                err_line(format_args!("error: cannot watch files: {e}"));
                 return exit::ENVIRONMENT;
             }
         };
         use notify::Watcher;
         for root in &roots {
             if let Err(e) = watcher.watch(root, notify::RecursiveMode::Recursive) {
-                eprintln!("error: cannot watch `{}`: {e}", root.display());
+                err_line(format_args!("error: cannot watch `{}`: {e}", root.display()));
                 return exit::ENVIRONMENT;
             }
         }

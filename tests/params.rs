@@ -1,6 +1,7 @@
 //! Parameters as the action declares them: a rendered value is converted to the
 //! declared type (an integer input in a string parameter), the same way by `plan` and
-//! `run`; and what still fails at run time names the node, the key and the template.
+//! `run`; what still fails at run time names the node, the key and the template; and
+//! outputs a step writes in GitHub's multi-line form reach the nodes after it.
 
 mod support;
 
@@ -67,4 +68,29 @@ nodes:
     assert!(error.starts_with("`with.run` (`echo {{ inputs.items[3] }}`): "), "{error}");
     let summary = status["error"].as_str().unwrap();
     assert!(summary.starts_with("node `deploy` (BUILDING): `with.run`"), "{summary}");
+}
+
+#[test]
+fn a_multi_line_output_in_githubs_form_reaches_the_next_node() {
+    let env = Env::new();
+    let file = env.write(
+        "notes.yaml",
+        r#"
+version: 1
+name: notes
+nodes:
+  write:
+    phase: BUILDING
+    uses: shell
+    with: {run: 'printf "notes<<EOF\nfirst line\nsecond = line\nEOF\nversion=2\n" >> "$PHASED_OUTPUT"'}
+  read:
+    phase: HEALTH_CHECK
+    needs: [write]
+    uses: shell
+    with: {run: 'printf "%s|%s" "$NOTES" "$VERSION" > seen', env: {NOTES: "{{ nodes.write.outputs.notes }}", VERSION: "{{ nodes.write.outputs.version }}"}}
+"#,
+    );
+    let out = env.run(&["run", file.to_str().unwrap(), "--id", "notes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(env.path("seen")).unwrap(), "first line\nsecond = line|2");
 }

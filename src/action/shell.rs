@@ -138,25 +138,52 @@ fn run(ctx: ActionCtx, params: ShellParams) -> ActionFuture {
     })
 }
 
-/// `key=value` lines; blank lines and `#` comments are skipped; a later key wins.
+/// `key=value` lines, and GitHub's multi-line form: `key<<DELIMITER`, the value's
+/// lines, then `DELIMITER` alone on a line (a `<<` before any `=` starts one, as on
+/// GitHub). Blank lines and `#` comments between entries are skipped; a later key wins.
 fn parse_outputs(text: &str) -> Result<ActionOutputs, ActionError> {
     let mut outputs = ActionOutputs::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim_end_matches('\r');
+    let mut lines = text.lines().map(|l| l.trim_end_matches('\r')).enumerate();
+    while let Some((i, line)) = lines.next() {
         if line.trim().is_empty() || line.trim_start().starts_with('#') {
             continue;
         }
-        let Some((key, value)) = line.split_once('=') else {
-            return Err(ActionError::new(format!("line {} of $PHASED_OUTPUT is not `key=value`: `{line}`", i + 1)));
+        let heredoc = line.find("<<").filter(|&at| line.find('=').is_none_or(|eq| at < eq));
+        let (key, value) = match heredoc {
+            Some(at) => {
+                let delimiter = line[at + 2..].trim();
+                if delimiter.is_empty() {
+                    let e = format!("line {} of $PHASED_OUTPUT has `<<` but no delimiter: `{line}`", i + 1);
+                    return Err(ActionError::new(e));
+                }
+                let mut value = Vec::new();
+                loop {
+                    match lines.next() {
+                        Some((_, l)) if l == delimiter => break,
+                        Some((_, l)) => value.push(l),
+                        None => {
+                            let e = format!("`{delimiter}` (opened on line {} of $PHASED_OUTPUT) never closes", i + 1);
+                            return Err(ActionError::new(e));
+                        }
+                    }
+                }
+                (&line[..at], value.join("\n"))
+            }
+            None => match line.split_once('=') {
+                Some((key, value)) => (key, value.to_string()),
+                None => {
+                    let e =
+                        format!("line {} of $PHASED_OUTPUT is not `key=value` nor `key<<DELIMITER`: `{line}`", i + 1);
+                    return Err(ActionError::new(e));
+                }
+            },
         };
         let key = key.trim();
         if !crate::names::is_identifier(key) {
-            return Err(ActionError::new(format!(
-                "output name `{key}` (line {} of $PHASED_OUTPUT) is not snake_case",
-                i + 1
-            )));
+            let e = format!("output name `{key}` (line {} of $PHASED_OUTPUT) is not snake_case", i + 1);
+            return Err(ActionError::new(e));
         }
-        outputs.insert(key.to_string(), serde_json::Value::String(value.to_string()));
+        outputs.insert(key.to_string(), serde_json::Value::String(value));
     }
     Ok(outputs)
 }
@@ -184,5 +211,18 @@ mod tests {
         assert_eq!(serde_json::Value::Object(out), serde_json::json!({"a": "2", "b": " x=y"}));
         assert!(parse_outputs("novalue\n").unwrap_err().message.contains("line 1"));
         assert!(parse_outputs("Bad-Key=1\n").unwrap_err().message.contains("snake_case"));
+    }
+
+    #[test]
+    fn github_multi_line_values_are_read_to_their_delimiter() {
+        let text = "notes<<EOF\nline one\n\nline = three\nEOF\nafter=1\nurl=a<<b\n";
+        let out = parse_outputs(text).unwrap();
+        assert_eq!(
+            serde_json::Value::Object(out),
+            serde_json::json!({"notes": "line one\n\nline = three", "after": "1", "url": "a<<b"})
+        );
+        let open = parse_outputs("x<<END\nno end\n").unwrap_err().message;
+        assert!(open.contains("`END` (opened on line 1 of $PHASED_OUTPUT) never closes"), "{open}");
+        assert!(parse_outputs("x<<\n").unwrap_err().message.contains("no delimiter"));
     }
 }

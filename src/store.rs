@@ -98,6 +98,9 @@ pub trait Store: Send {
 
     fn run_exists(&self, id: &str) -> Result<bool, StoreError>;
 
+    /// The ids that start with `prefix` (an exact id first), at most `limit`.
+    fn ids_starting_with(&self, prefix: &str, limit: usize) -> Result<Vec<String>, StoreError>;
+
     /// Applies a batch of writes in one transaction. Returns the sequence numbers the
     /// batch's events were given, in order.
     fn write(&mut self, batch: &[Write]) -> Result<Vec<i64>, StoreError>;

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::cli::load::{Loaded, load_with_inputs};
-use crate::cli::store::{data_dir, open_store};
+use crate::cli::store::{data_dir, open_existing, open_store, resolve_run};
 use crate::cli::{CatalogArgs, StoreArgs, exit, usage_error};
 use crate::engine::{self, EngineError, Options, Outcome, lease};
 use crate::event::Reporter;
@@ -224,7 +224,23 @@ pub(super) fn resume(args: ResumeArgs) -> u8 {
             }
         }
     } else {
-        vec![args.id.clone().expect("clap requires an id without --all")]
+        let given = args.id.clone().expect("clap requires an id without --all");
+        let db = &args.exec.store.db;
+        let store = match open_existing(&args.exec.store) {
+            Ok(Some(store)) => store,
+            Ok(None) => {
+                let message = format!("no run `{given}`: there is no database at `{}`", db.display());
+                return usage_error(
+                    message,
+                    Some("pass the database the run was started with: --db PATH (or PHASED_DB)"),
+                );
+            }
+            Err(code) => return code,
+        };
+        match resolve_run(store.as_ref(), &given, db) {
+            Ok(id) => vec![id],
+            Err(code) => return code,
+        }
     };
     if args.all && ids.is_empty() {
         err_line(format_args!("no interrupted runs to resume"));

@@ -4,10 +4,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 
-use crate::cli::store::open_store;
+use crate::cli::store::{open_existing, resolve_run};
 use crate::cli::{OutputFormat, StoreArgs, exit, usage_error};
 use crate::engine::{self, lease};
-use crate::store::{RunRow, RunStatus, Store, StoreError};
+use crate::store::{NodeStatus, RunRow, RunStatus, Store, StoreError};
 
 #[derive(clap::Args, Debug)]
 pub(super) struct StatusArgs {
@@ -55,12 +55,16 @@ pub(crate) fn run_json(store: &dyn Store, id: &str) -> Result<Option<Value>, Sto
     let Some(row) = store.run(id)? else { return Ok(None) };
     let mut out = row_json(&row);
     out["inputs"] = row.inputs.clone();
+    // A node recorded `running` in a run that no longer runs was stopped with it (a
+    // cancel, a signal, a crash, another node failing): it runs again on resume.
+    let live = row.status == RunStatus::Running;
     out["nodes"] = store
         .nodes(id)?
         .iter()
         .map(|n| {
+            let status = if n.status == NodeStatus::Running && !live { "stopped" } else { n.status.as_str() };
             json!({
-                "node": n.node, "status": n.status.as_str(), "attempt": n.attempt, "outputs": n.outputs,
+                "node": n.node, "status": status, "attempt": n.attempt, "outputs": n.outputs,
                 "error": n.error, "started_at": n.started_at, "finished_at": n.finished_at,
                 "duration_ms": duration_ms(n.started_at.as_deref(), n.finished_at.as_deref()),
             })
@@ -84,16 +88,25 @@ fn duration_ms(start: Option<&str>, end: Option<&str>) -> Option<u64> {
 }
 
 pub(super) fn status(args: StatusArgs) -> u8 {
-    let mut store = match open_store(&args.store) {
-        Ok(store) => store,
+    let db = &args.store.db;
+    let mut store = match open_existing(&args.store) {
+        Ok(Some(store)) => store,
+        Ok(None) => return no_database(&args, db),
         Err(code) => return code,
+    };
+    let id = match &args.id {
+        Some(id) => match resolve_run(store.as_ref(), id, db) {
+            Ok(id) => Some(id),
+            Err(code) => return code,
+        },
+        None => None,
     };
     let result = (|| -> Result<u8, StoreError> {
         lease::reap(store.as_mut(), engine::now_ms())?;
-        match &args.id {
+        match &id {
             Some(id) => {
                 let Some(detail) = run_json(store.as_ref(), id)? else {
-                    return Ok(usage_error(format!("no run `{id}` in `{}`", args.store.db.display()), None));
+                    return Ok(usage_error(format!("no run `{id}` in `{}`", db.display()), None));
                 };
                 match args.format {
                     OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&detail).expect("JSON")),
@@ -123,6 +136,19 @@ pub(super) fn status(args: StatusArgs) -> u8 {
         eprintln!("error: {e}");
         exit::ENVIRONMENT
     })
+}
+
+/// `status` where there is no database: nothing to show, and nothing created.
+fn no_database(args: &StatusArgs, db: &std::path::Path) -> u8 {
+    if let Some(id) = &args.id {
+        let help = "pass the database the run was started with: --db PATH (or PHASED_DB)";
+        return usage_error(format!("no run `{id}`: there is no database at `{}`", db.display()), Some(help));
+    }
+    match args.format {
+        OutputFormat::Json => println!("[]"),
+        OutputFormat::Human => println!("no runs yet: there is no database at `{}`", db.display()),
+    }
+    exit::OK
 }
 
 fn print_table(runs: &[RunRow]) {
@@ -186,14 +212,22 @@ fn print_detail(d: &Value) {
 }
 
 pub(super) fn cancel(args: CancelArgs) -> u8 {
-    let mut store = match open_store(&args.store) {
-        Ok(store) => store,
+    let db = &args.store.db;
+    let mut store = match open_existing(&args.store) {
+        Ok(Some(store)) => store,
+        Ok(None) => {
+            return usage_error(format!("no run `{}`: there is no database at `{}`", args.id, db.display()), None);
+        }
+        Err(code) => return code,
+    };
+    let id = match resolve_run(store.as_ref(), &args.id, db) {
+        Ok(id) => id,
         Err(code) => return code,
     };
     let now = engine::now_ms();
-    let row = match store.request_cancel(&args.id, &|r| lease::holder_alive(r, now)) {
+    let row = match store.request_cancel(&id, &|r| lease::holder_alive(r, now)) {
         Ok(Some(row)) => row,
-        Ok(None) => return usage_error(format!("no run `{}`", args.id), None),
+        Ok(None) => return usage_error(format!("no run `{id}`"), None),
         Err(e) => {
             eprintln!("error: {e}");
             return exit::ENVIRONMENT;
@@ -214,7 +248,7 @@ pub(super) fn cancel(args: CancelArgs) -> u8 {
     let deadline = Instant::now() + args.wait;
     while Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
-        match store.run(&args.id) {
+        match store.run(&id) {
             Ok(Some(r)) if r.status != RunStatus::Running => {
                 eprintln!("run `{}` is {}; `phased resume {}` continues it", r.id, r.status.as_str(), r.id);
                 return exit::OK;

@@ -13,6 +13,34 @@ pub(crate) fn open_store(args: &StoreArgs) -> Result<Box<dyn Store>, u8> {
     })
 }
 
+/// The database, if it exists: read commands never create one.
+pub(crate) fn open_existing(args: &StoreArgs) -> Result<Option<Box<dyn Store>>, u8> {
+    if !args.db.exists() {
+        return Ok(None);
+    }
+    open_store(args).map(Some)
+}
+
+/// The run an id or a unique prefix of one names (`phased status 2aff1ec3`, as
+/// printed); a clear error when none or several match.
+pub(crate) fn resolve_run(store: &dyn Store, id: &str, db: &Path) -> Result<String, u8> {
+    let found = store.ids_starting_with(id, 6).map_err(|e| {
+        crate::reporter::err_line(format_args!("error: {e}"));
+        exit::ENVIRONMENT
+    })?;
+    match found.as_slice() {
+        [] => Err(crate::cli::usage_error(format!("no run `{id}` in `{}`", db.display()), None)),
+        [only] => Ok(only.clone()),
+        [first, ..] if first == id => Ok(first.clone()),
+        many => {
+            let shown: Vec<&str> = many.iter().take(5).map(String::as_str).collect();
+            let more = if many.len() > 5 { ", ..." } else { "" };
+            let message = format!("`{id}` is the start of several runs: {}{more}", shown.join(", "));
+            Err(crate::cli::usage_error(message, Some("give more of the id")))
+        }
+    }
+}
+
 /// Node logs and scratch files live beside the database.
 pub(crate) fn data_dir(db: &Path) -> PathBuf {
     db.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf)

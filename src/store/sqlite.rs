@@ -207,6 +207,14 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn ids_starting_with(&self, prefix: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id FROM deployments WHERE substr(id, 1, length(?1)) = ?1 ORDER BY id != ?1, id LIMIT ?2",
+        )?;
+        let ids = stmt.query_map(params![prefix, limit as i64], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+        Ok(ids)
+    }
+
     fn run_exists(&self, id: &str) -> Result<bool, StoreError> {
         Ok(self.conn.query_row("SELECT 1 FROM deployments WHERE id = ?1", [id], |_| Ok(())).optional()?.is_some())
     }

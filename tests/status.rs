@@ -1,0 +1,66 @@
+//! `status`, `cancel` and `resume` as a user types them: a unique prefix of a run id
+//! (as printed) is enough, an ambiguous one is named, a folder without a database gets
+//! none created, and a node stopped with its run says so. Real binary, real SQLite.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Env, wait_timeout};
+
+const ONE: &str = "version: 1\nname: one\nnodes:\n  a: {phase: BUILDING, uses: noop}\n";
+
+#[test]
+fn a_read_command_in_a_folder_without_a_database_creates_none() {
+    let env = Env::new();
+    let db = env.path("nothing/here.db");
+    let out = env.command(&["status"]).env("PHASED_DB", &db).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("no runs yet: there is no database at `{}`", db.display())), "{text}");
+    let json = env.command(&["status", "--format", "json"]).env("PHASED_DB", &db).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&json.stdout).trim(), "[]");
+    let one = env.command(&["status", "abc"]).env("PHASED_DB", &db).output().unwrap();
+    assert_eq!(one.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&one.stderr).contains("there is no database at"));
+    let cancel = env.command(&["cancel", "abc"]).env("PHASED_DB", &db).output().unwrap();
+    assert_eq!(cancel.status.code(), Some(2));
+    assert!(!db.exists() && !env.path("nothing").exists(), "no database and no folder were made");
+}
+
+#[test]
+fn a_unique_prefix_of_a_run_id_names_the_run_and_an_ambiguous_one_is_refused() {
+    let env = Env::new();
+    let file = env.write("one.yaml", ONE);
+    for id in ["2aff1ec3-aaaa", "2aff1ec3-bbbb", "deadbeef-1"] {
+        assert_eq!(env.run(&["run", file.to_str().unwrap(), "--id", id]).status.code(), Some(0));
+    }
+    assert_eq!(env.status("dead")["id"], "deadbeef-1");
+    assert_eq!(env.status("2aff1ec3-b")["id"], "2aff1ec3-bbbb");
+    let ambiguous = env.run(&["status", "2aff1ec3"]);
+    assert_eq!(ambiguous.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&ambiguous.stderr);
+    assert!(text.contains("`2aff1ec3` is the start of several runs: 2aff1ec3-aaaa, 2aff1ec3-bbbb"), "{text}");
+    let none = env.run(&["status", "zzz"]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no run `zzz` in `"), "names the database");
+    let resume = env.run(&["resume", "dead"]);
+    assert!(String::from_utf8_lossy(&resume.stderr).contains("`deadbeef-1` already succeeded"), "resume takes it too");
+}
+
+#[test]
+fn a_node_stopped_by_cancel_shows_stopped_not_running() {
+    let env = Env::new();
+    let file = env.write(
+        "wait.yaml",
+        "version: 1\nname: wait\nnodes:\n  hold: {phase: BUILDING, uses: shell, with: {run: 'touch holding; while true; do sleep 0.05; done'}}\n",
+    );
+    let mut child = env.spawn(&["run", file.to_str().unwrap(), "--id", "held"]);
+    env.wait_for("holding", Duration::from_secs(20));
+    assert_eq!(env.status("held")["nodes"][0]["status"], "running", "while it runs");
+    assert_eq!(env.run(&["cancel", "hel"]).status.code(), Some(0), "cancel takes a prefix");
+    wait_timeout(&mut child, Duration::from_secs(20));
+    let status = env.status("held");
+    assert_eq!(status["status"], "cancelled");
+    assert_eq!(status["nodes"][0]["status"], "stopped");
+}

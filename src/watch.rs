@@ -3,7 +3,7 @@
 //! `git checkout` gives one redeploy. The command itself is in `cli/watch.rs`.
 
 use crate::paths::normalize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,9 @@ use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
 /// Decides which paths are ignored.
 pub(crate) struct Ignorer {
-    roots: Vec<(PathBuf, Gitignore)>,
+    /// Each watched folder, with the `.gitignore` of every folder below it that has one
+    /// (a pattern is relative to the folder its file is in, as in git).
+    roots: Vec<(PathBuf, HashMap<PathBuf, Gitignore>)>,
     globs: GlobSet,
     /// Folders and files never watched: the database folder, paths steps write.
     prefixes: Vec<PathBuf>,
@@ -25,15 +27,17 @@ impl Ignorer {
     pub(crate) fn new(roots: &[PathBuf], globs: &[String], prefixes: Vec<PathBuf>) -> Result<Ignorer, String> {
         let mut built = Vec::new();
         for root in roots {
-            let mut builder = GitignoreBuilder::new(root);
+            let mut per_folder = HashMap::new();
             for file in gitignore_files(root) {
+                let folder = file.parent().unwrap_or(root).to_path_buf();
+                let mut builder = GitignoreBuilder::new(&folder);
                 if let Some(e) = builder.add(&file) {
                     return Err(format!("cannot read `{}`: {e}", file.display()));
                 }
+                let gitignore = builder.build().map_err(|e| format!("invalid `{}`: {e}", file.display()))?;
+                per_folder.insert(folder, gitignore);
             }
-            let gitignore =
-                builder.build().map_err(|e| format!("invalid .gitignore under `{}`: {e}", root.display()))?;
-            built.push((root.clone(), gitignore));
+            built.push((root.clone(), per_folder));
         }
         let mut set = GlobSetBuilder::new();
         for glob in globs {
@@ -63,7 +67,7 @@ impl Ignorer {
         if self.prefixes.iter().any(|p| path.starts_with(p)) {
             return true;
         }
-        for (root, gitignore) in &self.roots {
+        for (root, per_folder) in &self.roots {
             let Ok(relative) = path.strip_prefix(root) else { continue };
             if relative.as_os_str().is_empty() {
                 continue;
@@ -71,13 +75,34 @@ impl Ignorer {
             if self.globs.is_match(relative) || path.file_name().is_some_and(|n| self.globs.is_match(n)) {
                 return true;
             }
-            let is_dir = path.is_dir();
-            if gitignore.matched_path_or_any_parents(&path, is_dir).is_ignore() {
+            if git_ignores(root, per_folder, relative, path.is_dir()) {
                 return true;
             }
         }
         false
     }
+}
+
+/// Git's rules: each step of the path, from the top, is decided by the deepest
+/// `.gitignore` that has a pattern for it (a later `!pattern` re-includes); once a
+/// folder is ignored, nothing below it can be re-included.
+fn git_ignores(root: &Path, per_folder: &HashMap<PathBuf, Gitignore>, relative: &Path, is_dir: bool) -> bool {
+    let steps: Vec<_> = relative.components().collect();
+    let mut here = root.to_path_buf();
+    for (i, step) in steps.iter().enumerate() {
+        here.push(step);
+        let step_is_dir = i + 1 < steps.len() || is_dir;
+        let folders = here.ancestors().skip(1).take_while(|folder| folder.starts_with(root));
+        for folder in folders {
+            let Some(gitignore) = per_folder.get(folder) else { continue };
+            match gitignore.matched(&here, step_is_dir) {
+                ignore::Match::Ignore(_) => return true,
+                ignore::Match::Whitelist(_) => break,
+                ignore::Match::None => {}
+            }
+        }
+    }
+    false
 }
 
 /// Every `.gitignore` below `root`, outside `.git`.
@@ -155,6 +180,49 @@ pub(crate) fn describe(paths: &BTreeSet<PathBuf>, roots: &[PathBuf]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Builds a tree with nested `.gitignore` files and compares every path with what
+    /// `git check-ignore` says about it in a real repository.
+    #[test]
+    fn nested_gitignores_follow_gits_rules_as_git_check_ignore_has_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = normalize(dir.path());
+        let write = |path: &str, text: &str| {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write(".gitignore", "*.log\nbuild/\n!keep.log\ndocs/*.tmp\n");
+        write("sub/.gitignore", "/gen\n!*.log\nnested/\n");
+        write("sub/deep/.gitignore", "*.txt\n!important.txt\n");
+        let paths = [
+            "sub/gen/x.txt",
+            "gen/y.txt",
+            "a.log",
+            "keep.log",
+            "sub/a.log",
+            "build/out.js",
+            "sub/build/out.js",
+            "docs/a.tmp",
+            "docs/more/a.tmp",
+            "sub/nested/file",
+            "sub/deep/a.txt",
+            "sub/deep/important.txt",
+            "sub/deep/other.md",
+            "sub/genx/file",
+        ];
+        for path in paths {
+            write(path, "x");
+        }
+        let git = |args: &[&str]| std::process::Command::new("git").args(args).current_dir(&root).output().unwrap();
+        assert!(git(&["init", "-q"]).status.success());
+        let ignorer = Ignorer::new(std::slice::from_ref(&root), &[], Vec::new()).unwrap();
+        for path in paths {
+            let by_git = git(&["check-ignore", "-q", path]).status.code() == Some(0);
+            assert_eq!(ignorer.is_ignored(&root.join(path)), by_git, "`{path}`: git says ignored = {by_git}");
+        }
+        assert!(ignorer.is_ignored(&root.join("sub/gen/x.txt")) && !ignorer.is_ignored(&root.join("gen/y.txt")));
+    }
 
     #[test]
     fn ignores_git_gitignored_globs_and_prefixes() {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 pub use self::core::DeploymentInfo;
-use self::core::{Core, CoreStart, all_node_ids, rerun_set};
+use self::core::{Core, CoreStart, all_node_ids, planned_ids, rerun_set};
 pub use crate::clock::{now, now_ms};
 use crate::event::Reporter;
 pub use driver::HEARTBEAT;
@@ -210,6 +210,21 @@ async fn drive(
         drain: options.stop,
     });
     driver.run(resumed).await
+}
+
+/// Every node a run runs (qualified ids, in plan order), from the snapshot it started
+/// with and the alternatives its sub-pipeline nodes recorded; empty when the snapshot
+/// no longer compiles.
+pub fn planned_nodes(store: &dyn Store, row: &crate::store::RunRow, nodes: &[NodeRow]) -> Vec<String> {
+    let Ok((_, _, files)) = store.snapshot(row.snapshot_id) else { return Vec::new() };
+    let Ok(plan) = Snapshot::from_json(&files).compile() else { return Vec::new() };
+    let selected = |id: &str| {
+        let row = nodes.iter().find(|n| n.node == id)?;
+        row.outputs.as_ref()?.get("$selected")?.as_str().map(str::to_string)
+    };
+    let mut ids = Vec::new();
+    planned_ids(&plan, "", &selected, &mut ids);
+    ids
 }
 
 /// Gives a claimed run back (when resuming stopped before running anything).

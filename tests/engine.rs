@@ -637,5 +637,10 @@ on_failure:
         .iter()
         .map(|n| (n["node"].as_str().unwrap().to_string(), n["status"].as_str().unwrap().to_string()))
         .collect();
-    assert_eq!(nodes, vec![("broken".to_string(), "failed".to_string())]);
+    let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+    assert_eq!(
+        nodes,
+        [pair("broken", "failed"), pair("first", "pending"), pair("second", "pending"), pair("third", "pending")],
+        "what was undone (and what came after it) is pending again"
+    );
 }

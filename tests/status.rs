@@ -1,6 +1,7 @@
 //! `status`, `cancel` and `resume` as a user types them: a unique prefix of a run id
 //! (as printed) is enough, an ambiguous one is named, a folder without a database gets
-//! none created, and a node stopped with its run says so. Real binary, real SQLite.
+//! none created, a node stopped with its run says so, and nodes that have not started
+//! are listed as pending. Real binary, real SQLite.
 
 mod support;
 
@@ -49,18 +50,30 @@ fn a_unique_prefix_of_a_run_id_names_the_run_and_an_ambiguous_one_is_refused() {
 }
 
 #[test]
-fn a_node_stopped_by_cancel_shows_stopped_not_running() {
+fn a_node_stopped_by_cancel_shows_stopped_and_nodes_not_started_show_pending() {
     let env = Env::new();
     let file = env.write(
         "wait.yaml",
-        "version: 1\nname: wait\nnodes:\n  hold: {phase: BUILDING, uses: shell, with: {run: 'touch holding; while true; do sleep 0.05; done'}}\n",
+        "version: 1\nname: wait\nnodes:\n  hold: {phase: BUILDING, uses: shell, with: {run: 'touch holding; while true; do sleep 0.05; done'}}\n  after: {phase: HEALTH_CHECK, needs: [hold], uses: noop}\n",
     );
     let mut child = env.spawn(&["run", file.to_str().unwrap(), "--id", "held"]);
     env.wait_for("holding", Duration::from_secs(20));
-    assert_eq!(env.status("held")["nodes"][0]["status"], "running", "while it runs");
+    let nodes = |env: &Env| -> Vec<(String, String)> {
+        env.status("held")["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| (n["node"].as_str().unwrap().to_string(), n["status"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+    assert_eq!(nodes(&env), [pair("hold", "running"), pair("after", "pending")], "while it runs");
     assert_eq!(env.run(&["cancel", "hel"]).status.code(), Some(0), "cancel takes a prefix");
     wait_timeout(&mut child, Duration::from_secs(20));
     let status = env.status("held");
     assert_eq!(status["status"], "cancelled");
-    assert_eq!(status["nodes"][0]["status"], "stopped");
+    assert_eq!(nodes(&env), [pair("hold", "stopped"), pair("after", "pending")]);
+    let human = env.run(&["status", "held"]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.contains("after") && text.contains("pending"), "{text}");
 }

@@ -58,8 +58,8 @@ pub(crate) fn run_json(store: &dyn Store, id: &str) -> Result<Option<Value>, Sto
     // A node recorded `running` in a run that no longer runs was stopped with it (a
     // cancel, a signal, a crash, another node failing): it runs again on resume.
     let live = row.status == RunStatus::Running;
-    out["nodes"] = store
-        .nodes(id)?
+    let checkpoints = store.nodes(id)?;
+    let mut nodes: Vec<Value> = checkpoints
         .iter()
         .map(|n| {
             let status = if n.status == NodeStatus::Running && !live { "stopped" } else { n.status.as_str() };
@@ -70,6 +70,16 @@ pub(crate) fn run_json(store: &dyn Store, id: &str) -> Result<Option<Value>, Sto
             })
         })
         .collect();
+    // The nodes that have not started yet, in plan order.
+    for planned in engine::planned_nodes(store, &row, &checkpoints) {
+        if !checkpoints.iter().any(|n| n.node == planned) {
+            nodes.push(json!({
+                "node": planned, "status": "pending", "attempt": 0, "outputs": null, "error": null,
+                "started_at": null, "finished_at": null, "duration_ms": null,
+            }));
+        }
+    }
+    out["nodes"] = Value::Array(nodes);
     out["history"] = store
         .history(id)?
         .iter()

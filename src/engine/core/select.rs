@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use crate::plan::{NodeKind, Plan};
+use crate::plan::{NodeKind, Plan, SubPipeline};
 
 /// Every qualified node id of a plan, sub-pipelines included (all alternatives).
 pub(crate) fn all_node_ids(plan: &Plan, prefix: &str) -> Vec<String> {
@@ -71,4 +71,24 @@ fn reset_in(plan: &Plan, prefix: &str, target: &str, nodes: &mut HashSet<String>
         }
     }
     true
+}
+
+/// The qualified ids of the nodes a run runs, in plan order, each sub-pipeline's nodes
+/// after it: of its fixed pipeline, or of the alternative `selected` says it recorded
+/// (one not chosen yet contributes none).
+pub(crate) fn planned_ids(plan: &Plan, prefix: &str, selected: &dyn Fn(&str) -> Option<String>, out: &mut Vec<String>) {
+    for &i in &plan.order {
+        let node = &plan.nodes[i];
+        let id = format!("{prefix}{}", node.id);
+        out.push(id.clone());
+        if let NodeKind::Pipeline(sub) = &node.kind {
+            let child = match sub {
+                SubPipeline::Fixed { plan, .. } => Some(plan),
+                SubPipeline::Select { .. } => selected(&id).and_then(|name| sub.by_name(&name)),
+            };
+            if let Some(child) = child {
+                planned_ids(child, &format!("{id}."), selected, out);
+            }
+        }
+    }
 }

@@ -145,3 +145,18 @@ fn help_explains_commands_and_exit_codes() {
     }
     assert!(Path::new("docs/pipeline-format.md").exists());
 }
+
+#[test]
+fn phaseds_own_log_lines_carry_no_colour_codes_into_a_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_phased"))
+        .args(["run", "examples/hello.yaml", "--db"])
+        .arg(dir.path().join("p.db"))
+        .env("PHASED_LOG", "info")
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Run started."), "the log is there: {stderr}");
+    assert!(!stderr.contains('\u{1b}'), "no escape codes in a pipe: {stderr:?}");
+}

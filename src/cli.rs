@@ -3,6 +3,7 @@
 
 mod inputs;
 mod load;
+mod logs;
 mod plan;
 mod run;
 mod status;
@@ -68,6 +69,8 @@ enum Command {
     Status(status::StatusArgs),
     /// Stop a run; it can be resumed later.
     Cancel(status::CancelArgs),
+    /// Print what a run's steps printed (every node, or one); `-f` follows until it ends.
+    Logs(logs::LogsArgs),
     /// Deploy, then redeploy after every burst of changes under --path, until Ctrl-C.
     Watch(watch::WatchArgs),
     /// Print the JSON Schema of the pipeline format (for editors).
@@ -121,6 +124,7 @@ pub fn main() -> ExitCode {
         Command::Resume(args) => run::resume(args),
         Command::Status(args) => status::status(args),
         Command::Cancel(args) => status::cancel(args),
+        Command::Logs(args) => logs::logs(args),
         Command::Watch(args) => watch::watch(args),
         Command::Schema => {
             println!("{}", crate::schema::pipeline_schema_json());

@@ -124,7 +124,7 @@ pub(super) fn status(args: StatusArgs) -> u8 {
                         print_detail(&detail);
                         let logs = crate::cli::store::data_dir(&args.store.db).join("logs").join(id);
                         if logs.is_dir() {
-                            println!("\n  logs      {}/<node>.log", logs.display());
+                            println!("\n  logs      {}/<node>.log (`phased logs {id}`)", logs.display());
                         }
                     }
                 }

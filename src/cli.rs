@@ -76,7 +76,7 @@ enum Command {
     /// Print the JSON Schema of the pipeline format (for editors).
     Schema,
     /// List the built-in actions with their parameters and outputs.
-    Actions,
+    Actions(ActionsArgs),
 }
 
 /// Where pipelines are looked up by name.
@@ -130,8 +130,11 @@ pub fn main() -> ExitCode {
             println!("{}", crate::schema::pipeline_schema_json());
             exit::OK
         }
-        Command::Actions => {
-            print_actions();
+        Command::Actions(args) => {
+            match args.format {
+                OutputFormat::Human => print_actions(),
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&actions_json()).expect("JSON")),
+            }
             exit::OK
         }
     };
@@ -151,6 +154,30 @@ fn init_tracing() {
         .with_target(false)
         .with_ansi(ansi)
         .try_init();
+}
+
+#[derive(clap::Args, Debug)]
+struct ActionsArgs {
+    /// `json`: each action's name, summary, parameter schema and outputs.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    format: OutputFormat,
+}
+
+/// The registry as JSON: what an editor plugin or a dashboard needs to offer actions.
+fn actions_json() -> serde_json::Value {
+    let actions: Vec<serde_json::Value> = crate::action::ACTIONS
+        .iter()
+        .map(|action| {
+            let outputs = match action.outputs {
+                crate::action::Outputs::Fixed(names) => serde_json::json!(names),
+                crate::action::Outputs::Any => serde_json::json!("any"),
+            };
+            serde_json::json!({
+                "name": action.name, "summary": action.summary, "parameters": action.schema(), "outputs": outputs,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(actions)
 }
 
 fn print_actions() {

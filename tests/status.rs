@@ -77,3 +77,43 @@ fn a_node_stopped_by_cancel_shows_stopped_and_nodes_not_started_show_pending() {
     let text = String::from_utf8_lossy(&human.stdout);
     assert!(text.contains("after") && text.contains("pending"), "{text}");
 }
+
+#[test]
+fn status_filters_by_pipeline_and_status_and_limits_newest_first() {
+    let env = Env::new();
+    let one = env.write("one.yaml", ONE);
+    let failing = env.write("bad.yaml", "version: 1\nname: bad\nnodes:\n  a: {phase: BUILDING, uses: fail}\n");
+    for (file, id) in [(&one, "r1"), (&failing, "r2"), (&one, "r3")] {
+        env.run(&["run", file.to_str().unwrap(), "--id", id]);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let ids = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["status", "--format", "json"];
+        all.extend_from_slice(args);
+        let out = env.run(&all);
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        list.as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(ids(&[]), ["r3", "r2", "r1"]);
+    assert_eq!(ids(&["--pipeline", "one"]), ["r3", "r1"]);
+    assert_eq!(ids(&["--status", "failed"]), ["r2"]);
+    assert_eq!(ids(&["--pipeline", "one", "--limit", "1"]), ["r3"]);
+    assert_eq!(env.run(&["status", "r1", "--limit", "1"]).status.code(), Some(2), "a filter is for the table");
+}
+
+#[test]
+fn actions_and_cancel_speak_json_too() {
+    let env = Env::new();
+    let out = env.run(&["actions", "--format", "json"]);
+    let actions: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shell = actions.as_array().unwrap().iter().find(|a| a["name"] == "shell").unwrap();
+    assert_eq!(shell["outputs"], "any");
+    assert_eq!(shell["parameters"]["properties"]["run"]["type"], serde_json::json!(["string", "null"]));
+    let file = env.write("one.yaml", ONE);
+    env.run(&["run", file.to_str().unwrap(), "--id", "done-1"]);
+    let cancel = env.run(&["cancel", "done", "--format", "json"]);
+    assert_eq!(cancel.status.code(), Some(0));
+    let run: serde_json::Value = serde_json::from_slice(&cancel.stdout).unwrap();
+    assert_eq!((run["id"].as_str(), run["status"].as_str()), (Some("done-1"), Some("succeeded")));
+}

@@ -11,18 +11,54 @@ use crate::store::{NodeStatus, RunRow, RunStatus, Store, StoreError};
 
 #[derive(clap::Args, Debug)]
 pub(super) struct StatusArgs {
-    /// One run in detail; without it, a table of every run.
+    /// One run in detail (its id, or any unique start of it); without it, a table of runs.
     id: Option<String>,
+    /// Only runs of this pipeline (deployment type).
+    #[arg(long, value_name = "NAME", conflicts_with = "id")]
+    pipeline: Option<String>,
+    /// Only runs with this status.
+    #[arg(long, value_enum, conflicts_with = "id")]
+    status: Option<StatusFilter>,
+    /// At most this many runs, newest first.
+    #[arg(long, value_name = "N", conflicts_with = "id")]
+    limit: Option<usize>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     format: OutputFormat,
     #[command(flatten)]
     store: StoreArgs,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum StatusFilter {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Interrupted,
+    Cancelled,
+}
+
+impl StatusFilter {
+    fn admits(self, status: RunStatus) -> bool {
+        let wanted = match self {
+            StatusFilter::Queued => RunStatus::Queued,
+            StatusFilter::Running => RunStatus::Running,
+            StatusFilter::Succeeded => RunStatus::Succeeded,
+            StatusFilter::Failed => RunStatus::Failed,
+            StatusFilter::Interrupted => RunStatus::Interrupted,
+            StatusFilter::Cancelled => RunStatus::Cancelled,
+        };
+        status == wanted
+    }
+}
+
 #[derive(clap::Args, Debug)]
 pub(super) struct CancelArgs {
-    /// The run to stop; it can be resumed later.
+    /// The run to stop (its id, or any unique start of it); it can be resumed later.
     id: String,
+    /// `json`: the run as it is afterwards, as `status ID --format json` prints it.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    format: OutputFormat,
     /// How long to wait for the process running it to stop.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     wait: Duration,
@@ -130,7 +166,13 @@ pub(super) fn status(args: StatusArgs) -> u8 {
                 }
             }
             None => {
-                let runs = store.runs()?;
+                let runs: Vec<RunRow> = store
+                    .runs()?
+                    .into_iter()
+                    .filter(|r| args.pipeline.as_ref().is_none_or(|p| &r.pipeline == p))
+                    .filter(|r| args.status.is_none_or(|s| s.admits(r.status)))
+                    .take(args.limit.unwrap_or(usize::MAX))
+                    .collect();
                 match args.format {
                     OutputFormat::Json => {
                         let list: Vec<Value> = runs.iter().map(row_json).collect();
@@ -234,8 +276,24 @@ pub(super) fn cancel(args: CancelArgs) -> u8 {
         Ok(id) => id,
         Err(code) => return code,
     };
+    let code = stop(&args, store.as_mut(), &id);
+    if args.format == OutputFormat::Json && code != exit::ENVIRONMENT {
+        match run_json(store.as_ref(), &id) {
+            Ok(Some(detail)) => println!("{}", serde_json::to_string_pretty(&detail).expect("JSON")),
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::ENVIRONMENT;
+            }
+        }
+    }
+    code
+}
+
+/// Asks for the stop and waits (up to `--wait`) for the holder to stop the run.
+fn stop(args: &CancelArgs, store: &mut dyn Store, id: &str) -> u8 {
     let now = engine::now_ms();
-    let row = match store.request_cancel(&id, &|r| lease::holder_alive(r, now)) {
+    let row = match store.request_cancel(id, &|r| lease::holder_alive(r, now)) {
         Ok(Some(row)) => row,
         Ok(None) => return usage_error(format!("no run `{id}`"), None),
         Err(e) => {
@@ -258,7 +316,7 @@ pub(super) fn cancel(args: CancelArgs) -> u8 {
     let deadline = Instant::now() + args.wait;
     while Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
-        match store.run(&id) {
+        match store.run(id) {
             Ok(Some(r)) if r.status != RunStatus::Running => {
                 eprintln!("run `{}` is {}; `phased resume {}` continues it", r.id, r.status.as_str(), r.id);
                 return exit::OK;

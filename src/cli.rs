@@ -77,6 +77,13 @@ enum Command {
     Schema,
     /// List the built-in actions with their parameters and outputs.
     Actions(ActionsArgs),
+    /// Print a completion script for a shell (`phased completions bash > ~/.local/share/bash-completion/completions/phased`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page, as roff (`phased man | man -l -`).
+    Man,
 }
 
 /// Where pipelines are looked up by name.
@@ -129,6 +136,23 @@ pub fn main() -> ExitCode {
         Command::Schema => {
             println!("{}", crate::schema::pipeline_schema_json());
             exit::OK
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "phased", &mut std::io::stdout());
+            exit::OK
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut page = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut page) {
+                Ok(()) => {
+                    use std::io::Write;
+                    let _ = std::io::stdout().write_all(&page);
+                    exit::OK
+                }
+                Err(e) => usage_error(format!("cannot render the manual page: {e}"), None),
+            }
         }
         Command::Actions(args) => {
             match args.format {

@@ -160,3 +160,20 @@ fn phaseds_own_log_lines_carry_no_colour_codes_into_a_pipe() {
     assert!(stderr.contains("Run started."), "the log is there: {stderr}");
     assert!(!stderr.contains('\u{1b}'), "no escape codes in a pipe: {stderr:?}");
 }
+
+#[test]
+fn completions_and_the_manual_page_are_generated_from_the_commands() {
+    let bash = phased(&["completions", "bash"]);
+    assert_eq!(bash.status.code(), Some(0));
+    let script = stdout(&bash);
+    assert!(script.contains("complete -F _phased"), "{script}");
+    for word in ["validate", "resume", "logs", "--durability"] {
+        assert!(script.contains(word), "the script offers `{word}`");
+    }
+    assert!(stdout(&phased(&["completions", "zsh"])).contains("#compdef phased"));
+    assert!(stdout(&phased(&["completions", "fish"])).contains("complete -c phased"));
+    let man = stdout(&phased(&["man"]));
+    assert!(man.starts_with(".ie") || man.contains(".TH phased"), "{man}");
+    assert!(man.contains("Declarative, resumable deployment pipelines"), "{man}");
+    assert_eq!(phased(&["completions", "tcsh"]).status.code(), Some(2), "an unknown shell is a usage error");
+}

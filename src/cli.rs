@@ -1,6 +1,7 @@
 //! The command line: argument definitions, and the dispatch to each command. This is
 //! the only layer that prints and chooses exit codes.
 
+mod init;
 mod inputs;
 mod load;
 mod logs;
@@ -56,6 +57,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Write a starter deployment type (or a copy of a built-in one) that validates as written.
+    Init(init::InitArgs),
     /// Check pipeline files without running anything; report every problem at once.
     #[command(after_help = "Exit codes: 0 valid, 1 invalid, 2 the command could not run (bad flag, unreadable path).")]
     Validate(validate::Args),
@@ -125,6 +128,7 @@ pub fn main() -> ExitCode {
         crate::process::stop_on_closed_output();
     }
     let code = match cli.command {
+        Command::Init(args) => init::init(args),
         Command::Validate(args) => validate::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Run(args) => run::run(args),

@@ -53,6 +53,9 @@ Docs: README.md (quick start) and docs/pipeline-format.md (the YAML format).";
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Show what phased itself does on stderr (`-v` info, `-vv` debug; `PHASED_LOG` wins).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
 }
 
 #[derive(Subcommand, Debug)]
@@ -123,7 +126,7 @@ pub enum OutputFormat {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(cli.verbose);
     if !matches!(cli.command, Command::Run(_) | Command::Resume(_) | Command::Watch(_)) {
         crate::process::stop_on_closed_output();
     }
@@ -170,10 +173,15 @@ pub fn main() -> ExitCode {
 }
 
 /// Diagnostics of phased itself (not of pipelines) on stderr, filtered by `PHASED_LOG`
-/// (`warn` by default; `PHASED_LOG=debug` shows every scheduling step).
-fn init_tracing() {
+/// (else by `-v`; `warn` by default; `PHASED_LOG=debug` shows every scheduling step).
+fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("PHASED_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     // Colour only on a terminal, and never with NO_COLOR (https://no-color.org).
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()

@@ -177,3 +177,22 @@ fn completions_and_the_manual_page_are_generated_from_the_commands() {
     assert!(man.contains("Declarative, resumable deployment pipelines"), "{man}");
     assert_eq!(phased(&["completions", "tcsh"]).status.code(), Some(2), "an unknown shell is a usage error");
 }
+
+#[test]
+fn verbose_shows_what_phased_does_and_watch_keeps_its_quiet_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_phased"))
+            .args(args)
+            .env("PHASED_DB", dir.path().join("p.db"))
+            .env_remove("PHASED_LOG")
+            .output()
+            .unwrap()
+    };
+    let quiet = run(&["run", "examples/hello.yaml"]);
+    assert!(!String::from_utf8_lossy(&quiet.stderr).contains("Run started."));
+    let verbose = run(&["-v", "run", "examples/hello.yaml"]);
+    assert!(String::from_utf8_lossy(&verbose.stderr).contains("Run started."));
+    let help = run(&["watch", "--help"]);
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--quiet <DURATION>"), "a global flag must not shadow it");
+}

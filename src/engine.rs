@@ -143,6 +143,8 @@ pub async fn resume(
     tracing::info!(run = %id, attempt = row.attempt, "Run claimed for resuming.");
     let key = crate::process::run_key(id, store.path());
     let killed = crate::process::kill_leftovers(&key, std::time::Duration::from_secs(5));
+    // What a step killed with phased wrote to `$PHASED_OUTPUT` (maybe a secret) goes.
+    remove_output_files(&options.data_dir.join("work").join(id));
     if killed > 0 {
         tracing::warn!(run = %id, killed, "Killed processes left running by an earlier attempt.");
     }
@@ -225,6 +227,17 @@ pub fn planned_nodes(store: &dyn Store, row: &crate::store::RunRow, nodes: &[Nod
     let mut ids = Vec::new();
     planned_ids(&plan, "", &selected, &mut ids);
     ids
+}
+
+/// Removes the `$PHASED_OUTPUT` files (`<node>.<attempt>.output`) left in a run's work
+/// folder by steps that did not end normally.
+fn remove_output_files(work: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(work) else { return };
+    for entry in entries.flatten() {
+        if entry.file_name().to_str().is_some_and(|n| n.ends_with(".output")) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Gives a claimed run back (when resuming stopped before running anything).

@@ -145,3 +145,69 @@ fn every_event_is_stored_with_a_sequence_that_increases_across_runs() {
         ["run_started", "node_started", "node_succeeded", "node_started", "node_succeeded", "run_succeeded"]
     );
 }
+
+#[test]
+fn a_steps_output_file_never_outlives_it_and_an_output_holding_a_secret_reads_masked() {
+    let env = Env::new();
+    let file = env.write(
+        "leak.yaml",
+        r#"
+version: 1
+name: leak
+nodes:
+  emit:
+    phase: BUILDING
+    uses: shell
+    with: {run: 'echo "token=$PHASED_SECRET_TOKEN" >> "$PHASED_OUTPUT"; echo "plain=visible" >> "$PHASED_OUTPUT"'}
+  use:
+    phase: BUILDING
+    needs: [emit]
+    uses: shell
+    with: {run: 'printf "%s %s" "$GOT" "$PLAIN" > received', env: {GOT: "{{ nodes.emit.outputs.token }}", PLAIN: "{{ nodes.emit.outputs.plain }}"}}
+  broken:
+    phase: HEALTH_CHECK
+    needs: [use]
+    uses: shell
+    with: {run: 'echo "again=$PHASED_SECRET_TOKEN" >> "$PHASED_OUTPUT"; exit 1'}
+"#,
+    );
+    let run = |args: &[&str]| env.command(args).env("PHASED_SECRET_TOKEN", "s3cr3t-value").output().unwrap();
+    assert_eq!(run(&["run", file.to_str().unwrap(), "--id", "leak"]).status.code(), Some(1));
+    assert_eq!(std::fs::read_to_string(env.path("received")).unwrap(), "*** visible", "documented: masked");
+    let leftovers: Vec<std::path::PathBuf> = walk(&env.path("state"))
+        .into_iter()
+        .filter(|p| std::fs::read(p).is_ok_and(|b| String::from_utf8_lossy(&b).contains("s3cr3t-value")))
+        .collect();
+    assert!(leftovers.is_empty(), "the secret stays in no file, the failed step's output included: {leftovers:?}");
+
+    // Killed with phased: the next resume clears what the step had written.
+    let slow = env.write(
+        "slow.yaml",
+        "version: 1\nname: slow\nnodes:\n  hold: {phase: BUILDING, uses: shell, with: {run: 'echo \"t=$PHASED_SECRET_TOKEN\" >> \"$PHASED_OUTPUT\"; touch holding; while [ ! -f go ]; do sleep 0.05; done'}}\n",
+    );
+    let mut child = env
+        .command(&["run", slow.to_str().unwrap(), "--id", "slow"])
+        .env("PHASED_SECRET_TOKEN", "s3cr3t-value")
+        .spawn()
+        .unwrap();
+    env.wait_for("holding", Duration::from_secs(20));
+    kill9(&mut child);
+    let written = env.path("state/work/slow/hold.1.output");
+    assert!(written.exists(), "the step had written its output when phased died");
+    env.write("go", "");
+    assert_eq!(run(&["resume", "slow"]).status.code(), Some(0));
+    assert!(!written.exists());
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

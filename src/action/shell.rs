@@ -60,6 +60,8 @@ fn run(ctx: ActionCtx, params: ShellParams) -> ActionFuture {
             .map_err(|e| ActionError::new(format!("cannot create `{}`: {e}", ctx.work_dir.display())))?;
         let output_file = ctx.work_dir.join(format!("{}.{}.output", ctx.node, ctx.attempt));
         let _ = std::fs::remove_file(&output_file);
+        // Removed however the step ends (failed, stopped, dropped): it may hold a secret.
+        let _remove_output = RemoveOnDrop(output_file.clone());
         cmd.envs(&params.env)
             .env("PHASED_OUTPUT", &output_file)
             .stdin(Stdio::null())
@@ -129,13 +131,19 @@ fn run(ctx: ActionCtx, params: ShellParams) -> ActionFuture {
             return Err(ActionError::new(format!("{shown} {how}")).with_tail(ctx.log.tail()));
         }
         match std::fs::read_to_string(&output_file) {
-            Ok(text) => {
-                let _ = std::fs::remove_file(&output_file);
-                parse_outputs(&text)
-            }
+            Ok(text) => parse_outputs(&text),
             Err(_) => Ok(ActionOutputs::new()),
         }
     })
+}
+
+/// A file removed when the step is over, whatever its end.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// `key=value` lines, and GitHub's multi-line form: `key<<DELIMITER`, the value's

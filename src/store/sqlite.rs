@@ -224,7 +224,10 @@ impl Store for SqliteStore {
         if batch.is_empty() {
             return Ok(seqs);
         }
-        let tx = self.conn.transaction()?;
+        // IMMEDIATE: the write lock is taken at BEGIN, waiting under the busy timeout. A
+        // deferred transaction that reads first and then writes gets SQLITE_BUSY at once
+        // (no busy handler) when another process wrote in between.
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // The run's own row is updated once per batch, with its latest state; every
         // phase update still gets its history row.
         let mut latest: Vec<(&str, RowState)> = Vec::new();

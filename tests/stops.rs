@@ -211,3 +211,25 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+#[test]
+fn a_huge_line_of_output_is_capped_where_it_is_recorded_and_kept_whole_in_the_log() {
+    let env = Env::new();
+    let file = env.write(
+        "loud.yaml",
+        "version: 1\nname: loud\nnodes:\n  shout: {phase: BUILDING, uses: shell, with: {run: 'head -c 5000000 /dev/zero | tr \"\\\\0\" x; echo; exit 1'}}\n",
+    );
+    let out = env.run(&["run", file.to_str().unwrap(), "--id", "loud", "--format", "jsonl"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.len() < 200_000, "events carry a capped error: {} bytes", out.stdout.len());
+    let status = env.run(&["status", "loud", "--format", "json"]);
+    assert!(status.stdout.len() < 200_000, "status prints {} bytes", status.stdout.len());
+    let detail: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let error = detail["phase_metadata"]["error"].as_str().unwrap();
+    assert!(error.contains("more bytes in the node's log"), "says where the rest is: {}", &error[error.len() - 200..]);
+    let db = std::fs::metadata(env.db()).unwrap().len()
+        + std::fs::metadata(env.path("state/phased.db-wal")).map_or(0, |m| m.len());
+    assert!(db < 2_000_000, "the database stays small: {db} bytes");
+    let log = std::fs::metadata(env.path("state/logs/loud/shout.log")).unwrap().len();
+    assert!(log > 5_000_000, "the log keeps the whole line: {log} bytes");
+}

@@ -97,6 +97,19 @@ pub struct NodeLog {
 
 const TAIL_LINES: usize = 20;
 
+/// The most of one line kept in the tail (the log file has the whole line).
+const TAIL_LINE_BYTES: usize = 4 * 1024;
+
+/// `text` cut to at most `max` bytes (at a character boundary), saying how much was cut
+/// and where the rest is.
+pub fn capped(text: &str, max: usize, rest_in: &str) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let cut = text.floor_char_boundary(max);
+    format!("{}... [{} more bytes in {rest_in}]", &text[..cut], text.len() - cut)
+}
+
 impl NodeLog {
     pub fn open(path: &std::path::Path, masker: Masker) -> Self {
         NodeLog {
@@ -147,7 +160,7 @@ impl NodeLog {
         if tail.len() == TAIL_LINES {
             tail.pop_front();
         }
-        tail.push_back(line.into_owned());
+        tail.push_back(capped(&line, TAIL_LINE_BYTES, "the node's log"));
     }
 
     /// The last lines written, masked.

@@ -44,6 +44,9 @@ impl ShellParams {
     }
 }
 
+/// The most a step's `$PHASED_OUTPUT` may hold: its outputs are stored and sent on.
+const MAX_OUTPUT_BYTES: u64 = 1024 * 1024;
+
 /// How long output is still read after the command exits.
 const OUTPUT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -130,8 +133,13 @@ fn run(ctx: ActionCtx, params: ShellParams) -> ActionFuture {
             };
             return Err(ActionError::new(format!("{shown} {how}")).with_tail(ctx.log.tail()));
         }
-        match std::fs::read_to_string(&output_file) {
-            Ok(text) => parse_outputs(&text),
+        match std::fs::metadata(&output_file) {
+            Ok(meta) if meta.len() > MAX_OUTPUT_BYTES => Err(ActionError::new(format!(
+                "$PHASED_OUTPUT holds {} bytes; outputs are recorded, at most {MAX_OUTPUT_BYTES} bytes of them: \
+                 write large data to a file and output its path",
+                meta.len()
+            ))),
+            Ok(_) => parse_outputs(&std::fs::read_to_string(&output_file).unwrap_or_default()),
             Err(_) => Ok(ActionOutputs::new()),
         }
     })

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use super::Outcome;
 use super::core::{Core, Launch, Msg, Task, TaskError, Transition};
 use super::record::record;
-use crate::action::{ActionCtx, ActionError, ActionOutputs, NodeLog, ProgressReporter, StopSignal};
+use crate::action::{ActionCtx, ActionError, ActionOutputs, NodeLog, ProgressReporter, StopSignal, capped};
 use crate::clock::{now, now_ms};
 use crate::event::Reporter;
 use crate::secrets::Masker;
@@ -38,6 +38,9 @@ const MAX_BATCH: usize = 1024;
 
 /// The longest a change waits for its commit while work keeps arriving.
 const MAX_DELAY: Duration = Duration::from_millis(10);
+
+/// The most of an error that is recorded (checkpoint, metadata, events) and shown.
+const MAX_ERROR_BYTES: usize = 16 * 1024;
 
 /// How long past its grace a stopped task that watches the stop signal may take.
 const STOP_MARGIN: Duration = Duration::from_millis(500);
@@ -238,9 +241,10 @@ impl<'r> Driver<'r> {
         let masker = self.masker.clone();
         tokio::spawn(async move {
             let work = action.run(ctx, &with);
-            let result = supervise(work, task, timeout, stop, &tx)
-                .await
-                .map_err(|e| TaskError { message: masker.mask(&e.full()).into_owned(), environment: e.environment });
+            let result = supervise(work, task, timeout, stop, &tx).await.map_err(|e| TaskError {
+                message: capped(&masker.mask(&e.full()), MAX_ERROR_BYTES, "the node's log"),
+                environment: e.environment,
+            });
             let _ = tx.send(Msg::Done { task, result });
         });
     }

@@ -71,7 +71,7 @@ impl de::Error for DeError {
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
         DeError {
             code: "invalid-value",
-            message: format!("unknown value `{variant}`"),
+            message: format!("unknown value `{}`", suggest::shorten(variant, 80)),
             span: None,
             help: suggest::hint(variant, expected.iter().copied()),
         }
@@ -80,7 +80,7 @@ impl de::Error for DeError {
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
         DeError {
             code: "unknown-key",
-            message: format!("unknown key `{field}`"),
+            message: format!("unknown key `{}`", suggest::shorten(field, 80)),
             span: None,
             help: suggest::hint(field, expected.iter().copied()),
         }
@@ -107,7 +107,7 @@ fn yaml_words(expected: &str) -> String {
 
 fn unexpected(unexp: &de::Unexpected) -> String {
     match unexp {
-        de::Unexpected::Str(s) => format!("the string `{s}`"),
+        de::Unexpected::Str(s) => format!("the string `{}`", suggest::shorten(s, 80)),
         de::Unexpected::Seq => "a list".into(),
         de::Unexpected::Map => "a mapping".into(),
         de::Unexpected::Unit => "nothing (null)".into(),

@@ -1,13 +1,18 @@
 //! Renders diagnostics: `human` (miette: the source line and a caret), `json` (the
 //! shape DESIGN.md gives) and `github` (workflow-command annotations).
 
-use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnostic, NamedSource, Report};
+use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnostic, Report};
 use serde::Serialize;
 
 use crate::diagnostic::{Diagnostic, Severity};
 
+/// A line longer than this is not shown as a snippet (a hostile file may hold a
+/// 20 MiB key): the diagnostic is given by its position instead.
+const MAX_SNIPPET_LINE: usize = 1000;
+
 /// Renders one diagnostic the way rustc does: header, source snippet, caret, help.
 pub fn human(diagnostic: &Diagnostic, color: bool) -> String {
+    let Some(window) = Window::around(diagnostic) else { return plain(diagnostic) };
     let severity = match diagnostic.severity {
         Severity::Error => miette::Severity::Error,
         Severity::Warning => miette::Severity::Warning,
@@ -20,13 +25,78 @@ pub fn human(diagnostic: &Diagnostic, color: bool) -> String {
     if let Some(help) = &diagnostic.help {
         report = report.with_help(help.clone());
     }
-    let source = NamedSource::new(diagnostic.source.name.clone(), diagnostic.source.text.clone());
-    let report = Report::new(report).with_source_code(source);
+    let report = Report::new(report).with_source_code(window);
     let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
     let handler = GraphicalReportHandler::new_themed(theme).with_width(100).with_context_lines(1);
     let mut out = String::new();
     handler.render_report(&mut out, report.as_ref()).expect("rendering into a String cannot fail");
     out
+}
+
+/// `severity[code]: message`, `--> file:line:column`, help: for spans on lines too
+/// long to show.
+fn plain(d: &Diagnostic) -> String {
+    let (line, column) = d.line_col();
+    let mut out =
+        format!("{}[{}]: {}\n  --> {}:{line}:{column}\n", d.severity.as_str(), d.code, d.message, d.source.name);
+    if let Some(help) = &d.help {
+        out.push_str(&format!("  help: {help}\n"));
+    }
+    out
+}
+
+/// The lines around a diagnostic's span, for miette to show with their real line
+/// numbers: only what is shown is copied, not the whole file for every diagnostic.
+struct Window {
+    name: String,
+    text: String,
+    /// Where `text` starts in the file: its byte offset and 0-based line.
+    offset: usize,
+    first_line: usize,
+}
+
+impl Window {
+    /// `None` when a line to show is too long for a snippet.
+    fn around(d: &Diagnostic) -> Option<Window> {
+        let text = &d.source.text;
+        let start = d.span.start.min(text.len());
+        let end = d.span.end.clamp(start, text.len());
+        // One line of context on each side, as the handler is told.
+        let line_start = |at: usize| text[..at].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = |at: usize| text[at..].find('\n').map_or(text.len(), |i| at + i);
+        let first = line_start(start).saturating_sub(1);
+        let first = line_start(first.min(text.len()));
+        let last = line_end(end);
+        let last = if last < text.len() { line_end(last + 1) } else { last };
+        let shown = &text[first..last];
+        if shown.lines().any(|l| l.len() > MAX_SNIPPET_LINE) {
+            return None;
+        }
+        let first_line = d.source.line_col(first).0 - 1;
+        Some(Window { name: d.source.name.clone(), text: shown.to_string(), offset: first, first_line })
+    }
+}
+
+impl miette::SourceCode for Window {
+    fn read_span<'a>(
+        &'a self,
+        span: &miette::SourceSpan,
+        before: usize,
+        after: usize,
+    ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
+        let local_start = span.offset().saturating_sub(self.offset).min(self.text.len());
+        let local = miette::SourceSpan::new(local_start.into(), span.len().min(self.text.len() - local_start));
+        let contents = self.text.read_span(&local, before, after)?;
+        let shifted = miette::SourceSpan::new((contents.span().offset() + self.offset).into(), contents.span().len());
+        Ok(Box::new(miette::MietteSpanContents::new_named(
+            self.name.clone(),
+            contents.data(),
+            shifted,
+            contents.line() + self.first_line,
+            contents.column(),
+            contents.line_count(),
+        )))
+    }
 }
 
 #[derive(Serialize)]

@@ -1,7 +1,23 @@
 //! Did-you-mean hints.
 
+/// Words longer than this get no did-you-mean.
+const MAX_TYPO: usize = 100;
+
+/// `text` as quoted in a message: at most `max` characters (a hostile file's 20 MiB
+/// key is not echoed whole).
+pub(crate) fn shorten(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => std::borrow::Cow::Borrowed(text),
+        Some((cut, _)) => format!("{}... ({} characters)", &text[..cut], text.chars().count()).into(),
+    }
+}
+
 /// The candidate closest to `word`, if it is close enough to be a likely typo.
 pub(crate) fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    // No typo is that long, and the distance costs length x length.
+    if word.len() > MAX_TYPO {
+        return None;
+    }
     let word_lower = word.to_lowercase();
     candidates
         .into_iter()

@@ -196,3 +196,42 @@ fn verbose_shows_what_phased_does_and_watch_keeps_its_quiet_period() {
     let help = run(&["watch", "--help"]);
     assert!(String::from_utf8_lossy(&help.stdout).contains("--quiet <DURATION>"), "a global flag must not shadow it");
 }
+
+#[test]
+fn hostile_files_get_positioned_errors_without_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge_key = dir.path().join("huge-key.yaml");
+    let key = "k".repeat(20 * 1024 * 1024);
+    std::fs::write(
+        &huge_key,
+        format!("version: 1\nname: x\nnodes:\n  a:\n    phase: BUILDING\n    uses: noop\n    {key}: 1\n"),
+    )
+    .unwrap();
+    let long_value = dir.path().join("long-value.yaml");
+    let value = "heavy".repeat(400);
+    std::fs::write(
+        &long_value,
+        format!("version: 1\nname: x\nnodes:\n  a:\n    phase: BUILDING\n    weight: {value}\n    uses: noop\n"),
+    )
+    .unwrap();
+    let many = dir.path().join("many.yaml");
+    let keys: String = (0..20_000).map(|i| format!("    unknown_{i}: 1\n")).collect();
+    std::fs::write(&many, format!("version: 1\nname: x\nnodes:\n  a:\n    phase: BUILDING\n    uses: noop\n{keys}"))
+        .unwrap();
+
+    let out = phased(&["validate", huge_key.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    assert!(stdout(&out).contains("huge-key.yaml:7:"), "{}", &stdout(&out)[..200.min(stdout(&out).len())]);
+
+    let out = phased(&["validate", long_value.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("expected a number for `weight`") && text.contains("long-value.yaml:6:13"), "{text}");
+    assert!(text.len() < 2_000, "the 2,000-character line is not printed: {} bytes", text.len());
+
+    let out = phased(&["validate", many.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("invalid: 20000 errors in 1 of 1 file"));
+    assert_eq!(stdout(&out).matches("unknown key `unknown_").count(), 20_000, "every one is reported");
+}

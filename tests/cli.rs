@@ -235,3 +235,22 @@ fn hostile_files_get_positioned_errors_without_a_panic() {
     assert!(stdout(&out).contains("invalid: 20000 errors in 1 of 1 file"));
     assert_eq!(stdout(&out).matches("unknown key `unknown_").count(), 20_000, "every one is reported");
 }
+
+#[test]
+fn what_run_would_reject_in_a_template_validate_rejects_first_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("brace.yaml");
+    std::fs::write(
+        &file,
+        "version: 1\nname: x\ninputs:\n  x: {type: string, default: a}\nnodes:\n  a:\n    phase: BUILDING\n    uses: shell\n    with: {run: \"{{ inputs.x }}}\"}\n",
+    )
+    .unwrap();
+    let out = phased(&["validate", "--format", "json", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let d = &report["diagnostics"][0];
+    assert_eq!(
+        (d["code"].as_str(), d["line"].as_u64(), d["column"].as_u64()),
+        (Some("template-syntax"), Some(9), Some(30))
+    );
+}

@@ -29,6 +29,57 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
 }
 
+/// What kind of trouble the database's environment is in, for messages that say what
+/// to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trouble {
+    /// Its file system is full.
+    Full,
+    /// It (or its folder, or its file system) cannot be written.
+    ReadOnly,
+    Other,
+}
+
+impl StoreError {
+    pub fn trouble(&self) -> Trouble {
+        // SQLite says only "unable to open" for a file it may not write.
+        if let StoreError::Open { path, source } = self
+            && source.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen)
+            && path.exists()
+            && std::fs::OpenOptions::new().append(true).open(path).is_err()
+        {
+            return Trouble::ReadOnly;
+        }
+        let sql = match self {
+            StoreError::Open { source, .. } | StoreError::Sql(source) => source,
+            StoreError::Folder { source, .. } if source.kind() == std::io::ErrorKind::ReadOnlyFilesystem => {
+                return Trouble::ReadOnly;
+            }
+            _ => return Trouble::Other,
+        };
+        match sql.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => Trouble::Full,
+            Some(rusqlite::ErrorCode::ReadOnly) => Trouble::ReadOnly,
+            _ => Trouble::Other,
+        }
+    }
+
+    /// The error with the database it concerns, and what to do about it.
+    pub fn explain(&self, db: &Path) -> (String, &'static str) {
+        match self.trouble() {
+            Trouble::Full => (
+                format!("the file system of the database `{}` is full ({self})", db.display()),
+                "free some space there; the run stays resumable (`phased resume ID`)",
+            ),
+            Trouble::ReadOnly => (
+                format!("the database `{}` cannot be written: it is read-only ({self})", db.display()),
+                "read commands (`status`, `logs`) still work; to run, make it writable or pass another with --db PATH",
+            ),
+            Trouble::Other => (format!("{self}"), "pass another database with --db PATH (or PHASED_DB)"),
+        }
+    }
+}
+
 /// How hard a commit waits for the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Durability {
@@ -136,4 +187,10 @@ pub trait Store: Send {
 /// Opens (creating it and its folder if needed) and migrates the database at `path`.
 pub fn open(path: &Path, durability: Durability) -> Result<Box<dyn Store>, StoreError> {
     Ok(Box::new(SqliteStore::open(path, durability)?))
+}
+
+/// Opens an existing database that cannot be written (a read-only file system), for
+/// reading only: nobody can write it meanwhile.
+pub fn open_read_only(path: &Path) -> Result<Box<dyn Store>, StoreError> {
+    Ok(Box::new(SqliteStore::open_read_only(path)?))
 }

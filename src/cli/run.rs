@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::cli::load::{Loaded, load_with_inputs};
-use crate::cli::store::{data_dir, open_existing, open_store, resolve_run};
+use crate::cli::store::{data_dir, open_existing, open_store, resolve_run, store_error};
 use crate::cli::{CatalogArgs, StoreArgs, exit, usage_error};
 use crate::engine::{self, EngineError, Options, Outcome, lease};
 use crate::event::Reporter;
@@ -153,12 +153,9 @@ fn conclude(store_args: &StoreArgs, format: RunFormat, id: &str, outcome: Outcom
     err_line(format_args!("{line}"));
 }
 
-fn engine_error(e: EngineError) -> u8 {
+fn engine_error(e: EngineError, db: &Path) -> u8 {
     match e {
-        EngineError::Store(e) => {
-            err_line(format_args!("error: {e}"));
-            exit::ENVIRONMENT
-        }
+        EngineError::Store(e) => store_error(&e, db),
         EngineError::Snapshot { run, diagnostics } => {
             for d in &diagnostics {
                 err_line(format_args!("{}", report::human(d, false)));
@@ -168,10 +165,7 @@ fn engine_error(e: EngineError) -> u8 {
         EngineError::UnknownNode { run, node, help } => {
             usage_error(format!("no node `{node}` in run `{run}`"), help.as_deref())
         }
-        EngineError::Claim(ClaimError::Store(e)) => {
-            err_line(format_args!("error: {e}"));
-            exit::ENVIRONMENT
-        }
+        EngineError::Claim(ClaimError::Store(e)) => store_error(&e, db),
         EngineError::Claim(ClaimError::Finished { id }) => {
             err_line(format_args!("run `{id}` already succeeded; nothing to resume"));
             exit::OK
@@ -202,7 +196,7 @@ pub(super) fn run(args: RunArgs) -> u8 {
             conclude(&args.exec.store, args.exec.format, &id, outcome);
             exit_code(outcome)
         }
-        Err(e) => engine_error(e),
+        Err(e) => engine_error(e, &args.exec.store.db),
     }
 }
 
@@ -279,7 +273,7 @@ pub(super) fn resume(args: ResumeArgs) -> u8 {
                 conclude(&args.exec.store, args.exec.format, &id, outcome);
                 exit_code(outcome)
             }
-            Err(e) => engine_error(e),
+            Err(e) => engine_error(e, &args.exec.store.db),
         };
         worst = worst.max(code);
     }

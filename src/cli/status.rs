@@ -148,7 +148,13 @@ pub(super) fn status(args: StatusArgs) -> u8 {
         None => None,
     };
     let result = (|| -> Result<u8, StoreError> {
-        lease::reap(store.as_mut(), engine::now_ms())?;
+        // Marking dead holders' runs interrupted is a write: skipped where it cannot be
+        // done (a read-only or full file system); what is shown is read all the same.
+        if let Err(e) = lease::reap(store.as_mut(), engine::now_ms())
+            && e.trouble() == crate::store::Trouble::Other
+        {
+            return Err(e);
+        }
         match &id {
             Some(id) => {
                 let Some(detail) = run_json(store.as_ref(), id)? else {
@@ -184,10 +190,7 @@ pub(super) fn status(args: StatusArgs) -> u8 {
         }
         Ok(exit::OK)
     })();
-    result.unwrap_or_else(|e| {
-        eprintln!("error: {e}");
-        exit::ENVIRONMENT
-    })
+    result.unwrap_or_else(|e| crate::cli::store::store_error(&e, db))
 }
 
 /// `status` where there is no database: nothing to show, and nothing created.

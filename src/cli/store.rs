@@ -3,14 +3,18 @@
 use std::path::{Path, PathBuf};
 
 use crate::cli::{StoreArgs, exit};
-use crate::store::Store;
+use crate::store::{Store, StoreError, Trouble};
 
 pub(crate) fn open_store(args: &StoreArgs) -> Result<Box<dyn Store>, u8> {
-    crate::store::open(&args.db, args.durability).map_err(|e| {
-        eprintln!("error: {e}");
-        eprintln!("  help: pass another database with --db PATH (or PHASED_DB)");
-        exit::ENVIRONMENT
-    })
+    crate::store::open(&args.db, args.durability).map_err(|e| store_error(&e, &args.db))
+}
+
+/// Says what is wrong with the database (naming it) and what to do; exit code 3.
+pub(crate) fn store_error(e: &StoreError, db: &Path) -> u8 {
+    let (message, help) = e.explain(db);
+    crate::reporter::err_line(format_args!("error: {message}"));
+    crate::reporter::err_line(format_args!("  help: {help}"));
+    exit::ENVIRONMENT
 }
 
 /// The database, if it exists: read commands never create one.
@@ -18,7 +22,14 @@ pub(crate) fn open_existing(args: &StoreArgs) -> Result<Option<Box<dyn Store>>, 
     if !args.db.exists() {
         return Ok(None);
     }
-    open_store(args).map(Some)
+    match crate::store::open(&args.db, args.durability) {
+        Ok(store) => Ok(Some(store)),
+        // A database that cannot be written can still be read.
+        Err(e) if e.trouble() == Trouble::ReadOnly => {
+            crate::store::open_read_only(&args.db).map(Some).map_err(|e| store_error(&e, &args.db))
+        }
+        Err(e) => Err(store_error(&e, &args.db)),
+    }
 }
 
 /// The run an id or a unique prefix of one names (`phased status 2aff1ec3`, as

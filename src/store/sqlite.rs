@@ -140,6 +140,24 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// For reading a database that cannot be written: `immutable` tells SQLite that no
+    /// one changes it meanwhile, so it needs no WAL index (which it could not create).
+    pub fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
+        let open_err = |source| StoreError::Open { path: path.to_path_buf(), source };
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let mut uri = String::from("file:");
+        for byte in absolute.as_os_str().as_encoded_bytes() {
+            match byte {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => uri.push(*byte as char),
+                other => uri.push_str(&format!("%{other:02X}")),
+            }
+        }
+        uri.push_str("?immutable=1");
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(uri, flags).map_err(open_err)?;
+        Ok(SqliteStore { conn, path: path.to_path_buf(), history_seq: Default::default() })
+    }
+
     fn migrate(&mut self) -> Result<(), StoreError> {
         let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         let supported = MIGRATIONS.len() as i64;

@@ -10,6 +10,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use phased::catalog::Catalog;
 use phased::compiler::Compiler;
 use phased::engine::{self, Options, Outcome};
@@ -54,22 +56,6 @@ fn run_once(plan: &Arc<Plan>, durability: Durability, parallel: usize, dir: &Pat
     elapsed
 }
 
-/// One row, one commit, in the same mode as the engine's store.
-fn commit_cost(durability: Durability, dir: &Path) -> Duration {
-    let conn = rusqlite::Connection::open(dir.join("baseline.db")).unwrap();
-    let sync = if durability == Durability::Full { "FULL" } else { "NORMAL" };
-    conn.execute_batch(&format!(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);"
-    ))
-    .unwrap();
-    let n = 2_000;
-    let start = Instant::now();
-    for i in 0..n {
-        conn.execute("INSERT INTO t (v) VALUES (?1)", [format!("row {i}")]).unwrap();
-    }
-    start.elapsed() / n
-}
-
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
@@ -89,7 +75,8 @@ fn main() {
         }
         let mode = if durability == Durability::Full { "full" } else { "normal" };
         let baseline_dir = tempfile::tempdir().unwrap();
-        let commit = commit_cost(durability, baseline_dir.path());
+        let commit =
+            common::commit_cost(baseline_dir.path(), if durability == Durability::Full { "FULL" } else { "NORMAL" });
         println!(
             "{mode:<8} {:<8} {:>6} {:>9} {:>10} {:>10.1}us {:>15}",
             "commit",

@@ -15,6 +15,8 @@
 //! Every run gets a database of its own. Prints figures; asserts nothing about time.
 //! Run: `cargo bench --bench process`
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -90,21 +92,6 @@ fn chain(dir: &Path, name: &str, nodes: usize, chained: bool, uses: &str) -> Pat
     path
 }
 
-/// One SQLite commit of one row, WAL + synchronous=NORMAL (the engine's default mode).
-fn commit_cost(dir: &Path) -> Duration {
-    let conn = rusqlite::Connection::open(dir.join("baseline.db")).unwrap();
-    conn.execute_batch(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);",
-    )
-    .unwrap();
-    let n = 2_000;
-    let start = Instant::now();
-    for i in 0..n {
-        conn.execute("INSERT INTO t (v) VALUES (?1)", [format!("row {i}")]).unwrap();
-    }
-    start.elapsed() / n
-}
-
 /// The per-node cost of a pipeline shape: (n-node run - 1-node run) / (n - 1).
 fn per_node(dir: &Path, nodes: usize, chained: bool, uses: &str, parallel: &str, runs: usize) -> Duration {
     let big = chain(dir, &format!("big{nodes}{chained}"), nodes, chained, uses);
@@ -173,7 +160,7 @@ fn main() {
         ratio(status.cpu, spawn.cpu.max(Duration::from_micros(1)))
     );
 
-    let commit = commit_cost(dir);
+    let commit = common::commit_cost(dir, "NORMAL");
     let chained = per_node(dir, 1_000, true, "uses: noop", "8", 5);
     println!(
         "{:<44} {:>12} {:>12} {:>14} {:>8}",

@@ -8,7 +8,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::store::{data_dir, open_existing, resolve_run};
+use crate::cli::store::{data_dir, open_run};
 use crate::cli::{StoreArgs, exit, usage_error};
 use crate::reporter::out_line;
 use crate::store::{RunStatus, Store};
@@ -30,19 +30,11 @@ pub(super) struct LogsArgs {
 const POLL: Duration = Duration::from_millis(100);
 
 pub(super) fn logs(args: LogsArgs) -> u8 {
-    let db = &args.store.db;
-    let store = match open_existing(&args.store) {
-        Ok(Some(store)) => store,
-        Ok(None) => {
-            return usage_error(format!("no run `{}`: there is no database at `{}`", args.run, db.display()), None);
-        }
+    let (store, run) = match open_run(&args.store, &args.run) {
+        Ok(found) => found,
         Err(code) => return code,
     };
-    let run = match resolve_run(store.as_ref(), &args.run, db) {
-        Ok(run) => run,
-        Err(code) => return code,
-    };
-    let folder = data_dir(db).join("logs").join(&run);
+    let folder = data_dir(&args.store.db).join("logs").join(&run);
     if let Some(node) = &args.node
         && !folder.join(format!("{node}.log")).exists()
         && !args.follow

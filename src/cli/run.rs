@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::cli::load::{Loaded, load_with_inputs};
-use crate::cli::store::{data_dir, open_existing, open_store, resolve_run, store_error};
+use crate::cli::store::{data_dir, open_run, open_store, store_error};
 use crate::cli::{CatalogArgs, StoreArgs, exit, usage_error};
 use crate::engine::{self, EngineError, Options, Outcome, lease};
 use crate::event::Reporter;
@@ -207,32 +207,16 @@ pub(super) fn resume(args: ResumeArgs) -> u8 {
             Err(code) => return code,
         };
         if let Err(e) = lease::reap(store.as_mut(), engine::now_ms()) {
-            err_line(format_args!("error: {e}"));
-            return exit::ENVIRONMENT;
+            return store_error(&e, &args.exec.store.db);
         }
         match store.runs() {
             Ok(runs) => runs.into_iter().rev().filter(|r| r.status == RunStatus::Interrupted).map(|r| r.id).collect(),
-            Err(e) => {
-                err_line(format_args!("error: {e}"));
-                return exit::ENVIRONMENT;
-            }
+            Err(e) => return store_error(&e, &args.exec.store.db),
         }
     } else {
         let given = args.id.clone().expect("clap requires an id without --all");
-        let db = &args.exec.store.db;
-        let store = match open_existing(&args.exec.store) {
-            Ok(Some(store)) => store,
-            Ok(None) => {
-                let message = format!("no run `{given}`: there is no database at `{}`", db.display());
-                return usage_error(
-                    message,
-                    Some("pass the database the run was started with: --db PATH (or PHASED_DB)"),
-                );
-            }
-            Err(code) => return code,
-        };
-        match resolve_run(store.as_ref(), &given, db) {
-            Ok(id) => vec![id],
+        match open_run(&args.exec.store, &given) {
+            Ok((_, id)) => vec![id],
             Err(code) => return code,
         }
     };

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 
-use crate::cli::store::{open_existing, resolve_run};
+use crate::cli::store::{open_existing, open_run, resolve_run};
 use crate::cli::{OutputFormat, StoreArgs, exit, usage_error};
 use crate::engine::{self, lease};
 use crate::store::{NodeStatus, RunRow, RunStatus, Store, StoreError};
@@ -18,7 +18,7 @@ pub(super) struct StatusArgs {
     pipeline: Option<String>,
     /// Only runs with this status.
     #[arg(long, value_enum, conflicts_with = "id")]
-    status: Option<StatusFilter>,
+    status: Option<RunStatus>,
     /// At most this many runs, newest first.
     #[arg(long, value_name = "N", conflicts_with = "id")]
     limit: Option<usize>,
@@ -26,30 +26,6 @@ pub(super) struct StatusArgs {
     format: OutputFormat,
     #[command(flatten)]
     store: StoreArgs,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum StatusFilter {
-    Queued,
-    Running,
-    Succeeded,
-    Failed,
-    Interrupted,
-    Cancelled,
-}
-
-impl StatusFilter {
-    fn admits(self, status: RunStatus) -> bool {
-        let wanted = match self {
-            StatusFilter::Queued => RunStatus::Queued,
-            StatusFilter::Running => RunStatus::Running,
-            StatusFilter::Succeeded => RunStatus::Succeeded,
-            StatusFilter::Failed => RunStatus::Failed,
-            StatusFilter::Interrupted => RunStatus::Interrupted,
-            StatusFilter::Cancelled => RunStatus::Cancelled,
-        };
-        status == wanted
-    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -176,7 +152,7 @@ pub(super) fn status(args: StatusArgs) -> u8 {
                     .runs()?
                     .into_iter()
                     .filter(|r| args.pipeline.as_ref().is_none_or(|p| &r.pipeline == p))
-                    .filter(|r| args.status.is_none_or(|s| s.admits(r.status)))
+                    .filter(|r| args.status.is_none_or(|s| s == r.status))
                     .take(args.limit.unwrap_or(usize::MAX))
                     .collect();
                 match args.format {
@@ -267,16 +243,8 @@ fn print_detail(d: &Value) {
 }
 
 pub(super) fn cancel(args: CancelArgs) -> u8 {
-    let db = &args.store.db;
-    let mut store = match open_existing(&args.store) {
-        Ok(Some(store)) => store,
-        Ok(None) => {
-            return usage_error(format!("no run `{}`: there is no database at `{}`", args.id, db.display()), None);
-        }
-        Err(code) => return code,
-    };
-    let id = match resolve_run(store.as_ref(), &args.id, db) {
-        Ok(id) => id,
+    let (mut store, id) = match open_run(&args.store, &args.id) {
+        Ok(found) => found,
         Err(code) => return code,
     };
     let code = stop(&args, store.as_mut(), &id);

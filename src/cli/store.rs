@@ -32,6 +32,17 @@ pub(crate) fn open_existing(args: &StoreArgs) -> Result<Option<Box<dyn Store>>, 
     }
 }
 
+/// An existing database and the run `id` (or a unique prefix of it) names there.
+pub(crate) fn open_run(args: &StoreArgs, id: &str) -> Result<(Box<dyn Store>, String), u8> {
+    let Some(store) = open_existing(args)? else {
+        let message = format!("no run `{id}`: there is no database at `{}`", args.db.display());
+        let help = "pass the database the run was started with: --db PATH (or PHASED_DB)";
+        return Err(crate::cli::usage_error(message, Some(help)));
+    };
+    let run = resolve_run(store.as_ref(), id, &args.db)?;
+    Ok((store, run))
+}
+
 /// The run an id or a unique prefix of one names (`phased status 2aff1ec3`, as
 /// printed); a clear error when none or several match.
 pub(crate) fn resolve_run(store: &dyn Store, id: &str, db: &Path) -> Result<String, u8> {

@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::StoreError;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum RunStatus {
     Queued,
     Running,

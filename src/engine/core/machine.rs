@@ -177,7 +177,10 @@ impl Core {
                     return;
                 }
                 Mode::Stopping { status, reason } => {
-                    if self.running.is_empty() {
+                    // What was running finished after all, and nothing is left to do.
+                    if self.frames[0].unfinished == 0 {
+                        self.succeed_run();
+                    } else if self.running.is_empty() {
                         let (status, reason) = (*status, reason.clone());
                         self.end_stopped(status, reason);
                     }

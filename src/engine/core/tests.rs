@@ -485,3 +485,14 @@ fn an_environment_failure_ends_failed_environment_and_secrets_never_reach_record
     run.send(Msg::Done { task, result: Err(TaskError { message: "engine unreachable".into(), environment: true }) });
     assert_eq!(run.outcome(), Some(Outcome::FailedEnvironment));
 }
+
+#[test]
+fn a_cancel_that_comes_while_the_last_node_finishes_leaves_the_run_active() {
+    let mut run = Run::new(compile(CHAIN, &[]), json!({}), vec![], 8);
+    run.succeed("a", json!({"v": "x"}));
+    run.succeed("b", json!({}));
+    run.send(Msg::Cancel);
+    assert_eq!(run.stops, [run.task("c")]);
+    run.succeed("c", json!({}));
+    assert_eq!(run.outcome(), Some(Outcome::Succeeded), "every node succeeded: ACTIVE, not cancelled");
+}

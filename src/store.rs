@@ -42,11 +42,14 @@ pub enum Trouble {
 
 impl StoreError {
     pub fn trouble(&self) -> Trouble {
-        // SQLite says only "unable to open" for a file it may not write.
+        // SQLite says only "unable to open" for a database it may not write. The probe
+        // is a file of our own in its folder (where SQLite writes its -wal and -shm),
+        // never the database itself: closing a descriptor of it would drop every POSIX
+        // lock this process holds on it.
         if let StoreError::Open { path, source } = self
             && source.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen)
             && path.exists()
-            && std::fs::OpenOptions::new().append(true).open(path).is_err()
+            && !folder_writable(path)
         {
             return Trouble::ReadOnly;
         }
@@ -78,6 +81,15 @@ impl StoreError {
             Trouble::Other => (format!("{self}"), "pass another database with --db PATH (or PHASED_DB)"),
         }
     }
+}
+
+/// Whether a file can be made beside `path` (the probe is removed at once).
+fn folder_writable(path: &Path) -> bool {
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let probe = folder.join(format!(".phased-write-probe-{}", std::process::id()));
+    let made = std::fs::File::create(&probe).is_ok();
+    let _ = std::fs::remove_file(&probe);
+    made
 }
 
 /// How hard a commit waits for the disk.

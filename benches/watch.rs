@@ -24,7 +24,7 @@ fn measure(quiet_ms: u64) -> Vec<Duration> {
     let pipeline = dir.path().join("p.yaml");
     std::fs::write(&pipeline, "version: 1\nname: w\nnodes:\n  a: {phase: BUILDING, uses: noop}\n").unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_phased"))
-        .args(["watch", "--format", "jsonl", "--quiet", &format!("{quiet_ms}ms"), "--path"])
+        .args(["watch", "--format", "jsonl", "--debounce", &format!("{quiet_ms}ms"), "--path"])
         .arg(&site)
         .arg(&pipeline)
         .env("PHASED_DB", dir.path().join("state/phased.db"))

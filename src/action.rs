@@ -27,7 +27,8 @@ mod spec;
 
 pub use params::{ParamProblem, check_with};
 pub use runtime::{
-    ActionCtx, ActionError, ActionFuture, ActionOutputs, NodeLog, ProgressReporter, StopSignal, capped, with_causes,
+    ActionCtx, ActionError, ActionFuture, ActionOutputs, LineSink, NodeLog, ProgressReporter, StopSignal, capped,
+    with_causes,
 };
 pub use spec::{ActionSpec, Outputs};
 

@@ -56,6 +56,9 @@ pub struct Cli {
     /// Show what phased itself does on stderr (`-v` info, `-vv` debug; `PHASED_LOG` wins).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Say only what went wrong: no progress, no notes (the output a command exists for stays).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -127,6 +130,8 @@ pub enum OutputFormat {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
+    crate::reporter::set_quiet(cli.quiet);
+    crate::reporter::set_verbose(cli.verbose > 0);
     if !matches!(cli.command, Command::Run(_) | Command::Resume(_) | Command::Watch(_)) {
         crate::process::stop_on_closed_output();
     }

@@ -191,7 +191,15 @@ pub trait Reporter {
     fn event(&mut self, event: &Event);
     /// The run ended (any outcome); finish drawing.
     fn finish(&mut self) {}
+    /// Where the lines that steps print go while they run (masked, each cut to a few
+    /// KiB), if this reporter shows them. Called from the tasks that read the output.
+    fn output(&self) -> Option<OutputSink> {
+        None
+    }
 }
+
+/// Receives `(node, line)` for every line a step prints.
+pub type OutputSink = std::sync::Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 /// Collects events (tests, and `--format json` which prints a summary at the end).
 #[derive(Default)]

@@ -2,10 +2,41 @@
 //! elsewhere, or one JSON object per event (`--format jsonl`).
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 
-use crate::event::{Event, EventKind, Reporter};
+use crate::event::{Event, EventKind, OutputSink, Reporter};
+
+static QUIET: AtomicBool = AtomicBool::new(false);
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+/// `-v`: runs also show what their steps print (as `--show-output`).
+pub(crate) fn set_verbose(verbose: bool) {
+    VERBOSE.store(verbose, Ordering::Relaxed);
+}
+
+pub(crate) fn verbose() -> bool {
+    VERBOSE.load(Ordering::Relaxed)
+}
+
+/// `-q/--quiet`: only errors are said (set once, by `main`).
+pub(crate) fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+pub(crate) fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// A note for people on stderr (what was done, what to do next); `-q` drops it.
+pub(crate) fn note_line(line: std::fmt::Arguments) {
+    if !quiet() {
+        err_line(line);
+    }
+}
 
 /// Writes a line to stdout. Output that cannot be written (a closed pipe: `phased run
 /// ... | head -1`) is dropped: a run goes on, to its database and its logs.
@@ -30,8 +61,11 @@ impl Reporter for JsonLines {
     }
 }
 
-/// A line per event, for logs and pipes.
-pub struct Lines;
+/// A line per event, for logs and pipes; with `show_output`, also each line a step
+/// prints, as `node | line`.
+pub struct Lines {
+    pub show_output: bool,
+}
 
 fn describe(event: &Event) -> Option<String> {
     let run = &event.deployment;
@@ -66,39 +100,99 @@ impl Reporter for Lines {
             out_line(format_args!("[{:>3}%] {:<17} {text}", event.progress, event.phase));
         }
     }
-}
 
-/// A live bar on a terminal, with each event printed above it.
-pub struct Bar {
-    bar: ProgressBar,
-}
-
-impl Bar {
-    pub fn new() -> Self {
-        let bar = ProgressBar::new(100);
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} [{bar:30}] {pos:>3}% {msg}")
-                .expect("a valid template")
-                .progress_chars("=> "),
-        );
-        bar.enable_steady_tick(std::time::Duration::from_millis(120));
-        Bar { bar }
+    fn output(&self) -> Option<OutputSink> {
+        self.show_output.then(|| Arc::new(|node: &str, line: &str| out_line(format_args!("{node} | {line}"))) as _)
     }
 }
 
-impl Default for Bar {
-    fn default() -> Self {
-        Self::new()
+/// The nodes running now, and since when.
+#[derive(Default)]
+struct Live {
+    running: Vec<(String, Instant)>,
+}
+
+impl Live {
+    fn note(&mut self, event: &Event) {
+        match &event.kind {
+            EventKind::NodeStarted { node, .. } => {
+                self.running.retain(|(n, _)| n != node);
+                self.running.push((node.clone(), Instant::now()));
+            }
+            EventKind::NodeSucceeded { node, .. }
+            | EventKind::NodeFailed { node, .. }
+            | EventKind::NodeRetrying { node, .. }
+            | EventKind::NodeSkipped { node } => self.running.retain(|(n, _)| n != node),
+            _ => {}
+        }
+    }
+
+    /// `build 12s, test 3s`: the running nodes, oldest first, within `width` columns.
+    fn running(&self, width: usize) -> String {
+        if self.running.is_empty() {
+            return "-".into();
+        }
+        let parts: Vec<String> =
+            self.running.iter().map(|(node, since)| format!("{node} {}s", since.elapsed().as_secs())).collect();
+        fit(&parts.join(", "), width)
+    }
+}
+
+/// `text` within `width` columns, ending in `…` when cut; control characters and
+/// colour codes (a step's own progress bars) are dropped.
+fn fit(text: &str, width: usize) -> String {
+    let plain: String = console::strip_ansi_codes(text).chars().filter(|c| !c.is_control()).collect();
+    console::truncate_str(&plain, width, "…").into_owned()
+}
+
+/// A live bar on a terminal: progress, elapsed time, the phase and the running nodes,
+/// then the last line a step printed; each event is printed above it.
+pub struct Bar {
+    bar: ProgressBar,
+    live: Arc<Mutex<Live>>,
+    show_output: bool,
+}
+
+impl Bar {
+    pub fn new(show_output: bool) -> Self {
+        let live = Arc::new(Mutex::new(Live::default()));
+        let bar = ProgressBar::new(100);
+        let shown = live.clone();
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{bar:30}] {pos:>3}% {elapsed:>4} {prefix} · {running}\n  {wide_msg}",
+            )
+            .expect("a valid template")
+            .with_key("running", move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let columns = usize::from(console::Term::stderr().size().1);
+                let room = columns.saturating_sub(64).max(20);
+                let _ = w.write_str(&shown.lock().expect("bar lock").running(room));
+            })
+            .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        Bar { bar, live, show_output }
     }
 }
 
 impl Reporter for Bar {
     fn event(&mut self, event: &Event) {
+        self.live.lock().expect("bar lock").note(event);
         self.bar.set_position(u64::from(event.progress));
-        self.bar.set_message(format!("{} {}", event.phase, event.node().unwrap_or("")));
+        self.bar.set_prefix(event.phase.clone());
         if let Some(text) = describe(event) {
             self.bar.println(format!("[{:>3}%] {:<17} {text}", event.progress, event.phase));
         }
+    }
+
+    fn output(&self) -> Option<OutputSink> {
+        let (bar, show) = (self.bar.clone(), self.show_output);
+        Some(Arc::new(move |node: &str, line: &str| {
+            if show {
+                bar.println(format!("{node} | {line}"));
+            }
+            bar.set_message(fit(&format!("{node} | {line}"), 500));
+        }))
     }
 
     fn finish(&mut self) {

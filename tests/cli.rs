@@ -180,7 +180,7 @@ fn completions_and_the_manual_page_are_generated_from_the_commands() {
 }
 
 #[test]
-fn verbose_shows_what_phased_does_and_watch_keeps_its_quiet_period() {
+fn verbose_shows_what_phased_does_and_watch_names_its_quiet_period_debounce() {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_phased"))
@@ -195,7 +195,7 @@ fn verbose_shows_what_phased_does_and_watch_keeps_its_quiet_period() {
     let verbose = run(&["-v", "run", "examples/hello.yaml"]);
     assert!(String::from_utf8_lossy(&verbose.stderr).contains("Run started."));
     let help = run(&["watch", "--help"]);
-    assert!(String::from_utf8_lossy(&help.stdout).contains("--quiet <DURATION>"), "a global flag must not shadow it");
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--debounce <DURATION>"), "{help:?}");
 }
 
 #[test]

@@ -26,7 +26,7 @@ fn a_burst_of_200_writes_gives_one_redeploy_that_sees_all_of_them() {
     let env = Env::new();
     let file = env.write("deploy.yaml", DEPLOY);
     env.write("site/version", "1");
-    let watch = Watch::start(&env, &[file.to_str().unwrap(), "--path", "site", "--quiet", "200ms"]);
+    let watch = Watch::start(&env, &[file.to_str().unwrap(), "--path", "site", "--debounce", "200ms"]);
     watch.wait_runs_ended(1, Duration::from_secs(20));
     for i in 0..200 {
         std::fs::write(env.path(&format!("site/f{i}.txt")), "x").unwrap();
@@ -60,7 +60,7 @@ fn changes_during_a_run_cancel_it_and_one_follow_up_deploys_the_last_state() {
     let text = DEPLOY.to_string()
         + "  b:\n    phase: HEALTH_CHECK\n    needs: [copy]\n    uses: shell\n    with: {run: 'echo b >> b.log'}\n";
     std::fs::write(&file, text).unwrap();
-    let watch = Watch::start(&env, &[file.to_str().unwrap(), "--path", "site", "--quiet", "100ms", "-i", "delay=1"]);
+    let watch = Watch::start(&env, &[file.to_str().unwrap(), "--path", "site", "--debounce", "100ms", "-i", "delay=1"]);
     change_version_three_times_during_the_first_deploy(&env, &watch);
     // The first run finished its running node, started nothing more, and stopped.
     assert_eq!(watch.count("run_interrupted"), 1);
@@ -74,7 +74,8 @@ fn with_on_change_queue_the_run_finishes_and_exactly_one_follow_up_runs() {
     let env = Env::new();
     let file = env.write("deploy.yaml", DEPLOY);
     env.write("site/version", "1");
-    let args = [file.to_str().unwrap(), "--path", "site", "--quiet", "100ms", "--on-change", "queue", "-i", "delay=1"];
+    let args =
+        [file.to_str().unwrap(), "--path", "site", "--debounce", "100ms", "--on-change", "queue", "-i", "delay=1"];
     let watch = Watch::start(&env, &args);
     change_version_three_times_during_the_first_deploy(&env, &watch);
     assert_eq!(watch.count("run_succeeded"), 2);
@@ -104,7 +105,7 @@ nodes:
     env.write("site/.gitignore", "*.swp\n");
     // The database lives inside the watched folder too.
     let watch =
-        Watch::start(&env, &[file.to_str().unwrap(), "--path", "site", "--quiet", "100ms", "--ignore", "tmp/**"]);
+        Watch::start(&env, &[file.to_str().unwrap(), "--path", "site", "--debounce", "100ms", "--ignore", "tmp/**"]);
     std::thread::sleep(Duration::from_millis(50));
     watch.wait_runs_ended(1, Duration::from_secs(20));
     env.write("site/notes.swp", "ignored by .gitignore");
@@ -124,7 +125,7 @@ fn the_database_inside_the_watched_folder_does_not_loop() {
     let file = env.write("deploy.yaml", DEPLOY);
     env.write("site/version", "1");
     let mut cmd =
-        env.command(&["watch", "--format", "jsonl", file.to_str().unwrap(), "--path", "site", "--quiet", "100ms"]);
+        env.command(&["watch", "--format", "jsonl", file.to_str().unwrap(), "--path", "site", "--debounce", "100ms"]);
     cmd.env("PHASED_DB", env.path("site/.phased/phased.db"));
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(2000));
@@ -142,7 +143,7 @@ fn an_invalid_edit_of_the_pipeline_keeps_the_last_good_version() {
     let env = Env::new();
     let file = env.write("deploy.yaml", DEPLOY);
     env.write("site/version", "1");
-    let watch = Watch::start(&env, &[file.to_str().unwrap(), "--path", "site", "--quiet", "100ms"]);
+    let watch = Watch::start(&env, &[file.to_str().unwrap(), "--path", "site", "--debounce", "100ms"]);
     watch.wait_runs_ended(1, Duration::from_secs(20));
     std::fs::write(&file, DEPLOY.replace("uses: shell", "uses: shel")).unwrap();
     std::thread::sleep(Duration::from_millis(600));
@@ -190,7 +191,7 @@ fn an_edit_of_a_sub_pipeline_is_revalidated_and_redeploys() {
     };
     let sub = env.write("pipes/parts/step.yaml", &step("first"));
     env.write("site/index.html", "x");
-    let watch = Watch::start(&env, &["app", "--pipelines", "pipes", "--path", "site", "--quiet", "100ms"]);
+    let watch = Watch::start(&env, &["app", "--pipelines", "pipes", "--path", "site", "--debounce", "100ms"]);
     watch.wait_runs_ended(1, Duration::from_secs(20));
     // An invalid edit of the sub-pipeline: diagnostics, no deploy.
     std::fs::write(&sub, step("broken").replace("uses: shell", "uses: shel")).unwrap();
@@ -215,7 +216,7 @@ fn a_database_inside_the_watched_folder_is_ignored_but_the_rest_of_the_folder_is
     env.write("site/version", "1");
     // `--db` inside `--path`: the database, its WAL, logs and work files change on every
     // run; only the site's change may redeploy.
-    let args = [file.to_str().unwrap(), "--path", ".", "--db", "phased.db", "--quiet", "200ms"];
+    let args = [file.to_str().unwrap(), "--path", ".", "--db", "phased.db", "--debounce", "200ms"];
     let watch = Watch::start(&env, &args);
     watch.wait_runs_ended(1, Duration::from_secs(20));
     watch.assert_quiet(1, Duration::from_millis(800));

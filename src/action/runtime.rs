@@ -93,7 +93,13 @@ pub struct NodeLog {
     file: Mutex<Option<std::fs::File>>,
     tail: Mutex<std::collections::VecDeque<String>>,
     masker: Masker,
+    /// Also shown live (`--show-output`, the progress bar's last line).
+    sink: Option<LineSink>,
 }
+
+/// Receives each line of a node's log as it is written (masked, cut to
+/// [`TAIL_LINE_BYTES`]).
+pub type LineSink = Arc<dyn Fn(&str) + Send + Sync>;
 
 const TAIL_LINES: usize = 20;
 
@@ -118,7 +124,14 @@ impl NodeLog {
             file: Mutex::new(None),
             tail: Mutex::new(Default::default()),
             masker,
+            sink: None,
         }
+    }
+
+    /// The same log, also handing each line to `sink`.
+    pub fn with_sink(mut self, sink: Option<LineSink>) -> Self {
+        self.sink = sink;
+        self
     }
 
     pub fn discard() -> Self {
@@ -128,6 +141,7 @@ impl NodeLog {
             file: Mutex::new(None),
             tail: Mutex::new(Default::default()),
             masker: Masker::default(),
+            sink: None,
         }
     }
 
@@ -156,11 +170,15 @@ impl NodeLog {
             let _ = writeln!(file, "{line}");
         }
         drop(file);
+        let line = capped(&line, TAIL_LINE_BYTES, "the node's log");
+        if let Some(sink) = &self.sink {
+            sink(&line);
+        }
         let mut tail = self.tail.lock().expect("log lock");
         if tail.len() == TAIL_LINES {
             tail.pop_front();
         }
-        tail.push_back(capped(&line, TAIL_LINE_BYTES, "the node's log"));
+        tail.push_back(line);
     }
 
     /// The last lines written, masked.

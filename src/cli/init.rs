@@ -63,6 +63,9 @@ pub(super) fn init(args: InitArgs) -> u8 {
         return usage_error(format!("cannot write `{}`: {e}", path.display()), None);
     }
     println!("wrote {}", path.display());
+    if crate::reporter::quiet() {
+        return exit::OK;
+    }
     println!("next: phased validate {0} && phased plan {1} && phased run {1}", path.display(), name);
     exit::OK
 }

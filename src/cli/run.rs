@@ -8,7 +8,7 @@ use crate::cli::{CatalogArgs, StoreArgs, exit, usage_error};
 use crate::engine::{self, EngineError, Options, Outcome, lease};
 use crate::event::Reporter;
 use crate::report;
-use crate::reporter::{Bar, JsonLines, Lines, Silent, err_line, out_line};
+use crate::reporter::{Bar, JsonLines, Lines, Silent, err_line, note_line, out_line};
 use crate::secrets::Secrets;
 use crate::store::{ClaimError, RunStatus};
 
@@ -73,11 +73,18 @@ pub(super) struct ExecArgs {
     /// How the run shows itself.
     #[arg(long, value_enum, default_value_t = RunFormat::Human)]
     pub(super) format: RunFormat,
+    /// Print each line a step prints, as `node | line` (also with `-v`; human format).
+    #[arg(long)]
+    pub(super) show_output: bool,
     #[command(flatten)]
     pub(super) store: StoreArgs,
 }
 
 impl ExecArgs {
+    pub(super) fn show_output(&self) -> bool {
+        self.show_output || crate::reporter::verbose()
+    }
+
     /// What a run started or resumed from the command line gets: secrets from the
     /// environment, node logs beside the database.
     fn options<'r>(&self, reporter: &'r mut dyn Reporter) -> Options<'r> {
@@ -91,13 +98,17 @@ impl ExecArgs {
     }
 }
 
-fn reporter(format: RunFormat) -> Box<dyn Reporter> {
+fn reporter(exec: &ExecArgs) -> Box<dyn Reporter> {
     use std::io::IsTerminal;
-    match format {
+    let show_output = exec.show_output();
+    match exec.format {
         RunFormat::Jsonl => Box::new(JsonLines),
         RunFormat::Json => Box::new(Silent),
-        RunFormat::Human if std::io::stderr().is_terminal() && std::io::stdout().is_terminal() => Box::new(Bar::new()),
-        RunFormat::Human => Box::new(Lines),
+        RunFormat::Human if crate::reporter::quiet() => Box::new(Silent),
+        RunFormat::Human if std::io::stderr().is_terminal() && std::io::stdout().is_terminal() => {
+            Box::new(Bar::new(show_output))
+        }
+        RunFormat::Human => Box::new(Lines { show_output }),
     }
 }
 
@@ -150,7 +161,10 @@ fn conclude(store_args: &StoreArgs, format: RunFormat, id: &str, outcome: Outcom
             format!("deployment {id} stopped; continue with `phased resume {id}`")
         }
     };
-    err_line(format_args!("{line}"));
+    match outcome {
+        Outcome::Succeeded => note_line(format_args!("{line}")),
+        _ => err_line(format_args!("{line}")),
+    }
 }
 
 fn engine_error(e: EngineError, db: &Path) -> u8 {
@@ -167,7 +181,7 @@ fn engine_error(e: EngineError, db: &Path) -> u8 {
         }
         EngineError::Claim(ClaimError::Store(e)) => store_error(&e, db),
         EngineError::Claim(ClaimError::Finished { id }) => {
-            err_line(format_args!("run `{id}` already succeeded; nothing to resume"));
+            note_line(format_args!("run `{id}` already succeeded; nothing to resume"));
             exit::OK
         }
         EngineError::Claim(ClaimError::Held { id, pid, host }) => usage_error(
@@ -188,7 +202,7 @@ pub(super) fn run(args: RunArgs) -> u8 {
         Ok(store) => store,
         Err(code) => return code,
     };
-    let mut reporter = reporter(args.exec.format);
+    let mut reporter = reporter(&args.exec);
     let options = args.exec.options(reporter.as_mut());
     match runtime().block_on(engine::start(store, plan, resolved, args.id, options)) {
         Ok((id, outcome)) => {
@@ -221,7 +235,7 @@ pub(super) fn resume(args: ResumeArgs) -> u8 {
         }
     };
     if args.all && ids.is_empty() {
-        err_line(format_args!("no interrupted runs to resume"));
+        note_line(format_args!("no interrupted runs to resume"));
         return exit::OK;
     }
     let mut worst = exit::OK;
@@ -230,7 +244,7 @@ pub(super) fn resume(args: ResumeArgs) -> u8 {
             Ok(store) => store,
             Err(code) => return code,
         };
-        let mut reporter = reporter(args.exec.format);
+        let mut reporter = reporter(&args.exec);
         let options = args.exec.options(reporter.as_mut());
         let human = args.exec.format == RunFormat::Human;
         let pipelines = args.catalog.pipelines.clone();
@@ -239,13 +253,13 @@ pub(super) fn resume(args: ResumeArgs) -> u8 {
                 return;
             }
             if info.killed > 0 {
-                err_line(format_args!(
+                note_line(format_args!(
                     "stopped {} process(es) left running by the previous attempt of {}",
                     info.killed, info.id
                 ));
             }
             if changed_on_disk(info, &pipelines) {
-                err_line(format_args!(
+                note_line(format_args!(
                     "note: `{}` changed since run {} started; resuming with the pipeline it started with",
                     info.plan.source.name, info.id
                 ));

@@ -113,7 +113,9 @@ pub(super) fn run(args: Args) -> u8 {
                 names.len()
             };
             if valid {
-                println!("ok: {files} file{} valid{}", plural(files), warning_note(warnings));
+                if !crate::reporter::quiet() {
+                    println!("ok: {files} file{} valid{}", plural(files), warning_note(warnings));
+                }
             } else {
                 println!(
                     "invalid: {errors} error{} in {files_with_errors} of {files} file{}{}",

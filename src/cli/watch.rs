@@ -18,8 +18,8 @@ use crate::engine::{self, EngineError, Options, Outcome};
 use crate::event::{Event, Reporter};
 use crate::paths::normalize;
 use crate::plan::Plan;
-use crate::reporter::err_line;
 use crate::reporter::{JsonLines, Lines};
+use crate::reporter::{err_line, note_line};
 use crate::secrets::Secrets;
 use crate::watch::{Debouncer, Ignorer, describe};
 
@@ -44,9 +44,9 @@ pub(super) struct WatchArgs {
     /// A YAML file of inputs (`-i` values override it).
     #[arg(long, value_name = "FILE")]
     inputs: Option<PathBuf>,
-    /// How long nothing must change before a redeploy starts (one period for the whole tree).
+    /// How long nothing must change before a redeploy starts (one quiet period for the whole tree).
     #[arg(long, value_name = "DURATION", default_value = "300ms", value_parser = parse_duration)]
-    quiet: Duration,
+    debounce: Duration,
     /// Paths to ignore, as globs relative to the watched folder (`dist/**`, `*.tmp`); repeat for several.
     #[arg(long = "ignore", value_name = "GLOB")]
     ignore: Vec<String>,
@@ -80,6 +80,10 @@ impl Reporter for Noting {
     fn finish(&mut self) {
         self.inner.finish();
     }
+
+    fn output(&self) -> Option<crate::event::OutputSink> {
+        self.inner.output()
+    }
 }
 
 type RunFuture = Pin<Box<dyn Future<Output = Result<(String, Outcome), EngineError>>>>;
@@ -91,7 +95,7 @@ struct Running {
 }
 
 fn say(message: impl std::fmt::Display) {
-    err_line(format_args!("watch: {message}"));
+    note_line(format_args!("watch: {message}"));
 }
 
 pub(super) fn watch(args: WatchArgs) -> u8 {
@@ -151,12 +155,12 @@ pub(super) fn watch(args: WatchArgs) -> u8 {
         let mut plan = plan;
         let mut resolved = resolved;
         let writes = Arc::new(Mutex::new(Vec::new()));
-        let mut debouncer = Debouncer::new(args.quiet);
+        let mut debouncer = Debouncer::new(args.debounce);
         let mut pipeline_changed = false;
         let mut queued: Option<BTreeSet<PathBuf>> = None;
         let mut stopping = false;
         let watched = roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ");
-        say(format!("watching {watched} (quiet period {}); Ctrl-C to stop", crate::duration::Duration(args.quiet)));
+        say(format!("watching {watched} (quiet period {}); Ctrl-C to stop", crate::duration::Duration(args.debounce)));
         let mut running = Some(start_run(&args, &plan, &resolved, &writes, "first deploy"));
 
         loop {
@@ -301,7 +305,8 @@ fn start_run(
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let inner: Box<dyn Reporter> = match args.exec.format {
         RunFormat::Jsonl => Box::new(JsonLines),
-        _ => Box::new(Lines),
+        _ if crate::reporter::quiet() => Box::new(crate::reporter::Silent),
+        _ => Box::new(Lines { show_output: args.exec.show_output() }),
     };
     let store_args = args.exec.store.clone();
     let plan = Arc::clone(plan);

@@ -26,7 +26,7 @@ use super::core::{Core, Launch, Msg, Task, TaskError, Transition};
 use super::record::record;
 use crate::action::{ActionCtx, ActionError, ActionOutputs, NodeLog, ProgressReporter, StopSignal, capped};
 use crate::clock::{now, now_ms};
-use crate::event::Reporter;
+use crate::event::{OutputSink, Reporter};
 use crate::secrets::Masker;
 use crate::store::{Lease, Store, StoreError, Write};
 
@@ -50,6 +50,8 @@ pub(crate) struct Driver<'r> {
     store: Box<dyn Store>,
     lease: Lease,
     reporter: &'r mut dyn Reporter,
+    /// Where steps' lines go while they run, if the reporter shows them.
+    output: Option<OutputSink>,
     tx: UnboundedSender<Msg>,
     rx: UnboundedReceiver<Msg>,
     /// The stop signal of every task still running.
@@ -89,6 +91,7 @@ impl<'r> Driver<'r> {
             core: start.core,
             store: start.store,
             lease: start.lease,
+            output: start.reporter.output(),
             reporter: start.reporter,
             tx,
             rx,
@@ -228,7 +231,9 @@ impl<'r> Driver<'r> {
             run_key: self.run_key.clone(),
             node: id.clone(),
             attempt: task.attempt,
-            log: Arc::new(NodeLog::open(&self.logs.join(format!("{id}.log")), self.masker.clone())),
+            log: Arc::new(
+                NodeLog::open(&self.logs.join(format!("{id}.log")), self.masker.clone()).with_sink(self.line_sink(&id)),
+            ),
             progress: Arc::new(ProgressReporter::channel(progress_tx, move |fraction| Msg::Progress {
                 task,
                 fraction,
@@ -247,6 +252,15 @@ impl<'r> Driver<'r> {
             });
             let _ = tx.send(Msg::Done { task, result });
         });
+    }
+}
+
+impl Driver<'_> {
+    /// Where the lines of node `id` go live, if anywhere.
+    fn line_sink(&self, id: &str) -> Option<crate::action::LineSink> {
+        let output = self.output.clone()?;
+        let node = id.to_string();
+        Some(Arc::new(move |line: &str| output(&node, line)))
     }
 }
 

@@ -7,6 +7,7 @@ mod core;
 mod driver;
 pub mod lease;
 mod record;
+pub mod reload;
 pub mod snapshot;
 
 use std::collections::HashMap;
@@ -26,7 +27,8 @@ use snapshot::Snapshot;
 use crate::diagnostic::Diagnostic;
 use crate::plan::Plan;
 use crate::secrets::Secrets;
-use crate::store::{ClaimError, NewRun, NodeRow, RunStatus, Store, StoreError, Write};
+use crate::store::{ClaimError, NewRun, NodeRow, NodeStatus, RunStatus, Store, StoreError, Write};
+use reload::Reload;
 
 /// How a run ended (for this process).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +58,10 @@ pub enum EngineError {
     Snapshot { run: String, diagnostics: Vec<Diagnostic> },
     #[error("no node `{node}` in run `{run}`")]
     UnknownNode { run: String, node: String, help: Option<String> },
+    #[error("cannot reload the pipeline of run `{run}`: {error}")]
+    Reload { run: String, error: reload::ReloadError },
+    #[error("no run `{0}`")]
+    NoRun(String),
 }
 
 /// What every run needs, whether it starts or resumes.
@@ -125,21 +131,27 @@ pub struct ResumeInfo {
     /// Processes of an earlier attempt that were still running and were killed.
     pub killed: usize,
     pub plan: Arc<Plan>,
+    /// With `--reload`: what changed, and which checkpoints were forgotten.
+    pub reload: Option<Reload>,
+    /// The nodes that had finished before and run again (qualified ids).
+    pub rerun: Vec<String>,
 }
 
 /// Claims run `id` (atomically: only one process can), kills what an earlier attempt
 /// left running, restores its checkpoints and runs it from the nodes that did not
-/// finish; `from` reruns that node and everything after it.
+/// finish; `from` reruns that node and everything after it. With `reload`, the run goes
+/// on with that plan (the pipeline as it is now) instead of its snapshot: see [`reload`].
 pub async fn resume(
     mut store: Box<dyn Store>,
     id: &str,
     from: Option<&str>,
+    reload: Option<Arc<Plan>>,
     options: Options<'_>,
     before_run: impl FnOnce(&ResumeInfo),
 ) -> Result<Outcome, EngineError> {
     let lease = lease::this_process();
     let now = now_ms();
-    let row = store.claim(id, &lease, now, &|r| lease::holder_alive(r, now))?;
+    let (row, before) = store.claim(id, &lease, now, &|r| lease::holder_alive(r, now))?;
     tracing::info!(run = %id, attempt = row.attempt, "Run claimed for resuming.");
     let key = crate::process::run_key(id, store.path());
     let killed = crate::process::kill_leftovers(&key, std::time::Duration::from_secs(5));
@@ -150,20 +162,49 @@ pub async fn resume(
     }
     let (_, _, files) = store.snapshot(row.snapshot_id)?;
     let snapshot = Snapshot::from_json(&files);
-    let plan = match snapshot.compile() {
+    let mut plan = match snapshot.compile() {
         Ok(plan) => plan,
         Err(diagnostics) => {
-            release(store.as_mut(), id)?;
+            release(store.as_mut(), &before)?;
             return Err(EngineError::Snapshot { run: id.to_string(), diagnostics });
         }
     };
     let mut checkpoints: HashMap<String, NodeRow> = store.nodes(id)?.into_iter().map(|n| (n.node.clone(), n)).collect();
+    let finished_before: Vec<String> = checkpoints.values().filter(|c| finished(c)).map(|c| c.node.clone()).collect();
+    let mut inputs = row.inputs.as_object().cloned().unwrap_or_default();
+    let mut reloaded = None;
+    if let Some(new) = reload {
+        let change = match reload::compare(&plan, &new, &checkpoints, &inputs, from) {
+            Ok(change) => change,
+            Err(error) => {
+                release(store.as_mut(), &before)?;
+                return Err(EngineError::Reload { run: id.to_string(), error });
+            }
+        };
+        let snapshot = Snapshot::of(&new);
+        let snapshot_id = store.save_snapshot(&snapshot.hash, &new.name, &snapshot.to_json(), &crate::clock::now())?;
+        // One transaction: the run has the new snapshot and has forgotten what it
+        // reruns, or neither.
+        store.write(&[
+            Write::Reloaded { run: id.to_string(), snapshot_id, inputs: Value::Object(change.inputs.clone()) },
+            Write::ResetNodes {
+                run: id.to_string(),
+                nodes: change.forget.iter().cloned().collect(),
+                prefixes: change.forget_prefixes.clone(),
+            },
+        ])?;
+        checkpoints.retain(|name, _| !change.forgets(name));
+        tracing::info!(run = %id, changed = ?change.changed, "Pipeline reloaded.");
+        inputs = change.inputs.clone();
+        plan = new;
+        reloaded = Some(change);
+    }
     if let Some(node) = from {
         let (nodes, prefixes) = match rerun_set(&plan, node) {
             Some(set) => set,
             None => {
                 let all = all_node_ids(&plan, "");
-                release(store.as_mut(), id)?;
+                release(store.as_mut(), &before)?;
                 return Err(EngineError::UnknownNode {
                     run: id.to_string(),
                     node: node.to_string(),
@@ -174,8 +215,8 @@ pub async fn resume(
         checkpoints.retain(|name, _| !nodes.contains(name) && !prefixes.iter().any(|p| name.starts_with(p.as_str())));
         store.write(&[Write::ResetNodes { run: id.to_string(), nodes: nodes.into_iter().collect(), prefixes }])?;
     }
-    before_run(&ResumeInfo { id: id.to_string(), killed, plan: Arc::clone(&plan) });
-    let inputs = row.inputs.as_object().cloned().unwrap_or_default();
+    let rerun = finished_before.into_iter().filter(|n| !checkpoints.contains_key(n)).collect();
+    before_run(&ResumeInfo { id: id.to_string(), killed, plan: Arc::clone(&plan), reload: reloaded, rerun });
     let deployment = DeploymentInfo::new(id, &row.pipeline, row.attempt, &row.created_at, &options.data_dir);
     let core = CoreStart {
         plan,
@@ -183,7 +224,11 @@ pub async fn resume(
         inputs,
         secrets: options.secrets.clone(),
         checkpoints,
-        progress: if row.status == RunStatus::Failed { row.best_progress } else { row.progress.max(row.best_progress) },
+        progress: if before.status == RunStatus::Failed {
+            row.best_progress
+        } else {
+            row.progress.max(row.best_progress)
+        },
         phase: row.phase.clone(),
         parallel: options.parallel,
     };
@@ -229,6 +274,73 @@ pub fn planned_nodes(store: &dyn Store, row: &crate::store::RunRow, nodes: &[Nod
     ids
 }
 
+fn finished(node: &NodeRow) -> bool {
+    matches!(node.status, NodeStatus::Succeeded | NodeStatus::Skipped)
+}
+
+/// What resuming a run would do to each node, without doing it (`phased plan
+/// --resume ID [--reload]`).
+#[derive(Debug, serde::Serialize)]
+pub struct ResumePreview {
+    pub run: String,
+    pub pipeline: String,
+    pub status: &'static str,
+    pub nodes: Vec<PreviewNode>,
+    /// Nodes of the snapshot that the reloaded pipeline no longer has.
+    pub removed: Vec<String>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct PreviewNode {
+    pub node: String,
+    /// `kept` (finished, its checkpoint is kept), `changed` (defined differently now,
+    /// or new: runs), `rerun` (finished, but depends on a changed node: runs again),
+    /// `runs` (did not finish).
+    pub action: &'static str,
+}
+
+/// What [`resume`] would do with run `id`, with `reload` as the pipeline on disk.
+pub fn preview(store: &dyn Store, id: &str, reload: Option<&Plan>) -> Result<ResumePreview, EngineError> {
+    let row = store.run(id)?.ok_or_else(|| EngineError::NoRun(id.to_string()))?;
+    let (_, _, files) = store.snapshot(row.snapshot_id)?;
+    let old = Snapshot::from_json(&files)
+        .compile()
+        .map_err(|diagnostics| EngineError::Snapshot { run: id.to_string(), diagnostics })?;
+    let checkpoints: HashMap<String, NodeRow> = store.nodes(id)?.into_iter().map(|n| (n.node.clone(), n)).collect();
+    let inputs = row.inputs.as_object().cloned().unwrap_or_default();
+    let change = match reload {
+        Some(new) => Some(
+            reload::compare(&old, new, &checkpoints, &inputs, None)
+                .map_err(|error| EngineError::Reload { run: id.to_string(), error })?,
+        ),
+        None => None,
+    };
+    let plan = reload.unwrap_or(&old);
+    let selected = |node: &str| checkpoints.get(node)?.outputs.as_ref()?.get("$selected")?.as_str().map(str::to_string);
+    let mut ids = Vec::new();
+    planned_ids(plan, "", &selected, &mut ids);
+    let nodes = ids
+        .into_iter()
+        .map(|node| {
+            let done = checkpoints.get(&node).is_some_and(finished);
+            let action = match &change {
+                Some(c) if c.changed.contains(&node) => "changed",
+                Some(c) if done && c.forgets(&node) => "rerun",
+                _ if done => "kept",
+                _ => "runs",
+            };
+            PreviewNode { node, action }
+        })
+        .collect();
+    Ok(ResumePreview {
+        run: id.to_string(),
+        pipeline: plan.name.clone(),
+        status: row.status.as_str(),
+        nodes,
+        removed: change.map(|c| c.removed).unwrap_or_default(),
+    })
+}
+
 /// Removes the `$PHASED_OUTPUT` files (`<node>.<attempt>.output`) left in a run's work
 /// folder by steps that did not end normally.
 fn remove_output_files(work: &std::path::Path) {
@@ -240,8 +352,16 @@ fn remove_output_files(work: &std::path::Path) {
     }
 }
 
-/// Gives a claimed run back (when resuming stopped before running anything).
-fn release(store: &mut dyn Store, id: &str) -> Result<(), StoreError> {
-    let status = Write::Status { run: id.to_string(), status: RunStatus::Interrupted, error: None, finished: None };
+/// Gives a claimed run back as it was (when resuming stopped before running anything):
+/// a failed run stays failed with its error; a run that was running (its holder died)
+/// is interrupted.
+fn release(store: &mut dyn Store, before: &crate::store::RunRow) -> Result<(), StoreError> {
+    let status = if before.status == RunStatus::Running { RunStatus::Interrupted } else { before.status };
+    let status = Write::Status {
+        run: before.id.clone(),
+        status,
+        error: before.error.clone(),
+        finished: before.finished_at.clone(),
+    };
     store.write(&[status]).map(drop)
 }

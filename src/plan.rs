@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 use regex::Regex;
+use serde_json::json;
 
 use crate::action::{ActionSpec, Outputs};
 use crate::raw::InputType;
@@ -72,6 +73,88 @@ pub(crate) struct PlanNode {
     pub(crate) retry: Retry,
     /// What reverses this node's effect if the run fails after it.
     pub(crate) undo: Option<Undo>,
+}
+
+impl PlanNode {
+    /// What the node is, as written, without where it stands in its file: two
+    /// versions of a pipeline define a node the same way when this is equal
+    /// (`resume --reload`). A sub-pipeline node includes the inputs and outputs its
+    /// pipeline declares (its own nodes are compared one by one).
+    pub(crate) fn definition(&self, plan: &Plan) -> serde_json::Value {
+        let written = |b: &Option<Block>| b.as_ref().map(Block::written);
+        let needs: Vec<&str> = self.needs.iter().map(|&i| plan.nodes[i].id.as_str()).collect();
+        let kind = match &self.kind {
+            NodeKind::Action(action) => json!({ "uses": action.name }),
+            NodeKind::Pipeline(SubPipeline::Fixed { name, plan }) => {
+                json!({ "pipeline": name, "declares": plan.declared() })
+            }
+            NodeKind::Pipeline(SubPipeline::Select { expr, from }) => json!({
+                "select": expr.text,
+                "from": from.iter().map(|(k, (name, plan))| (k.clone(), json!([name, plan.declared()])))
+                    .collect::<serde_json::Map<_, _>>(),
+            }),
+        };
+        json!({
+            "phase": self.phase,
+            "weight": self.weight,
+            "needs": needs,
+            "if": self.condition.as_ref().map(|t| &t.text),
+            "kind": kind,
+            "with": written(&self.with),
+            "metadata": written(&self.metadata),
+            "result_metadata": written(&self.result_metadata),
+            "timeout_ms": self.timeout.as_millis() as u64,
+            "grace_ms": self.grace.as_millis() as u64,
+            "retry": [self.retry.attempts, self.retry.backoff.as_millis() as u64, self.retry.max_backoff.as_millis() as u64],
+            "undo": self.undo.as_ref().map(|u| json!({
+                "if": u.condition.as_ref().map(|t| &t.text),
+                "uses": u.action.name,
+                "with": written(&u.with),
+            })),
+        })
+    }
+
+    /// Every template the node renders.
+    pub(crate) fn templates(&self) -> Vec<&Template> {
+        let mut out = Vec::new();
+        out.extend(self.condition.as_ref());
+        for block in [&self.with, &self.metadata, &self.result_metadata].into_iter().flatten() {
+            block.templates(&mut out);
+        }
+        if let NodeKind::Pipeline(SubPipeline::Select { expr, .. }) = &self.kind {
+            out.push(expr);
+        }
+        if let Some(undo) = &self.undo {
+            out.extend(undo.condition.as_ref());
+            if let Some(with) = &undo.with {
+                with.templates(&mut out);
+            }
+        }
+        out
+    }
+}
+
+impl Plan {
+    /// The inputs and outputs a pipeline declares, as written.
+    fn declared(&self) -> serde_json::Value {
+        let inputs: serde_json::Map<String, serde_json::Value> = self
+            .inputs
+            .iter()
+            .map(|(name, spec)| {
+                let spec = json!([
+                    format!("{:?}", spec.ty),
+                    spec.required,
+                    spec.default,
+                    spec.allowed,
+                    spec.pattern.as_ref().map(|p| p.as_str())
+                ]);
+                (name.clone(), spec)
+            })
+            .collect();
+        let outputs: serde_json::Map<String, serde_json::Value> =
+            self.outputs.iter().map(|(k, b)| (k.clone(), b.written())).collect();
+        json!({ "inputs": inputs, "outputs": outputs })
+    }
 }
 
 #[derive(Debug)]

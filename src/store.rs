@@ -134,6 +134,13 @@ pub enum Write {
         nodes: Vec<String>,
         prefixes: Vec<String>,
     },
+    /// `resume --reload`: the run goes on from another snapshot, with its inputs
+    /// resolved against it.
+    Reloaded {
+        run: String,
+        snapshot_id: i64,
+        inputs: Value,
+    },
     Heartbeat {
         run: String,
         owner: String,
@@ -184,7 +191,9 @@ pub trait Store: Send {
     /// Claims a run for this process, atomically: under the write lock, the run must
     /// not be finished, and its holder (if any) must be gone (`alive` says
     /// whether a lease is still held). Bumps the attempt and clears a cancel request.
-    fn claim(&mut self, id: &str, lease: &Lease, now_ms: i64, alive: Alive<'_>) -> Result<RunRow, ClaimError>;
+    /// Returns the run as claimed, and as it was before (to give it back unchanged).
+    fn claim(&mut self, id: &str, lease: &Lease, now_ms: i64, alive: Alive<'_>)
+    -> Result<(RunRow, RunRow), ClaimError>;
 
     /// Asks the holder of a run to stop it; marks it cancelled at once when nobody
     /// holds it. Returns the run as it is afterwards.

@@ -52,6 +52,11 @@ pub(super) struct ResumeArgs {
     /// Resume every interrupted run in the database, one after the other.
     #[arg(long)]
     all: bool,
+    /// Take the pipeline files from disk (fixed since the run started) instead of the
+    /// run's snapshot: unchanged finished nodes are kept, changed ones and what depends
+    /// on them run again. `phased plan --resume ID --reload` shows what would rerun.
+    #[arg(long, conflicts_with = "all")]
+    reload: bool,
     #[command(flatten)]
     exec: ExecArgs,
     #[command(flatten)]
@@ -176,6 +181,10 @@ fn engine_error(e: EngineError, db: &Path) -> u8 {
             }
             usage_error(format!("the pipeline snapshot of run `{run}` does not compile with this phased"), None)
         }
+        EngineError::Reload { run, error } => usage_error(
+            format!("cannot reload the pipeline of run `{run}`: {error}"),
+            Some("the run is unchanged; resume it without --reload, or fix the pipeline so that it can"),
+        ),
         EngineError::UnknownNode { run, node, help } => {
             usage_error(format!("no node `{node}` in run `{run}`"), help.as_deref())
         }
@@ -258,14 +267,39 @@ pub(super) fn resume(args: ResumeArgs) -> u8 {
                     info.killed, info.id
                 ));
             }
-            if changed_on_disk(info, &pipelines) {
-                note_line(format_args!(
-                    "note: `{}` changed since run {} started; resuming with the pipeline it started with",
+            match &info.reload {
+                Some(reload) => {
+                    let list = |ids: &[String]| if ids.is_empty() { "none".to_string() } else { ids.join(", ") };
+                    note_line(format_args!(
+                        "reloaded `{}`: changed: {}; finished nodes that run again: {}{}",
+                        info.plan.source.name,
+                        list(&reload.changed),
+                        list(&info.rerun),
+                        if reload.removed.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; removed: {}", reload.removed.join(", "))
+                        }
+                    ));
+                }
+                None if changed_on_disk(info, &pipelines) => note_line(format_args!(
+                    "note: `{}` changed since run {} started; resuming with the pipeline it started with \
+                     (`--reload` takes it as it is now)",
                     info.plan.source.name, info.id
-                ));
+                )),
+                None => {}
             }
         };
-        let code = match runtime().block_on(engine::resume(store, &id, args.from.as_deref(), options, note)) {
+        let reload = if args.reload {
+            match pipeline_on_disk(store.as_ref(), &id, &args.catalog) {
+                Ok(plan) => Some(plan),
+                Err(code) => return code,
+            }
+        } else {
+            None
+        };
+        let resumed = engine::resume(store, &id, args.from.as_deref(), reload, options, note);
+        let code = match runtime().block_on(resumed) {
             Ok(outcome) => {
                 drop(reporter);
                 conclude(&args.exec.store, args.exec.format, &id, outcome);
@@ -276,6 +310,35 @@ pub(super) fn resume(args: ResumeArgs) -> u8 {
         worst = worst.max(code);
     }
     worst
+}
+
+/// The pipeline of run `id` as it is on disk now: the file it started from, else its
+/// deployment type in --pipelines or the built-in catalog. Problems are printed.
+pub(super) fn pipeline_on_disk(
+    store: &dyn crate::store::Store,
+    id: &str,
+    catalog: &CatalogArgs,
+) -> Result<std::sync::Arc<crate::plan::Plan>, u8> {
+    let db = store.path().to_path_buf();
+    let row = match store.run(id) {
+        Ok(Some(row)) => row,
+        Ok(None) => return Err(usage_error(format!("no run `{id}` in `{}`", db.display()), None)),
+        Err(e) => return Err(store_error(&e, &db)),
+    };
+    let files = match store.snapshot(row.snapshot_id) {
+        Ok((_, _, files)) => files,
+        Err(e) => return Err(store_error(&e, &db)),
+    };
+    let root = files[engine::snapshot::ROOT]["path"].as_str().unwrap_or_default().to_string();
+    let name = if Path::new(&root).is_file() { root } else { row.pipeline.clone() };
+    match crate::cli::load::load(&name, catalog) {
+        Ok(plan) => Ok(plan),
+        Err(crate::cli::load::LoadError::Invalid) => Err(usage_error(
+            format!("the pipeline `{name}` is invalid; run `{id}` is unchanged"),
+            Some("fix the problems above, then `--reload` again"),
+        )),
+        Err(crate::cli::load::LoadError::Usage(message, help)) => Err(usage_error(message, help.as_deref())),
+    }
 }
 
 /// Whether the root file of a run differs from what is on disk now.

@@ -325,6 +325,12 @@ impl Store for SqliteStore {
                         )?;
                     }
                 }
+                Write::Reloaded { run, snapshot_id, inputs } => {
+                    tx.execute(
+                        "UPDATE deployments SET snapshot_id = ?2, inputs = ?3 WHERE id = ?1",
+                        params![run, snapshot_id, inputs.to_string()],
+                    )?;
+                }
                 Write::Heartbeat { run, owner, at_ms } => {
                     tx.prepare_cached("UPDATE deployments SET heartbeat_at = ?3 WHERE id = ?1 AND lease_owner = ?2")?
                         .execute(params![run, owner, at_ms])?;
@@ -397,18 +403,25 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
-    fn claim(&mut self, id: &str, lease: &Lease, now_ms: i64, alive: Alive<'_>) -> Result<RunRow, ClaimError> {
+    fn claim(
+        &mut self,
+        id: &str,
+        lease: &Lease,
+        now_ms: i64,
+        alive: Alive<'_>,
+    ) -> Result<(RunRow, RunRow), ClaimError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StoreError::from)?;
         let sql = format!("SELECT {RUN_COLUMNS} FROM deployments WHERE id = ?1");
         let row = tx.query_row(&sql, [id], run_row).optional().map_err(StoreError::from)?;
-        let Some(row) = row else { return Err(ClaimError::Missing(id.to_string())) };
+        let Some(before) = row else { return Err(ClaimError::Missing(id.to_string())) };
+        let row = &before;
         if row.status == RunStatus::Succeeded {
             return Err(ClaimError::Finished { id: id.to_string() });
         }
         if let Some(held) = &row.lease
             && row.status == RunStatus::Running
             && held.owner != lease.owner
-            && alive(&row)
+            && alive(row)
         {
             return Err(ClaimError::Held { id: id.to_string(), pid: held.pid, host: held.host.clone() });
         }
@@ -421,7 +434,7 @@ impl Store for SqliteStore {
         .map_err(StoreError::from)?;
         let row = tx.query_row(&sql, [id], run_row).map_err(StoreError::from)?;
         tx.commit().map_err(StoreError::from)?;
-        Ok(row)
+        Ok((row, before))
     }
 
     fn request_cancel(&mut self, id: &str, alive: Alive<'_>) -> Result<Option<RunRow>, StoreError> {

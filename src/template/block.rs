@@ -140,6 +140,27 @@ impl Template {
 }
 
 impl Block {
+    /// The block as written, each template as `{"$template": text}`: equal for equal
+    /// definitions, wherever they stand in their file.
+    pub(crate) fn written(&self) -> serde_json::Value {
+        match self {
+            Block::Literal(value) => value.clone(),
+            Block::Template(template) => serde_json::json!({ "$template": template.text }),
+            Block::Seq(items) => items.iter().map(Block::written).collect(),
+            Block::Map(entries) => entries.iter().map(|(k, v)| (k.clone(), v.written())).collect(),
+        }
+    }
+
+    /// Every template inside, in order.
+    pub(crate) fn templates<'b>(&'b self, out: &mut Vec<&'b Template>) {
+        match self {
+            Block::Literal(_) => {}
+            Block::Template(template) => out.push(template),
+            Block::Seq(items) => items.iter().for_each(|b| b.templates(out)),
+            Block::Map(entries) => entries.iter().for_each(|(_, b)| b.templates(out)),
+        }
+    }
+
     /// Renders every template inside, keeping the structure.
     pub(crate) fn render(&self, templates: &Templates, ctx: &Value) -> Result<serde_json::Value, RenderError> {
         self.render_at(templates, ctx, &mut String::new())

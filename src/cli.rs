@@ -118,7 +118,10 @@ pub struct StoreArgs {
 pub enum DiagnosticFormat {
     Human,
     Json,
+    /// GitHub Actions workflow commands (annotations on the pull request).
     Github,
+    /// A SARIF 2.1.0 log, for code-scanning dashboards.
+    Sarif,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -148,3 +148,91 @@ fn escape_data(s: &str) -> String {
 fn escape_property(s: &str) -> String {
     escape_data(s).replace(':', "%3A").replace(',', "%2C")
 }
+
+/// A SARIF 2.1.0 log of the diagnostics, for code-scanning dashboards: one run of the
+/// tool `phased`, a rule per diagnostic code, a result per diagnostic with its region
+/// (lines and columns from 1, columns in characters).
+pub fn sarif(diagnostics: &[Diagnostic]) -> serde_json::Value {
+    use serde_json::json;
+    let mut rules: Vec<&Diagnostic> = Vec::new();
+    for d in diagnostics {
+        if !rules.iter().any(|r| r.code == d.code) {
+            rules.push(d);
+        }
+    }
+    let rule_json: Vec<serde_json::Value> = rules
+        .iter()
+        .map(|d| {
+            let mut rule = json!({
+                "id": d.code,
+                "name": d.code.split('-').map(capitalized).collect::<String>(),
+                "shortDescription": {"text": d.code.replace('-', " ")},
+                "defaultConfiguration": {"level": level(d.severity)},
+            });
+            if let Some(help) = &d.help {
+                rule["help"] = json!({"text": help});
+            }
+            rule
+        })
+        .collect();
+    let results: Vec<serde_json::Value> = diagnostics
+        .iter()
+        .map(|d| {
+            let (line, column) = d.line_col();
+            let (end_line, end_column) = d.source.line_col(d.span.end.max(d.span.start));
+            let mut message = d.message.clone();
+            if let Some(help) = &d.help {
+                message.push_str("\nhelp: ");
+                message.push_str(help);
+            }
+            json!({
+                "ruleId": d.code,
+                "ruleIndex": rules.iter().position(|r| r.code == d.code),
+                "level": level(d.severity),
+                "message": {"text": message},
+                "locations": [{"physicalLocation": {
+                    "artifactLocation": {"uri": file_uri(&d.source.name)},
+                    "region": {"startLine": line, "startColumn": column, "endLine": end_line, "endColumn": end_column},
+                }}],
+            })
+        })
+        .collect();
+    json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "phased",
+                "version": env!("CARGO_PKG_VERSION"),
+                "rules": rule_json,
+            }},
+            "columnKind": "unicodeCodePoints",
+            "results": results,
+        }],
+    })
+}
+
+fn level(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    }
+}
+
+fn capitalized(word: &str) -> String {
+    let mut chars = word.chars();
+    chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+}
+
+/// A file name as a URI reference: relative paths stay relative (to the folder the
+/// scan ran in), absolute ones become `file://`; reserved characters are escaped.
+fn file_uri(name: &str) -> String {
+    let mut out = String::new();
+    for byte in name.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => out.push(byte as char),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    if name.starts_with('/') { format!("file://{out}") } else { out }
+}

@@ -27,9 +27,9 @@ const LAYERS: &[(&str, &[&str])] = &[
             "supervise",
         ],
     ),
-    ("pipeline files", &["de", "raw", "reader", "catalog", "schema"]),
+    ("pipeline files", &["de", "raw", "reader", "catalog"]),
     ("actions", &["action"]),
-    ("compiler and plan", &["compiler", "plan", "dry_run"]),
+    ("compiler and plan", &["compiler", "plan", "dry_run", "schema"]),
     ("engine and store", &["engine", "store"]),
     ("command line", &["cli", "reporter", "report", "watch"]),
 ];

@@ -130,6 +130,9 @@ pub(super) fn run(args: Args) -> u8 {
             let out = serde_json::json!({"valid": valid, "files": files, "diagnostics": list});
             println!("{}", serde_json::to_string_pretty(&out).expect("JSON of plain data"));
         }
+        DiagnosticFormat::Sarif => {
+            println!("{}", serde_json::to_string_pretty(&report::sarif(&diagnostics)).expect("JSON of plain data"));
+        }
         DiagnosticFormat::Github => {
             for d in &diagnostics {
                 println!("{}", report::github(d));

@@ -27,7 +27,7 @@ use snapshot::Snapshot;
 use crate::diagnostic::Diagnostic;
 use crate::plan::Plan;
 use crate::secrets::Secrets;
-use crate::store::{ClaimError, NewRun, NodeRow, NodeStatus, RunStatus, Store, StoreError, Write};
+use crate::store::{Admission, ClaimError, NewRun, NodeRow, NodeStatus, RunStatus, Store, StoreError, Write};
 use reload::Reload;
 
 /// How a run ended (for this process).
@@ -62,7 +62,14 @@ pub enum EngineError {
     Reload { run: String, error: reload::ReloadError },
     #[error("no run `{0}`")]
     NoRun(String),
+    #[error("{0}")]
+    Target(String),
+    #[error("target `{target}` is busy with run `{by}`, and the pipeline's concurrency policy is `reject`")]
+    Rejected { target: String, by: String },
 }
+
+/// How often a queued run looks whether its target is free.
+const QUEUE_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// What every run needs, whether it starts or resumes.
 pub struct Options<'r> {
@@ -94,20 +101,29 @@ pub async fn start(
     if store.run_exists(&id)? {
         return Err(EngineError::DuplicateId(id));
     }
+    let target = plan.target(&inputs).map_err(EngineError::Target)?;
     let snapshot = Snapshot::of(&plan);
     let at = now();
     let snapshot_id = store.save_snapshot(&snapshot.hash, &plan.name, &snapshot.to_json(), &at)?;
     let lease = lease::this_process();
     let inputs_json = Value::Object(inputs.clone());
-    store.create_run(&NewRun {
-        id: &id,
-        pipeline: &plan.name,
-        inputs: &inputs_json,
-        snapshot_id,
-        lease: &lease,
-        at: &at,
-        at_ms: now_ms(),
-    })?;
+    let at_ms = now_ms();
+    let admission = store.create_run(
+        &NewRun {
+            id: &id,
+            pipeline: &plan.name,
+            inputs: &inputs_json,
+            snapshot_id,
+            lease: &lease,
+            at: &at,
+            at_ms,
+            target: target.as_ref().map(|(t, p)| (t.as_str(), *p)),
+        },
+        &|r| lease::holder_alive(r, at_ms),
+    )?;
+    if let Some(outcome) = wait_for_target(store.as_mut(), &id, target.as_ref(), admission, options.reporter).await? {
+        return Ok((id, outcome));
+    }
     tracing::info!(run = %id, pipeline = %plan.name, "Run started.");
     let deployment = DeploymentInfo::new(&id, &plan.name, 1, &at, &options.data_dir);
     let core = CoreStart {
@@ -120,7 +136,7 @@ pub async fn start(
         phase: crate::phase::QUEUED.to_string(),
         parallel: options.parallel,
     };
-    let outcome = drive(core, store, lease, options, false).await?;
+    let outcome = drive(core, target.is_some(), store, lease, options, false).await?;
     tracing::info!(run = %id, ?outcome, "Run ended.");
     Ok((id, outcome))
 }
@@ -216,6 +232,27 @@ pub async fn resume(
         store.write(&[Write::ResetNodes { run: id.to_string(), nodes: nodes.into_iter().collect(), prefixes }])?;
     }
     let rerun = finished_before.into_iter().filter(|n| !checkpoints.contains_key(n)).collect();
+    // A resumed run waits for its target like a new one (it never supersedes others).
+    let target = match plan.target(&inputs) {
+        Ok(target) => target,
+        Err(e) => {
+            release(store.as_mut(), &before)?;
+            return Err(EngineError::Target(e));
+        }
+    };
+    if let Some((name, policy)) = &target {
+        store.write(&[Write::Queue { run: id.to_string(), target: name.clone() }])?;
+        let at = now_ms();
+        let admission = store.admit(id, at, &|r| lease::holder_alive(r, at))?;
+        if let (crate::raw::Policy::Reject, Admission::Queued { behind }) = (policy, &admission) {
+            release(store.as_mut(), &before)?;
+            return Err(EngineError::Rejected { target: name.clone(), by: behind.clone() });
+        }
+        if let Some(outcome) = wait_for_target(store.as_mut(), id, target.as_ref(), admission, options.reporter).await?
+        {
+            return Ok(outcome);
+        }
+    }
     before_run(&ResumeInfo { id: id.to_string(), killed, plan: Arc::clone(&plan), reload: reloaded, rerun });
     let deployment = DeploymentInfo::new(id, &row.pipeline, row.attempt, &row.created_at, &options.data_dir);
     let core = CoreStart {
@@ -232,13 +269,68 @@ pub async fn resume(
         phase: row.phase.clone(),
         parallel: options.parallel,
     };
-    let outcome = drive(core, store, lease, options, true).await?;
+    let outcome = drive(core, target.is_some(), store, lease, options, true).await?;
     tracing::info!(run = %id, ?outcome, "Resumed run ended.");
     Ok(outcome)
 }
 
+/// Waits while the run is `queued` behind another run of its target (saying so once
+/// per run it waits for). `Some` when it ends without running: interrupted while
+/// waiting (it stays resumable), or superseded or cancelled meanwhile.
+async fn wait_for_target(
+    store: &mut dyn Store,
+    id: &str,
+    target: Option<&(String, crate::raw::Policy)>,
+    mut admission: Admission,
+    reporter: &mut dyn Reporter,
+) -> Result<Option<Outcome>, EngineError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let name = target.map(|(t, _)| t.as_str()).unwrap_or_default();
+    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    let mut told = String::new();
+    loop {
+        match admission {
+            Admission::Admitted => return Ok(None),
+            Admission::Rejected { by } => return Err(EngineError::Rejected { target: name.to_string(), by }),
+            Admission::Gone { status } => {
+                tracing::info!(run = %id, ?status, "No longer queued.");
+                return Ok(Some(if status == RunStatus::Interrupted {
+                    Outcome::Interrupted
+                } else {
+                    Outcome::Cancelled
+                }));
+            }
+            Admission::Queued { behind } => {
+                if behind != told {
+                    reporter.note(&format!("run {id} is queued: target `{name}` is busy with run {behind}"));
+                    told = behind;
+                }
+            }
+        }
+        let signal = tokio::select! {
+            _ = tokio::time::sleep(QUEUE_POLL) => None,
+            _ = interrupt.recv() => Some("SIGINT"),
+            _ = terminate.recv() => Some("SIGTERM"),
+        };
+        if let Some(signal) = signal {
+            let reason = format!("interrupted by {signal} while queued");
+            store.write(&[Write::Status {
+                run: id.to_string(),
+                status: RunStatus::Interrupted,
+                error: Some(reason),
+                finished: None,
+            }])?;
+            return Ok(Some(Outcome::Interrupted));
+        }
+        let at = now_ms();
+        admission = store.admit(id, at, &|r| lease::holder_alive(r, at))?;
+    }
+}
+
 async fn drive(
     start: CoreStart,
+    supersedable: bool,
     store: Box<dyn Store>,
     lease: crate::store::Lease,
     options: Options<'_>,
@@ -255,6 +347,7 @@ async fn drive(
         data_dir: options.data_dir,
         work_dir,
         drain: options.stop,
+        supersedable,
     });
     driver.run(resumed).await
 }

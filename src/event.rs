@@ -191,6 +191,8 @@ pub trait Reporter {
     fn event(&mut self, event: &Event);
     /// The run ended (any outcome); finish drawing.
     fn finish(&mut self) {}
+    /// Something people should know that is not an event (a run waiting for its target).
+    fn note(&mut self, _text: &str) {}
     /// Where the lines that steps print go while they run (masked, each cut to a few
     /// KiB), if this reporter shows them. Called from the tasks that read the output.
     fn output(&self) -> Option<OutputSink> {

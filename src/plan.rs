@@ -11,7 +11,7 @@ use regex::Regex;
 use serde_json::json;
 
 use crate::action::{ActionSpec, Outputs};
-use crate::raw::InputType;
+use crate::raw::{InputType, Policy};
 use crate::source::{Source, Span};
 use crate::template::{Block, Template, Templates};
 
@@ -27,11 +27,44 @@ pub struct Plan {
     pub(crate) outputs: IndexMap<String, Block>,
     pub(crate) on_success: Option<Block>,
     pub(crate) on_failure: Option<Block>,
+    /// Runs of one target never overlap (only the root pipeline's counts).
+    pub(crate) concurrency: Option<Concurrency>,
     /// The pipeline's compiled text templates (its blocks render against these).
     pub(crate) templates: Templates,
 }
 
+/// `concurrency:`: the run's target (rendered from its inputs) and what a new run does
+/// while another run of that target is queued or running.
+#[derive(Debug)]
+pub(crate) struct Concurrency {
+    pub(crate) key: Block,
+    pub(crate) policy: Policy,
+}
+
 impl Plan {
+    /// The run's target and policy for these inputs, if the pipeline declares
+    /// `concurrency`; an error names the key's template.
+    pub fn target(
+        &self,
+        inputs: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Option<(String, Policy)>, String> {
+        let Some(concurrency) = &self.concurrency else { return Ok(None) };
+        let ctx = minijinja::Value::from(minijinja::value::Serde(json!({ "inputs": inputs })));
+        let value = concurrency.key.render(&self.templates, &ctx).map_err(|e| {
+            format!("`concurrency.key` ({}) cannot be rendered: {}", e.text, crate::template::describe_error(&e.error))
+        })?;
+        let target = match value {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::Null => String::new(),
+            other => return Err(format!("`concurrency.key` must render to text, not {other}")),
+        };
+        if target.trim().is_empty() {
+            return Err("`concurrency.key` renders to an empty target".into());
+        }
+        Ok(Some((target, concurrency.policy)))
+    }
+
     pub(crate) fn total_weight(&self) -> f64 {
         self.nodes.iter().map(|n| n.weight).sum()
     }

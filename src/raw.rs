@@ -32,6 +32,8 @@ pub(crate) struct RawPipeline {
     /// Settings every node inherits unless it sets its own.
     #[serde(default)]
     pub defaults: RawDefaults,
+    /// Runs of one target (the service or project a run deploys) never overlap.
+    pub concurrency: Option<RawConcurrency>,
     /// The steps of the deployment; the key is the node id (snake_case).
     pub nodes: IndexMap<String, RawNode>,
     /// What this pipeline exposes to a pipeline that composes it (templated values).
@@ -62,6 +64,41 @@ pub(crate) struct RawPhase {
     /// The existing phase this one comes right after.
     #[schemars(with = "String")]
     pub after: Spanned<String>,
+}
+
+/// `concurrency: {key, policy}`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConcurrency {
+    /// The run's target, a template over `inputs` (`"{{ inputs.service }}"`).
+    #[schemars(with = "String")]
+    pub key: Spanned<String>,
+    /// What a new run does while another run of its target is queued or running.
+    #[serde(default)]
+    pub policy: Policy,
+}
+
+/// What a new run does while another run of its target is queued or running.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Wait (status `queued`) until the target is free, oldest first.
+    #[default]
+    Queue,
+    /// Cancel the queued runs, stop the running one at its next node boundary, then start.
+    Supersede,
+    /// Refuse to start.
+    Reject,
+}
+
+impl Policy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Queue => "queue",
+            Policy::Supersede => "supersede",
+            Policy::Reject => "reject",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]

@@ -15,8 +15,19 @@ use crate::suggest;
 use crate::yaml::{self, Yaml, YamlValue};
 
 /// The top-level keys of a pipeline file.
-pub(crate) const TOP_KEYS: &[&str] =
-    &["version", "name", "description", "phases", "inputs", "defaults", "nodes", "outputs", "on_success", "on_failure"];
+pub(crate) const TOP_KEYS: &[&str] = &[
+    "version",
+    "name",
+    "description",
+    "phases",
+    "inputs",
+    "defaults",
+    "concurrency",
+    "nodes",
+    "outputs",
+    "on_success",
+    "on_failure",
+];
 
 /// What reading found: the raw pipeline (when its required parts could be read) and
 /// the ids of nodes and inputs that exist but could not be read (so that later checks
@@ -98,6 +109,7 @@ fn assemble(source: &Arc<Source>, root: &Yaml, out: &mut Vec<Diagnostic>) -> Opt
     let mut phases = Some(Vec::new());
     let mut inputs = IndexMap::new();
     let mut defaults = Some(RawDefaults::default());
+    let mut concurrency = None;
     let mut nodes = None;
     let mut outputs = IndexMap::new();
     let mut on_success = None;
@@ -111,6 +123,7 @@ fn assemble(source: &Arc<Source>, root: &Yaml, out: &mut Vec<Diagnostic>) -> Opt
             "description" => description = decode::<Option<String>>(source, value, out).flatten(),
             "phases" => phases = decode(source, value, out),
             "defaults" => defaults = decode(source, value, out),
+            "concurrency" => concurrency = decode(source, value, out),
             "on_success" => on_success = decode(source, value, out),
             "on_failure" => on_failure = decode(source, value, out),
             "inputs" => {
@@ -161,6 +174,7 @@ fn assemble(source: &Arc<Source>, root: &Yaml, out: &mut Vec<Diagnostic>) -> Opt
         phases: phases.unwrap_or_default(),
         inputs,
         defaults: defaults.unwrap_or_default(),
+        concurrency,
         nodes: nodes.unwrap_or_default(),
         outputs,
         on_success,

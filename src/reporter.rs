@@ -101,6 +101,10 @@ impl Reporter for Lines {
         }
     }
 
+    fn note(&mut self, text: &str) {
+        note_line(format_args!("{text}"));
+    }
+
     fn output(&self) -> Option<OutputSink> {
         self.show_output.then(|| Arc::new(|node: &str, line: &str| out_line(format_args!("{node} | {line}"))) as _)
     }
@@ -183,6 +187,10 @@ impl Reporter for Bar {
         if let Some(text) = describe(event) {
             self.bar.println(format!("[{:>3}%] {:<17} {text}", event.progress, event.phase));
         }
+    }
+
+    fn note(&mut self, text: &str) {
+        self.bar.println(text);
     }
 
     fn output(&self) -> Option<OutputSink> {

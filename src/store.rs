@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::event::Event;
 
-pub use rows::{ClaimError, HistoryRow, Lease, NewRun, NodeRow, NodeStatus, RunRow, RunStatus};
+pub use rows::{Admission, ClaimError, HistoryRow, Lease, NewRun, NodeRow, NodeStatus, RunRow, RunStatus, StopRequest};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +127,11 @@ pub enum Write {
         error: Option<String>,
         finished: Option<String>,
     },
+    /// A resumed run waits for its target (status `queued`, lease kept).
+    Queue {
+        run: String,
+        target: String,
+    },
     Node(NodeRow),
     /// Forgets checkpoints (`resume --from`): this node and every node under a prefix.
     ResetNodes {
@@ -164,7 +169,17 @@ pub trait Store: Send {
     /// The root name, hash and files of a snapshot.
     fn snapshot(&self, id: i64) -> Result<(String, String, Value), StoreError>;
 
-    fn create_run(&mut self, run: &NewRun) -> Result<(), StoreError>;
+    /// Creates a run, atomically with its target's queue: without a target it runs at
+    /// once; with one, it runs when no other run of the target is running or queued
+    /// ahead of it (held by a live process: `alive`), else it is `queued` (policy
+    /// `queue`), supersedes them (`supersede`: the queued ones are cancelled, the
+    /// running one asked to stop at its next node boundary) or is not created
+    /// (`reject`).
+    fn create_run(&mut self, run: &NewRun, alive: Alive<'_>) -> Result<Admission, StoreError>;
+
+    /// For a `queued` run: runs it now (status `running`) when nothing of its target is
+    /// running or queued ahead of it, else refreshes its heartbeat.
+    fn admit(&mut self, id: &str, now_ms: i64, alive: Alive<'_>) -> Result<Admission, StoreError>;
 
     fn run_exists(&self, id: &str) -> Result<bool, StoreError>;
 
@@ -199,7 +214,7 @@ pub trait Store: Send {
     /// holds it. Returns the run as it is afterwards.
     fn request_cancel(&mut self, id: &str, alive: Alive<'_>) -> Result<Option<RunRow>, StoreError>;
 
-    fn cancel_requested(&self, id: &str) -> Result<bool, StoreError>;
+    fn stop_requested(&self, id: &str) -> Result<StopRequest, StoreError>;
 
     /// Runs the seed's dashboard query as written (DESIGN.md section 7).
     fn seed_query(&self, id: &str) -> Result<Vec<Value>, StoreError>;

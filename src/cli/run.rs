@@ -181,6 +181,14 @@ fn engine_error(e: EngineError, db: &Path) -> u8 {
             }
             usage_error(format!("the pipeline snapshot of run `{run}` does not compile with this phased"), None)
         }
+        EngineError::Rejected { target, by } => {
+            err_line(format_args!(
+                "error: target `{target}` is busy with run {by}, and the pipeline's concurrency policy is `reject`"
+            ));
+            err_line(format_args!("  help: wait for it (`phased status {by}`), or cancel it (`phased cancel {by}`)"));
+            exit::FAILED
+        }
+        EngineError::Target(message) => usage_error(message, Some("the target is rendered from the run's inputs")),
         EngineError::Reload { run, error } => usage_error(
             format!("cannot reload the pipeline of run `{run}`: {error}"),
             Some("the run is unchanged; resume it without --reload, or fix the pipeline so that it can"),

@@ -19,6 +19,9 @@ pub(super) struct StatusArgs {
     /// Only runs with this status.
     #[arg(long, value_enum, conflicts_with = "id")]
     status: Option<RunStatus>,
+    /// Only runs of this target (the service or project a run deploys: its `concurrency.key`).
+    #[arg(long, value_name = "TARGET", conflicts_with = "id")]
+    target: Option<String>,
     /// At most this many runs, newest first.
     #[arg(long, value_name = "N", conflicts_with = "id")]
     limit: Option<usize>,
@@ -50,6 +53,7 @@ fn row_json(row: &RunRow) -> Value {
     json!({
         "id": row.id,
         "pipeline": row.pipeline,
+        "target": row.target,
         "status": row.status.as_str(),
         "phase": row.phase,
         "phase_progress": row.progress,
@@ -59,6 +63,7 @@ fn row_json(row: &RunRow) -> Value {
         "error": row.error,
         "created_at": row.created_at,
         "finished_at": row.finished_at,
+        "supersededBy": row.superseded_by,
     })
 }
 
@@ -153,6 +158,7 @@ pub(super) fn status(args: StatusArgs) -> u8 {
                     .into_iter()
                     .filter(|r| args.pipeline.as_ref().is_none_or(|p| &r.pipeline == p))
                     .filter(|r| args.status.is_none_or(|s| s == r.status))
+                    .filter(|r| args.target.as_ref().is_none_or(|t| r.target.as_ref() == Some(t)))
                     .take(args.limit.unwrap_or(usize::MAX))
                     .collect();
                 match args.format {
@@ -187,12 +193,17 @@ fn print_table(runs: &[RunRow]) {
         println!("no runs yet; start one with `phased run PIPELINE`");
         return;
     }
-    println!("{:<36}  {:<14}  {:<11}  {:<17}  {:>4}  updated", "id", "pipeline", "status", "phase", "%");
+    let width = runs.iter().filter_map(|r| r.target.as_ref()).map(String::len).max().unwrap_or(1).clamp(6, 24);
+    println!(
+        "{:<36}  {:<14}  {:<width$}  {:<11}  {:<17}  {:>4}  updated",
+        "id", "pipeline", "target", "status", "phase", "%"
+    );
     for r in runs {
         println!(
-            "{:<36}  {:<14}  {:<11}  {:<17}  {:>4}  {}",
+            "{:<36}  {:<14}  {:<width$}  {:<11}  {:<17}  {:>4}  {}",
             r.id,
             r.pipeline,
+            r.target.as_deref().unwrap_or("-"),
             r.status.as_str(),
             r.phase,
             r.progress,
@@ -205,11 +216,17 @@ fn print_detail(d: &Value) {
     let text = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
     println!("run       {}", text(&d["id"]));
     println!("pipeline  {}", text(&d["pipeline"]));
+    if !d["target"].is_null() {
+        println!("target    {}", text(&d["target"]));
+    }
     println!("status    {} (attempt {})", text(&d["status"]), d["attempt"]);
     println!("phase     {} at {}%", text(&d["phase"]), d["phase_progress"]);
     println!("started   {}", text(&d["created_at"]));
     if !d["finished_at"].is_null() {
         println!("finished  {}", text(&d["finished_at"]));
+    }
+    if !d["supersededBy"].is_null() {
+        println!("superseded by {}", text(&d["supersededBy"]));
     }
     if !d["error"].is_null() {
         println!("error     {}", text(&d["error"]).lines().next().unwrap_or(""));

@@ -41,6 +41,23 @@ impl Blocks<'_, '_> {
         }
     }
 
+    /// A string that may hold a template (`concurrency.key`).
+    pub(super) fn text(&mut self, text: &str, span: Span, site: Site) -> Block {
+        if !template::is_template(text) {
+            return Block::Literal(serde_json::Value::String(text.to_string()));
+        }
+        match self.templates.compile(text, span) {
+            Ok(compiled) => {
+                self.check(&compiled, site);
+                Block::Template(compiled)
+            }
+            Err(e) => {
+                self.out.push(template_error(self.source, text, span, e));
+                Block::Literal(serde_json::Value::Null)
+            }
+        }
+    }
+
     /// An expression (`if:`); written bare or inside `{{ }}`.
     pub(super) fn expression(&mut self, text: &str, span: Span, site: Site) -> Option<Template> {
         let trimmed = text.trim();

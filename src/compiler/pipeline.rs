@@ -14,7 +14,7 @@ use super::graph;
 use super::inputs;
 use super::scope::{Scope, Site};
 use crate::diagnostic::Diagnostic;
-use crate::plan::{NodeKind, Plan, SubPipeline};
+use crate::plan::{Concurrency, NodeKind, Plan, SubPipeline};
 use crate::raw::RawPipeline;
 use crate::source::{Source, Span};
 use crate::suggest;
@@ -130,7 +130,7 @@ impl Compiler<'_> {
             used_inputs: HashSet::new(),
             uses_all_inputs: false,
         };
-        let (outputs, on_success, on_failure) = {
+        let (outputs, on_success, on_failure, concurrency) = {
             let mut blocks = Blocks { source, templates: &mut templates, scope: &mut scope, out };
             for (i, node) in raw.nodes.values().enumerate() {
                 let compiled = &mut nodes[i];
@@ -159,7 +159,11 @@ impl Compiler<'_> {
                 check_metadata_shape(source, hook, "on_failure.metadata", blocks.out);
                 blocks.block(hook, Site::Failure)
             });
-            (outputs, on_success, on_failure)
+            let concurrency = raw.concurrency.as_ref().map(|c| Concurrency {
+                key: blocks.text(&c.key.value, c.key.span, Site::Concurrency),
+                policy: c.policy,
+            });
+            (outputs, on_success, on_failure, concurrency)
         };
 
         // A template that does not parse may read any input: do not guess.
@@ -197,6 +201,7 @@ impl Compiler<'_> {
             outputs,
             on_success,
             on_failure,
+            concurrency,
             templates,
         })
     }

@@ -23,6 +23,8 @@ pub(super) enum Site {
     Pipeline,
     /// `on_failure`: every node, and `error`.
     Failure,
+    /// `concurrency.key`: only `inputs` (the target is known before the run starts).
+    Concurrency,
 }
 
 /// The outputs a node declares; a `select` node declares what every alternative does.
@@ -65,6 +67,12 @@ impl Scope<'_> {
     pub(super) fn check(&mut self, var: &str, site: Site) -> Result<(), OutOfScope> {
         let parts: Vec<&str> = var.split('.').collect();
         let field = parts.get(1).copied();
+        if matches!(site, Site::Concurrency) && parts[0] != "inputs" {
+            return Err(OutOfScope::new(
+                format!("undefined variable `{var}`: only `inputs` are in scope in `concurrency.key`"),
+                Some("a run's target is known before it starts: build it from inputs".into()),
+            ));
+        }
         match parts[0] {
             "inputs" => match field {
                 None => {

@@ -28,7 +28,7 @@ use crate::action::{ActionCtx, ActionError, ActionOutputs, NodeLog, ProgressRepo
 use crate::clock::{now, now_ms};
 use crate::event::{OutputSink, Reporter};
 use crate::secrets::Masker;
-use crate::store::{Lease, Store, StoreError, Write};
+use crate::store::{Lease, StopRequest, Store, StoreError, Write};
 
 /// How often the holder of a run writes its heartbeat and looks for a cancel request.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -67,6 +67,12 @@ pub(crate) struct Driver<'r> {
     run_key: String,
     /// Set to `true` by `phased watch` when a newer deploy supersedes this one.
     drain: Option<watch::Receiver<bool>>,
+    /// The run has a target, so a newer run may supersede it: the request is looked
+    /// for at every node boundary (before what finished starts what follows), not
+    /// only at each heartbeat.
+    supersedable: bool,
+    /// A cancel or supersede request was acted on.
+    stop_seen: bool,
 }
 
 pub(crate) struct DriverStart<'r> {
@@ -78,6 +84,7 @@ pub(crate) struct DriverStart<'r> {
     pub(crate) data_dir: PathBuf,
     pub(crate) work_dir: PathBuf,
     pub(crate) drain: Option<watch::Receiver<bool>>,
+    pub(crate) supersedable: bool,
 }
 
 impl<'r> Driver<'r> {
@@ -101,6 +108,8 @@ impl<'r> Driver<'r> {
             launched: false,
             masker: start.masker,
             drain: start.drain,
+            supersedable: start.supersedable,
+            stop_seen: false,
         }
     }
 
@@ -112,7 +121,7 @@ impl<'r> Driver<'r> {
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         heartbeat.tick().await;
-        let (mut drained, mut cancelled) = (false, false);
+        let mut drained = false;
         self.handle(Msg::Start { resumed });
         loop {
             if let Some(outcome) = self.core.outcome() {
@@ -149,7 +158,7 @@ impl<'r> Driver<'r> {
                 _ = drain => {
                     drained = true;
                     tracing::info!(run = %self.core.run_id(), "Stop requested; finishing the running nodes.");
-                    self.handle(Msg::Drain);
+                    self.handle(Msg::Drain { reason: "superseded by newer changes".into() });
                 }
                 msg = self.rx.recv() => {
                     if let Some(msg) = msg {
@@ -163,19 +172,43 @@ impl<'r> Driver<'r> {
                     let run = self.core.run_id().to_string();
                     let beat = Write::Heartbeat { run: run.clone(), owner: self.lease.owner.clone(), at_ms: now_ms() };
                     self.batch.push(beat);
-                    if !cancelled && self.store.cancel_requested(&run)? {
-                        cancelled = true;
-                        self.handle(Msg::Cancel);
-                    }
+                    self.look_for_stop()?;
                 }
             }
         }
+    }
+
+    /// Acts on a `phased cancel` or a newer run superseding this one, once.
+    fn look_for_stop(&mut self) -> Result<(), StoreError> {
+        if self.stop_seen {
+            return Ok(());
+        }
+        let run = self.core.run_id().to_string();
+        match self.store.stop_requested(&run)? {
+            StopRequest::None => {}
+            StopRequest::Cancel => {
+                self.stop_seen = true;
+                self.handle(Msg::Cancel);
+            }
+            StopRequest::Supersede => {
+                self.stop_seen = true;
+                let by = self.store.run(&run)?.and_then(|r| r.superseded_by).unwrap_or_default();
+                tracing::info!(run = %run, by = %by, "Superseded; finishing the running nodes.");
+                self.handle(Msg::Drain { reason: format!("superseded by run {by}") });
+            }
+        }
+        Ok(())
     }
 
     /// Gives the core one message and carries out what it returns.
     fn handle(&mut self, msg: Msg) {
         if let Msg::Done { task, .. } = &msg {
             self.tasks.remove(task);
+            if self.supersedable
+                && let Err(e) = self.look_for_stop()
+            {
+                tracing::warn!(run = %self.core.run_id(), error = %e, "Could not look for a stop request.");
+            }
         }
         let at = now();
         if self.unflushed_since.is_none() {

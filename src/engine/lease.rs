@@ -28,12 +28,16 @@ pub fn holder_alive(row: &RunRow, now_ms: i64) -> bool {
     row.heartbeat_at.is_some_and(|at| now_ms - at < STALE_MS)
 }
 
-/// Marks `running` runs whose holder is gone as `interrupted`; returns their ids.
+/// Marks `running` runs (and `queued` ones a process waited for) whose holder is gone
+/// as `interrupted`; returns their ids.
 pub fn reap(store: &mut dyn Store, now_ms: i64) -> Result<Vec<String>, StoreError> {
     let dead: Vec<String> = store
         .runs()?
         .into_iter()
-        .filter(|r| r.status == RunStatus::Running && !holder_alive(r, now_ms))
+        .filter(|r| {
+            let held = r.status == RunStatus::Running || r.status == RunStatus::Queued && r.lease.is_some();
+            held && !holder_alive(r, now_ms)
+        })
         .map(|r| r.id)
         .collect();
     let writes: Vec<Write> = dead

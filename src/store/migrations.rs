@@ -14,6 +14,10 @@
 //!   ...`: SQLite compiles an `IN (...)` list into an ephemeral table, opened (and a
 //!   page zeroed) on every insert and update; a node writes its checkpoint twice.
 //!
+//! - 4: `deployments.target` (the rendered `concurrency.key`; NULL without one) and
+//!   `superseded_by` (the run that superseded a cancelled one); `cancel_requested` 2
+//!   asks for a stop at the next node boundary (superseded) rather than at once.
+//!
 //! A migration is never edited once released: add a new one.
 
 pub(super) const MIGRATIONS: &[&str] = &[
@@ -100,5 +104,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
         FROM node_checkpoints;
     DROP TABLE node_checkpoints;
     ALTER TABLE node_checkpoints_v3 RENAME TO node_checkpoints;
+    "#,
+    // 4
+    r#"
+    ALTER TABLE deployments ADD COLUMN target TEXT;
+    ALTER TABLE deployments ADD COLUMN superseded_by TEXT;
+    CREATE INDEX deployments_target ON deployments(target, status);
     "#,
 ];

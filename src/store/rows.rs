@@ -57,6 +57,34 @@ pub struct RunRow {
     pub lease: Option<Lease>,
     pub heartbeat_at: Option<i64>,
     pub cancel_requested: bool,
+    /// The rendered `concurrency.key`: runs of one target never overlap.
+    pub target: Option<String>,
+    /// The run that superseded this (cancelled) one.
+    pub superseded_by: Option<String>,
+}
+
+/// What the holder of a run is asked to do (`cancel_requested`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopRequest {
+    None,
+    /// `phased cancel`: stop now (running steps get their grace).
+    Cancel,
+    /// A newer run of the target: finish the running nodes, start no more.
+    Supersede,
+}
+
+/// Where a new or waiting run stands with its target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// It may run now (its status is `running`).
+    Admitted,
+    /// It waits (status `queued`) behind this run of its target.
+    Queued { behind: String },
+    /// Policy `reject`: refused while this run of its target is queued or running;
+    /// nothing was written.
+    Rejected { by: String },
+    /// It is no longer waiting: superseded or cancelled meanwhile.
+    Gone { status: RunStatus },
 }
 
 /// Who holds a run: a process, identified beyond its pid (pids are reused).
@@ -125,6 +153,8 @@ pub struct NewRun<'a> {
     pub lease: &'a Lease,
     pub at: &'a str,
     pub at_ms: i64,
+    /// The run's target and what it does when the target is busy.
+    pub target: Option<(&'a str, crate::raw::Policy)>,
 }
 
 /// Why a run could not be claimed for resuming.

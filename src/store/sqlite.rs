@@ -8,10 +8,11 @@ use serde_json::Value;
 
 use super::migrations::MIGRATIONS;
 use super::{
-    Alive, ClaimError, Durability, HistoryRow, Lease, NewRun, NodeRow, NodeStatus, RunRow, RunStatus, Store,
-    StoreError, Write,
+    Admission, Alive, ClaimError, Durability, HistoryRow, Lease, NewRun, NodeRow, NodeStatus, RunRow, RunStatus,
+    StopRequest, Store, StoreError, Write,
 };
 use crate::event::Event;
+use crate::raw::Policy;
 
 pub struct SqliteStore {
     conn: Connection,
@@ -86,7 +87,29 @@ fn json(text: Option<String>) -> Value {
 
 const RUN_COLUMNS: &str = "id, pipeline, status, phase, phase_progress, phase_metadata, phase_updated_at, inputs, \
      snapshot_id, attempt, best_progress, error, created_at, finished_at, lease_owner, lease_pid, lease_pid_start, \
-     lease_host, heartbeat_at, cancel_requested";
+     lease_host, heartbeat_at, cancel_requested, target, superseded_by";
+
+/// How many columns [`RUN_COLUMNS`] selects.
+const RUN_COLUMN_COUNT: usize = 22;
+
+/// The runs of `target` other than `id` that hold it: running with a live holder, or
+/// queued (ahead of `rowid`, when given) by a live process or by nobody yet; oldest
+/// first.
+fn live_of_target(
+    tx: &rusqlite::Transaction,
+    target: &str,
+    id: &str,
+    rowid: Option<i64>,
+    alive: Alive<'_>,
+) -> rusqlite::Result<Vec<RunRow>> {
+    let sql = format!(
+        "SELECT {RUN_COLUMNS} FROM deployments WHERE target = ?1 AND id != ?2 AND status IN ('running', 'queued') \
+         AND (?3 IS NULL OR status = 'running' OR rowid < ?3) ORDER BY rowid"
+    );
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![target, id, rowid], run_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows.into_iter().filter(|r| r.lease.is_none() && r.status == RunStatus::Queued || alive(r)).collect())
+}
 
 fn run_row(row: &rusqlite::Row) -> rusqlite::Result<RunRow> {
     let owner: Option<String> = row.get(14)?;
@@ -117,6 +140,8 @@ fn run_row(row: &rusqlite::Row) -> rusqlite::Result<RunRow> {
         lease,
         heartbeat_at: row.get(18)?,
         cancel_requested: row.get::<_, i64>(19)? != 0,
+        target: row.get(20)?,
+        superseded_by: row.get(21)?,
     })
 }
 
@@ -198,11 +223,40 @@ impl Store for SqliteStore {
         })?)
     }
 
-    fn create_run(&mut self, run: &NewRun) -> Result<(), StoreError> {
-        self.conn.execute(
+    fn create_run(&mut self, run: &NewRun, alive: Alive<'_>) -> Result<Admission, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut queued_behind = None;
+        if let Some((target, policy)) = run.target {
+            let live = live_of_target(&tx, target, run.id, None, alive)?;
+            if let Some(first) = live.first() {
+                match policy {
+                    Policy::Reject => return Ok(Admission::Rejected { by: first.id.clone() }),
+                    Policy::Queue => queued_behind = Some(live.last().expect("not empty").id.clone()),
+                    Policy::Supersede => {
+                        for other in &live {
+                            if other.status == RunStatus::Queued {
+                                tx.execute(
+                                    "UPDATE deployments SET status = 'cancelled', superseded_by = ?2, finished_at = ?3, \
+                                     lease_owner = NULL, error = ?4 WHERE id = ?1",
+                                    params![other.id, run.id, run.at, format!("superseded by run {}", run.id)],
+                                )?;
+                            } else {
+                                queued_behind = Some(other.id.clone());
+                                tx.execute(
+                                    "UPDATE deployments SET cancel_requested = 2, superseded_by = COALESCE(superseded_by, ?2) WHERE id = ?1",
+                                    params![other.id, run.id],
+                                )?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let status = if queued_behind.is_some() { "queued" } else { "running" };
+        tx.execute(
             "INSERT INTO deployments (id, pipeline, status, phase, phase_progress, phase_metadata, phase_updated_at, \
-             inputs, snapshot_id, created_at, lease_owner, lease_pid, lease_pid_start, lease_host, heartbeat_at) \
-             VALUES (?1, ?2, 'running', 'QUEUED', 0, '{}', ?3, ?4, ?5, ?3, ?6, ?7, ?8, ?9, ?10)",
+             inputs, snapshot_id, created_at, lease_owner, lease_pid, lease_pid_start, lease_host, heartbeat_at, target) \
+             VALUES (?1, ?2, ?11, 'QUEUED', 0, '{}', ?3, ?4, ?5, ?3, ?6, ?7, ?8, ?9, ?10, ?12)",
             params![
                 run.id,
                 run.pipeline,
@@ -213,16 +267,54 @@ impl Store for SqliteStore {
                 run.lease.pid,
                 run.lease.pid_start as i64,
                 run.lease.host,
-                run.at_ms
+                run.at_ms,
+                status,
+                run.target.map(|(t, _)| t),
             ],
         )?;
-        self.conn.execute(
+        tx.execute(
             "INSERT INTO phase_history (deployment_id, seq, phase, progress, metadata, created_at) \
              VALUES (?1, 1, 'QUEUED', 0, '{}', ?2)",
             params![run.id, run.at],
         )?;
+        tx.commit()?;
         self.history_seq.insert(run.id.to_string(), 1);
-        Ok(())
+        Ok(match queued_behind {
+            Some(behind) => Admission::Queued { behind },
+            None => Admission::Admitted,
+        })
+    }
+
+    fn admit(&mut self, id: &str, now_ms: i64, alive: Alive<'_>) -> Result<Admission, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let sql = format!("SELECT {RUN_COLUMNS}, rowid FROM deployments WHERE id = ?1");
+        let (me, rowid) = tx.query_row(&sql, [id], |r| Ok((run_row(r)?, r.get::<_, i64>(RUN_COLUMN_COUNT)?)))?;
+        if me.status != RunStatus::Queued {
+            return Ok(if me.status == RunStatus::Running {
+                Admission::Admitted
+            } else {
+                Admission::Gone { status: me.status }
+            });
+        }
+        let live = match &me.target {
+            Some(target) => live_of_target(&tx, target, id, Some(rowid), alive)?,
+            None => Vec::new(),
+        };
+        let admission = match live.last() {
+            Some(other) => {
+                tx.execute("UPDATE deployments SET heartbeat_at = ?2 WHERE id = ?1", params![id, now_ms])?;
+                Admission::Queued { behind: other.id.clone() }
+            }
+            None => {
+                tx.execute(
+                    "UPDATE deployments SET status = 'running', heartbeat_at = ?2 WHERE id = ?1",
+                    params![id, now_ms],
+                )?;
+                Admission::Admitted
+            }
+        };
+        tx.commit()?;
+        Ok(admission)
     }
 
     fn ids_starting_with(&self, prefix: &str, limit: usize) -> Result<Vec<String>, StoreError> {
@@ -291,6 +383,12 @@ impl Store for SqliteStore {
                          lease_owner = CASE WHEN ?2 = 'running' THEN lease_owner ELSE NULL END WHERE id = ?1",
                     )?
                     .execute(params![run, status.as_str(), error, finished])?;
+                }
+                Write::Queue { run, target } => {
+                    tx.execute(
+                        "UPDATE deployments SET status = 'queued', target = ?2 WHERE id = ?1",
+                        params![run, target],
+                    )?;
                 }
                 Write::Node(n) => {
                     tx.prepare_cached(
@@ -419,7 +517,7 @@ impl Store for SqliteStore {
             return Err(ClaimError::Finished { id: id.to_string() });
         }
         if let Some(held) = &row.lease
-            && row.status == RunStatus::Running
+            && matches!(row.status, RunStatus::Running | RunStatus::Queued)
             && held.owner != lease.owner
             && alive(row)
         {
@@ -468,11 +566,14 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
-    fn cancel_requested(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .conn
-            .query_row("SELECT cancel_requested FROM deployments WHERE id = ?1", [id], |r| r.get::<_, i64>(0))?
-            != 0)
+    fn stop_requested(&self, id: &str) -> Result<StopRequest, StoreError> {
+        let value: i64 =
+            self.conn.query_row("SELECT cancel_requested FROM deployments WHERE id = ?1", [id], |r| r.get(0))?;
+        Ok(match value {
+            0 => StopRequest::None,
+            2 => StopRequest::Supersede,
+            _ => StopRequest::Cancel,
+        })
     }
 
     fn seed_query(&self, id: &str) -> Result<Vec<Value>, StoreError> {

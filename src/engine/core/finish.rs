@@ -173,7 +173,7 @@ impl Core {
         if self.failure.is_none() {
             self.failure = Some(Failure { node: id, phase, error, environment });
         }
-        if matches!(self.mode, Mode::Running | Mode::Draining | Mode::Stopping { .. }) {
+        if matches!(self.mode, Mode::Running | Mode::Draining { .. } | Mode::Stopping { .. }) {
             self.mode = Mode::Failing;
             self.stop_running();
         }

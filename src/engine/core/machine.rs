@@ -33,7 +33,7 @@ pub(super) enum Mode {
     /// Nodes start as they become ready.
     Running,
     /// Nothing new starts; when the running nodes are done, the run stops (`watch`).
-    Draining,
+    Draining { reason: String },
     /// The running tasks were asked to stop; when they have, the run stops.
     Stopping { status: RunStatus, reason: String },
     /// A node failed; the other running tasks were asked to stop.
@@ -143,9 +143,9 @@ impl Core {
             Msg::Timer { task } => self.on_timer(task),
             Msg::Cancel => self.stop_all(RunStatus::Cancelled, "cancelled by `phased cancel`"),
             Msg::Signal { name } => self.stop_all(RunStatus::Interrupted, &format!("interrupted by {name}")),
-            Msg::Drain => {
+            Msg::Drain { reason } => {
                 if matches!(self.mode, Mode::Running) {
-                    self.mode = Mode::Draining;
+                    self.mode = Mode::Draining { reason };
                 }
             }
         }
@@ -168,11 +168,12 @@ impl Core {
                     }
                     return;
                 }
-                Mode::Draining => {
+                Mode::Draining { reason } => {
                     if self.frames[0].unfinished == 0 {
                         self.succeed_run();
                     } else if self.running.is_empty() {
-                        self.end_stopped(RunStatus::Cancelled, "superseded by newer changes".into());
+                        let reason = reason.clone();
+                        self.end_stopped(RunStatus::Cancelled, reason);
                     }
                     return;
                 }
@@ -207,7 +208,7 @@ impl Core {
 
     /// Whether new attempts (retries) may still begin.
     pub(super) fn accepting(&self) -> bool {
-        matches!(self.mode, Mode::Running | Mode::Draining)
+        matches!(self.mode, Mode::Running | Mode::Draining { .. })
     }
 
     /// Asks every running task to stop; the run ends `status` once they have.

@@ -6,6 +6,7 @@ mod inputs;
 mod load;
 mod logs;
 mod plan;
+mod prune;
 mod run;
 mod status;
 mod store;
@@ -80,6 +81,8 @@ enum Command {
     Cancel(status::CancelArgs),
     /// Print what a run's steps printed (every node, or one); `-f` follows until it ends.
     Logs(logs::LogsArgs),
+    /// Forget old runs, their logs and work folders; never the live release or the ones kept for rollback.
+    Prune(prune::PruneArgs),
     /// Deploy, then redeploy after every burst of changes under --path, until Ctrl-C.
     Watch(watch::WatchArgs),
     /// Print the JSON Schema of the pipeline format (for editors).
@@ -147,6 +150,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => status::status(args),
         Command::Cancel(args) => status::cancel(args),
         Command::Logs(args) => logs::logs(args),
+        Command::Prune(args) => prune::prune(args),
         Command::Watch(args) => watch::watch(args),
         Command::Schema => {
             println!("{}", crate::schema::pipeline_schema_json());

@@ -216,6 +216,11 @@ pub trait Store: Send {
 
     fn stop_requested(&self, id: &str) -> Result<StopRequest, StoreError>;
 
+    /// Deletes runs with everything recorded about them (history, checkpoints, events),
+    /// and the snapshots no run uses any more, in one transaction. Returns how many
+    /// runs were deleted.
+    fn delete_runs(&mut self, ids: &[String]) -> Result<usize, StoreError>;
+
     /// Runs the seed's dashboard query as written (DESIGN.md section 7).
     fn seed_query(&self, id: &str) -> Result<Vec<Value>, StoreError>;
 }

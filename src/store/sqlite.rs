@@ -566,6 +566,22 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
+    fn delete_runs(&mut self, ids: &[String]) -> Result<usize, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut deleted = 0;
+        for id in ids {
+            // Events have no cascade of their own to rely on in older files: said here.
+            tx.execute("DELETE FROM events WHERE deployment_id = ?1", [id])?;
+            tx.execute("DELETE FROM node_checkpoints WHERE deployment_id = ?1", [id])?;
+            tx.execute("DELETE FROM phase_history WHERE deployment_id = ?1", [id])?;
+            deleted += tx.execute("DELETE FROM deployments WHERE id = ?1", [id])?;
+            self.history_seq.remove(id);
+        }
+        tx.execute("DELETE FROM snapshots WHERE id NOT IN (SELECT snapshot_id FROM deployments)", [])?;
+        tx.commit()?;
+        Ok(deleted)
+    }
+
     fn stop_requested(&self, id: &str) -> Result<StopRequest, StoreError> {
         let value: i64 =
             self.conn.query_row("SELECT cancel_requested FROM deployments WHERE id = ?1", [id], |r| r.get(0))?;

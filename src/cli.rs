@@ -33,13 +33,17 @@ pub mod exit {
 }
 
 const AFTER_HELP: &str = "\
-Exit codes: 0 success, 1 invalid pipeline (validate) or failed deployment, 2 invalid
-pipeline or usage, 3 environment problem, 130 interrupted (the run stays resumable).
+Exit codes: 0 done; 1 what was checked or run failed (validate found a problem, the
+deployment FAILED, a `reject` policy refused it); 2 the command could not start (a bad
+flag or input, an unknown run, a pipeline that does not compile); 3 the environment
+failed (database, Docker), the run stays resumable; 130 stopped (Ctrl-C, cancel), resumable.
 
 Environment: PHASED_DB (--db), PHASED_PIPELINES (--pipelines), PHASED_DURABILITY,
 PHASED_SECRET_<NAME> (secrets.<name> in templates), PHASED_LOG (e.g. debug).
 
-Docs: README.md (quick start) and docs/pipeline-format.md (the YAML format).";
+Docs: README.md (quick start), docs/tutorial.md (your own deployment type),
+docs/pipeline-format.md (the YAML format), docs/events.md (--format jsonl),
+docs/troubleshooting.md.";
 
 #[derive(Parser, Debug)]
 #[command(

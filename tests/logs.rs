@@ -39,6 +39,16 @@ fn logs_show_every_node_prefixed_or_one_node_as_it_is() {
     let lines: Vec<String> = text(&all).lines().filter(|l| !l.contains("| ==")).map(str::to_string).collect();
     assert_eq!(lines, ["build | compiling", "build | token is ***", "check | healthy"], "{}", text(&all));
 
+    let json = env.run(&["logs", "logged", "--format", "jsonl"]);
+    let objects: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&json.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let pairs: Vec<(&str, &str)> = objects
+        .iter()
+        .map(|o| (o["node"].as_str().unwrap(), o["line"].as_str().unwrap()))
+        .filter(|(_, l)| !l.starts_with("=="))
+        .collect();
+    assert_eq!(pairs, [("build", "compiling"), ("build", "token is ***"), ("check", "healthy")]);
+
     let one = env.run(&["logs", "logged-1", "check"]);
     assert!(text(&one).ends_with("healthy\n"), "{}", text(&one));
     let quiet = env.run(&["logs", "logged-1", "quiet"]);

@@ -22,8 +22,19 @@ pub(super) struct LogsArgs {
     /// Keep printing what the steps print until the run ends.
     #[arg(short, long)]
     follow: bool,
+    /// `jsonl`: one JSON object per line, `{"node": ..., "line": ...}`.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    format: LogFormat,
     #[command(flatten)]
     store: StoreArgs,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    /// The lines, prefixed with their node when every node is shown.
+    Human,
+    /// One JSON object per line.
+    Jsonl,
 }
 
 /// How often a followed log is looked at.
@@ -49,9 +60,12 @@ pub(super) fn logs(args: LogsArgs) -> u8 {
         for node in nodes_with_logs(store.as_ref(), &run, &folder, args.node.as_deref()) {
             let reader = readers.entry(node.clone()).or_insert_with(|| Reader::new(folder.join(format!("{node}.log"))));
             for line in reader.new_lines(ended) {
-                match &args.node {
-                    Some(_) => out_line(format_args!("{line}")),
-                    None => out_line(format_args!("{node} | {line}")),
+                match (&args.format, &args.node) {
+                    (LogFormat::Jsonl, _) => {
+                        out_line(format_args!("{}", serde_json::json!({"node": node, "line": line})));
+                    }
+                    (LogFormat::Human, Some(_)) => out_line(format_args!("{line}")),
+                    (LogFormat::Human, None) => out_line(format_args!("{node} | {line}")),
                 }
             }
         }

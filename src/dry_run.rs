@@ -36,12 +36,15 @@ pub struct DryRun {
     pub nodes: Vec<PlannedNode>,
 }
 
-/// A template that could not be rendered with the given inputs.
+/// A template that could not be rendered with the given inputs, and where it stands.
 #[derive(Debug, thiserror::Error)]
-#[error("node `{node}`: {message}")]
+#[error("{file}:{line}:{column}: node `{node}`: {message}")]
 pub struct DryRunError {
     pub node: String,
     pub message: String,
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
 }
 
 pub fn dry_run(plan: &Plan, inputs: Map<String, serde_json::Value>) -> Result<DryRun, DryRunError> {
@@ -102,7 +105,11 @@ impl Walker {
             let node = &plan.nodes[i];
             let id = format!("{prefix}{}", node.id);
             let node_share = if total > 0.0 { share * node.weight / total } else { 0.0 };
-            let fail = |message: String| DryRunError { node: id.clone(), message };
+            let fail_at = |span: crate::source::Span, message: String| {
+                let (line, column) = plan.source.line_col(span.start);
+                DryRunError { node: id.clone(), message, file: plan.source.name.clone(), line, column }
+            };
+            let fail = |message: String| fail_at(node.id_span, message);
 
             let (skipped, note) = match &node.condition {
                 None => (false, None),
@@ -110,7 +117,7 @@ impl Walker {
                 Some(cond) => {
                     let keep = cond
                         .is_true(&plan.templates, &ctx)
-                        .map_err(|e| fail(format!("`if`: {}", template::describe_error(&e))))?;
+                        .map_err(|e| fail_at(cond.span, format!("`if`: {}", template::describe_error(&e))))?;
                     (!keep, (!keep).then(|| format!("skipped: `{}` is false", cond.text)))
                 }
             };
@@ -119,7 +126,7 @@ impl Walker {
                     None => Ok(serde_json::Value::Null),
                     Some(b) => b.render(&plan.templates, &ctx).map_err(|e| {
                         let at = if e.path.is_empty() { String::new() } else { format!("`{}`: ", e.path) };
-                        fail(format!("{at}{}", template::describe_error(&e.error)))
+                        fail_at(e.span, format!("{at}{}", template::describe_error(&e.error)))
                     }),
                 }
             };
@@ -155,7 +162,11 @@ impl Walker {
                     };
                     let chosen = match (skipped, decided) {
                         (false, true) => {
-                            let (name, plan) = sub.choose(&plan.templates, &ctx).map_err(fail)?;
+                            let at = match sub {
+                                SubPipeline::Select { expr, .. } => expr.span,
+                                SubPipeline::Fixed { .. } => node.id_span,
+                            };
+                            let (name, plan) = sub.choose(&plan.templates, &ctx).map_err(|e| fail_at(at, e))?;
                             Some((name.to_string(), Arc::clone(plan)))
                         }
                         _ => None,

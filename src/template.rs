@@ -42,6 +42,12 @@ pub(crate) fn root_of(path: &str) -> &str {
 /// A run-time template error as one line: its kind and detail, and where secrets come
 /// from when a secret is missing.
 pub(crate) fn describe_error(e: &minijinja::Error) -> String {
+    if e.kind() == minijinja::ErrorKind::OutOfFuel {
+        return format!(
+            "the template does too much work (stopped after {} steps): loops this large belong in a step's script",
+            env::FUEL
+        );
+    }
     let mut text = e.kind().to_string();
     if let Some(detail) = e.detail() {
         text = format!("{text}: {detail}");

@@ -91,3 +91,28 @@ fn the_docker_and_nodejs_types_enter_their_phases_at_the_seed_percentages_and_ne
         .map(|(p, n)| (p.to_string(), n))
     );
 }
+
+/// Every way a plan can fail to render says where: `file:line:column`, at the template.
+#[test]
+fn a_plan_that_cannot_be_rendered_names_the_file_line_and_column_of_the_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        // (the node, what the file holds, the line:column of the template)
+        ("bomb", "run: \"{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}\"", "does too much work"),
+        ("index", "run: \"echo {{ inputs.items[5] }}\"", "undefined"),
+        ("maths", "run: \"echo {{ 1 / inputs.zero }}\"", "unable to calculate"),
+    ];
+    for (name, with, said) in cases {
+        let text = format!(
+            "version: 1\nname: {name}\ninputs:\n  items: {{type: array, default: [1]}}\n  zero: {{type: integer, default: 0}}\nnodes:\n  a:\n    phase: BUILDING\n    uses: shell\n    with:\n      {with}\n      env: {{N: \"{{{{ inputs.items | length }}}}{{{{ inputs.zero }}}}\"}}\n"
+        );
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&path, text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_phased")).arg("plan").arg(&path).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        let at = format!("{}:11:12: node `a`", path.display());
+        assert!(stderr.contains(&at), "{name}: no position in {stderr}");
+        assert!(stderr.contains(said), "{name}: {stderr}");
+    }
+}

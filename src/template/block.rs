@@ -71,6 +71,8 @@ impl std::fmt::Debug for Templates {
 pub(crate) struct RenderError {
     pub(crate) path: String,
     pub(crate) text: String,
+    /// Where the template stands in its file.
+    pub(crate) span: Span,
     pub(crate) error: minijinja::Error,
 }
 
@@ -177,6 +179,7 @@ impl Block {
             Block::Template(template) => template.eval(templates, ctx).map_err(|error| RenderError {
                 path: path.clone(),
                 text: template.text.clone(),
+                span: template.span,
                 error,
             })?,
             Block::Seq(items) => {

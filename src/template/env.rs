@@ -24,7 +24,7 @@ pub(crate) const GLOBALS: &[&str] = &[
 ];
 
 /// Instructions a single render may execute before it is stopped.
-const FUEL: u64 = 2_000_000;
+pub(super) const FUEL: u64 = 2_000_000;
 
 /// A configured environment: strict undefined, fuel, recursion limit, no loader,
 /// and the functions pipelines may call.

@@ -69,6 +69,28 @@ impl Masker {
         Cow::Owned(out)
     }
 
+    /// The length of the longest secret (0 without secrets).
+    pub fn longest(&self) -> usize {
+        self.values.first().map_or(0, String::len)
+    }
+
+    /// Where `text` may be cut so that no secret spans the cut: at `at` (a character
+    /// boundary), or after a secret that starts before it and ends after it.
+    pub fn safe_cut(&self, text: &str, at: usize) -> usize {
+        let mut cut = at;
+        for value in &self.values {
+            let from = cut.saturating_sub(value.len() - 1);
+            let from = text.floor_char_boundary(from);
+            if let Some(i) = text[from..].find(value.as_str()).map(|i| from + i)
+                && i < cut
+                && i + value.len() > cut
+            {
+                cut = i + value.len();
+            }
+        }
+        cut
+    }
+
     pub fn mask_json(&self, value: Value) -> Value {
         if self.values.is_empty() {
             return value;

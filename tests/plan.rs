@@ -98,7 +98,11 @@ fn a_plan_that_cannot_be_rendered_names_the_file_line_and_column_of_the_template
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         // (the node, what the file holds, the line:column of the template)
-        ("bomb", "run: \"{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}\"", "does too much work"),
+        (
+            "bomb",
+            "run: \"{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}\"",
+            "does too much work",
+        ),
         ("index", "run: \"echo {{ inputs.items[5] }}\"", "undefined"),
         ("maths", "run: \"echo {{ 1 / inputs.zero }}\"", "unable to calculate"),
     ];

@@ -233,3 +233,50 @@ fn a_huge_line_of_output_is_capped_where_it_is_recorded_and_kept_whole_in_the_lo
     let log = std::fs::metadata(env.path("state/logs/loud/shout.log")).unwrap().len();
     assert!(log > 5_000_000, "the log keeps the whole line: {log} bytes");
 }
+
+/// Peak resident memory of a process (kB), read while it runs.
+fn watch_peak(child: &mut std::process::Child) -> (std::process::ExitStatus, u64) {
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status_file)
+            && let Some(hwm) = text.lines().find_map(|l| l.strip_prefix("VmHWM:"))
+        {
+            peak = peak.max(hwm.trim().trim_end_matches("kB").trim().parse().unwrap_or(0));
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status, peak);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_100_mb_line_is_streamed_to_the_log_in_flat_memory_with_its_secrets_masked() {
+    let env = Env::new();
+    // 100 MB without a newline, a secret every 9,973 bytes (so that some straddle the
+    // parts the line is written in), then exit 1.
+    let file = env.write(
+        "flood.yaml",
+        "version: 1\nname: flood\nnodes:\n  flood:\n    phase: BUILDING\n    uses: shell\n    with:\n      run: |\n        python3 -c \"import sys; s=sys.stdout; chunk=('x'*9973 + 'hunter2-secret'); [s.write(chunk) for _ in range(10000)]; s.write('x'*200000); s.flush()\"\n        exit 1\n",
+    );
+    let mut child = env
+        .command(&["run", file.to_str().unwrap(), "--id", "flood"])
+        .env("PHASED_SECRET_TOKEN", "hunter2-secret")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (status, peak_kb) = watch_peak(&mut child);
+    assert_eq!(status.code(), Some(1));
+    assert!(peak_kb < 64 * 1024, "phased's peak memory was {peak_kb} kB for a 100 MB line");
+    let log = std::fs::read(env.path("state/logs/flood/flood.log")).unwrap();
+    let text = String::from_utf8_lossy(&log);
+    assert!(!text.contains("hunter2"), "a secret split between two parts of the line is masked too");
+    assert_eq!(text.matches("***").count(), 10_000, "every secret is there, masked");
+    assert_eq!(text.matches('x').count(), 9973 * 10_000 + 200_000, "every other byte is kept");
+    let detail = env.status("flood");
+    let error = detail["phase_metadata"]["error"].as_str().unwrap();
+    assert!(error.len() < 32 * 1024 && error.contains("more bytes in the node's log"), "{}", error.len());
+    assert!(!error.contains("hunter2"));
+}

@@ -95,6 +95,15 @@ pub struct NodeLog {
     masker: Masker,
     /// Also shown live (`--show-output`, the progress bar's last line).
     sink: Option<LineSink>,
+    /// A line too long to hold: what is not written yet (at most a secret's length),
+    /// and the start of it kept for the tail.
+    long: Mutex<Option<LongLine>>,
+}
+
+struct LongLine {
+    pending: String,
+    start: String,
+    written: usize,
 }
 
 /// Receives each line of a node's log as it is written (masked, cut to
@@ -125,6 +134,7 @@ impl NodeLog {
             tail: Mutex::new(Default::default()),
             masker,
             sink: None,
+            long: Mutex::new(None),
         }
     }
 
@@ -142,6 +152,7 @@ impl NodeLog {
             tail: Mutex::new(Default::default()),
             masker: Masker::default(),
             sink: None,
+            long: Mutex::new(None),
         }
     }
 
@@ -151,9 +162,32 @@ impl NodeLog {
         *self.header.lock().expect("log lock") = Some(self.masker.mask(line).into_owned());
     }
 
-    pub fn line(&self, line: &str) {
+    /// A part of a line that is too long to hold in memory (a step printing 100 MB
+    /// without a newline): written to the file at once (masked; the part that may be
+    /// the start of a secret waits for what follows), its start kept for the tail.
+    /// [`NodeLog::line`] ends it.
+    pub fn fragment(&self, part: &str) {
+        let mut long = self.long.lock().expect("log lock");
+        let long = long.get_or_insert_with(|| LongLine { pending: String::new(), start: String::new(), written: 0 });
+        long.pending.push_str(part);
+        let keep = self.masker.longest().saturating_sub(1);
+        if long.pending.len() <= keep {
+            return;
+        }
+        let cut = long.pending.floor_char_boundary(long.pending.len() - keep);
+        let cut = self.masker.safe_cut(&long.pending, cut);
+        let head: String = long.pending.drain(..cut).collect();
+        let head = self.masker.mask(&head).into_owned();
+        if long.start.len() < TAIL_LINE_BYTES {
+            let room = head.floor_char_boundary(TAIL_LINE_BYTES - long.start.len());
+            long.start.push_str(&head[..room]);
+        }
+        long.written += head.len();
+        self.write_raw(&head, false);
+    }
+
+    fn write_raw(&self, text: &str, newline: bool) {
         use std::io::Write;
-        let line = self.masker.mask(line.trim_end_matches(['\n', '\r']));
         let mut file = self.file.lock().expect("log lock");
         if file.is_none()
             && let Some(path) = &self.path
@@ -167,10 +201,34 @@ impl NodeLog {
             if let Some(header) = self.header.lock().expect("log lock").take() {
                 let _ = writeln!(file, "{header}");
             }
-            let _ = writeln!(file, "{line}");
+            let _ = file.write_all(text.as_bytes());
+            if newline {
+                let _ = file.write_all(b"\n");
+            }
         }
-        drop(file);
-        let line = capped(&line, TAIL_LINE_BYTES, "the node's log");
+    }
+
+    pub fn line(&self, line: &str) {
+        let line = line.trim_end_matches(['\n', '\r']);
+        if let Some(long) = self.long.lock().expect("log lock").take() {
+            // The end of a long line: the rest is written, the tail gets its start.
+            let rest = self.masker.mask(&format!("{}{line}", long.pending)).into_owned();
+            self.write_raw(&rest, true);
+            let total = long.written + rest.len();
+            let shown = format!("{}... [{} more bytes in the node's log]", long.start, total - long.start.len());
+            return self.keep(shown);
+        }
+        self.keep_line(line);
+    }
+
+    fn keep_line(&self, line: &str) {
+        let line = self.masker.mask(line);
+        self.write_raw(&line, true);
+        self.keep(capped(&line, TAIL_LINE_BYTES, "the node's log"));
+    }
+
+    /// Shows a (capped) line live and keeps it in the tail.
+    fn keep(&self, line: String) {
         if let Some(sink) = &self.sink {
             sink(&line);
         }

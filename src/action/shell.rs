@@ -5,7 +5,7 @@
 
 use std::process::Stdio;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use indexmap::IndexMap;
 use schemars::JsonSchema;
@@ -82,20 +82,8 @@ fn run(ctx: ActionCtx, params: ShellParams) -> ActionFuture {
         let group = GroupGuard::new(child.id());
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
-        let log_out = ctx.log.clone();
-        let log_err = ctx.log.clone();
-        let read_out = async move {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                log_out.line(&line);
-            }
-        };
-        let read_err = async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                log_err.line(&line);
-            }
-        };
+        let read_out = read_lines(stdout, ctx.log.clone());
+        let read_err = read_lines(stderr, ctx.log.clone());
         // A background process may keep the pipes open after the command exits: read
         // what comes within a grace period, then stop waiting for it.
         let mut readers = Box::pin(async move { tokio::join!(read_out, read_err) });
@@ -216,6 +204,50 @@ action_spec!(
         p.writes.iter().map(|w| base.join(w)).collect::<Vec<_>>()
     },
 );
+
+/// The most of one line held in memory while it is read; a longer line goes to the log
+/// in parts ([`super::NodeLog::fragment`]), so memory stays flat whatever a step prints.
+const MAX_HELD: usize = 64 * 1024;
+
+/// Copies a step's output into its log line by line. Bytes that are not UTF-8 are
+/// shown as U+FFFD; a line longer than [`MAX_HELD`] is written in parts.
+async fn read_lines(stream: impl AsyncRead + Unpin, log: std::sync::Arc<super::NodeLog>) {
+    let mut reader = BufReader::with_capacity(MAX_HELD, stream);
+    let mut line: Vec<u8> = Vec::new();
+    loop {
+        let buf = match reader.fill_buf().await {
+            Ok([]) | Err(_) => break,
+            Ok(buf) => buf,
+        };
+        match buf.iter().position(|&b| b == b'\n') {
+            Some(end) => {
+                line.extend_from_slice(&buf[..end]);
+                reader.consume(end + 1);
+                log.line(&String::from_utf8_lossy(&line));
+                line.clear();
+            }
+            None => {
+                let n = buf.len();
+                line.extend_from_slice(buf);
+                reader.consume(n);
+                if line.len() >= MAX_HELD {
+                    // Cut at a character boundary; a character split by the read waits.
+                    let valid = match std::str::from_utf8(&line) {
+                        Ok(_) => line.len(),
+                        Err(e) if e.error_len().is_none() => e.valid_up_to(),
+                        Err(_) => line.len(),
+                    };
+                    let rest = line.split_off(valid);
+                    log.fragment(&String::from_utf8_lossy(&line));
+                    line = rest;
+                }
+            }
+        }
+    }
+    if !line.is_empty() {
+        log.line(&String::from_utf8_lossy(&line));
+    }
+}
 
 #[cfg(test)]
 mod tests {

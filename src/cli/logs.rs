@@ -53,6 +53,7 @@ pub(super) fn logs(args: LogsArgs) -> u8 {
         return missing_node(store.as_ref(), &run, node);
     }
     let mut readers: BTreeMap<String, Reader> = BTreeMap::new();
+    let mut printed = false;
     loop {
         // Read the status first: what was written before the run ended is then read below.
         let ended =
@@ -60,6 +61,7 @@ pub(super) fn logs(args: LogsArgs) -> u8 {
         for node in nodes_with_logs(store.as_ref(), &run, &folder, args.node.as_deref()) {
             let reader = readers.entry(node.clone()).or_insert_with(|| Reader::new(folder.join(format!("{node}.log"))));
             for line in reader.new_lines(ended) {
+                printed = true;
                 match (&args.format, &args.node) {
                     (LogFormat::Jsonl, _) => {
                         out_line(format_args!("{}", serde_json::json!({"node": node, "line": line})));
@@ -70,6 +72,9 @@ pub(super) fn logs(args: LogsArgs) -> u8 {
             }
         }
         if !args.follow || ended {
+            if !printed && args.format == LogFormat::Human {
+                crate::reporter::note_line(format_args!("(the steps of run `{run}` printed nothing)"));
+            }
             return exit::OK;
         }
         std::thread::sleep(POLL);

@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod cli;
 mod clock;
 pub mod compiler;
+mod crash;
 mod de;
 pub mod diagnostic;
 pub mod dry_run;

@@ -25,6 +25,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "template",
             "process",
             "supervise",
+            "crash",
         ],
     ),
     ("pipeline files", &["de", "raw", "reader", "catalog"]),

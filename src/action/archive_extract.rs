@@ -170,6 +170,7 @@ pub fn extract(params: &ExtractParams, progress: std::sync::Arc<ProgressReporter
     };
     match result {
         Ok(()) => {
+            crate::crash::point("archive.extract: unpacked, not swapped in yet");
             replace_dir(&staging, target)?;
             Ok(budget.done)
         }

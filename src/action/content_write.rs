@@ -74,6 +74,7 @@ pub(super) fn write(params: &ContentParams) -> Result<u64, String> {
     })();
     match result {
         Ok(bytes) => {
+            crate::crash::point("content.write: written, not swapped in yet");
             replace_dir(&staging, target)?;
             Ok(bytes)
         }

@@ -113,6 +113,9 @@ impl Copier<'_> {
 
     fn step(&mut self) {
         self.done.files += 1;
+        if self.done.files == 1 {
+            crate::crash::point("files.copy: the first file copied");
+        }
         if self.total > 0 && self.done.files.is_multiple_of(64) {
             self.progress.report(self.done.files as f64 / self.total as f64);
         }
@@ -131,6 +134,7 @@ pub fn copy_release(params: &CopyParams, deployment: &str, progress: &ProgressRe
     let total = count(from, &params.exclude);
     let mut copier = Copier { root: from, exclude: &params.exclude, done: Copied::default(), total, progress };
     let result = copier.copy_dir(from, &staging).and_then(|()| {
+        crate::crash::point("files.copy: copied, no marker yet");
         let marker = serde_json::json!({
             "deployment": deployment,
             "files": copier.done.files,
@@ -144,6 +148,7 @@ pub fn copy_release(params: &CopyParams, deployment: &str, progress: &ProgressRe
     });
     match result {
         Ok(()) => {
+            crate::crash::point("files.copy: marker written, not swapped in yet");
             replace_dir(&staging, target)?;
             Ok(copier.done)
         }

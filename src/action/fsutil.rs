@@ -89,7 +89,10 @@ pub(super) fn write_file_atomically(path: &Path, data: &[u8]) -> Result<(), Stri
     let tmp = parent.join(format!(".{name}.tmp-{}", uuid::Uuid::new_v4().simple()));
     // The content reaches the disk before the rename, and the rename before we return:
     // after a power loss the file holds the old content or the new, never nothing.
-    let written = write_synced(&tmp, data).and_then(|()| std::fs::rename(&tmp, path)).and_then(|()| sync_dir(parent));
+    let written = write_synced(&tmp, data)
+        .inspect(|()| crate::crash::point("a file written beside its place, not renamed yet"))
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .and_then(|()| sync_dir(parent));
     written.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         format!("cannot write `{}`: {e}", path.display())

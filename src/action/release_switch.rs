@@ -72,6 +72,7 @@ pub fn switch(params: &SwitchParams) -> Result<Switched, String> {
     let fresh = parent.join(format!(".{name}.new-{}", uuid::Uuid::new_v4().simple()));
     std::os::unix::fs::symlink(&release, &fresh)
         .map_err(|e| format!("cannot create a link in `{}`: {e}", parent.display()))?;
+    crate::crash::point("release.switch: the new link made, not renamed yet");
     if let Err(e) = std::fs::rename(&fresh, link) {
         let _ = std::fs::remove_file(&fresh);
         return Err(format!("cannot switch `{}`: {e}", link.display()));

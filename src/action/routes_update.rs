@@ -333,10 +333,20 @@ fn run(ctx: ActionCtx, params: RoutesParams) -> ActionFuture {
         } else {
             std::fs::read_to_string(&backup).ok()
         };
-        if previous.as_deref() != Some(block.as_str()) {
-            write_file_atomically(&file, block.as_bytes()).map_err(ActionError::new)?;
+        // What nginx was last told to load, written after each reload: a route on disk
+        // that nginx never loaded (phased stopped between the two) is reloaded by the
+        // rerun instead of being taken for applied.
+        let stamp = file.with_extension("conf.applied");
+        let loaded = std::fs::read_to_string(&stamp).ok().is_some_and(|text| text == block);
+        if previous.as_deref() != Some(block.as_str()) || !loaded {
+            if previous.as_deref() != Some(block.as_str()) {
+                write_file_atomically(&file, block.as_bytes()).map_err(ActionError::new)?;
+            }
             let applied = match nginx(&params, &["-t"]).await {
-                Ok(_) => reload(&params).await,
+                Ok(_) => {
+                    crate::crash::point("routes.update: the route written, nginx not reloaded yet");
+                    reload(&params).await
+                }
                 Err(e) => Err(e),
             };
             if let Err(e) = applied {
@@ -348,6 +358,7 @@ fn run(ctx: ActionCtx, params: RoutesParams) -> ActionFuture {
                 ctx.log.line(&e);
                 return Err(ActionError::new(format!("route for `{}` not applied: {e}", params.domain)));
             }
+            write_file_atomically(&stamp, block.as_bytes()).map_err(ActionError::new)?;
             ctx.log.line(&format!("route for {} written to {} and nginx reloaded", params.domain, file.display()));
         } else {
             ctx.log.line(&format!("route for {} unchanged", params.domain));

@@ -242,7 +242,9 @@ impl<'r> Driver<'r> {
         }
         self.unflushed_since = None;
         let batch = std::mem::take(&mut self.batch);
+        crate::crash::point("before a commit");
         let mut seqs = self.store.write(&batch)?.into_iter();
+        crate::crash::point("after a commit");
         for write in batch {
             if let Write::Event(mut event) = write {
                 event.seq = seqs.next();

@@ -739,3 +739,80 @@ fn an_image_missing_from_the_engine_is_pulled_from_its_registry() {
     assert_eq!(support::http_get(port, "127.0.0.1", "/").unwrap(), (200, "pulled\n".to_string()));
     docker(&["rmi", "-f", &image]);
 }
+
+/// node -> started_at of the checkpoints recorded as succeeded.
+fn succeeded_at(env: &Env, id: &str) -> std::collections::HashMap<String, Option<String>> {
+    let db = env.sqlite();
+    let mut stmt = db
+        .prepare("SELECT node, started_at FROM node_checkpoints WHERE deployment_id = ?1 AND status = 'succeeded'")
+        .unwrap();
+    stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+}
+
+/// The crash points (src/crash.rs) of a docker redeploy, each in turn: the process
+/// aborts there, the old container keeps serving until the new one is routed, and the
+/// resume ends ACTIVE with one container of the service, nothing that had finished
+/// run again and no duplicate container.
+#[test]
+fn a_crash_at_every_point_of_a_docker_redeploy_resumes_active_with_one_container_serving() {
+    use std::os::unix::process::ExitStatusExt;
+    let env = Env::new();
+    let nginx = Nginx::start(&env.path("nginx"));
+    let service = Service::new("crash");
+    let host = format!("{}.localhost", service.0);
+    let inputs = |page: &str| json!({"service": service.0, "source": embedded(&env, busybox_app(page, true, "0")), "health_path": "/health", "drain": "0s"});
+    assert_ok(&deploy(&env, "docker", "crash000", inputs("v0"), Some(&nginx)));
+    let list = env.path("points.txt");
+    let listed = deploy_with(
+        &env,
+        "docker",
+        "crash001",
+        inputs("v1"),
+        Some(&nginx),
+        &[("PHASED_CRASH_LIST", list.to_str().unwrap())],
+    );
+    assert_ok(&listed);
+    let points: Vec<String> =
+        std::fs::read_to_string(&list).unwrap().lines().map(|l| l.split_once(' ').unwrap().1.to_string()).collect();
+    for wanted in [
+        "docker.build: the image built",
+        "docker.run: the container created",
+        "docker.run: the container started",
+        "docker.retire",
+    ] {
+        assert!(points.iter().any(|p| p.starts_with(wanted)), "no `{wanted}` point in {points:?}");
+    }
+    let mut live = "v1".to_string();
+    let mut crashed = 0;
+    for (i, point) in points.iter().enumerate() {
+        let k = i + 1;
+        let id = format!("k{k:03}");
+        let page = format!("v-{k}");
+        let out = deploy_with(&env, "docker", &id, inputs(&page), Some(&nginx), &[("PHASED_CRASH_AT", &k.to_string())]);
+        if out.status.code() == Some(0) && point.ends_with("commit") {
+            live = page;
+            continue; // fewer commits this time
+        }
+        assert_eq!(out.status.signal(), Some(libc::SIGABRT), "point {k} ({point}) was not reached: {out:?}");
+        crashed += 1;
+        let (code, body) = nginx.get(&host, "/").unwrap();
+        assert!(
+            code == 200 && (body == live || body == page),
+            "point {k} ({point}): the service answers {code} {body}"
+        );
+        let before = succeeded_at(&env, &id);
+        let resumed = resume(&env, &id);
+        assert_eq!(resumed.status.code(), Some(0), "point {k} ({point}): {}", env.status(&id)["error"]);
+        assert_eq!(nginx.get(&host, "/").unwrap(), (200, page.clone()), "point {k}");
+        let containers = service.containers();
+        assert_eq!(containers.len(), 1, "point {k} ({point}): one container is left: {containers:?}");
+        assert!(containers[0].starts_with(&format!("{}-{id} running", service.0)), "{containers:?}");
+        let after = succeeded_at(&env, &id);
+        for (node, started) in &before {
+            assert_eq!(&after[node], started, "point {k} ({point}): `{node}` had finished and ran again");
+        }
+        live = page;
+    }
+    println!("docker redeploy: {} crash points, {crashed} crashed and resumed ACTIVE", points.len());
+    assert!(crashed * 4 >= points.len() * 3, "{crashed} of {} points crashed", points.len());
+}

@@ -177,6 +177,7 @@ fn run(ctx: ActionCtx, params: BuildParams) -> ActionFuture {
             "built {} ({id}) from {} files, {} bytes of context",
             params.tag, packed.files, packed.bytes
         ));
+        crate::crash::point("docker.build: the image built and tagged");
         let mut out = ActionOutputs::new();
         out.insert("image_id".into(), id.into());
         out.insert("tag".into(), params.tag.clone().into());

@@ -61,6 +61,7 @@ fn run(ctx: ActionCtx, params: RetireParams) -> ActionFuture {
         let mut removed = Vec::new();
         for (i, container) in others.iter().enumerate() {
             if engine.remove(&container.id, i32::from(params.grace)).await? {
+                crate::crash::point("docker.retire: an old container removed");
                 ctx.log.line(&format!("retired container {} ({})", container.name, container.state));
                 removed.push(container.name.clone());
             }

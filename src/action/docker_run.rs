@@ -431,6 +431,7 @@ fn run(ctx: ActionCtx, params: RunParams) -> ActionFuture {
             let host_port = if pick { Some(free_port(&params.host_ip)?) } else { params.host_port };
             let body = params.body(&ctx, &image_id, host_port);
             let reused = create_or_reuse(&engine, &ctx, &params, body).await?;
+            crate::crash::point("docker.run: the container created, not started");
             let error = match engine.docker.start_container(&params.name, None).await {
                 Ok(()) => break reused,
                 Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => break reused,
@@ -454,6 +455,7 @@ fn run(ctx: ActionCtx, params: RunParams) -> ActionFuture {
             }
             return Err(give_up(&engine, &ctx, &params, error).await);
         };
+        crate::crash::point("docker.run: the container started, not checked yet");
         let (started, down) = inspect_started(&engine, &params).await?;
         if let Some(down) = down {
             return Err(give_up(&engine, &ctx, &params, ActionError::new(down)).await);

@@ -8,8 +8,10 @@ mod logs;
 mod plan;
 mod prune;
 mod run;
+mod serve;
 mod status;
 mod store;
+mod token;
 mod validate;
 mod watch;
 
@@ -89,6 +91,10 @@ enum Command {
     Prune(prune::PruneArgs),
     /// Deploy, then redeploy after every burst of changes under --path, until Ctrl-C.
     Watch(watch::WatchArgs),
+    /// Serve the HTTP API and the live event streams on this database.
+    Serve(serve::ServeArgs),
+    /// Make, list and revoke the API tokens of `phased serve`.
+    Token(token::TokenArgs),
     /// Print the JSON Schema of the pipeline format (for editors).
     Schema,
     /// List the built-in actions with their parameters and outputs.
@@ -155,6 +161,8 @@ pub fn main() -> ExitCode {
         Command::Cancel(args) => status::cancel(args),
         Command::Logs(args) => logs::logs(args),
         Command::Prune(args) => prune::prune(args),
+        Command::Serve(args) => serve::serve(args),
+        Command::Token(args) => token::token(args),
         Command::Watch(args) => watch::watch(args),
         Command::Schema => {
             println!("{}", crate::schema::pipeline_schema_json());

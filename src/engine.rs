@@ -9,6 +9,7 @@ pub mod lease;
 mod record;
 pub mod reload;
 pub mod snapshot;
+pub mod view;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -23,6 +23,7 @@ pub mod report;
 pub mod reporter;
 pub mod schema;
 pub mod secrets;
+pub mod serve;
 pub mod source;
 pub mod store;
 mod suggest;

@@ -18,6 +18,7 @@ use crate::template::{Block, Template, Templates};
 #[derive(Debug)]
 pub struct Plan {
     pub(crate) name: String,
+    pub(crate) description: Option<String>,
     pub(crate) source: Arc<Source>,
     pub inputs: IndexMap<String, InputSpec>,
     /// In declaration order; `needs` and `order` index into this.
@@ -42,6 +43,10 @@ pub(crate) struct Concurrency {
 }
 
 impl Plan {
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+
     /// The run's target and policy for these inputs, if the pipeline declares
     /// `concurrency`; an error names the key's template.
     pub fn target(

@@ -21,7 +21,7 @@ pub(crate) struct RawPipeline {
     /// The deployment type (or sub-pipeline) name; unique within a catalog.
     #[schemars(with = "String")]
     pub name: Spanned<String>,
-    #[expect(dead_code, reason = "part of the format, for people: nothing reads it at run time")]
+    /// What the deployment type is for (shown by the API and the dashboard).
     pub description: Option<String>,
     /// Extra phases for this deployment type, each placed after an existing phase.
     #[serde(default)]

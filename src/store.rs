@@ -14,7 +14,10 @@ use serde_json::Value;
 
 use crate::event::Event;
 
-pub use rows::{Admission, ClaimError, HistoryRow, Lease, NewRun, NodeRow, NodeStatus, RunRow, RunStatus, StopRequest};
+pub use rows::{
+    Admission, ClaimError, HistoryRow, Lease, NewRun, NodeRow, NodeStatus, Role, RunRow, RunStatus, StopRequest,
+    TokenRow,
+};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +223,18 @@ pub trait Store: Send {
     /// and the snapshots no run uses any more, in one transaction. Returns how many
     /// runs were deleted.
     fn delete_runs(&mut self, ids: &[String]) -> Result<usize, StoreError>;
+
+    /// Adds a token; false when the name is taken.
+    fn create_token(&mut self, token: &TokenRow) -> Result<bool, StoreError>;
+
+    /// Every token, by name.
+    fn tokens(&self) -> Result<Vec<TokenRow>, StoreError>;
+
+    /// Removes a token; false when there was none of that name.
+    fn revoke_token(&mut self, name: &str) -> Result<bool, StoreError>;
+
+    /// The token whose hash this is, if any.
+    fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>, StoreError>;
 
     /// Runs the seed's dashboard query as written (DESIGN.md section 7).
     fn seed_query(&self, id: &str) -> Result<Vec<Value>, StoreError>;

@@ -32,7 +32,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("actions", &["action"]),
     ("compiler and plan", &["compiler", "plan", "dry_run", "schema"]),
     ("engine and store", &["engine", "store"]),
-    ("command line", &["cli", "reporter", "report", "watch"]),
+    ("command line", &["cli", "reporter", "report", "watch", "serve"]),
 ];
 
 fn layer_of(module: &str) -> usize {

@@ -137,7 +137,7 @@ fn conclude(store_args: &StoreArgs, format: RunFormat, id: &str, outcome: Outcom
         // read stdout as JSON still show people why the command exited with 3.
         let error = crate::store::open(&store_args.db, store_args.durability)
             .ok()
-            .and_then(|store| crate::cli::status::run_json(store.as_ref(), id).ok().flatten())
+            .and_then(|store| crate::engine::view::run_json(store.as_ref(), id).ok().flatten())
             .and_then(|status| status["error"].as_str().map(str::to_string));
         if let Some(error) = error {
             err_line(format_args!("error: {error}"));
@@ -145,7 +145,7 @@ fn conclude(store_args: &StoreArgs, format: RunFormat, id: &str, outcome: Outcom
     }
     if format == RunFormat::Json {
         if let Ok(store) = crate::store::open(&store_args.db, store_args.durability)
-            && let Ok(Some(status)) = crate::cli::status::run_json(store.as_ref(), id)
+            && let Ok(Some(status)) = crate::engine::view::run_json(store.as_ref(), id)
         {
             out_line(format_args!("{}", serde_json::to_string_pretty(&status).expect("JSON of plain data")));
         }

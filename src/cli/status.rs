@@ -1,13 +1,13 @@
 //! `phased status [ID]` and `phased cancel ID`.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::cli::store::{open_existing, open_run, resolve_run};
 use crate::cli::{OutputFormat, StoreArgs, exit, usage_error};
 use crate::engine::{self, lease};
-use crate::store::{NodeStatus, RunRow, RunStatus, Store, StoreError};
+use crate::store::{RunRow, RunStatus, Store, StoreError};
 
 #[derive(clap::Args, Debug)]
 pub(super) struct StatusArgs {
@@ -49,71 +49,6 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     crate::duration::Duration::parse(text).map(|d| d.0)
 }
 
-fn row_json(row: &RunRow) -> Value {
-    json!({
-        "id": row.id,
-        "pipeline": row.pipeline,
-        "target": row.target,
-        "status": row.status.as_str(),
-        "phase": row.phase,
-        "phase_progress": row.progress,
-        "phase_metadata": row.metadata,
-        "phase_updated_at": row.phase_updated_at,
-        "attempt": row.attempt,
-        "error": row.error,
-        "created_at": row.created_at,
-        "finished_at": row.finished_at,
-        "supersededBy": row.superseded_by,
-    })
-}
-
-/// One run with its nodes and history, as JSON.
-pub(crate) fn run_json(store: &dyn Store, id: &str) -> Result<Option<Value>, StoreError> {
-    let Some(row) = store.run(id)? else { return Ok(None) };
-    let mut out = row_json(&row);
-    out["inputs"] = row.inputs.clone();
-    // A node recorded `running` in a run that no longer runs was stopped with it (a
-    // cancel, a signal, a crash, another node failing): it runs again on resume.
-    let live = row.status == RunStatus::Running;
-    let checkpoints = store.nodes(id)?;
-    let mut nodes: Vec<Value> = checkpoints
-        .iter()
-        .map(|n| {
-            let status = if n.status == NodeStatus::Running && !live { "stopped" } else { n.status.as_str() };
-            json!({
-                "node": n.node, "status": status, "attempt": n.attempt, "outputs": n.outputs,
-                "error": n.error, "started_at": n.started_at, "finished_at": n.finished_at,
-                "duration_ms": duration_ms(n.started_at.as_deref(), n.finished_at.as_deref()),
-            })
-        })
-        .collect();
-    // The nodes that have not started yet, in plan order.
-    for planned in engine::planned_nodes(store, &row, &checkpoints) {
-        if !checkpoints.iter().any(|n| n.node == planned) {
-            nodes.push(json!({
-                "node": planned, "status": "pending", "attempt": 0, "outputs": null, "error": null,
-                "started_at": null, "finished_at": null, "duration_ms": null,
-            }));
-        }
-    }
-    out["nodes"] = Value::Array(nodes);
-    out["history"] = store
-        .history(id)?
-        .iter()
-        .map(|h| json!({"phase": h.phase, "progress": h.progress, "metadata": h.metadata, "node": h.node, "at": h.at}))
-        .collect();
-    Ok(Some(out))
-}
-
-fn parse_time(text: &str) -> Option<SystemTime> {
-    humantime::parse_rfc3339(text).ok()
-}
-
-fn duration_ms(start: Option<&str>, end: Option<&str>) -> Option<u64> {
-    let (start, end) = (parse_time(start?)?, parse_time(end?)?);
-    end.duration_since(start).ok().map(|d| d.as_millis() as u64)
-}
-
 pub(super) fn status(args: StatusArgs) -> u8 {
     let db = &args.store.db;
     let mut store = match open_existing(&args.store) {
@@ -138,7 +73,7 @@ pub(super) fn status(args: StatusArgs) -> u8 {
         }
         match &id {
             Some(id) => {
-                let Some(detail) = run_json(store.as_ref(), id)? else {
+                let Some(detail) = crate::engine::view::run_json(store.as_ref(), id)? else {
                     return Ok(usage_error(format!("no run `{id}` in `{}`", db.display()), None));
                 };
                 match args.format {
@@ -163,7 +98,7 @@ pub(super) fn status(args: StatusArgs) -> u8 {
                     .collect();
                 match args.format {
                     OutputFormat::Json => {
-                        let list: Vec<Value> = runs.iter().map(row_json).collect();
+                        let list: Vec<Value> = runs.iter().map(crate::engine::view::row_json).collect();
                         println!("{}", serde_json::to_string_pretty(&list).expect("JSON"));
                     }
                     OutputFormat::Human => print_table(&runs),
@@ -266,7 +201,7 @@ pub(super) fn cancel(args: CancelArgs) -> u8 {
     };
     let code = stop(&args, store.as_mut(), &id);
     if args.format == OutputFormat::Json && code != exit::ENVIRONMENT {
-        match run_json(store.as_ref(), &id) {
+        match crate::engine::view::run_json(store.as_ref(), &id) {
             Ok(Some(detail)) => println!("{}", serde_json::to_string_pretty(&detail).expect("JSON")),
             Ok(None) => {}
             Err(e) => {

@@ -194,6 +194,7 @@ impl Compiler<'_> {
 
         Some(Plan {
             name: raw.name.value.clone(),
+            description: raw.description.clone(),
             source: Arc::clone(source),
             inputs,
             nodes,

@@ -18,6 +18,9 @@
 //!   `superseded_by` (the run that superseded a cancelled one); `cancel_requested` 2
 //!   asks for a stop at the next node boundary (superseded) rather than at once.
 //!
+//! - 5: `tokens`, the API tokens of `phased serve`: a name, a role, and the SHA-256 of
+//!   the token (the token itself is shown once, never stored).
+//!
 //! A migration is never edited once released: add a new one.
 
 pub(super) const MIGRATIONS: &[&str] = &[
@@ -110,5 +113,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE deployments ADD COLUMN target TEXT;
     ALTER TABLE deployments ADD COLUMN superseded_by TEXT;
     CREATE INDEX deployments_target ON deployments(target, status);
+    "#,
+    // 5
+    r#"
+    CREATE TABLE tokens (
+        name        TEXT PRIMARY KEY,
+        role        TEXT NOT NULL CHECK (role = 'read' OR role = 'deploy' OR role = 'admin'),
+        hash        TEXT NOT NULL UNIQUE,           -- sha256 of the token, hex
+        created_at  TEXT NOT NULL,
+        last_used_at TEXT
+    );
     "#,
 ];

@@ -63,6 +63,39 @@ pub struct RunRow {
     pub superseded_by: Option<String>,
 }
 
+/// An API token as stored: never the token itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRow {
+    pub name: String,
+    pub role: Role,
+    pub hash: String,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+}
+
+/// What a token may do: `read` (look), `deploy` (start, cancel, resume runs), `admin`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Read,
+    Deploy,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Deploy => "deploy",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        [Role::Read, Role::Deploy, Role::Admin].into_iter().find(|r| r.as_str() == text)
+    }
+}
+
 /// What the holder of a run is asked to do (`cancel_requested`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopRequest {

@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::migrations::MIGRATIONS;
 use super::{
-    Admission, Alive, ClaimError, Durability, HistoryRow, Lease, NewRun, NodeRow, NodeStatus, RunRow, RunStatus,
-    StopRequest, Store, StoreError, Write,
+    Admission, Alive, ClaimError, Durability, HistoryRow, Lease, NewRun, NodeRow, NodeStatus, Role, RunRow, RunStatus,
+    StopRequest, Store, StoreError, TokenRow, Write,
 };
 use crate::event::Event;
 use crate::raw::Policy;
@@ -142,6 +142,16 @@ fn run_row(row: &rusqlite::Row) -> rusqlite::Result<RunRow> {
         cancel_requested: row.get::<_, i64>(19)? != 0,
         target: row.get(20)?,
         superseded_by: row.get(21)?,
+    })
+}
+
+fn token_row(row: &rusqlite::Row) -> rusqlite::Result<TokenRow> {
+    Ok(TokenRow {
+        name: row.get(0)?,
+        role: Role::parse(&row.get::<_, String>(1)?).unwrap_or(Role::Read),
+        hash: row.get(2)?,
+        created_at: row.get(3)?,
+        last_used_at: row.get(4)?,
     })
 }
 
@@ -564,6 +574,36 @@ impl Store for SqliteStore {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
+    }
+
+    fn create_token(&mut self, token: &TokenRow) -> Result<bool, StoreError> {
+        let added = self.conn.execute(
+            "INSERT OR IGNORE INTO tokens (name, role, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![token.name, token.role.as_str(), token.hash, token.created_at],
+        )?;
+        Ok(added == 1)
+    }
+
+    fn tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
+        let mut stmt =
+            self.conn.prepare("SELECT name, role, hash, created_at, last_used_at FROM tokens ORDER BY name")?;
+        let rows = stmt.query_map([], token_row)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn revoke_token(&mut self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.conn.execute("DELETE FROM tokens WHERE name = ?1", [name])? == 1)
+    }
+
+    fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT name, role, hash, created_at, last_used_at FROM tokens WHERE hash = ?1",
+                [hash],
+                token_row,
+            )
+            .optional()?)
     }
 
     fn delete_runs(&mut self, ids: &[String]) -> Result<usize, StoreError> {

@@ -1,0 +1,57 @@
+//! `phased serve`: see [`crate::serve`].
+
+use std::net::SocketAddr;
+
+use crate::cli::store::{open_store, store_error};
+use crate::cli::{CatalogArgs, StoreArgs, exit, usage_error};
+use crate::reporter::note_line;
+
+#[derive(clap::Args, Debug)]
+pub(super) struct ServeArgs {
+    /// Where to listen. Beyond loopback only once a token exists (`phased token create`).
+    #[arg(long, default_value = "127.0.0.1:8420")]
+    listen: SocketAddr,
+    /// The most event streams open at once (more get 503).
+    #[arg(long, default_value_t = 1000)]
+    max_streams: usize,
+    #[command(flatten)]
+    catalog: CatalogArgs,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+pub(super) fn serve(args: ServeArgs) -> u8 {
+    let store = match open_store(&args.store) {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    let tokens = match store.tokens() {
+        Ok(tokens) => tokens,
+        Err(e) => return store_error(&e, &args.store.db),
+    };
+    drop(store);
+    if tokens.is_empty() && !args.listen.ip().is_loopback() {
+        return usage_error(
+            format!("refusing to listen on {} while no token exists: anyone could reach the API", args.listen),
+            Some("make one first (`phased token create NAME`), or listen on 127.0.0.1"),
+        );
+    }
+    if tokens.is_empty() {
+        note_line(format_args!("no token exists yet: every /api/ request is refused until `phased token create NAME`"));
+    }
+    let options = crate::serve::Options {
+        listen: args.listen,
+        db: args.store.db.clone(),
+        durability: args.store.durability,
+        pipelines: args.catalog.pipelines.clone(),
+        max_streams: args.max_streams,
+    };
+    let ready = |address: SocketAddr| note_line(format_args!("phased serve: listening on http://{address}"));
+    match crate::serve::serve(options, ready) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            crate::reporter::err_line(format_args!("error: {e}"));
+            exit::ENVIRONMENT
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! `phased serve`: the HTTP API and the live event streams, on the same database as the
+//! command line (DESIGN.md section 9). Every `/api/` request shows its token first
+//! ([`auth`]): before its body is read, before anything else is looked at.
+//!
+//! Event streams read the `events` table, each at its own pace, from the sequence
+//! number the client gives (`Last-Event-ID`): a slow or gone client holds no buffer
+//! and never slows a run; one that reconnects gets exactly what it missed.
+//!
+//! Built so far: tokens, `/healthz`, pipelines, runs (list, one, cancel), event
+//! streams. Not yet: starting runs through the API (a worker pool), resume, node logs,
+//! webhooks, `/metrics`.
+
+pub mod auth;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use crate::store::{Durability, Role, RunStatus, Store, StoreError};
+
+/// How often an event stream looks for new events once it has caught up.
+const STREAM_POLL: Duration = Duration::from_millis(50);
+
+/// Events read from the database at a time by one stream.
+const STREAM_PAGE: usize = 500;
+
+pub struct Options {
+    pub listen: SocketAddr,
+    pub db: PathBuf,
+    pub durability: Durability,
+    pub pipelines: PathBuf,
+    /// The most event streams open at once; more get 503.
+    pub max_streams: usize,
+}
+
+struct App {
+    db: PathBuf,
+    durability: Durability,
+    pipelines: PathBuf,
+    streams: Arc<tokio::sync::Semaphore>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+/// A JSON error: `{"error": {"code", "message"}}` with its status.
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into() }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let (message, _) = e.explain(std::path::Path::new("the database"));
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+impl App {
+    /// Runs `f` on a store of its own, off the async threads (SQLite blocks).
+    async fn with_store<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut dyn Store) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let (db, durability) = (self.db.clone(), self.durability);
+        tokio::task::spawn_blocking(move || {
+            let mut store = crate::store::open(&db, durability)?;
+            f(store.as_mut())
+        })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    }
+}
+
+/// The role a request needs: reading needs `read`, changing anything `deploy`.
+fn needed(method: &Method) -> Role {
+    if method == Method::GET || method == Method::HEAD { Role::Read } else { Role::Deploy }
+}
+
+/// Checks the token of every `/api/` request before its handler (and its body) runs.
+async fn authorize(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let header = request.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let need = needed(request.method());
+    let verdict = app.with_store(move |store| Ok(auth::check(store, header.as_deref(), need)?)).await;
+    match verdict {
+        Ok(Ok(_)) => next.run(request).await,
+        Ok(Err(auth::Refusal::Unknown)) => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid token is needed: `Authorization: Bearer <token>` (`phased token create NAME`)",
+        )
+        .into_response(),
+        Ok(Err(auth::Refusal::TooLow { have, need })) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this needs a `{}` token; this one is `{}`", need.as_str(), have.as_str()),
+        )
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn pipelines(State(app): State<Arc<App>>) -> ApiResult {
+    let dir = app.pipelines.clone();
+    let list = tokio::task::spawn_blocking(move || {
+        let catalog = crate::catalog::Catalog::new().with_dir(&dir).with_builtin();
+        let mut out = Vec::new();
+        for name in catalog.names() {
+            let Some(source) = catalog.get(&name) else { continue };
+            let mut compiler = crate::compiler::Compiler::new(&catalog);
+            let Some(plan) = compiler.compile(&source) else { continue };
+            out.push(json!({
+                "name": name,
+                "description": plan.description(),
+                "inputs": inputs_schema(&plan),
+            }));
+        }
+        out
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok(axum::Json(json!({"pipelines": list})).into_response())
+}
+
+/// A pipeline's inputs as a JSON Schema object.
+fn inputs_schema(plan: &crate::plan::Plan) -> Value {
+    let mut properties = serde_json::Map::new();
+    let mut required = Vec::new();
+    for (name, spec) in &plan.inputs {
+        let mut schema = json!({"type": spec.ty.as_str()});
+        if let Some(d) = &spec.description {
+            schema["description"] = json!(d);
+        }
+        if let Some(d) = &spec.default {
+            schema["default"] = d.clone();
+        }
+        if let Some(allowed) = &spec.allowed {
+            schema["enum"] = json!(allowed);
+        }
+        if let Some(pattern) = &spec.pattern {
+            schema["pattern"] = json!(pattern.as_str());
+        }
+        if spec.required && spec.default.is_none() {
+            required.push(name.clone());
+        }
+        properties.insert(name.clone(), schema);
+    }
+    json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunsQuery {
+    status: Option<String>,
+    pipeline: Option<String>,
+    target: Option<String>,
+    limit: Option<usize>,
+    /// Runs created before this one (its id): the next page.
+    before: Option<String>,
+}
+
+async fn runs(State(app): State<Arc<App>>, Query(q): Query<RunsQuery>) -> ApiResult {
+    let list = app
+        .with_store(move |store| {
+            let runs = store.runs()?;
+            let start = match &q.before {
+                Some(id) => runs.iter().position(|r| &r.id == id).map_or(runs.len(), |i| i + 1),
+                None => 0,
+            };
+            let limit = q.limit.unwrap_or(50).min(500);
+            Ok(runs[start..]
+                .iter()
+                .filter(|r| q.status.as_deref().is_none_or(|s| r.status.as_str() == s))
+                .filter(|r| q.pipeline.as_ref().is_none_or(|p| &r.pipeline == p))
+                .filter(|r| q.target.as_ref().is_none_or(|t| r.target.as_ref() == Some(t)))
+                .take(limit)
+                .map(crate::engine::view::row_json)
+                .collect::<Vec<_>>())
+        })
+        .await?;
+    Ok(axum::Json(json!({"runs": list})).into_response())
+}
+
+async fn run(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
+    let found = app.with_store(move |store| Ok(crate::engine::view::run_json(store, &id)?)).await?;
+    match found {
+        Some(detail) => Ok(axum::Json(detail).into_response()),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such run")),
+    }
+}
+
+async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
+    let now = crate::clock::now_ms();
+    let row = app
+        .with_store(move |store| Ok(store.request_cancel(&id, &|r| crate::engine::lease::holder_alive(r, now))?))
+        .await?;
+    match row {
+        Some(row) => Ok((StatusCode::ACCEPTED, axum::Json(crate::engine::view::row_json(&row))).into_response()),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such run")),
+    }
+}
+
+/// Where a stream starts: after `Last-Event-ID` (or `?after=`), else from the start.
+fn start_after(headers: &HeaderMap, query: &StreamQuery) -> i64 {
+    headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .or(query.after)
+        .unwrap_or(0)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamQuery {
+    after: Option<i64>,
+}
+
+async fn run_events(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Query(q): Query<StreamQuery>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let check = id.clone();
+    if app.with_store(move |store| Ok(store.run(&check)?)).await?.is_none() {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such run"));
+    }
+    stream(app, Some(id), start_after(&headers, &q))
+}
+
+async fn all_events(State(app): State<Arc<App>>, Query(q): Query<StreamQuery>, headers: HeaderMap) -> ApiResult {
+    let after = start_after(&headers, &q);
+    stream(app, None, after)
+}
+
+/// An SSE stream of the events after `after` (of one run, or of all), live after the
+/// replay; a run's stream ends once the run has ended and every event was sent.
+fn stream(app: Arc<App>, run: Option<String>, after: i64) -> ApiResult {
+    let Ok(permit) = app.streams.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too-many-streams",
+            "too many event streams are open",
+        ));
+    };
+    struct Cursor {
+        app: Arc<App>,
+        run: Option<String>,
+        after: i64,
+        pending: std::collections::VecDeque<Value>,
+        _permit: tokio::sync::OwnedSemaphorePermit,
+    }
+    let cursor = Cursor { app, run, after, pending: Default::default(), _permit: permit };
+    let events = futures_util::stream::unfold(cursor, |mut c| async move {
+        loop {
+            if let Some(event) = c.pending.pop_front() {
+                let seq = event["seq"].as_i64().unwrap_or(c.after);
+                c.after = seq;
+                let name = event["event"].as_str().unwrap_or("message").to_string();
+                let sse = Event::default().id(seq.to_string()).event(name).data(event.to_string());
+                return Some((Ok::<_, std::convert::Infallible>(sse), c));
+            }
+            if *c.app.shutdown.borrow() {
+                return None;
+            }
+            let (run, after) = (c.run.clone(), c.after);
+            let read = c
+                .app
+                .with_store(move |store| {
+                    // The status first: events written before a run ended are then read.
+                    let ended = match &run {
+                        Some(id) => {
+                            store.run(id)?.is_none_or(|r| !matches!(r.status, RunStatus::Running | RunStatus::Queued))
+                        }
+                        None => false,
+                    };
+                    Ok((ended, store.events(run.as_deref(), after, STREAM_PAGE)?))
+                })
+                .await;
+            match read {
+                Ok((_, events)) if !events.is_empty() => c.pending.extend(events),
+                Ok((true, _)) => return None,
+                Ok((false, _)) => {
+                    let mut shutdown = c.app.shutdown.clone();
+                    tokio::select! {
+                        _ = tokio::time::sleep(STREAM_POLL) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Err(_) => tokio::time::sleep(STREAM_POLL * 10).await,
+            }
+        }
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
+}
+
+fn router(app: Arc<App>) -> Router {
+    let api = Router::new()
+        .route("/api/v1/pipelines", get(pipelines))
+        .route("/api/v1/runs", get(runs))
+        .route("/api/v1/runs/{id}", get(run))
+        .route("/api/v1/runs/{id}/cancel", post(cancel))
+        .route("/api/v1/runs/{id}/events", get(run_events))
+        .route("/api/v1/events", get(all_events))
+        .route_layer(axum::middleware::from_fn_with_state(app.clone(), authorize));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(api)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint") })
+        .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
+        .with_state(app)
+}
+
+/// Serves until SIGTERM or SIGINT: then it stops taking requests, ends the event
+/// streams, and returns.
+pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(options.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
+        let address = listener.local_addr().map_err(|e| e.to_string())?;
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let app = Arc::new(App {
+            db: options.db,
+            durability: options.durability,
+            pipelines: options.pipelines,
+            streams: Arc::new(tokio::sync::Semaphore::new(options.max_streams)),
+            shutdown,
+        });
+        ready(address);
+        let signals = async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+            let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tracing::info!("Stopping: no new requests; event streams end.");
+            let _ = stop.send(true);
+        };
+        axum::serve(listener, router(app)).with_graceful_shutdown(signals).await.map_err(|e| e.to_string())
+    })
+}

@@ -119,6 +119,7 @@ pub async fn start(
             at: &at,
             at_ms,
             target: target.as_ref().map(|(t, p)| (t.as_str(), *p)),
+            for_workers: false,
         },
         &|r| lease::holder_alive(r, at_ms),
     )?;
@@ -140,6 +141,80 @@ pub async fn start(
     let outcome = drive(core, target.is_some(), store, lease, options, false).await?;
     tracing::info!(run = %id, ?outcome, "Run ended.");
     Ok((id, outcome))
+}
+
+/// Records a new run of `plan` as `queued` for the workers of `phased serve` (they take
+/// it with [`crate::store::Store::claim_next`], then [`run_claimed`]). Policy `reject`
+/// refuses it while its target is busy; `supersede` cancels what waits and asks the
+/// running run of its target to stop at its next node boundary.
+pub fn enqueue(
+    store: &mut dyn Store,
+    plan: &Plan,
+    inputs: Map<String, Value>,
+    id: Option<String>,
+) -> Result<String, EngineError> {
+    let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    if !valid_id(&id) {
+        return Err(EngineError::InvalidId(id));
+    }
+    if store.run_exists(&id)? {
+        return Err(EngineError::DuplicateId(id));
+    }
+    let target = plan.target(&inputs).map_err(EngineError::Target)?;
+    let snapshot = Snapshot::of(plan);
+    let at = now();
+    let snapshot_id = store.save_snapshot(&snapshot.hash, &plan.name, &snapshot.to_json(), &at)?;
+    let at_ms = now_ms();
+    let admission = store.create_run(
+        &NewRun {
+            id: &id,
+            pipeline: &plan.name,
+            inputs: &Value::Object(inputs),
+            snapshot_id,
+            lease: &lease::this_process(),
+            at: &at,
+            at_ms,
+            target: target.as_ref().map(|(t, p)| (t.as_str(), *p)),
+            for_workers: true,
+        },
+        &|r| lease::holder_alive(r, at_ms),
+    )?;
+    match admission {
+        Admission::Rejected { by } => {
+            Err(EngineError::Rejected { target: target.map(|(t, _)| t).unwrap_or_default(), by })
+        }
+        _ => Ok(id),
+    }
+}
+
+/// Runs a run a worker claimed (status `running`, held by `lease`) from its snapshot.
+pub async fn run_claimed(
+    store: Box<dyn Store>,
+    row: crate::store::RunRow,
+    lease: crate::store::Lease,
+    options: Options<'_>,
+) -> Result<Outcome, EngineError> {
+    let (_, _, files) = store.snapshot(row.snapshot_id)?;
+    let plan = Snapshot::from_json(&files)
+        .compile()
+        .map_err(|diagnostics| EngineError::Snapshot { run: row.id.clone(), diagnostics })?;
+    let checkpoints: HashMap<String, NodeRow> =
+        store.nodes(&row.id)?.into_iter().map(|n| (n.node.clone(), n)).collect();
+    let resumed = !checkpoints.is_empty();
+    let inputs = row.inputs.as_object().cloned().unwrap_or_default();
+    let supersedable = row.target.is_some();
+    tracing::info!(run = %row.id, pipeline = %row.pipeline, "Run taken by a worker.");
+    let core = CoreStart {
+        deployment: DeploymentInfo::new(&row.id, &row.pipeline, row.attempt, &row.created_at, &options.data_dir),
+        plan,
+        inputs,
+        secrets: options.secrets.clone(),
+        checkpoints,
+        progress: row.progress.max(row.best_progress),
+        phase: row.phase.clone(),
+        parallel: options.parallel,
+    };
+    Ok(drive(core, supersedable, store, lease, options, resumed).await?)
 }
 
 /// What `resume` found before it ran.

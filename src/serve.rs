@@ -6,9 +6,13 @@
 //! number the client gives (`Last-Event-ID`): a slow or gone client holds no buffer
 //! and never slows a run; one that reconnects gets exactly what it missed.
 //!
-//! Built so far: tokens, `/healthz`, pipelines, runs (list, one, cancel), event
-//! streams. Not yet: starting runs through the API (a worker pool), resume, node logs,
-//! webhooks, `/metrics`.
+//! Runs started through the API are recorded `queued` for the workers (`--workers`
+//! threads), which take them oldest first when their target is free, in the database,
+//! so that several servers and CLI runs on one database share one queue per target.
+//!
+//! Built so far: tokens, `/healthz`, pipelines, starting runs, runs (list, one,
+//! cancel), event streams. Not yet: resume through the API, node logs, webhooks,
+//! `/metrics`, resuming interrupted runs at start.
 
 pub mod auth;
 
@@ -41,6 +45,10 @@ pub struct Options {
     pub pipelines: PathBuf,
     /// The most event streams open at once; more get 503.
     pub max_streams: usize,
+    /// How many runs execute at once.
+    pub workers: usize,
+    /// Beside the database: node logs and work folders.
+    pub data_dir: PathBuf,
 }
 
 struct App {
@@ -49,6 +57,29 @@ struct App {
     pipelines: PathBuf,
     streams: Arc<tokio::sync::Semaphore>,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Wakes the workers when a run is queued.
+    queued: Arc<Wake>,
+}
+
+/// A counter workers wait on: each queued run (or the shutdown) bumps it.
+#[derive(Default)]
+struct Wake {
+    count: std::sync::Mutex<u64>,
+    changed: std::sync::Condvar,
+}
+
+impl Wake {
+    fn bump(&self) {
+        *self.count.lock().expect("wake lock") += 1;
+        self.changed.notify_all();
+    }
+
+    /// Waits until bumped past `seen`, or `limit`; returns the count.
+    fn wait(&self, seen: u64, limit: Duration) -> u64 {
+        let guard = self.count.lock().expect("wake lock");
+        let (guard, _) = self.changed.wait_timeout_while(guard, limit, |c| *c == seen).expect("wake lock");
+        *guard
+    }
 }
 
 /// A JSON error: `{"error": {"code", "message"}}` with its status.
@@ -185,6 +216,125 @@ struct RunsQuery {
     limit: Option<usize>,
     /// Runs created before this one (its id): the next page.
     before: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRunBody {
+    pipeline: String,
+    #[serde(default)]
+    inputs: serde_json::Map<String, Value>,
+    id: Option<String>,
+}
+
+fn bad_request(code: &'static str, message: impl Into<String>, diagnostics: Vec<Value>) -> Response {
+    let body = json!({"error": {"code": code, "message": message.into(), "diagnostics": diagnostics}});
+    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+}
+
+/// `POST /api/v1/runs`: checks the pipeline and the inputs, records the run `queued`
+/// and wakes a worker. 202 with its id; 400 for an invalid request, pipeline or input
+/// (with the diagnostics `validate --format json` gives); 409 for a taken id or a
+/// `reject` policy whose target is busy.
+async fn start_run(State(app): State<Arc<App>>, body: axum::body::Bytes) -> ApiResult {
+    let request: NewRunBody = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            let message = format!("the request body: {e}");
+            return Ok(bad_request("bad-request", message, Vec::new()));
+        }
+    };
+    let pipelines = app.pipelines.clone();
+    let outcome = app
+        .with_store(move |store| {
+            let catalog = crate::catalog::Catalog::new().with_dir(&pipelines).with_builtin();
+            let Some(source) = catalog.get(&request.pipeline) else {
+                let names = catalog.names();
+                let hint = crate::suggest::hint(&request.pipeline, names.iter().map(String::as_str)).unwrap_or_default();
+                return Ok(Err(bad_request("unknown-pipeline", format!("no deployment type `{}` {hint}", request.pipeline), vec![])));
+            };
+            let mut compiler = crate::compiler::Compiler::new(&catalog);
+            let Some(plan) = compiler.compile(&source) else {
+                let diagnostics = compiler.diagnostics();
+                let list = diagnostics
+                    .iter()
+                    .filter(|d| d.is_error())
+                    .map(|d| serde_json::to_value(crate::report::JsonDiagnostic::from(d)).expect("JSON"))
+                    .collect();
+                return Ok(Err(bad_request("invalid-pipeline", format!("`{}` does not validate", request.pipeline), list)));
+            };
+            let inputs = match crate::compiler::inputs::resolve(&plan.inputs, &request.inputs) {
+                Ok(inputs) => inputs,
+                Err(problems) => {
+                    let list = problems
+                        .iter()
+                        .map(|p| json!({"severity": "error", "code": "invalid-input", "input": p.input, "message": p.message, "help": p.help}))
+                        .collect();
+                    return Ok(Err(bad_request("invalid-inputs", "the inputs do not fit the pipeline", list)));
+                }
+            };
+            Ok(Ok(crate::engine::enqueue(store, &plan, inputs, request.id)))
+        })
+        .await?;
+    let enqueued = match outcome {
+        Ok(enqueued) => enqueued,
+        Err(response) => return Ok(response),
+    };
+    match enqueued {
+        Ok(id) => {
+            app.queued.bump();
+            Ok((StatusCode::ACCEPTED, axum::Json(json!({"id": id, "status": "queued"}))).into_response())
+        }
+        Err(crate::engine::EngineError::DuplicateId(id)) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "id-taken", format!("a run with id `{id}` already exists")))
+        }
+        Err(crate::engine::EngineError::Rejected { target, by }) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "rejected",
+            format!("target `{target}` is busy with run {by}, and the pipeline's concurrency policy is `reject`"),
+        )),
+        Err(crate::engine::EngineError::Store(e)) => Err(e.into()),
+        Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "bad-request", e.to_string())),
+    }
+}
+
+/// A worker: takes the oldest run queued for workers whose target is free, runs it on a
+/// runtime of its own, and so on until the server stops.
+fn worker(app: Arc<App>, data_dir: PathBuf) {
+    let mut seen = 0;
+    while !*app.shutdown.borrow() {
+        let lease = crate::engine::lease::this_process();
+        let now = crate::clock::now_ms();
+        let claimed = crate::store::open(&app.db, app.durability).and_then(|mut store| {
+            Ok((store.claim_next(&lease, now, &|r| crate::engine::lease::holder_alive(r, now))?, store))
+        });
+        match claimed {
+            Ok((Some(row), store)) => {
+                let id = row.id.clone();
+                let runtime =
+                    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime starts");
+                let mut reporter = crate::reporter::Silent;
+                let options = crate::engine::Options {
+                    parallel: 8,
+                    secrets: crate::secrets::Secrets::from_env(),
+                    reporter: &mut reporter,
+                    data_dir: data_dir.clone(),
+                    stop: None,
+                };
+                match runtime.block_on(crate::engine::run_claimed(store, row, lease, options)) {
+                    Ok(outcome) => tracing::info!(run = %id, ?outcome, "Worker finished a run."),
+                    Err(e) => tracing::warn!(run = %id, error = %e, "Worker could not run it."),
+                }
+                // What waited behind it may run now.
+                app.queued.bump();
+            }
+            Ok((None, _)) => seen = app.queued.wait(seen, Duration::from_millis(500)),
+            Err(e) => {
+                tracing::warn!(error = %e, "Worker cannot reach the database.");
+                seen = app.queued.wait(seen, Duration::from_secs(1));
+            }
+        }
+    }
 }
 
 async fn runs(State(app): State<Arc<App>>, Query(q): Query<RunsQuery>) -> ApiResult {
@@ -326,7 +476,7 @@ fn stream(app: Arc<App>, run: Option<String>, after: i64) -> ApiResult {
 fn router(app: Arc<App>) -> Router {
     let api = Router::new()
         .route("/api/v1/pipelines", get(pipelines))
-        .route("/api/v1/runs", get(runs))
+        .route("/api/v1/runs", get(runs).post(start_run))
         .route("/api/v1/runs/{id}", get(run))
         .route("/api/v1/runs/{id}/cancel", post(cancel))
         .route("/api/v1/runs/{id}/events", get(run_events))
@@ -360,7 +510,14 @@ pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), Str
             pipelines: options.pipelines,
             streams: Arc::new(tokio::sync::Semaphore::new(options.max_streams)),
             shutdown,
+            queued: Arc::new(Wake::default()),
         });
+        let workers: Vec<_> = (0..options.workers.max(1))
+            .map(|_| {
+                let (app, data_dir) = (app.clone(), options.data_dir.clone());
+                std::thread::spawn(move || worker(app, data_dir))
+            })
+            .collect();
         ready(address);
         let signals = async move {
             use tokio::signal::unix::{SignalKind, signal};
@@ -370,9 +527,18 @@ pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), Str
                 _ = term.recv() => {}
                 _ = int.recv() => {}
             }
-            tracing::info!("Stopping: no new requests; event streams end.");
+            tracing::info!("Stopping: no new requests or runs; event streams end.");
             let _ = stop.send(true);
         };
-        axum::serve(listener, router(app)).with_graceful_shutdown(signals).await.map_err(|e| e.to_string())
+        let waker = app.queued.clone();
+        let served =
+            axum::serve(listener, router(app)).with_graceful_shutdown(signals).await.map_err(|e| e.to_string());
+        // The workers finish the run they are on (its own signal handling stops its
+        // steps; what is left stays resumable), then stop.
+        waker.bump();
+        for worker in workers {
+            let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+        }
+        served
     })
 }

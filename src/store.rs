@@ -180,6 +180,10 @@ pub trait Store: Send {
     /// (`reject`).
     fn create_run(&mut self, run: &NewRun, alive: Alive<'_>) -> Result<Admission, StoreError>;
 
+    /// For `phased serve`'s workers: takes the oldest run queued for workers whose
+    /// target is free (status `running`, held by `lease`), if any.
+    fn claim_next(&mut self, lease: &Lease, now_ms: i64, alive: Alive<'_>) -> Result<Option<RunRow>, StoreError>;
+
     /// For a `queued` run: runs it now (status `running`) when nothing of its target is
     /// running or queued ahead of it, else refreshes its heartbeat.
     fn admit(&mut self, id: &str, now_ms: i64, alive: Alive<'_>) -> Result<Admission, StoreError>;

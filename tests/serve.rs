@@ -18,8 +18,15 @@ struct Server {
 
 impl Server {
     fn start(env: &Env) -> Server {
+        Server::start_with(env, &[])
+    }
+
+    fn start_with(env: &Env, extra: &[&str]) -> Server {
         let port = free_port();
-        let child = env.spawn(&["serve", "--listen", &format!("127.0.0.1:{port}")]);
+        let listen = format!("127.0.0.1:{port}");
+        let mut args = vec!["serve", "--listen", &listen];
+        args.extend_from_slice(extra);
+        let child = env.spawn(&args);
         let begin = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(begin.elapsed() < Duration::from_secs(20), "the server did not listen");
@@ -30,8 +37,15 @@ impl Server {
 
     /// One request; the status and the body.
     fn call(&self, method: &str, path: &str, token: Option<&str>, extra: &[(&str, &str)]) -> (u16, String) {
+        self.send(method, path, token, extra, "")
+    }
+
+    fn send(&self, method: &str, path: &str, token: Option<&str>, extra: &[(&str, &str)], body: &str) -> (u16, String) {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        stream.write_all(head(method, path, token, extra).as_bytes()).unwrap();
+        let request =
+            head(method, path, token, extra).replace("Content-Length: 0", &format!("Content-Length: {}", body.len()));
+        stream.write_all(request.as_bytes()).unwrap();
+        stream.write_all(body.as_bytes()).unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
         let status = response.split(' ').nth(1).unwrap().parse().unwrap();
@@ -263,4 +277,138 @@ fn sigterm_ends_the_server_and_its_open_streams() {
     let status = wait_timeout(&mut server.child, Duration::from_secs(20));
     assert_eq!(status.code(), Some(0));
     assert!(open.next().is_none(), "the stream ended with the server");
+}
+
+const SVC: &str = r#"
+version: 1
+name: svc
+inputs:
+  service: {type: string, pattern: '^[a-z]+$'}
+  label: {type: string}
+concurrency: {key: "{{ inputs.service }}", policy: queue}
+nodes:
+  work: {phase: BUILDING, uses: shell, with: {run: 'echo "start {{ inputs.label }}" >> marks; sleep 0.2; echo "end {{ inputs.label }}" >> marks'}}
+"#;
+
+fn post_run(server: &Server, token: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let (status, text) =
+        server.send("POST", "/api/v1/runs", Some(token), &[("Content-Type", "application/json")], &body.to_string());
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
+
+/// Follows a run's stream to its end; the names of its events.
+fn follow(server: &Server, token: &str, id: &str) -> Vec<String> {
+    let mut stream = Stream::open(server, &format!("/api/v1/runs/{id}/events"), token, None);
+    let mut names = Vec::new();
+    while let Some((_, name, _)) = stream.next() {
+        names.push(name);
+    }
+    names
+}
+
+#[test]
+fn runs_started_through_the_api_run_on_the_workers_and_queue_per_target() {
+    let env = Env::new();
+    let deploy = token(&env, "ci", "deploy");
+    let read = token(&env, "viewer", "read");
+    env.write("pipelines/svc.yaml", SVC);
+    env.write(
+        "pipelines/picky.yaml",
+        &SVC.replace("policy: queue", "policy: reject").replace("name: svc", "name: picky"),
+    );
+    let server = Server::start_with(&env, &["--workers", "3"]);
+
+    let (status, body) = post_run(&server, &read, serde_json::json!({"pipeline": "svc"}));
+    assert_eq!(status, 403, "starting a run needs `deploy`: {body}");
+    let (status, body) = post_run(&server, &deploy, serde_json::json!({"pipeline": "svc", "inputz": {}}));
+    assert_eq!(status, 400);
+    assert!(body["error"]["message"].as_str().unwrap().contains("line 1 column"), "with its position: {body}");
+    let (status, body) = post_run(&server, &deploy, serde_json::json!({"pipeline": "sv", "inputs": {}}));
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("unknown-pipeline")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("svc"), "did you mean: {body}");
+    let (status, body) =
+        post_run(&server, &deploy, serde_json::json!({"pipeline": "svc", "inputs": {"service": "Web", "label": "x"}}));
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid-inputs")), "{body}");
+    assert_eq!(body["error"]["diagnostics"][0]["input"], "service");
+
+    // Three runs of one target (with three workers free) run one after the other, in
+    // the order they came; another target's run goes beside them.
+    let mut ids = Vec::new();
+    for label in ["a", "b", "c"] {
+        let (status, body) = post_run(
+            &server,
+            &deploy,
+            serde_json::json!({"pipeline": "svc", "inputs": {"service": "web", "label": label}, "id": format!("api-{label}")}),
+        );
+        assert_eq!((status, body["status"].as_str()), (202, Some("queued")), "{body}");
+        ids.push(body["id"].as_str().unwrap().to_string());
+    }
+    let (status, _) = post_run(
+        &server,
+        &deploy,
+        serde_json::json!({"pipeline": "svc", "inputs": {"service": "api", "label": "d"}, "id": "api-d"}),
+    );
+    assert_eq!(status, 202);
+    let (status, body) = post_run(
+        &server,
+        &deploy,
+        serde_json::json!({"pipeline": "svc", "inputs": {"service": "web", "label": "x"}, "id": "api-a"}),
+    );
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("id-taken")), "{body}");
+    for id in ids.iter().chain([&"api-d".to_string()]) {
+        let events = follow(&server, &read, id);
+        assert_eq!(events.first().map(String::as_str), Some("run_started"), "{id}: {events:?}");
+        assert_eq!(events.last().map(String::as_str), Some("run_succeeded"), "{id}: {events:?}");
+    }
+    let marks = env.marks("marks");
+    let at = |m: &str| marks.iter().position(|x| x == m).unwrap_or_else(|| panic!("{m}: {marks:?}"));
+    assert!(
+        at("end a") < at("start b") && at("end b") < at("start c"),
+        "one target, one at a time, in order: {marks:?}"
+    );
+    assert!(at("start d") < at("end c"), "another target does not wait: {marks:?}");
+    assert_eq!(server.json("/api/v1/runs/api-b", &read)["target"], "web");
+
+    // `reject`: refused while its target is busy.
+    let (status, _) = post_run(
+        &server,
+        &deploy,
+        serde_json::json!({"pipeline": "picky", "inputs": {"service": "shop", "label": "p1"}, "id": "p1"}),
+    );
+    assert_eq!(status, 202);
+    let (status, body) = post_run(
+        &server,
+        &deploy,
+        serde_json::json!({"pipeline": "picky", "inputs": {"service": "shop", "label": "p2"}}),
+    );
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("rejected")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("p1"), "it names the run: {body}");
+    assert_eq!(follow(&server, &read, "p1").last().map(String::as_str), Some("run_succeeded"));
+}
+
+#[test]
+fn two_servers_on_one_database_run_each_queued_run_once() {
+    let env = Env::new();
+    let deploy = token(&env, "ci", "deploy");
+    env.write(
+        "pipelines/once.yaml",
+        "version: 1\nname: once\ninputs: {label: {type: string}}\nnodes:\n  mark: {phase: BUILDING, uses: shell, with: {run: 'echo {{ inputs.label }} >> marks; sleep 0.05'}}\n",
+    );
+    let (one, two) = (Server::start_with(&env, &["--workers", "2"]), Server::start_with(&env, &["--workers", "2"]));
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let server = if i % 2 == 0 { &one } else { &two };
+        let (status, body) =
+            post_run(server, &deploy, serde_json::json!({"pipeline": "once", "inputs": {"label": format!("r{i}")}}));
+        assert_eq!(status, 202, "{body}");
+        ids.push(body["id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        assert_eq!(follow(&one, &deploy, id).last().map(String::as_str), Some("run_succeeded"), "{id}");
+    }
+    let mut marks = env.marks("marks");
+    marks.sort();
+    let mut expected: Vec<String> = (0..12).map(|i| format!("r{i}")).collect();
+    expected.sort();
+    assert_eq!(marks, expected, "each run executed exactly once");
 }

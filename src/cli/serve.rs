@@ -14,6 +14,9 @@ pub(super) struct ServeArgs {
     /// The most event streams open at once (more get 503).
     #[arg(long, default_value_t = 1000)]
     max_streams: usize,
+    /// How many runs execute at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    workers: u16,
     #[command(flatten)]
     catalog: CatalogArgs,
     #[command(flatten)]
@@ -45,6 +48,8 @@ pub(super) fn serve(args: ServeArgs) -> u8 {
         durability: args.store.durability,
         pipelines: args.catalog.pipelines.clone(),
         max_streams: args.max_streams,
+        workers: usize::from(args.workers),
+        data_dir: crate::cli::store::data_dir(&args.store.db),
     };
     let ready = |address: SocketAddr| note_line(format_args!("phased serve: listening on http://{address}"));
     match crate::serve::serve(options, ready) {

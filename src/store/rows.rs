@@ -188,6 +188,9 @@ pub struct NewRun<'a> {
     pub at_ms: i64,
     /// The run's target and what it does when the target is busy.
     pub target: Option<(&'a str, crate::raw::Policy)>,
+    /// Recorded `queued` and held by nobody, for a worker of `phased serve` to take
+    /// (`Store::claim_next`), instead of run by this process.
+    pub for_workers: bool,
 }
 
 /// Why a run could not be claimed for resuming.

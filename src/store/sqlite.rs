@@ -262,7 +262,8 @@ impl Store for SqliteStore {
                 }
             }
         }
-        let status = if queued_behind.is_some() { "queued" } else { "running" };
+        let status = if queued_behind.is_some() || run.for_workers { "queued" } else { "running" };
+        let held = !run.for_workers;
         tx.execute(
             "INSERT INTO deployments (id, pipeline, status, phase, phase_progress, phase_metadata, phase_updated_at, \
              inputs, snapshot_id, created_at, lease_owner, lease_pid, lease_pid_start, lease_host, heartbeat_at, target) \
@@ -273,11 +274,11 @@ impl Store for SqliteStore {
                 run.at,
                 run.inputs.to_string(),
                 run.snapshot_id,
-                run.lease.owner,
-                run.lease.pid,
-                run.lease.pid_start as i64,
-                run.lease.host,
-                run.at_ms,
+                held.then_some(&run.lease.owner),
+                held.then_some(run.lease.pid),
+                held.then_some(run.lease.pid_start as i64),
+                held.then_some(&run.lease.host),
+                held.then_some(run.at_ms),
                 status,
                 run.target.map(|(t, _)| t),
             ],
@@ -291,8 +292,39 @@ impl Store for SqliteStore {
         self.history_seq.insert(run.id.to_string(), 1);
         Ok(match queued_behind {
             Some(behind) => Admission::Queued { behind },
+            None if run.for_workers => Admission::Queued { behind: String::new() },
             None => Admission::Admitted,
         })
+    }
+
+    fn claim_next(&mut self, lease: &Lease, now_ms: i64, alive: Alive<'_>) -> Result<Option<RunRow>, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let sql = format!(
+            "SELECT {RUN_COLUMNS}, rowid FROM deployments WHERE status = 'queued' AND lease_owner IS NULL ORDER BY rowid"
+        );
+        let waiting: Vec<(RunRow, i64)> = tx
+            .prepare_cached(&sql)?
+            .query_map([], |r| Ok((run_row(r)?, r.get::<_, i64>(RUN_COLUMN_COUNT)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (row, rowid) in waiting {
+            let busy = match &row.target {
+                Some(target) => !live_of_target(&tx, target, &row.id, Some(rowid), alive)?.is_empty(),
+                None => false,
+            };
+            if busy {
+                continue;
+            }
+            tx.execute(
+                "UPDATE deployments SET status = 'running', lease_owner = ?2, lease_pid = ?3, lease_pid_start = ?4, \
+                 lease_host = ?5, heartbeat_at = ?6 WHERE id = ?1",
+                params![row.id, lease.owner, lease.pid, lease.pid_start as i64, lease.host, now_ms],
+            )?;
+            let claimed =
+                tx.query_row(&format!("SELECT {RUN_COLUMNS} FROM deployments WHERE id = ?1"), [&row.id], run_row)?;
+            tx.commit()?;
+            return Ok(Some(claimed));
+        }
+        Ok(None)
     }
 
     fn admit(&mut self, id: &str, now_ms: i64, alive: Alive<'_>) -> Result<Admission, StoreError> {

@@ -187,6 +187,44 @@ pub fn enqueue(
     }
 }
 
+/// Hands an interrupted or failed run to the workers of `phased serve`: claims it
+/// (only one process can; a live holder refuses), kills what an earlier attempt left
+/// running, forgets `from` and what follows it, and records it `queued`, held by
+/// nobody, for [`crate::store::Store::claim_next`].
+pub fn requeue(store: &mut dyn Store, id: &str, from: Option<&str>) -> Result<(), EngineError> {
+    let lease = lease::this_process();
+    let now = now_ms();
+    let (_, before) = store.claim(id, &lease, now, &|r| lease::holder_alive(r, now))?;
+    let key = crate::process::run_key(id, store.path());
+    let killed = crate::process::kill_leftovers(&key, std::time::Duration::from_secs(5));
+    if killed > 0 {
+        tracing::warn!(run = %id, killed, "Killed processes left running by an earlier attempt.");
+    }
+    if let Some(node) = from {
+        let (_, _, files) = store.snapshot(before.snapshot_id)?;
+        let plan = match Snapshot::from_json(&files).compile() {
+            Ok(plan) => plan,
+            Err(diagnostics) => {
+                release(store, &before)?;
+                return Err(EngineError::Snapshot { run: id.to_string(), diagnostics });
+            }
+        };
+        let Some((nodes, prefixes)) = rerun_set(&plan, node) else {
+            release(store, &before)?;
+            let all = all_node_ids(&plan, "");
+            return Err(EngineError::UnknownNode {
+                run: id.to_string(),
+                node: node.to_string(),
+                help: crate::suggest::hint(node, all.iter().map(String::as_str)),
+            });
+        };
+        store.write(&[Write::ResetNodes { run: id.to_string(), nodes: nodes.into_iter().collect(), prefixes }])?;
+    }
+    let queued = Write::Status { run: id.to_string(), status: RunStatus::Queued, error: None, finished: None };
+    store.write(&[queued])?;
+    Ok(())
+}
+
 /// Runs a run a worker claimed (status `running`, held by `lease`) from its snapshot.
 pub async fn run_claimed(
     store: Box<dyn Store>,
@@ -200,7 +238,8 @@ pub async fn run_claimed(
         .map_err(|diagnostics| EngineError::Snapshot { run: row.id.clone(), diagnostics })?;
     let checkpoints: HashMap<String, NodeRow> =
         store.nodes(&row.id)?.into_iter().map(|n| (n.node.clone(), n)).collect();
-    let resumed = !checkpoints.is_empty();
+    let resumed = row.attempt > 1;
+    remove_output_files(&options.data_dir.join("work").join(&row.id));
     let inputs = row.inputs.as_object().cloned().unwrap_or_default();
     let supersedable = row.target.is_some();
     tracing::info!(run = %row.id, pipeline = %row.pipeline, "Run taken by a worker.");

@@ -10,9 +10,10 @@
 //! threads), which take them oldest first when their target is free, in the database,
 //! so that several servers and CLI runs on one database share one queue per target.
 //!
-//! Built so far: tokens, `/healthz`, pipelines, starting runs, runs (list, one,
-//! cancel), event streams. Not yet: resume through the API, node logs, webhooks,
-//! `/metrics`, resuming interrupted runs at start.
+//! At start, every interrupted run whose holder is gone is handed to the workers.
+//!
+//! Built so far: tokens, `/healthz`, `/metrics`, pipelines, runs (start, list, one,
+//! cancel, resume), node logs, event streams. Not yet: webhooks (`--triggers`).
 
 pub mod auth;
 
@@ -53,6 +54,7 @@ pub struct Options {
 
 struct App {
     db: PathBuf,
+    data_dir: PathBuf,
     durability: Durability,
     pipelines: PathBuf,
     streams: Arc<tokio::sync::Semaphore>,
@@ -337,6 +339,172 @@ fn worker(app: Arc<App>, data_dir: PathBuf) {
     }
 }
 
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ResumeBody {
+    from: Option<String>,
+}
+
+/// `POST /api/v1/runs/{id}/resume` (`{"from": node}` optional): as `phased resume`,
+/// on a worker. 202; 404 no run; 409 held by a live process or already succeeded.
+async fn resume(State(app): State<Arc<App>>, Path(id): Path<String>, body: axum::body::Bytes) -> ApiResult {
+    let request: ResumeBody = if body.is_empty() {
+        ResumeBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(request) => request,
+            Err(e) => return Ok(bad_request("bad-request", format!("the request body: {e}"), Vec::new())),
+        }
+    };
+    let run = id.clone();
+    let result = app.with_store(move |store| Ok(crate::engine::requeue(store, &run, request.from.as_deref()))).await?;
+    use crate::engine::EngineError;
+    use crate::store::ClaimError;
+    match result {
+        Ok(()) => {
+            app.queued.bump();
+            Ok((StatusCode::ACCEPTED, axum::Json(json!({"id": id, "status": "queued"}))).into_response())
+        }
+        Err(EngineError::Claim(ClaimError::Missing(_))) => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such run"))
+        }
+        Err(EngineError::Claim(ClaimError::Finished { .. })) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "finished", "the run already succeeded; nothing to resume"))
+        }
+        Err(EngineError::Claim(ClaimError::Held { pid, host, .. })) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "held",
+            format!("the run is being run by process {pid} on `{host}`"),
+        )),
+        Err(EngineError::UnknownNode { node, help, .. }) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unknown-node",
+            format!("no node `{node}` in this run{}", help.map(|h| format!(" ({h})")).unwrap_or_default()),
+        )),
+        Err(EngineError::Store(e) | EngineError::Claim(ClaimError::Store(e))) => Err(e.into()),
+        Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "bad-request", e.to_string())),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogQuery {
+    #[serde(default)]
+    follow: bool,
+}
+
+/// `GET /api/v1/runs/{id}/nodes/{node}/log[?follow=true]`: the node's log (masked, as
+/// recorded); followed, it goes on until the run ends.
+async fn node_log(
+    State(app): State<Arc<App>>,
+    Path((id, node)): Path<(String, String)>,
+    Query(q): Query<LogQuery>,
+) -> ApiResult {
+    if node.contains('/') || node.starts_with('.') || id.contains('/') || id.starts_with('.') {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad-request", "not a node id"));
+    }
+    let check = id.clone();
+    if app.with_store(move |store| Ok(store.run(&check)?)).await?.is_none() {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such run"));
+    }
+    let path = app.data_dir.join("logs").join(&id).join(format!("{node}.log"));
+    if !q.follow {
+        let text = tokio::fs::read_to_string(&path).await.unwrap_or_default();
+        return Ok(([("content-type", "text/plain; charset=utf-8")], text).into_response());
+    }
+    struct Tail {
+        app: Arc<App>,
+        id: String,
+        path: PathBuf,
+        offset: u64,
+        done: bool,
+    }
+    let tail = Tail { app, id, path, offset: 0, done: false };
+    let body = futures_util::stream::unfold(tail, |mut t| async move {
+        loop {
+            if t.done {
+                return None;
+            }
+            let (id, at) = (t.id.clone(), t.offset);
+            let ended = t
+                .app
+                .with_store(move |store| {
+                    Ok(store.run(&id)?.is_none_or(|r| !matches!(r.status, RunStatus::Running | RunStatus::Queued)))
+                })
+                .await
+                .unwrap_or(true);
+            let chunk = read_from(&t.path, at).await;
+            if !chunk.is_empty() {
+                t.offset += chunk.len() as u64;
+                return Some((Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(chunk)), t));
+            }
+            if ended || *t.app.shutdown.borrow() {
+                t.done = true;
+                continue;
+            }
+            tokio::time::sleep(STREAM_POLL).await;
+        }
+    });
+    Ok(([("content-type", "text/plain; charset=utf-8")], axum::body::Body::from_stream(body)).into_response())
+}
+
+async fn read_from(path: &std::path::Path, offset: u64) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let Ok(mut file) = tokio::fs::File::open(path).await else { return Vec::new() };
+    if file.seek(std::io::SeekFrom::Start(offset)).await.is_err() {
+        return Vec::new();
+    }
+    let mut chunk = Vec::new();
+    let _ = file.take(64 * 1024).read_to_end(&mut chunk).await;
+    chunk
+}
+
+/// `GET /metrics`: Prometheus text: runs by status and pipeline, the queue's depth,
+/// and the durations of finished nodes and runs.
+async fn metrics(State(app): State<Arc<App>>) -> ApiResult {
+    let text = app
+        .with_store(|store| {
+            let runs = store.runs()?;
+            let mut by: std::collections::BTreeMap<(String, &'static str), u64> = Default::default();
+            for r in &runs {
+                *by.entry((r.pipeline.clone(), r.status.as_str())).or_default() += 1;
+            }
+            let mut out = String::new();
+            out.push_str("# HELP phased_runs Runs in the database, by pipeline and status.\n# TYPE phased_runs gauge\n");
+            for ((pipeline, status), n) in &by {
+                out.push_str(&format!("phased_runs{{pipeline=\"{}\",status=\"{status}\"}} {n}\n", escape(pipeline)));
+            }
+            let queued = runs.iter().filter(|r| r.status == RunStatus::Queued).count();
+            out.push_str(&format!("# HELP phased_queue_depth Runs waiting for a worker or their target.\n# TYPE phased_queue_depth gauge\nphased_queue_depth {queued}\n"));
+            let durations: Vec<f64> = runs
+                .iter()
+                .filter_map(|r| {
+                    let (a, b) = (r.created_at.as_str(), r.finished_at.as_deref()?);
+                    let (a, b) = (humantime::parse_rfc3339(a).ok()?, humantime::parse_rfc3339(b).ok()?);
+                    Some(b.duration_since(a).ok()?.as_secs_f64())
+                })
+                .collect();
+            histogram(&mut out, "phased_run_duration_seconds", "Durations of finished runs.", &durations);
+            Ok(out)
+        })
+        .await?;
+    Ok(([("content-type", "text/plain; version=0.0.4")], text).into_response())
+}
+
+fn escape(label: &str) -> String {
+    label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn histogram(out: &mut String, name: &str, help: &str, values: &[f64]) {
+    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} histogram\n"));
+    for le in [0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0] {
+        let n = values.iter().filter(|v| **v <= le).count();
+        out.push_str(&format!("{name}_bucket{{le=\"{le}\"}} {n}\n"));
+    }
+    out.push_str(&format!("{name}_bucket{{le=\"+Inf\"}} {}\n", values.len()));
+    out.push_str(&format!("{name}_sum {}\n{name}_count {}\n", values.iter().sum::<f64>(), values.len()));
+}
+
 async fn runs(State(app): State<Arc<App>>, Query(q): Query<RunsQuery>) -> ApiResult {
     let list = app
         .with_store(move |store| {
@@ -479,11 +647,14 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/v1/runs", get(runs).post(start_run))
         .route("/api/v1/runs/{id}", get(run))
         .route("/api/v1/runs/{id}/cancel", post(cancel))
+        .route("/api/v1/runs/{id}/resume", post(resume))
+        .route("/api/v1/runs/{id}/nodes/{node}/log", get(node_log))
         .route("/api/v1/runs/{id}/events", get(run_events))
         .route("/api/v1/events", get(all_events))
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), authorize));
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .merge(api)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint") })
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
@@ -505,6 +676,7 @@ pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), Str
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let app = Arc::new(App {
+            data_dir: options.data_dir.clone(),
             db: options.db,
             durability: options.durability,
             pipelines: options.pipelines,
@@ -512,6 +684,24 @@ pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), Str
             shutdown,
             queued: Arc::new(Wake::default()),
         });
+        // Interrupted runs whose holder is gone go to the workers first.
+        let requeued = app
+            .with_store(|store| {
+                crate::engine::lease::reap(store, crate::clock::now_ms())?;
+                let mut ids = Vec::new();
+                for run in store.runs()?.into_iter().rev().filter(|r| r.status == RunStatus::Interrupted) {
+                    match crate::engine::requeue(store, &run.id, None) {
+                        Ok(()) => ids.push(run.id),
+                        Err(e) => tracing::warn!(run = %run.id, error = %e, "Could not resume it."),
+                    }
+                }
+                Ok(ids)
+            })
+            .await
+            .map_err(|e| e.message)?;
+        if !requeued.is_empty() {
+            tracing::warn!(runs = ?requeued, "Resuming the runs interrupted before this start.");
+        }
         let workers: Vec<_> = (0..options.workers.max(1))
             .map(|_| {
                 let (app, data_dir) = (app.clone(), options.data_dir.clone());

@@ -412,3 +412,68 @@ fn two_servers_on_one_database_run_each_queued_run_once() {
     expected.sort();
     assert_eq!(marks, expected, "each run executed exactly once");
 }
+
+#[test]
+fn a_server_killed_mid_run_resumes_it_at_its_next_start_and_reruns_nothing_finished() {
+    let env = Env::new();
+    let deploy = token(&env, "ci", "deploy");
+    env.write(
+        "pipelines/long.yaml",
+        "version: 1\nname: long\nnodes:\n  first: {phase: BUILDING, uses: shell, with: {run: 'echo first >> marks'}}\n  wait: {phase: COPYING_FILES, needs: [first], uses: shell, with: {run: 'echo wait >> marks; while [ ! -f go ]; do sleep 0.02; done; echo waited >> marks'}}\n  last: {phase: HEALTH_CHECK, needs: [wait], uses: shell, with: {run: 'echo last >> marks'}}\n",
+    );
+    let mut server = Server::start(&env);
+    let (status, _) = post_run(&server, &deploy, serde_json::json!({"pipeline": "long", "id": "k9"}));
+    assert_eq!(status, 202);
+    let begin = Instant::now();
+    while !env.marks("marks").contains(&"wait".to_string()) {
+        assert!(begin.elapsed() < Duration::from_secs(20), "the run did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    support::kill9(&mut server.child);
+    env.write("go", "");
+    let server = Server::start(&env);
+    let events = follow(&server, &deploy, "k9");
+    assert_eq!(events.last().map(String::as_str), Some("run_succeeded"), "{events:?}");
+    assert!(events.contains(&"run_resumed".to_string()), "{events:?}");
+    assert_eq!(env.marks("marks"), ["first", "wait", "wait", "waited", "last"], "first did not run again");
+    assert_eq!(server.json("/api/v1/runs/k9", &deploy)["attempt"], 2);
+
+    // The node's log, whole, and the service's metrics.
+    let (status, log) = server.call("GET", "/api/v1/runs/k9/nodes/wait/log", Some(&deploy), &[]);
+    assert_eq!(status, 200);
+    assert_eq!(log.lines().filter(|l| !l.starts_with("==")).count(), 0, "the step printed nothing: {log:?}");
+    assert_eq!(server.call("GET", "/api/v1/runs/k9/nodes/..%2Fx/log", Some(&deploy), &[]).0, 400);
+    let (status, metrics) = server.call("GET", "/metrics", None, &[]);
+    assert_eq!(status, 200);
+    assert!(metrics.contains("phased_runs{pipeline=\"long\",status=\"succeeded\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("phased_queue_depth 0") && metrics.contains("phased_run_duration_seconds_count 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_failed_run_is_resumed_through_the_api_from_the_node_asked() {
+    let env = Env::new();
+    let deploy = token(&env, "ci", "deploy");
+    env.write(
+        "pipelines/flaky.yaml",
+        "version: 1\nname: flaky\nnodes:\n  build: {phase: BUILDING, uses: shell, with: {run: 'echo build >> marks; echo compiled'}}\n  check: {phase: HEALTH_CHECK, needs: [build], uses: shell, with: {run: 'echo check >> marks; test -f fixed'}}\n",
+    );
+    let server = Server::start(&env);
+    assert_eq!(post_run(&server, &deploy, serde_json::json!({"pipeline": "flaky", "id": "f1"})).0, 202);
+    assert_eq!(follow(&server, &deploy, "f1").last().map(String::as_str), Some("run_failed"));
+    let (status, log) = server.call("GET", "/api/v1/runs/f1/nodes/build/log?follow=true", Some(&deploy), &[]);
+    assert_eq!(status, 200);
+    assert!(log.contains("compiled"), "{log}");
+    env.write("fixed", "");
+    let (status, body) = server.send("POST", "/api/v1/runs/f1/resume", Some(&deploy), &[], r#"{"from": "bild"}"#);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("build"), "did you mean: {body}");
+    assert_eq!(server.send("POST", "/api/v1/runs/f1/resume", Some(&deploy), &[], "").0, 202);
+    assert_eq!(follow(&server, &deploy, "f1").last().map(String::as_str), Some("run_succeeded"));
+    assert_eq!(env.marks("marks"), ["build", "check", "check"], "build had succeeded: it did not run again");
+    let (status, body) = server.send("POST", "/api/v1/runs/f1/resume", Some(&deploy), &[], "");
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(server.send("POST", "/api/v1/runs/none/resume", Some(&deploy), &[], "").0, 404);
+}

@@ -33,8 +33,16 @@ use serde_json::{Value, json};
 
 use crate::store::{Durability, Role, RunStatus, Store, StoreError};
 
-/// How often an event stream looks for new events once it has caught up.
+/// How long a stream waits before it reads the database again after an error, and how
+/// often a followed log is looked at.
 const STREAM_POLL: Duration = Duration::from_millis(50);
+
+/// How often the hub looks for newly committed events (one query for every client).
+const HUB_POLL: Duration = Duration::from_millis(5);
+
+/// Events the hub holds for streams that are behind; one further behind reads the
+/// database instead.
+const HUB_CAPACITY: usize = 4096;
 
 /// Events read from the database at a time by one stream.
 const STREAM_PAGE: usize = 500;
@@ -61,6 +69,8 @@ struct App {
     shutdown: tokio::sync::watch::Receiver<bool>,
     /// Wakes the workers when a run is queued.
     queued: Arc<Wake>,
+    /// New events, read once by the hub, for every live stream.
+    events: tokio::sync::broadcast::Sender<Arc<Value>>,
 }
 
 /// A counter workers wait on: each queued run (or the shutdown) bumps it.
@@ -580,8 +590,54 @@ async fn all_events(State(app): State<Arc<App>>, Query(q): Query<StreamQuery>, h
     stream(app, None, after)
 }
 
-/// An SSE stream of the events after `after` (of one run, or of all), live after the
-/// replay; a run's stream ends once the run has ended and every event was sent.
+/// The one reader of new events for every live stream: it reads what was committed
+/// after the last event it saw (one query, however many clients) and hands each event
+/// to every stream. A stream that falls behind by more than the channel holds reads
+/// the database again from its last event: no buffer grows with a slow client.
+fn hub(
+    db: PathBuf,
+    durability: Durability,
+    tx: tokio::sync::broadcast::Sender<Arc<Value>>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut last = None;
+    let mut store = None;
+    while !*shutdown.borrow() {
+        if store.is_none() {
+            store = crate::store::open(&db, durability).ok();
+        }
+        let Some(open) = store.as_mut() else {
+            std::thread::sleep(HUB_POLL * 100);
+            continue;
+        };
+        let after = match last {
+            Some(seq) => seq,
+            // From now on: streams replay the past from the database themselves.
+            None => match open.latest_event() {
+                Ok(seq) => seq,
+                Err(_) => continue,
+            },
+        };
+        last = Some(after);
+        match open.events(None, after, STREAM_PAGE) {
+            Ok(events) if !events.is_empty() => {
+                for event in events {
+                    last = event["seq"].as_i64().or(last);
+                    let _ = tx.send(Arc::new(event));
+                }
+            }
+            Ok(_) => std::thread::sleep(HUB_POLL),
+            Err(_) => {
+                store = None;
+                std::thread::sleep(HUB_POLL * 100);
+            }
+        }
+    }
+}
+
+/// An SSE stream of the events after `after` (of one run, or of all): replayed from the
+/// database, then live from the hub; a run's stream ends once the run has ended and
+/// every event was sent.
 fn stream(app: Arc<App>, run: Option<String>, after: i64) -> ApiResult {
     let Ok(permit) = app.streams.clone().try_acquire_owned() else {
         return Err(ApiError::new(
@@ -594,47 +650,100 @@ fn stream(app: Arc<App>, run: Option<String>, after: i64) -> ApiResult {
         app: Arc<App>,
         run: Option<String>,
         after: i64,
-        pending: std::collections::VecDeque<Value>,
+        pending: std::collections::VecDeque<Arc<Value>>,
+        /// Subscribed before the replay starts, so that nothing falls between the two.
+        live: tokio::sync::broadcast::Receiver<Arc<Value>>,
+        replaying: bool,
+        finished: bool,
         _permit: tokio::sync::OwnedSemaphorePermit,
     }
-    let cursor = Cursor { app, run, after, pending: Default::default(), _permit: permit };
+    let live = app.events.subscribe();
+    let cursor = Cursor {
+        app,
+        run,
+        after,
+        pending: Default::default(),
+        live,
+        replaying: true,
+        finished: false,
+        _permit: permit,
+    };
     let events = futures_util::stream::unfold(cursor, |mut c| async move {
         loop {
             if let Some(event) = c.pending.pop_front() {
                 let seq = event["seq"].as_i64().unwrap_or(c.after);
+                if seq <= c.after {
+                    continue;
+                }
                 c.after = seq;
                 let name = event["event"].as_str().unwrap_or("message").to_string();
                 let sse = Event::default().id(seq.to_string()).event(name).data(event.to_string());
                 return Some((Ok::<_, std::convert::Infallible>(sse), c));
             }
-            if *c.app.shutdown.borrow() {
+            if c.finished || *c.app.shutdown.borrow() {
                 return None;
             }
             let (run, after) = (c.run.clone(), c.after);
-            let read = c
-                .app
-                .with_store(move |store| {
-                    // The status first: events written before a run ended are then read.
-                    let ended = match &run {
-                        Some(id) => {
-                            store.run(id)?.is_none_or(|r| !matches!(r.status, RunStatus::Running | RunStatus::Queued))
+            let status_of = |app: Arc<App>, run: Option<String>| async move {
+                match run {
+                    Some(id) => app
+                        .with_store(move |store| {
+                            Ok(store
+                                .run(&id)?
+                                .is_none_or(|r| !matches!(r.status, RunStatus::Running | RunStatus::Queued)))
+                        })
+                        .await
+                        .unwrap_or(false),
+                    None => false,
+                }
+            };
+            if c.replaying {
+                let read = c
+                    .app
+                    .with_store(move |store| {
+                        // The status first: events written before a run ended are then read.
+                        let ended = match &run {
+                            Some(id) => store
+                                .run(id)?
+                                .is_none_or(|r| !matches!(r.status, RunStatus::Running | RunStatus::Queued)),
+                            None => false,
+                        };
+                        Ok((ended, store.events(run.as_deref(), after, STREAM_PAGE)?))
+                    })
+                    .await;
+                match read {
+                    Ok((ended, events)) => {
+                        let caught_up = events.len() < STREAM_PAGE;
+                        c.pending.extend(events.into_iter().map(Arc::new));
+                        if caught_up {
+                            c.finished = ended;
+                            c.replaying = false;
                         }
-                        None => false,
-                    };
-                    Ok((ended, store.events(run.as_deref(), after, STREAM_PAGE)?))
-                })
-                .await;
-            match read {
-                Ok((_, events)) if !events.is_empty() => c.pending.extend(events),
-                Ok((true, _)) => return None,
-                Ok((false, _)) => {
-                    let mut shutdown = c.app.shutdown.clone();
-                    tokio::select! {
-                        _ = tokio::time::sleep(STREAM_POLL) => {}
-                        _ = shutdown.changed() => {}
+                    }
+                    Err(_) => tokio::time::sleep(STREAM_POLL * 10).await,
+                }
+                continue;
+            }
+            let mut shutdown = c.app.shutdown.clone();
+            let received = tokio::select! {
+                received = c.live.recv() => received,
+                _ = shutdown.changed() => return None,
+            };
+            match received {
+                Ok(event) => {
+                    if c.run.as_deref().is_some_and(|id| event["deployment"] != id) {
+                        continue;
+                    }
+                    let terminal =
+                        matches!(event["event"].as_str(), Some("run_succeeded" | "run_failed" | "run_interrupted"));
+                    c.pending.push_back(event);
+                    if terminal && status_of(c.app.clone(), c.run.clone()).await {
+                        c.finished = true;
                     }
                 }
-                Err(_) => tokio::time::sleep(STREAM_POLL * 10).await,
+                // Too far behind the hub: read the database again from the last event sent.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => c.replaying = true,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }
         }
     });
@@ -681,9 +790,14 @@ pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), Str
             durability: options.durability,
             pipelines: options.pipelines,
             streams: Arc::new(tokio::sync::Semaphore::new(options.max_streams)),
-            shutdown,
+            shutdown: shutdown.clone(),
             queued: Arc::new(Wake::default()),
+            events: tokio::sync::broadcast::channel(HUB_CAPACITY).0,
         });
+        let hub_thread = {
+            let (db, durability, tx) = (app.db.clone(), app.durability, app.events.clone());
+            std::thread::spawn(move || hub(db, durability, tx, shutdown))
+        };
         // Interrupted runs whose holder is gone go to the workers first.
         let requeued = app
             .with_store(|store| {
@@ -726,7 +840,7 @@ pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), Str
         // The workers finish the run they are on (its own signal handling stops its
         // steps; what is left stays resumable), then stop.
         waker.bump();
-        for worker in workers {
+        for worker in workers.into_iter().chain([hub_thread]) {
             let _ = tokio::task::spawn_blocking(move || worker.join()).await;
         }
         served

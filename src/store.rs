@@ -210,6 +210,9 @@ pub trait Store: Send {
     /// first, at most `limit`: each the JSON of `--format jsonl` with its `seq`.
     fn events(&self, run: Option<&str>, after: i64, limit: usize) -> Result<Vec<Value>, StoreError>;
 
+    /// The sequence number of the newest event (0 when there is none).
+    fn latest_event(&self) -> Result<i64, StoreError>;
+
     /// Claims a run for this process, atomically: under the write lock, the run must
     /// not be finished, and its holder (if any) must be gone (`alive` says
     /// whether a lease is still held). Bumps the attempt and clears a cancel request.

@@ -592,6 +592,10 @@ impl Store for SqliteStore {
         Ok(Some(row))
     }
 
+    fn latest_event(&self) -> Result<i64, StoreError> {
+        Ok(self.conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?)
+    }
+
     fn events(&self, run: Option<&str>, after: i64, limit: usize) -> Result<Vec<Value>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT seq, data FROM events WHERE seq > ?1 AND (?2 IS NULL OR deployment_id = ?2) ORDER BY seq LIMIT ?3",

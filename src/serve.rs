@@ -16,6 +16,7 @@
 //! cancel, resume), node logs, event streams. Not yet: webhooks (`--triggers`).
 
 pub mod auth;
+pub mod triggers;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -58,6 +59,8 @@ pub struct Options {
     pub workers: usize,
     /// Beside the database: node logs and work folders.
     pub data_dir: PathBuf,
+    /// Git push webhooks, by name (`POST /hooks/{name}`).
+    pub triggers: indexmap::IndexMap<String, triggers::Trigger>,
 }
 
 struct App {
@@ -71,6 +74,7 @@ struct App {
     queued: Arc<Wake>,
     /// New events, read once by the hub, for every live stream.
     events: tokio::sync::broadcast::Sender<Arc<Value>>,
+    triggers: indexmap::IndexMap<String, triggers::Trigger>,
 }
 
 /// A counter workers wait on: each queued run (or the shutdown) bumps it.
@@ -307,6 +311,86 @@ async fn start_run(State(app): State<Arc<App>>, body: axum::body::Bytes) -> ApiR
         )),
         Err(crate::engine::EngineError::Store(e)) => Err(e.into()),
         Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "bad-request", e.to_string())),
+    }
+}
+
+/// `POST /hooks/{trigger}`: a git push. The signature is checked first, in constant
+/// time (401 and nothing queued when it is bad or missing); a delivery seen before is
+/// not run again; a push to another repository or branch is acknowledged (202) with
+/// nothing queued; else the push's commit is deployed.
+async fn hook(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let Some(trigger) = app.triggers.get(&name).cloned() else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such trigger"));
+    };
+    let secret = crate::secrets::Secrets::from_env().values().get(&trigger.secret.to_lowercase()).cloned();
+    let signed = secret.as_deref().is_some_and(|s| triggers::signed(trigger.provider, s, &headers, &body));
+    if !signed {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad-signature",
+            "the delivery's signature is missing or wrong",
+        ));
+    }
+    let payload: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad-request", format!("the payload: {e}")))?;
+    let Some(push) = triggers::push_of(trigger.provider, &payload) else {
+        return Ok((StatusCode::ACCEPTED, axum::Json(json!({"queued": false, "reason": "not a push"}))).into_response());
+    };
+    if push["repository"] != trigger.repository.as_str() || push["branch"] != trigger.branch.as_str() {
+        let reason = format!(
+            "a push to {}@{}, not {}@{}",
+            push["repository"].as_str().unwrap_or("?"),
+            push["branch"].as_str().unwrap_or("?"),
+            trigger.repository,
+            trigger.branch
+        );
+        return Ok((StatusCode::ACCEPTED, axum::Json(json!({"queued": false, "reason": reason}))).into_response());
+    }
+    let inputs =
+        triggers::inputs_for(&trigger, &push).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad-trigger", e))?;
+    let delivery = triggers::delivery_id(trigger.provider, &headers);
+    let pipelines = app.pipelines.clone();
+    let (trigger_name, pipeline) = (name.clone(), trigger.pipeline.clone());
+    let outcome = app
+        .with_store(move |store| {
+            if let Some(id) = &delivery
+                && !store.record_delivery(&trigger_name, id, &crate::clock::now())?
+            {
+                return Ok(Err("duplicate"));
+            }
+            let catalog = crate::catalog::Catalog::new().with_dir(&pipelines).with_builtin();
+            let source = catalog
+                .get(&pipeline)
+                .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "bad-trigger", "no such pipeline"))?;
+            let mut compiler = crate::compiler::Compiler::new(&catalog);
+            let plan = compiler.compile(&source).ok_or_else(|| {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid-pipeline", format!("`{pipeline}` does not validate"))
+            })?;
+            let inputs = crate::compiler::inputs::resolve(&plan.inputs, &inputs).map_err(|problems| {
+                let text: Vec<String> = problems.into_iter().map(|p| p.message).collect();
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid-inputs", text.join("; "))
+            })?;
+            let id = crate::engine::enqueue(store, &plan, inputs, None)
+                .map_err(|e| ApiError::new(StatusCode::CONFLICT, "not-queued", e.to_string()))?;
+            if let Some(delivery) = &delivery {
+                store.delivery_run(&trigger_name, delivery, &id)?;
+            }
+            Ok(Ok(id))
+        })
+        .await?;
+    match outcome {
+        Ok(id) => {
+            app.queued.bump();
+            Ok((StatusCode::ACCEPTED, axum::Json(json!({"queued": true, "id": id, "commit": push["commit"]})))
+                .into_response())
+        }
+        Err(_) => Ok((StatusCode::OK, axum::Json(json!({"queued": false, "reason": "this delivery was seen before"})))
+            .into_response()),
     }
 }
 
@@ -764,6 +848,7 @@ fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/hooks/{trigger}", post(hook))
         .merge(api)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint") })
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
@@ -793,6 +878,7 @@ pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), Str
             shutdown: shutdown.clone(),
             queued: Arc::new(Wake::default()),
             events: tokio::sync::broadcast::channel(HUB_CAPACITY).0,
+            triggers: options.triggers,
         });
         let hub_thread = {
             let (db, durability, tx) = (app.db.clone(), app.durability, app.events.clone());

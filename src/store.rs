@@ -210,6 +210,12 @@ pub trait Store: Send {
     /// first, at most `limit`: each the JSON of `--format jsonl` with its `seq`.
     fn events(&self, run: Option<&str>, after: i64, limit: usize) -> Result<Vec<Value>, StoreError>;
 
+    /// Records a webhook delivery; false when it was seen before (nothing to do).
+    fn record_delivery(&mut self, trigger: &str, delivery: &str, at: &str) -> Result<bool, StoreError>;
+
+    /// The run a delivery queued.
+    fn delivery_run(&mut self, trigger: &str, delivery: &str, run: &str) -> Result<(), StoreError>;
+
     /// The sequence number of the newest event (0 when there is none).
     fn latest_event(&self) -> Result<i64, StoreError>;
 

@@ -22,11 +22,21 @@ impl Server {
     }
 
     fn start_with(env: &Env, extra: &[&str]) -> Server {
+        Server::start_full(env, extra, &[])
+    }
+
+    fn start_full(env: &Env, extra: &[&str], vars: &[(&str, &str)]) -> Server {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let mut args = vec!["serve", "--listen", &listen];
         args.extend_from_slice(extra);
-        let child = env.spawn(&args);
+        let child = env
+            .command(&args)
+            .envs(vars.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
         let begin = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(begin.elapsed() < Duration::from_secs(20), "the server did not listen");
@@ -476,4 +486,104 @@ fn a_failed_run_is_resumed_through_the_api_from_the_node_asked() {
     let (status, body) = server.send("POST", "/api/v1/runs/f1/resume", Some(&deploy), &[], "");
     assert_eq!(status, 409, "{body}");
     assert_eq!(server.send("POST", "/api/v1/runs/none/resume", Some(&deploy), &[], "").0, 404);
+}
+
+/// HMAC-SHA256 in hex, as GitHub signs a delivery (computed here with `openssl`, a
+/// second implementation, not phased's own).
+fn github_signature(secret: &str, body: &str) -> String {
+    let mut child = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-hmac", secret, "-r"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    format!("sha256={}", String::from_utf8_lossy(&out.stdout).split(' ').next().unwrap())
+}
+
+#[test]
+fn a_signed_git_push_deploys_its_commit_and_nothing_else_gets_through() {
+    let env = Env::new();
+    let read = token(&env, "viewer", "read");
+    // A real repository with two commits, served by a real `git daemon`.
+    let work = env.path("work-repo");
+    std::fs::create_dir_all(&work).unwrap();
+    support::git(&work, &["init", "-q", "-b", "main"]);
+    std::fs::write(work.join("index.html"), "v1").unwrap();
+    support::git(&work, &["add", "."]);
+    support::git(&work, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one"]);
+    let pushed = support::git(&work, &["rev-parse", "HEAD"]).trim().to_string();
+    std::fs::write(work.join("index.html"), "v2").unwrap();
+    support::git(&work, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-am", "two"]);
+    let repos = env.path("repos");
+    std::fs::create_dir_all(&repos).unwrap();
+    support::git(&repos, &["clone", "-q", "--bare", work.to_str().unwrap(), "web.git"]);
+    let (daemon, git_port) = support::start_on_free_port("git daemon", |port| {
+        std::process::Command::new("git")
+            .args(["daemon", "--listen=127.0.0.1", &format!("--port={port}"), "--export-all"])
+            .arg(format!("--base-path={}", repos.display()))
+            .arg(&repos)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    });
+    let _daemon = support::Server(daemon);
+    env.write(
+        "pipelines/from-git.yaml",
+        "version: 1\nname: from-git\ninputs: {url: {type: string}, commit: {type: string}}\nnodes:\n  source: {phase: PULLING_SOURCE, pipeline: sources/git, with: {type: git, url: \"{{ inputs.url }}\", branch: \"{{ inputs.commit }}\"}}\n  record: {phase: HEALTH_CHECK, needs: [source], uses: shell, with: {run: 'cat {{ nodes.source.outputs.path }}/index.html > deployed; echo {{ nodes.source.outputs.commit }} >> deployed'}}\n",
+    );
+    let triggers = env.write(
+        "triggers.yaml",
+        "triggers:\n  web:\n    provider: github\n    secret: hook_web\n    repository: acme/web\n    branch: main\n    pipeline: from-git\n    inputs: {url: \"{{ push.clone_url }}\", commit: \"{{ push.commit }}\"}\n",
+    );
+    assert_eq!(
+        env.run(&["validate", triggers.to_str().unwrap()]).status.code(),
+        Some(0),
+        "validate checks triggers files"
+    );
+    let broken = env.write("broken-triggers.yaml", "triggers:\n  web:\n    provider: github\n    secret: s\n    repository: a/b\n    branch: main\n    pipeline: from-gi\n    inputs: {x: \"{{ secrets.s }}\"}\n");
+    let out = env.run(&["validate", broken.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("from-git") && said.contains("secrets.s"), "{said}");
+
+    let server =
+        Server::start_full(&env, &["--triggers", triggers.to_str().unwrap()], &[("PHASED_SECRET_HOOK_WEB", "s3cret")]);
+    let payload = |branch: &str| {
+        serde_json::json!({"ref": format!("refs/heads/{branch}"), "after": pushed, "repository": {"full_name": "acme/web", "clone_url": format!("git://127.0.0.1:{git_port}/web.git")}}).to_string()
+    };
+    let body = payload("main");
+    let good = github_signature("s3cret", &body);
+    let deliver = |body: &str, signature: Option<&str>, delivery: &str| {
+        let mut headers = vec![("X-GitHub-Delivery", delivery), ("Content-Type", "application/json")];
+        if let Some(signature) = signature {
+            headers.push(("X-Hub-Signature-256", signature));
+        }
+        server.send("POST", "/hooks/web", None, &headers, body)
+    };
+    assert_eq!(deliver(&body, None, "d0").0, 401, "no signature");
+    assert_eq!(deliver(&body, Some(&github_signature("guess", &body)), "d0").0, 401, "a wrong signature");
+    assert_eq!(deliver(&format!("{body} "), Some(&good), "d0").0, 401, "a body that is not the one signed");
+    assert_eq!(server.json("/api/v1/runs", &read)["runs"], serde_json::json!([]), "nothing was queued");
+
+    let (status, answer) = deliver(&body, Some(&good), "d1");
+    assert_eq!(status, 202, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!((answer["queued"].as_bool(), answer["commit"].as_str()), (Some(true), Some(pushed.as_str())));
+    let id = answer["id"].as_str().unwrap().to_string();
+    assert_eq!(follow(&server, &read, &id).last().map(String::as_str), Some("run_succeeded"));
+    let deployed = std::fs::read_to_string(env.path("deployed")).unwrap();
+    assert_eq!(deployed, format!("v1{pushed}\n"), "the pushed commit, not the branch's head");
+
+    let (status, again) = deliver(&body, Some(&good), "d1");
+    assert_eq!(status, 200, "{again}");
+    assert!(again.contains("seen before"), "{again}");
+    let other = payload("feature");
+    let (status, answer) = deliver(&other, Some(&github_signature("s3cret", &other)), "d2");
+    assert_eq!(status, 202);
+    assert!(answer.contains("\"queued\":false") && answer.contains("feature"), "{answer}");
+    assert_eq!(server.json("/api/v1/runs", &read)["runs"].as_array().unwrap().len(), 1, "one delivery, one run");
+    assert_eq!(server.call("POST", "/hooks/nope", None, &[]).0, 404);
 }

@@ -17,6 +17,9 @@ pub(super) struct ServeArgs {
     /// How many runs execute at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     workers: u16,
+    /// Git push webhooks (YAML, checked by `phased validate` too): `POST /hooks/{name}`.
+    #[arg(long, value_name = "FILE")]
+    triggers: Option<std::path::PathBuf>,
     #[command(flatten)]
     catalog: CatalogArgs,
     #[command(flatten)]
@@ -42,7 +45,27 @@ pub(super) fn serve(args: ServeArgs) -> u8 {
     if tokens.is_empty() {
         note_line(format_args!("no token exists yet: every /api/ request is refused until `phased token create NAME`"));
     }
+    let triggers = match &args.triggers {
+        None => Default::default(),
+        Some(path) => {
+            let text = match std::fs::read_to_string(path) {
+                Ok(text) => text,
+                Err(e) => return usage_error(format!("cannot read `{}`: {e}", path.display()), None),
+            };
+            let source = crate::source::Source::new(path.display().to_string(), text);
+            let catalog = crate::catalog::Catalog::new().with_dir(&args.catalog.pipelines).with_builtin();
+            let (triggers, problems) = crate::serve::triggers::load(&source, &catalog);
+            for d in &problems {
+                crate::reporter::err_line(format_args!("{}", crate::report::human(d, false)));
+            }
+            match triggers {
+                Some(triggers) => triggers,
+                None => return usage_error(format!("`{}` is not a valid triggers file", path.display()), None),
+            }
+        }
+    };
     let options = crate::serve::Options {
+        triggers,
         listen: args.listen,
         db: args.store.db.clone(),
         durability: args.store.durability,

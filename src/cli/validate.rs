@@ -74,6 +74,12 @@ pub(super) fn run(args: Args) -> u8 {
                     continue;
                 }
             };
+            if crate::serve::triggers::is_triggers_file(&source.text) {
+                // Triggers name deployment types as `serve` finds them: --pipelines, then built in.
+                let types = Catalog::new().with_dir(&args.catalog.pipelines).with_builtin();
+                diagnostics.extend(crate::serve::triggers::load(&source, &types).1);
+                continue;
+            }
             if let Some(plan) = compiler.compile(&source)
                 && let Some(first) = names.insert(plan.name.clone(), source.name.clone())
             {

@@ -21,6 +21,9 @@
 //! - 5: `tokens`, the API tokens of `phased serve`: a name, a role, and the SHA-256 of
 //!   the token (the token itself is shown once, never stored).
 //!
+//! - 6: `deliveries`, the webhook deliveries seen (trigger, delivery id, the run it
+//!   queued), so that a delivery sent twice runs once.
+//!
 //! A migration is never edited once released: add a new one.
 
 pub(super) const MIGRATIONS: &[&str] = &[
@@ -123,5 +126,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
         created_at  TEXT NOT NULL,
         last_used_at TEXT
     );
+    "#,
+    // 6
+    r#"
+    CREATE TABLE deliveries (
+        trigger     TEXT NOT NULL,
+        delivery    TEXT NOT NULL,
+        run_id      TEXT,
+        created_at  TEXT NOT NULL,
+        PRIMARY KEY (trigger, delivery)
+    ) WITHOUT ROWID;
     "#,
 ];

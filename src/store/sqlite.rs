@@ -592,6 +592,22 @@ impl Store for SqliteStore {
         Ok(Some(row))
     }
 
+    fn record_delivery(&mut self, trigger: &str, delivery: &str, at: &str) -> Result<bool, StoreError> {
+        let added = self.conn.execute(
+            "INSERT OR IGNORE INTO deliveries (trigger, delivery, created_at) VALUES (?1, ?2, ?3)",
+            params![trigger, delivery, at],
+        )?;
+        Ok(added == 1)
+    }
+
+    fn delivery_run(&mut self, trigger: &str, delivery: &str, run: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE deliveries SET run_id = ?3 WHERE trigger = ?1 AND delivery = ?2",
+            params![trigger, delivery, run],
+        )?;
+        Ok(())
+    }
+
     fn latest_event(&self) -> Result<i64, StoreError> {
         Ok(self.conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?)
     }

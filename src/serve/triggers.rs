@@ -1,0 +1,281 @@
+//! Git push webhooks (`phased serve --triggers FILE`, DESIGN.md section 9): the file,
+//! its checks (`phased validate` runs them too), the signature of a delivery (checked
+//! in constant time before anything is parsed), and what a push means.
+//!
+//! ```yaml
+//! triggers:
+//!   web:                                  # POST /hooks/web
+//!     provider: github                    # github | gitlab | gitea | generic
+//!     secret: hook_web                    # secrets.hook_web: HMAC key or token
+//!     repository: acme/web
+//!     branch: main
+//!     pipeline: docker
+//!     inputs: {service: web, source: {type: git, url: "{{ push.clone_url }}", ref: "{{ push.commit }}"}}
+//! ```
+
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::catalog::Catalog;
+use crate::diagnostic::Diagnostic;
+use crate::source::{Source, Span};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Github,
+    Gitlab,
+    Gitea,
+    /// `X-Phased-Signature-256: sha256=<hex HMAC-SHA256 of the body>`, and a body of
+    /// `{ref, commit, repository, clone_url}`.
+    Generic,
+}
+
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
+    pub provider: Provider,
+    /// The name of the secret (`PHASED_SECRET_<NAME>`) holding the key or token.
+    pub secret: String,
+    /// `owner/name`, as the provider names it.
+    pub repository: String,
+    pub branch: String,
+    pub pipeline: String,
+    /// The run's inputs; `{{ push.commit }}`, `push.branch`, `push.ref`,
+    /// `push.repository`, `push.clone_url` are in scope.
+    #[serde(default)]
+    pub inputs: serde_json::Map<String, Value>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    triggers: IndexMap<String, Trigger>,
+}
+
+const PUSH_FIELDS: &[&str] = &["commit", "branch", "ref", "repository", "clone_url"];
+
+/// Whether a file is a triggers file (its top level has `triggers:`).
+pub fn is_triggers_file(text: &str) -> bool {
+    text.lines().any(|l| l.starts_with("triggers:"))
+}
+
+/// Reads and checks a triggers file: every problem, each at its line.
+pub fn load(source: &Arc<Source>, catalog: &Catalog) -> (Option<IndexMap<String, Trigger>>, Vec<Diagnostic>) {
+    let yaml = match crate::yaml::parse(source) {
+        Ok(yaml) => yaml,
+        Err(d) => return (None, vec![d]),
+    };
+    let at = |name: &str| -> Span {
+        let needle = format!("{name}:");
+        source.text.find(&needle).map_or(Span::new(0, 0), |i| Span::new(i, i + name.len()))
+    };
+    let file: File = match serde_path_to_error::deserialize(yaml.to_json()) {
+        Ok(file) => file,
+        Err(e) => {
+            let path = e.path().to_string();
+            let place = path.split('.').nth(1).map_or(Span::new(0, 0), at);
+            let d = Diagnostic::error("invalid-trigger", source, place, format!("`{path}`: {}", e.inner()))
+                .with_help("a trigger has provider, secret, repository, branch, pipeline and inputs");
+            return (None, vec![d]);
+        }
+    };
+    let mut problems = Vec::new();
+    for (name, trigger) in &file.triggers {
+        let place = at(name);
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
+            problems.push(Diagnostic::error(
+                "invalid-trigger",
+                source,
+                place,
+                format!("`{name}` is not a trigger name (it is a URL path: /hooks/{name})"),
+            ));
+        }
+        if catalog.get(&trigger.pipeline).is_none() {
+            let names = catalog.names();
+            let hint = crate::suggest::hint(&trigger.pipeline, names.iter().map(String::as_str));
+            problems.push(
+                Diagnostic::error(
+                    "invalid-trigger",
+                    source,
+                    place,
+                    format!("trigger `{name}`: no deployment type `{}`", trigger.pipeline),
+                )
+                .with_help_opt(hint),
+            );
+        }
+        if trigger.secret.is_empty() || trigger.repository.is_empty() || trigger.branch.is_empty() {
+            problems.push(Diagnostic::error(
+                "invalid-trigger",
+                source,
+                place,
+                format!("trigger `{name}`: `secret`, `repository` and `branch` must not be empty"),
+            ));
+        }
+        let mut templates = crate::template::Templates::default();
+        let mut texts = Vec::new();
+        trigger.inputs.values().for_each(|v| strings(v, &mut texts));
+        for text in texts.iter().filter(|t| crate::template::is_template(t)) {
+            match templates.compile(text, place) {
+                Ok(template) => {
+                    for var in &template.variables {
+                        let mut parts = var.split('.');
+                        let ok = parts.next() == Some("push") && parts.next().is_none_or(|f| PUSH_FIELDS.contains(&f));
+                        if !ok {
+                            problems.push(
+                                Diagnostic::error(
+                                    "invalid-trigger",
+                                    source,
+                                    place,
+                                    format!("trigger `{name}`: `{var}` is not in scope"),
+                                )
+                                .with_help(format!("a trigger's inputs read `push.{{{}}}`", PUSH_FIELDS.join(", "))),
+                            );
+                        }
+                    }
+                }
+                Err(e) => problems.push(Diagnostic::error(
+                    "invalid-trigger",
+                    source,
+                    place,
+                    format!("trigger `{name}`: invalid template `{text}`: {}", e.message),
+                )),
+            }
+        }
+    }
+    if problems.is_empty() { (Some(file.triggers), problems) } else { (None, problems) }
+}
+
+fn strings<'v>(value: &'v Value, out: &mut Vec<&'v str>) {
+    match value {
+        Value::String(s) => out.push(s),
+        Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
+        Value::Object(map) => map.values().for_each(|v| strings(v, out)),
+        _ => {}
+    }
+}
+
+/// HMAC-SHA256 (RFC 2104).
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let inner: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
+    let outer: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
+    let inner_hash = Sha256::new().chain_update(&inner).chain_update(message).finalize();
+    Sha256::new().chain_update(&outer).chain_update(inner_hash).finalize().into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether a delivery carries the right signature (or token, for GitLab).
+pub fn signed(provider: Provider, secret: &str, headers: &axum::http::HeaderMap, body: &[u8]) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let expected = hex(&hmac_sha256(secret.as_bytes(), body));
+    match provider {
+        Provider::Github => header("x-hub-signature-256")
+            .and_then(|v| v.strip_prefix("sha256="))
+            .is_some_and(|given| same(given.as_bytes(), expected.as_bytes())),
+        Provider::Generic => header("x-phased-signature-256")
+            .and_then(|v| v.strip_prefix("sha256="))
+            .is_some_and(|given| same(given.as_bytes(), expected.as_bytes())),
+        Provider::Gitea => header("x-gitea-signature").is_some_and(|given| same(given.as_bytes(), expected.as_bytes())),
+        Provider::Gitlab => header("x-gitlab-token").is_some_and(|given| same(given.as_bytes(), secret.as_bytes())),
+    }
+}
+
+/// The id of a delivery, to run each once.
+pub fn delivery_id(provider: Provider, headers: &axum::http::HeaderMap) -> Option<String> {
+    let name = match provider {
+        Provider::Github => "x-github-delivery",
+        Provider::Gitea => "x-gitea-delivery",
+        Provider::Gitlab => "x-gitlab-event-uuid",
+        Provider::Generic => "x-phased-delivery",
+    };
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+/// What a push says: `{commit, branch, ref, repository, clone_url}`.
+pub fn push_of(provider: Provider, payload: &Value) -> Option<Value> {
+    let text = |v: &Value| v.as_str().map(str::to_string);
+    let (reference, commit, repository, clone_url) = match provider {
+        Provider::Github | Provider::Gitea => (
+            text(&payload["ref"])?,
+            text(&payload["after"])?,
+            text(&payload["repository"]["full_name"])?,
+            text(&payload["repository"]["clone_url"])?,
+        ),
+        Provider::Gitlab => (
+            text(&payload["ref"])?,
+            text(&payload["checkout_sha"]).or_else(|| text(&payload["after"]))?,
+            text(&payload["project"]["path_with_namespace"])?,
+            text(&payload["project"]["git_http_url"])?,
+        ),
+        Provider::Generic => (
+            text(&payload["ref"])?,
+            text(&payload["commit"])?,
+            text(&payload["repository"])?,
+            text(&payload["clone_url"])?,
+        ),
+    };
+    let branch = reference.strip_prefix("refs/heads/").unwrap_or(&reference).to_string();
+    Some(
+        json!({"commit": commit, "branch": branch, "ref": reference, "repository": repository, "clone_url": clone_url}),
+    )
+}
+
+/// The trigger's inputs with `push` rendered into them.
+pub fn inputs_for(trigger: &Trigger, push: &Value) -> Result<serde_json::Map<String, Value>, String> {
+    let mut templates = crate::template::Templates::default();
+    let ctx = minijinja::Value::from(minijinja::value::Serde(json!({ "push": push })));
+    fn render(
+        value: &Value,
+        templates: &mut crate::template::Templates,
+        ctx: &minijinja::Value,
+    ) -> Result<Value, String> {
+        Ok(match value {
+            Value::String(s) if crate::template::is_template(s) => {
+                let template = templates.compile(s, Span::new(0, 0)).map_err(|e| e.message)?;
+                template.eval(templates, ctx).map_err(|e| crate::template::describe_error(&e))?
+            }
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|v| render(v, templates, ctx)).collect::<Result<_, _>>()?)
+            }
+            Value::Object(map) => Value::Object(
+                map.iter().map(|(k, v)| Ok((k.clone(), render(v, templates, ctx)?))).collect::<Result<_, String>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+    match render(&Value::Object(trigger.inputs.clone()), &mut templates, &ctx)? {
+        Value::Object(map) => Ok(map),
+        _ => unreachable!("an object renders to an object"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_sha256_matches_rfc_4231() {
+        // Test case 2 of RFC 4231.
+        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(hex(&mac), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        // Test case 6: a key longer than the block.
+        let mac = hmac_sha256(&[0xaa; 131], b"Test Using Larger Than Block-Size Key - Hash Key First");
+        assert_eq!(hex(&mac), "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+    }
+}

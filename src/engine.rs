@@ -79,8 +79,20 @@ pub struct Options<'r> {
     pub reporter: &'r mut dyn Reporter,
     /// Folder for node logs and scratch files (beside the database).
     pub data_dir: PathBuf,
-    /// Set to `true` to stop the run between nodes (`phased watch` superseding it).
-    pub stop: Option<tokio::sync::watch::Receiver<bool>>,
+    /// How the run is stopped from outside (`phased watch`, `phased serve`).
+    pub stop: Option<Halt>,
+}
+
+/// How a run is stopped from outside, besides `phased cancel` and signals.
+pub struct Halt {
+    /// When true: start no new node, let the running ones finish, end as `status`.
+    pub drain: tokio::sync::watch::Receiver<bool>,
+    pub status: RunStatus,
+    pub reason: String,
+    /// When true: stop the running nodes now, as SIGTERM would (the run is interrupted).
+    pub now: Option<tokio::sync::watch::Receiver<bool>>,
+    /// The caller handles SIGINT and SIGTERM (a server): the run does not listen.
+    pub ignore_signals: bool,
 }
 
 fn valid_id(id: &str) -> bool {
@@ -461,7 +473,7 @@ async fn drive(
         masker,
         data_dir: options.data_dir,
         work_dir,
-        drain: options.stop,
+        halt: options.stop,
         supersedable,
     });
     driver.run(resumed).await

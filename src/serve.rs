@@ -61,6 +61,8 @@ pub struct Options {
     pub data_dir: PathBuf,
     /// Git push webhooks, by name (`POST /hooks/{name}`).
     pub triggers: indexmap::IndexMap<String, triggers::Trigger>,
+    /// On SIGTERM, how long running nodes get to finish before they are stopped.
+    pub shutdown_grace: Duration,
 }
 
 struct App {
@@ -75,6 +77,10 @@ struct App {
     /// New events, read once by the hub, for every live stream.
     events: tokio::sync::broadcast::Sender<Arc<Value>>,
     triggers: indexmap::IndexMap<String, triggers::Trigger>,
+    /// Set on SIGTERM: the runs start no new node.
+    drain_runs: tokio::sync::watch::Sender<bool>,
+    /// Set after the grace period: the runs stop their running nodes.
+    stop_runs: tokio::sync::watch::Sender<bool>,
 }
 
 /// A counter workers wait on: each queued run (or the shutdown) bumps it.
@@ -410,12 +416,20 @@ fn worker(app: Arc<App>, data_dir: PathBuf) {
                 let runtime =
                     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime starts");
                 let mut reporter = crate::reporter::Silent;
+                // SIGTERM is the server's: it drains the run, then stops it after the grace.
+                let halt = crate::engine::Halt {
+                    drain: app.drain_runs.subscribe(),
+                    status: RunStatus::Interrupted,
+                    reason: "the server is stopping".into(),
+                    now: Some(app.stop_runs.subscribe()),
+                    ignore_signals: true,
+                };
                 let options = crate::engine::Options {
                     parallel: 8,
                     secrets: crate::secrets::Secrets::from_env(),
                     reporter: &mut reporter,
                     data_dir: data_dir.clone(),
-                    stop: None,
+                    stop: Some(halt),
                 };
                 match runtime.block_on(crate::engine::run_claimed(store, row, lease, options)) {
                     Ok(outcome) => tracing::info!(run = %id, ?outcome, "Worker finished a run."),
@@ -879,6 +893,8 @@ pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), Str
             queued: Arc::new(Wake::default()),
             events: tokio::sync::broadcast::channel(HUB_CAPACITY).0,
             triggers: options.triggers,
+            drain_runs: tokio::sync::watch::channel(false).0,
+            stop_runs: tokio::sync::watch::channel(false).0,
         });
         let hub_thread = {
             let (db, durability, tx) = (app.db.clone(), app.durability, app.events.clone());
@@ -920,11 +936,18 @@ pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), Str
             tracing::info!("Stopping: no new requests or runs; event streams end.");
             let _ = stop.send(true);
         };
-        let waker = app.queued.clone();
+        let (waker, halting) = (app.queued.clone(), app.clone());
         let served =
             axum::serve(listener, router(app)).with_graceful_shutdown(signals).await.map_err(|e| e.to_string());
-        // The workers finish the run they are on (its own signal handling stops its
-        // steps; what is left stays resumable), then stop.
+        // The running nodes get the grace period to finish (nothing new starts); then
+        // they are stopped. What did not finish is left interrupted, resumed at the next
+        // start.
+        let _ = halting.drain_runs.send(true);
+        let grace = options.shutdown_grace;
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            let _ = halting.stop_runs.send(true);
+        });
         waker.bump();
         for worker in workers.into_iter().chain([hub_thread]) {
             let _ = tokio::task::spawn_blocking(move || worker.join()).await;

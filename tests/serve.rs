@@ -587,3 +587,38 @@ fn a_signed_git_push_deploys_its_commit_and_nothing_else_gets_through() {
     assert_eq!(server.json("/api/v1/runs", &read)["runs"].as_array().unwrap().len(), 1, "one delivery, one run");
     assert_eq!(server.call("POST", "/hooks/nope", None, &[]).0, 404);
 }
+
+#[test]
+fn sigterm_lets_running_nodes_finish_within_the_grace_and_leaves_the_rest_resumable() {
+    let env = Env::new();
+    let deploy = token(&env, "ci", "deploy");
+    env.write(
+        "pipelines/steps.yaml",
+        "version: 1\nname: steps\nnodes:\n  slow: {phase: BUILDING, uses: shell, with: {run: 'echo slow >> marks; touch started; sleep 0.5; echo slow-done >> marks'}}\n  next: {phase: HEALTH_CHECK, needs: [slow], uses: shell, with: {run: 'echo next >> marks'}}\n",
+    );
+    env.write(
+        "pipelines/stuck.yaml",
+        "version: 1\nname: stuck\nnodes:\n  forever: {phase: BUILDING, uses: shell, grace: 1s, with: {run: 'touch stuck-started; sleep 600'}}\n",
+    );
+    let mut server = Server::start_with(&env, &["--shutdown-grace", "5s"]);
+    assert_eq!(post_run(&server, &deploy, serde_json::json!({"pipeline": "steps", "id": "g1"})).0, 202);
+    env.wait_for("started", Duration::from_secs(20));
+    signal(&server.child, libc::SIGTERM);
+    assert_eq!(wait_timeout(&mut server.child, Duration::from_secs(20)).code(), Some(0));
+    assert_eq!(env.marks("marks"), ["slow", "slow-done"], "the running node finished; nothing new started");
+    assert_eq!(env.status("g1")["status"], "interrupted");
+    let server = Server::start(&env);
+    assert_eq!(follow(&server, &deploy, "g1").last().map(String::as_str), Some("run_succeeded"));
+    assert_eq!(env.marks("marks"), ["slow", "slow-done", "next"], "resumed at the next start, slow not run again");
+    drop(server);
+
+    // A node that does not finish within the grace is stopped, and stays resumable.
+    let mut server = Server::start_with(&env, &["--shutdown-grace", "500ms"]);
+    assert_eq!(post_run(&server, &deploy, serde_json::json!({"pipeline": "stuck", "id": "g2"})).0, 202);
+    env.wait_for("stuck-started", Duration::from_secs(20));
+    let begin = Instant::now();
+    signal(&server.child, libc::SIGTERM);
+    assert_eq!(wait_timeout(&mut server.child, Duration::from_secs(20)).code(), Some(0));
+    assert!(begin.elapsed() < Duration::from_secs(15), "the grace, then the step's own grace, then out");
+    assert_eq!(env.status("g2")["status"], "interrupted");
+}

@@ -17,6 +17,10 @@ pub(super) struct ServeArgs {
     /// How many runs execute at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     workers: u16,
+    /// On SIGTERM or SIGINT: how long running nodes get to finish before they are
+    /// stopped (the rest stays interrupted, resumed at the next start).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    shutdown_grace: std::time::Duration,
     /// Git push webhooks (YAML, checked by `phased validate` too): `POST /hooks/{name}`.
     #[arg(long, value_name = "FILE")]
     triggers: Option<std::path::PathBuf>,
@@ -24,6 +28,10 @@ pub(super) struct ServeArgs {
     catalog: CatalogArgs,
     #[command(flatten)]
     store: StoreArgs,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    crate::duration::Duration::parse(text).map(|d| d.0)
 }
 
 pub(super) fn serve(args: ServeArgs) -> u8 {
@@ -65,6 +73,7 @@ pub(super) fn serve(args: ServeArgs) -> u8 {
         }
     };
     let options = crate::serve::Options {
+        shutdown_grace: args.shutdown_grace,
         triggers,
         listen: args.listen,
         db: args.store.db.clone(),

@@ -303,6 +303,13 @@ fn start_run(
     let id = uuid::Uuid::new_v4().to_string();
     say(format!("{why}: deploying (run {id})"));
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let halt = crate::engine::Halt {
+        drain: stop_rx,
+        status: crate::store::RunStatus::Cancelled,
+        reason: "superseded by newer changes".into(),
+        now: None,
+        ignore_signals: false,
+    };
     let inner: Box<dyn Reporter> = match args.exec.format {
         RunFormat::Jsonl => Box::new(JsonLines),
         _ if crate::reporter::quiet() => Box::new(crate::reporter::Silent),
@@ -319,7 +326,7 @@ fn start_run(
         let mut reporter = Noting { inner, writes };
         let data_dir = crate::cli::store::data_dir(&store_args.db);
         let options =
-            Options { parallel, secrets: Secrets::from_env(), reporter: &mut reporter, data_dir, stop: Some(stop_rx) };
+            Options { parallel, secrets: Secrets::from_env(), reporter: &mut reporter, data_dir, stop: Some(halt) };
         engine::start(store, plan, inputs, Some(run_id), options).await
     });
     Running { id, stop, future }

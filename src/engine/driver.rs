@@ -28,7 +28,7 @@ use crate::action::{ActionCtx, ActionError, ActionOutputs, NodeLog, ProgressRepo
 use crate::clock::{now, now_ms};
 use crate::event::{OutputSink, Reporter};
 use crate::secrets::Masker;
-use crate::store::{Lease, StopRequest, Store, StoreError, Write};
+use crate::store::{Lease, RunStatus, StopRequest, Store, StoreError, Write};
 
 /// How often the holder of a run writes its heartbeat and looks for a cancel request.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -65,8 +65,8 @@ pub(crate) struct Driver<'r> {
     logs: PathBuf,
     work: PathBuf,
     run_key: String,
-    /// Set to `true` by `phased watch` when a newer deploy supersedes this one.
-    drain: Option<watch::Receiver<bool>>,
+    /// How the run is stopped from outside (`phased watch`, `phased serve`).
+    halt: Option<super::Halt>,
     /// The run has a target, so a newer run may supersede it: the request is looked
     /// for at every node boundary (before what finished starts what follows), not
     /// only at each heartbeat.
@@ -83,7 +83,7 @@ pub(crate) struct DriverStart<'r> {
     pub(crate) masker: Masker,
     pub(crate) data_dir: PathBuf,
     pub(crate) work_dir: PathBuf,
-    pub(crate) drain: Option<watch::Receiver<bool>>,
+    pub(crate) halt: Option<super::Halt>,
     pub(crate) supersedable: bool,
 }
 
@@ -107,7 +107,7 @@ impl<'r> Driver<'r> {
             unflushed_since: None,
             launched: false,
             masker: start.masker,
-            drain: start.drain,
+            halt: start.halt,
             supersedable: start.supersedable,
             stop_seen: false,
         }
@@ -116,8 +116,11 @@ impl<'r> Driver<'r> {
     /// Runs to the end: ACTIVE, FAILED, or stopped (signal, cancel, superseded).
     pub(crate) async fn run(mut self, resumed: bool) -> Result<Outcome, StoreError> {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
-        let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+        // A server handles the signals itself (it drains its runs, then stops them).
+        let own_signals = self.halt.as_ref().is_none_or(|h| !h.ignore_signals);
+        let mut interrupt = own_signals.then(|| signal(SignalKind::interrupt()).expect("SIGINT handler installs"));
+        let mut terminate = own_signals.then(|| signal(SignalKind::terminate()).expect("SIGTERM handler installs"));
+        let mut stopped_now = false;
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         heartbeat.tick().await;
@@ -143,22 +146,51 @@ impl<'r> Driver<'r> {
                 continue;
             }
             self.flush()?;
+            let (drain_as, mut drain, mut now) = match self.halt.as_mut() {
+                Some(h) => ((h.status, h.reason.clone()), Some(h.drain.clone()), h.now.clone()),
+                None => ((RunStatus::Cancelled, String::new()), None, None),
+            };
             let drain = async {
-                match self.drain.as_mut() {
+                match drain.as_mut() {
                     Some(drain) if !drained => {
                         let _ = drain.wait_for(|d| *d).await;
                     }
                     _ => std::future::pending().await,
                 }
             };
+            let now = async {
+                match now.as_mut() {
+                    Some(now) if !stopped_now => {
+                        let _ = now.wait_for(|d| *d).await;
+                    }
+                    _ => std::future::pending().await,
+                }
+            };
+            let interrupted = async {
+                match interrupt.as_mut() {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let terminated = async {
+                match terminate.as_mut() {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
-                _ = interrupt.recv() => self.handle(Msg::Signal { name: "SIGINT" }),
-                _ = terminate.recv() => self.handle(Msg::Signal { name: "SIGTERM" }),
+                _ = interrupted => self.handle(Msg::Signal { name: "SIGINT" }),
+                _ = terminated => self.handle(Msg::Signal { name: "SIGTERM" }),
+                _ = now => {
+                    stopped_now = true;
+                    self.handle(Msg::Signal { name: "the server's stop" });
+                }
                 _ = drain => {
                     drained = true;
                     tracing::info!(run = %self.core.run_id(), "Stop requested; finishing the running nodes.");
-                    self.handle(Msg::Drain { reason: "superseded by newer changes".into() });
+                    let (status, reason) = drain_as;
+                    self.handle(Msg::Drain { reason, status });
                 }
                 msg = self.rx.recv() => {
                     if let Some(msg) = msg {
@@ -194,7 +226,7 @@ impl<'r> Driver<'r> {
                 self.stop_seen = true;
                 let by = self.store.run(&run)?.and_then(|r| r.superseded_by).unwrap_or_default();
                 tracing::info!(run = %run, by = %by, "Superseded; finishing the running nodes.");
-                self.handle(Msg::Drain { reason: format!("superseded by run {by}") });
+                self.handle(Msg::Drain { reason: format!("superseded by run {by}"), status: RunStatus::Cancelled });
             }
         }
         Ok(())

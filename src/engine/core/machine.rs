@@ -33,7 +33,7 @@ pub(super) enum Mode {
     /// Nodes start as they become ready.
     Running,
     /// Nothing new starts; when the running nodes are done, the run stops (`watch`).
-    Draining { reason: String },
+    Draining { reason: String, status: RunStatus },
     /// The running tasks were asked to stop; when they have, the run stops.
     Stopping { status: RunStatus, reason: String },
     /// A node failed; the other running tasks were asked to stop.
@@ -143,9 +143,9 @@ impl Core {
             Msg::Timer { task } => self.on_timer(task),
             Msg::Cancel => self.stop_all(RunStatus::Cancelled, "cancelled by `phased cancel`"),
             Msg::Signal { name } => self.stop_all(RunStatus::Interrupted, &format!("interrupted by {name}")),
-            Msg::Drain { reason } => {
+            Msg::Drain { reason, status } => {
                 if matches!(self.mode, Mode::Running) {
-                    self.mode = Mode::Draining { reason };
+                    self.mode = Mode::Draining { reason, status };
                 }
             }
         }
@@ -168,12 +168,12 @@ impl Core {
                     }
                     return;
                 }
-                Mode::Draining { reason } => {
+                Mode::Draining { reason, status } => {
                     if self.frames[0].unfinished == 0 {
                         self.succeed_run();
                     } else if self.running.is_empty() {
-                        let reason = reason.clone();
-                        self.end_stopped(RunStatus::Cancelled, reason);
+                        let (reason, status) = (reason.clone(), *status);
+                        self.end_stopped(status, reason);
                     }
                     return;
                 }

@@ -441,7 +441,7 @@ fn cancel_and_signals_stop_the_running_tasks_and_leave_the_run_resumable() {
 #[test]
 fn a_drained_run_starts_nothing_new_and_stops_once_the_running_nodes_finish() {
     let mut run = Run::new(compile(CHAIN, &[]), json!({}), vec![], 8);
-    run.send(Msg::Drain { reason: "superseded by newer changes".into() });
+    run.send(Msg::Drain { reason: "superseded by newer changes".into(), status: RunStatus::Cancelled });
     assert!(run.stops.is_empty(), "running nodes are not stopped");
     run.succeed("a", json!({"v": "x"}));
     assert!(run.running().is_empty(), "b does not start");

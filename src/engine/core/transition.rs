@@ -55,9 +55,10 @@ pub(crate) enum Msg {
     Cancel,
     /// SIGINT or SIGTERM: stop the running nodes; the run is `interrupted`, resumable.
     Signal { name: &'static str },
-    /// A newer deploy supersedes this one (`phased watch`, policy `supersede`): start
-    /// nothing new, let the running nodes finish, then stop (`cancelled`, with `reason`).
-    Drain { reason: String },
+    /// Start nothing new, let the running nodes finish, then stop as `status` with
+    /// `reason`: a newer deploy supersedes this one (`phased watch`, policy
+    /// `supersede`: `cancelled`), or the server is stopping (`interrupted`).
+    Drain { reason: String, status: crate::store::RunStatus },
 }
 
 /// What the core decides. Records change the run's state (each becomes its database

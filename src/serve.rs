@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
@@ -132,6 +133,11 @@ impl IntoResponse for ApiError {
 }
 
 type ApiResult = Result<Response, ApiError>;
+
+/// A query string that does not fit: 400 as JSON, saying which parameter.
+fn bad_query(rejection: QueryRejection) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "bad-request", rejection.body_text())
+}
 
 impl App {
     /// Runs `f` on a store of its own, off the async threads (SQLite blocks).
@@ -506,8 +512,9 @@ struct LogQuery {
 async fn node_log(
     State(app): State<Arc<App>>,
     Path((id, node)): Path<(String, String)>,
-    Query(q): Query<LogQuery>,
+    q: Result<Query<LogQuery>, QueryRejection>,
 ) -> ApiResult {
+    let Query(q) = q.map_err(bad_query)?;
     if node.contains('/') || node.starts_with('.') || id.contains('/') || id.starts_with('.') {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad-request", "not a node id"));
     }
@@ -613,7 +620,8 @@ fn histogram(out: &mut String, name: &str, help: &str, values: &[f64]) {
     out.push_str(&format!("{name}_sum {}\n{name}_count {}\n", values.iter().sum::<f64>(), values.len()));
 }
 
-async fn runs(State(app): State<Arc<App>>, Query(q): Query<RunsQuery>) -> ApiResult {
+async fn runs(State(app): State<Arc<App>>, q: Result<Query<RunsQuery>, QueryRejection>) -> ApiResult {
+    let Query(q) = q.map_err(bad_query)?;
     let list = app
         .with_store(move |store| {
             let runs = store.runs()?;
@@ -673,9 +681,10 @@ struct StreamQuery {
 async fn run_events(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Query(q): Query<StreamQuery>,
+    q: Result<Query<StreamQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> ApiResult {
+    let Query(q) = q.map_err(bad_query)?;
     let check = id.clone();
     if app.with_store(move |store| Ok(store.run(&check)?)).await?.is_none() {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such run"));
@@ -683,7 +692,12 @@ async fn run_events(
     stream(app, Some(id), start_after(&headers, &q))
 }
 
-async fn all_events(State(app): State<Arc<App>>, Query(q): Query<StreamQuery>, headers: HeaderMap) -> ApiResult {
+async fn all_events(
+    State(app): State<Arc<App>>,
+    q: Result<Query<StreamQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let Query(q) = q.map_err(bad_query)?;
     let after = start_after(&headers, &q);
     stream(app, None, after)
 }

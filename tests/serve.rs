@@ -622,3 +622,35 @@ fn sigterm_lets_running_nodes_finish_within_the_grace_and_leaves_the_rest_resuma
     assert!(begin.elapsed() < Duration::from_secs(15), "the grace, then the step's own grace, then out");
     assert_eq!(env.status("g2")["status"], "interrupted");
 }
+
+#[test]
+fn a_thousand_runs_queued_at_once_all_run_and_a_bad_query_is_a_json_400() {
+    let env = Env::new();
+    let deploy = token(&env, "ci", "deploy");
+    env.write("pipelines/tick.yaml", "version: 1\nname: tick\nnodes:\n  a: {phase: BUILDING, uses: noop}\n");
+    let server = Server::start_with(&env, &["--workers", "4"]);
+    let (status, body) = server.call("GET", "/api/v1/runs?limt=5", Some(&deploy), &[]);
+    assert_eq!(status, 400, "{body}");
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(error["error"]["message"].as_str().unwrap().contains("limt"), "{body}");
+    for _ in 0..1000 {
+        assert_eq!(post_run(&server, &deploy, serde_json::json!({"pipeline": "tick"})).0, 202);
+    }
+    let begin = Instant::now();
+    loop {
+        let done = env
+            .sqlite()
+            .query_row("SELECT count(*) FROM deployments WHERE status = 'succeeded'", [], |r| r.get::<_, i64>(0))
+            .unwrap();
+        if done == 1000 {
+            break;
+        }
+        assert!(begin.elapsed() < Duration::from_secs(300), "{done} of 1000 done");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let other: i64 = env
+        .sqlite()
+        .query_row("SELECT count(*) FROM deployments WHERE status != 'succeeded'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(other, 0);
+}

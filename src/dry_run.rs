@@ -32,6 +32,11 @@ pub struct PlannedNode {
 #[derive(Debug, Serialize)]
 pub struct DryRun {
     pub pipeline: String,
+    /// The run's target (`concurrency.key`) and what a run does while it is busy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<&'static str>,
     pub inputs: Map<String, serde_json::Value>,
     pub nodes: Vec<PlannedNode>,
 }
@@ -54,7 +59,15 @@ pub fn dry_run(plan: &Plan, inputs: Map<String, serde_json::Value>) -> Result<Dr
     if let Some(end) = walker.nodes.last_mut().filter(|_| last > 0) {
         end.progress_end = 100;
     }
-    Ok(DryRun { pipeline: plan.name.clone(), inputs, nodes: walker.nodes })
+    let target = plan.target(&inputs).map_err(|message| {
+        let (line, column) = plan.source.line_col(0);
+        DryRunError { node: "concurrency".into(), message, file: plan.source.name.clone(), line, column }
+    })?;
+    let (target, policy) = match target {
+        Some((target, policy)) => (Some(target), Some(policy.as_str())),
+        None => (None, None),
+    };
+    Ok(DryRun { pipeline: plan.name.clone(), target, policy, inputs, nodes: walker.nodes })
 }
 
 struct Walker {

@@ -178,6 +178,14 @@ fn the_key_reads_only_inputs_and_the_policy_is_checked() {
     let out = env.run(&["validate", "policy.yaml"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("queue"), "{}", String::from_utf8_lossy(&out.stdout));
+    env.write("shown.yaml", &file("{{ inputs.service }}", "supersede"));
+    let plan = env.run(&["plan", "shown.yaml", "-i", "service=web", "--format", "json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_eq!(
+        (plan["target"].as_str(), plan["policy"].as_str()),
+        (Some("web"), Some("supersede")),
+        "plan shows the target"
+    );
     env.write("empty.yaml", &file("{{ inputs.service }}", "queue"));
     let out = env.run(&["run", "empty.yaml", "-i", "service=''"]);
     assert_eq!(out.status.code(), Some(2));

@@ -101,6 +101,9 @@ fn resume_plan(args: &Args, given: &str) -> u8 {
 
 fn print_human(result: &DryRun, file: &str) {
     println!("plan for `{}` ({file})", result.pipeline);
+    if let (Some(target), Some(policy)) = (&result.target, result.policy) {
+        println!("  target `{target}` (runs of it never overlap: {policy})");
+    }
     let width = result.nodes.iter().map(|n| n.node.len()).max().unwrap_or(4).max(4);
     println!("  {:<width$}  {:<18}  {:>9}", "node", "phase", "progress");
     for node in &result.nodes {

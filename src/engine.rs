@@ -99,6 +99,53 @@ fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// Checks the id, saves the snapshot and records a new run, its place in its target's
+/// queue decided in the same transaction: held by `lease`, or queued for the workers.
+fn new_run(
+    store: &mut dyn Store,
+    plan: &Plan,
+    inputs: &Map<String, Value>,
+    id: Option<String>,
+    lease: &crate::store::Lease,
+    for_workers: bool,
+) -> Result<Recorded, EngineError> {
+    let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    if !valid_id(&id) {
+        return Err(EngineError::InvalidId(id));
+    }
+    if store.run_exists(&id)? {
+        return Err(EngineError::DuplicateId(id));
+    }
+    let target = plan.target(inputs).map_err(EngineError::Target)?;
+    let snapshot = Snapshot::of(plan);
+    let at = now();
+    let snapshot_id = store.save_snapshot(&snapshot.hash, &plan.name, &snapshot.to_json(), &at)?;
+    let at_ms = now_ms();
+    let admission = store.create_run(
+        &NewRun {
+            id: &id,
+            pipeline: &plan.name,
+            inputs: &Value::Object(inputs.clone()),
+            snapshot_id,
+            lease,
+            at: &at,
+            at_ms,
+            target: target.as_ref().map(|(t, p)| (t.as_str(), *p)),
+            for_workers,
+        },
+        &|r| lease::holder_alive(r, at_ms),
+    )?;
+    Ok(Recorded { id, at, target, admission })
+}
+
+/// A run just recorded: its id, when, its target, and its place in the target's queue.
+struct Recorded {
+    id: String,
+    at: String,
+    target: Option<(String, crate::raw::Policy)>,
+    admission: Admission,
+}
+
 /// Starts a new run of `plan` with resolved inputs.
 pub async fn start(
     mut store: Box<dyn Store>,
@@ -107,34 +154,8 @@ pub async fn start(
     id: Option<String>,
     options: Options<'_>,
 ) -> Result<(String, Outcome), EngineError> {
-    let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    if !valid_id(&id) {
-        return Err(EngineError::InvalidId(id));
-    }
-    if store.run_exists(&id)? {
-        return Err(EngineError::DuplicateId(id));
-    }
-    let target = plan.target(&inputs).map_err(EngineError::Target)?;
-    let snapshot = Snapshot::of(&plan);
-    let at = now();
-    let snapshot_id = store.save_snapshot(&snapshot.hash, &plan.name, &snapshot.to_json(), &at)?;
     let lease = lease::this_process();
-    let inputs_json = Value::Object(inputs.clone());
-    let at_ms = now_ms();
-    let admission = store.create_run(
-        &NewRun {
-            id: &id,
-            pipeline: &plan.name,
-            inputs: &inputs_json,
-            snapshot_id,
-            lease: &lease,
-            at: &at,
-            at_ms,
-            target: target.as_ref().map(|(t, p)| (t.as_str(), *p)),
-            for_workers: false,
-        },
-        &|r| lease::holder_alive(r, at_ms),
-    )?;
+    let Recorded { id, at, target, admission } = new_run(store.as_mut(), &plan, &inputs, id, &lease, false)?;
     if let Some(outcome) = wait_for_target(store.as_mut(), &id, target.as_ref(), admission, options.reporter).await? {
         return Ok((id, outcome));
     }
@@ -165,32 +186,7 @@ pub fn enqueue(
     inputs: Map<String, Value>,
     id: Option<String>,
 ) -> Result<String, EngineError> {
-    let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    if !valid_id(&id) {
-        return Err(EngineError::InvalidId(id));
-    }
-    if store.run_exists(&id)? {
-        return Err(EngineError::DuplicateId(id));
-    }
-    let target = plan.target(&inputs).map_err(EngineError::Target)?;
-    let snapshot = Snapshot::of(plan);
-    let at = now();
-    let snapshot_id = store.save_snapshot(&snapshot.hash, &plan.name, &snapshot.to_json(), &at)?;
-    let at_ms = now_ms();
-    let admission = store.create_run(
-        &NewRun {
-            id: &id,
-            pipeline: &plan.name,
-            inputs: &Value::Object(inputs),
-            snapshot_id,
-            lease: &lease::this_process(),
-            at: &at,
-            at_ms,
-            target: target.as_ref().map(|(t, p)| (t.as_str(), *p)),
-            for_workers: true,
-        },
-        &|r| lease::holder_alive(r, at_ms),
-    )?;
+    let Recorded { id, target, admission, .. } = new_run(store, plan, &inputs, id, &lease::this_process(), true)?;
     match admission {
         Admission::Rejected { by } => {
             Err(EngineError::Rejected { target: target.map(|(t, _)| t).unwrap_or_default(), by })

@@ -6,12 +6,15 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde_json::Value;
 
+mod events;
+mod queue;
+mod service;
+
 use super::migrations::MIGRATIONS;
 use super::{
-    Admission, Alive, ClaimError, Durability, HistoryRow, Lease, NewRun, NodeRow, NodeStatus, Role, RunRow, RunStatus,
+    Admission, Alive, ClaimError, Durability, HistoryRow, Lease, NewRun, NodeRow, NodeStatus, RunRow, RunStatus,
     StopRequest, Store, StoreError, TokenRow, Write,
 };
-use crate::event::Event;
 use crate::raw::Policy;
 
 pub struct SqliteStore {
@@ -59,28 +62,6 @@ fn superseded_checkpoints(batch: &[Write]) -> Vec<bool> {
     superseded
 }
 
-/// Events per INSERT statement: AUTOINCREMENT updates `sqlite_sequence` once per
-/// statement, and the rows of one statement get consecutive sequence numbers.
-const EVENT_ROWS: usize = 16;
-
-fn insert_events(tx: &rusqlite::Transaction, events: &[&Event], seqs: &mut Vec<i64>) -> rusqlite::Result<()> {
-    for chunk in events.chunks(EVENT_ROWS) {
-        let rows = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-        let sql = format!("INSERT INTO events (deployment_id, event, node, data, created_at) VALUES {rows}");
-        let data: Vec<String> = chunk.iter().map(|e| e.to_json_string()).collect();
-        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 5);
-        let names: Vec<&str> = chunk.iter().map(|e| e.name()).collect();
-        let nodes: Vec<Option<&str>> = chunk.iter().map(|e| e.node()).collect();
-        for (k, event) in chunk.iter().enumerate() {
-            values.extend([&event.deployment as &dyn rusqlite::ToSql, &names[k], &nodes[k], &data[k], &event.ts]);
-        }
-        tx.prepare_cached(&sql)?.execute(values.as_slice())?;
-        let last = tx.last_insert_rowid();
-        seqs.extend(last - chunk.len() as i64 + 1..=last);
-    }
-    Ok(())
-}
-
 fn json(text: Option<String>) -> Value {
     text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null)
 }
@@ -91,25 +72,6 @@ const RUN_COLUMNS: &str = "id, pipeline, status, phase, phase_progress, phase_me
 
 /// How many columns [`RUN_COLUMNS`] selects.
 const RUN_COLUMN_COUNT: usize = 22;
-
-/// The runs of `target` other than `id` that hold it: running with a live holder, or
-/// queued (ahead of `rowid`, when given) by a live process or by nobody yet; oldest
-/// first.
-fn live_of_target(
-    tx: &rusqlite::Transaction,
-    target: &str,
-    id: &str,
-    rowid: Option<i64>,
-    alive: Alive<'_>,
-) -> rusqlite::Result<Vec<RunRow>> {
-    let sql = format!(
-        "SELECT {RUN_COLUMNS} FROM deployments WHERE target = ?1 AND id != ?2 AND status IN ('running', 'queued') \
-         AND (?3 IS NULL OR status = 'running' OR rowid < ?3) ORDER BY rowid"
-    );
-    let mut stmt = tx.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![target, id, rowid], run_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows.into_iter().filter(|r| r.lease.is_none() && r.status == RunStatus::Queued || alive(r)).collect())
-}
 
 fn run_row(row: &rusqlite::Row) -> rusqlite::Result<RunRow> {
     let owner: Option<String> = row.get(14)?;
@@ -142,16 +104,6 @@ fn run_row(row: &rusqlite::Row) -> rusqlite::Result<RunRow> {
         cancel_requested: row.get::<_, i64>(19)? != 0,
         target: row.get(20)?,
         superseded_by: row.get(21)?,
-    })
-}
-
-fn token_row(row: &rusqlite::Row) -> rusqlite::Result<TokenRow> {
-    Ok(TokenRow {
-        name: row.get(0)?,
-        role: Role::parse(&row.get::<_, String>(1)?).unwrap_or(Role::Read),
-        hash: row.get(2)?,
-        created_at: row.get(3)?,
-        last_used_at: row.get(4)?,
     })
 }
 
@@ -237,7 +189,7 @@ impl Store for SqliteStore {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut queued_behind = None;
         if let Some((target, policy)) = run.target {
-            let live = live_of_target(&tx, target, run.id, None, alive)?;
+            let live = queue::live_of_target(&tx, target, run.id, None, alive)?;
             if let Some(first) = live.first() {
                 match policy {
                     Policy::Reject => return Ok(Admission::Rejected { by: first.id.clone() }),
@@ -297,66 +249,12 @@ impl Store for SqliteStore {
         })
     }
 
-    fn claim_next(&mut self, lease: &Lease, now_ms: i64, alive: Alive<'_>) -> Result<Option<RunRow>, StoreError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let sql = format!(
-            "SELECT {RUN_COLUMNS}, rowid FROM deployments WHERE status = 'queued' AND lease_owner IS NULL ORDER BY rowid"
-        );
-        let waiting: Vec<(RunRow, i64)> = tx
-            .prepare_cached(&sql)?
-            .query_map([], |r| Ok((run_row(r)?, r.get::<_, i64>(RUN_COLUMN_COUNT)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        for (row, rowid) in waiting {
-            let busy = match &row.target {
-                Some(target) => !live_of_target(&tx, target, &row.id, Some(rowid), alive)?.is_empty(),
-                None => false,
-            };
-            if busy {
-                continue;
-            }
-            tx.execute(
-                "UPDATE deployments SET status = 'running', lease_owner = ?2, lease_pid = ?3, lease_pid_start = ?4, \
-                 lease_host = ?5, heartbeat_at = ?6 WHERE id = ?1",
-                params![row.id, lease.owner, lease.pid, lease.pid_start as i64, lease.host, now_ms],
-            )?;
-            let claimed =
-                tx.query_row(&format!("SELECT {RUN_COLUMNS} FROM deployments WHERE id = ?1"), [&row.id], run_row)?;
-            tx.commit()?;
-            return Ok(Some(claimed));
-        }
-        Ok(None)
+    fn admit(&mut self, id: &str, now_ms: i64, alive: Alive<'_>) -> Result<Admission, StoreError> {
+        queue::admit(&mut self.conn, id, now_ms, alive)
     }
 
-    fn admit(&mut self, id: &str, now_ms: i64, alive: Alive<'_>) -> Result<Admission, StoreError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let sql = format!("SELECT {RUN_COLUMNS}, rowid FROM deployments WHERE id = ?1");
-        let (me, rowid) = tx.query_row(&sql, [id], |r| Ok((run_row(r)?, r.get::<_, i64>(RUN_COLUMN_COUNT)?)))?;
-        if me.status != RunStatus::Queued {
-            return Ok(if me.status == RunStatus::Running {
-                Admission::Admitted
-            } else {
-                Admission::Gone { status: me.status }
-            });
-        }
-        let live = match &me.target {
-            Some(target) => live_of_target(&tx, target, id, Some(rowid), alive)?,
-            None => Vec::new(),
-        };
-        let admission = match live.last() {
-            Some(other) => {
-                tx.execute("UPDATE deployments SET heartbeat_at = ?2 WHERE id = ?1", params![id, now_ms])?;
-                Admission::Queued { behind: other.id.clone() }
-            }
-            None => {
-                tx.execute(
-                    "UPDATE deployments SET status = 'running', heartbeat_at = ?2 WHERE id = ?1",
-                    params![id, now_ms],
-                )?;
-                Admission::Admitted
-            }
-        };
-        tx.commit()?;
-        Ok(admission)
+    fn claim_next(&mut self, lease: &Lease, now_ms: i64, alive: Alive<'_>) -> Result<Option<RunRow>, StoreError> {
+        queue::claim_next(&mut self.conn, lease, now_ms, alive)
     }
 
     fn ids_starting_with(&self, prefix: &str, limit: usize) -> Result<Vec<String>, StoreError> {
@@ -478,7 +376,7 @@ impl Store for SqliteStore {
                 Write::Event(event) => events.push(event),
             }
         }
-        insert_events(&tx, &events, &mut seqs)?;
+        events::insert_events(&tx, &events, &mut seqs)?;
         for (run, state) in latest {
             let Some((phase, progress, at)) = state.phase else { continue };
             tx.prepare_cached(
@@ -592,20 +490,28 @@ impl Store for SqliteStore {
         Ok(Some(row))
     }
 
+    fn create_token(&mut self, token: &TokenRow) -> Result<bool, StoreError> {
+        service::create_token(&self.conn, token)
+    }
+
+    fn tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
+        service::tokens(&self.conn)
+    }
+
+    fn revoke_token(&mut self, name: &str) -> Result<bool, StoreError> {
+        service::revoke_token(&self.conn, name)
+    }
+
+    fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>, StoreError> {
+        service::token_by_hash(&self.conn, hash)
+    }
+
     fn record_delivery(&mut self, trigger: &str, delivery: &str, at: &str) -> Result<bool, StoreError> {
-        let added = self.conn.execute(
-            "INSERT OR IGNORE INTO deliveries (trigger, delivery, created_at) VALUES (?1, ?2, ?3)",
-            params![trigger, delivery, at],
-        )?;
-        Ok(added == 1)
+        service::record_delivery(&self.conn, trigger, delivery, at)
     }
 
     fn delivery_run(&mut self, trigger: &str, delivery: &str, run: &str) -> Result<(), StoreError> {
-        self.conn.execute(
-            "UPDATE deliveries SET run_id = ?3 WHERE trigger = ?1 AND delivery = ?2",
-            params![trigger, delivery, run],
-        )?;
-        Ok(())
+        service::delivery_run(&self.conn, trigger, delivery, run)
     }
 
     fn latest_event(&self) -> Result<i64, StoreError> {
@@ -626,36 +532,6 @@ impl Store for SqliteStore {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
-    }
-
-    fn create_token(&mut self, token: &TokenRow) -> Result<bool, StoreError> {
-        let added = self.conn.execute(
-            "INSERT OR IGNORE INTO tokens (name, role, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![token.name, token.role.as_str(), token.hash, token.created_at],
-        )?;
-        Ok(added == 1)
-    }
-
-    fn tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
-        let mut stmt =
-            self.conn.prepare("SELECT name, role, hash, created_at, last_used_at FROM tokens ORDER BY name")?;
-        let rows = stmt.query_map([], token_row)?.collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
-    }
-
-    fn revoke_token(&mut self, name: &str) -> Result<bool, StoreError> {
-        Ok(self.conn.execute("DELETE FROM tokens WHERE name = ?1", [name])? == 1)
-    }
-
-    fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>, StoreError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT name, role, hash, created_at, last_used_at FROM tokens WHERE hash = ?1",
-                [hash],
-                token_row,
-            )
-            .optional()?)
     }
 
     fn delete_runs(&mut self, ids: &[String]) -> Result<usize, StoreError> {

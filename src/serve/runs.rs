@@ -1,0 +1,240 @@
+//! The runs of `phased serve`: the deployment types, starting a run, listing and
+//! reading runs, cancel and resume.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::{ApiError, ApiResult, App, bad_query};
+
+pub(super) async fn pipelines(State(app): State<Arc<App>>) -> ApiResult {
+    let dir = app.pipelines.clone();
+    let list = tokio::task::spawn_blocking(move || {
+        let catalog = crate::catalog::Catalog::new().with_dir(&dir).with_builtin();
+        let mut out = Vec::new();
+        for name in catalog.names() {
+            let Some(source) = catalog.get(&name) else { continue };
+            let mut compiler = crate::compiler::Compiler::new(&catalog);
+            let Some(plan) = compiler.compile(&source) else { continue };
+            out.push(json!({
+                "name": name,
+                "description": plan.description(),
+                "inputs": inputs_schema(&plan),
+            }));
+        }
+        out
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok(axum::Json(json!({"pipelines": list})).into_response())
+}
+
+/// A pipeline's inputs as a JSON Schema object.
+fn inputs_schema(plan: &crate::plan::Plan) -> Value {
+    let mut properties = serde_json::Map::new();
+    let mut required = Vec::new();
+    for (name, spec) in &plan.inputs {
+        let mut schema = json!({"type": spec.ty.as_str()});
+        if let Some(d) = &spec.description {
+            schema["description"] = json!(d);
+        }
+        if let Some(d) = &spec.default {
+            schema["default"] = d.clone();
+        }
+        if let Some(allowed) = &spec.allowed {
+            schema["enum"] = json!(allowed);
+        }
+        if let Some(pattern) = &spec.pattern {
+            schema["pattern"] = json!(pattern.as_str());
+        }
+        if spec.required && spec.default.is_none() {
+            required.push(name.clone());
+        }
+        properties.insert(name.clone(), schema);
+    }
+    json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RunsQuery {
+    status: Option<String>,
+    pipeline: Option<String>,
+    target: Option<String>,
+    limit: Option<usize>,
+    /// Runs created before this one (its id): the next page.
+    before: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewRunBody {
+    pipeline: String,
+    #[serde(default)]
+    inputs: serde_json::Map<String, Value>,
+    id: Option<String>,
+}
+
+pub(super) fn bad_request(code: &'static str, message: impl Into<String>, diagnostics: Vec<Value>) -> Response {
+    let body = json!({"error": {"code": code, "message": message.into(), "diagnostics": diagnostics}});
+    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+}
+
+/// `POST /api/v1/runs`: checks the pipeline and the inputs, records the run `queued`
+/// and wakes a worker. 202 with its id; 400 for an invalid request, pipeline or input
+/// (with the diagnostics `validate --format json` gives); 409 for a taken id or a
+/// `reject` policy whose target is busy.
+pub(super) async fn start_run(State(app): State<Arc<App>>, body: axum::body::Bytes) -> ApiResult {
+    let request: NewRunBody = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            let message = format!("the request body: {e}");
+            return Ok(bad_request("bad-request", message, Vec::new()));
+        }
+    };
+    let pipelines = app.pipelines.clone();
+    let outcome = app
+        .with_store(move |store| {
+            let catalog = crate::catalog::Catalog::new().with_dir(&pipelines).with_builtin();
+            let Some(source) = catalog.get(&request.pipeline) else {
+                let names = catalog.names();
+                let hint = crate::suggest::hint(&request.pipeline, names.iter().map(String::as_str)).unwrap_or_default();
+                return Ok(Err(bad_request("unknown-pipeline", format!("no deployment type `{}` {hint}", request.pipeline), vec![])));
+            };
+            let mut compiler = crate::compiler::Compiler::new(&catalog);
+            let Some(plan) = compiler.compile(&source) else {
+                let diagnostics = compiler.diagnostics();
+                let list = diagnostics
+                    .iter()
+                    .filter(|d| d.is_error())
+                    .map(|d| serde_json::to_value(crate::report::JsonDiagnostic::from(d)).expect("JSON"))
+                    .collect();
+                return Ok(Err(bad_request("invalid-pipeline", format!("`{}` does not validate", request.pipeline), list)));
+            };
+            let inputs = match crate::compiler::inputs::resolve(&plan.inputs, &request.inputs) {
+                Ok(inputs) => inputs,
+                Err(problems) => {
+                    let list = problems
+                        .iter()
+                        .map(|p| json!({"severity": "error", "code": "invalid-input", "input": p.input, "message": p.message, "help": p.help}))
+                        .collect();
+                    return Ok(Err(bad_request("invalid-inputs", "the inputs do not fit the pipeline", list)));
+                }
+            };
+            Ok(Ok(crate::engine::enqueue(store, &plan, inputs, request.id)))
+        })
+        .await?;
+    let enqueued = match outcome {
+        Ok(enqueued) => enqueued,
+        Err(response) => return Ok(response),
+    };
+    match enqueued {
+        Ok(id) => {
+            app.queued.bump();
+            Ok((StatusCode::ACCEPTED, axum::Json(json!({"id": id, "status": "queued"}))).into_response())
+        }
+        Err(crate::engine::EngineError::DuplicateId(id)) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "id-taken", format!("a run with id `{id}` already exists")))
+        }
+        Err(crate::engine::EngineError::Rejected { target, by }) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "rejected",
+            format!("target `{target}` is busy with run {by}, and the pipeline's concurrency policy is `reject`"),
+        )),
+        Err(crate::engine::EngineError::Store(e)) => Err(e.into()),
+        Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "bad-request", e.to_string())),
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ResumeBody {
+    from: Option<String>,
+}
+
+/// `POST /api/v1/runs/{id}/resume` (`{"from": node}` optional): as `phased resume`,
+/// on a worker. 202; 404 no run; 409 held by a live process or already succeeded.
+pub(super) async fn resume(State(app): State<Arc<App>>, Path(id): Path<String>, body: axum::body::Bytes) -> ApiResult {
+    let request: ResumeBody = if body.is_empty() {
+        ResumeBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(request) => request,
+            Err(e) => return Ok(bad_request("bad-request", format!("the request body: {e}"), Vec::new())),
+        }
+    };
+    let run = id.clone();
+    let result = app.with_store(move |store| Ok(crate::engine::requeue(store, &run, request.from.as_deref()))).await?;
+    use crate::engine::EngineError;
+    use crate::store::ClaimError;
+    match result {
+        Ok(()) => {
+            app.queued.bump();
+            Ok((StatusCode::ACCEPTED, axum::Json(json!({"id": id, "status": "queued"}))).into_response())
+        }
+        Err(EngineError::Claim(ClaimError::Missing(_))) => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such run"))
+        }
+        Err(EngineError::Claim(ClaimError::Finished { .. })) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "finished", "the run already succeeded; nothing to resume"))
+        }
+        Err(EngineError::Claim(ClaimError::Held { pid, host, .. })) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "held",
+            format!("the run is being run by process {pid} on `{host}`"),
+        )),
+        Err(EngineError::UnknownNode { node, help, .. }) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unknown-node",
+            format!("no node `{node}` in this run{}", help.map(|h| format!(" ({h})")).unwrap_or_default()),
+        )),
+        Err(EngineError::Store(e) | EngineError::Claim(ClaimError::Store(e))) => Err(e.into()),
+        Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "bad-request", e.to_string())),
+    }
+}
+
+pub(super) async fn runs(State(app): State<Arc<App>>, q: Result<Query<RunsQuery>, QueryRejection>) -> ApiResult {
+    let Query(q) = q.map_err(bad_query)?;
+    let list = app
+        .with_store(move |store| {
+            let runs = store.runs()?;
+            let start = match &q.before {
+                Some(id) => runs.iter().position(|r| &r.id == id).map_or(runs.len(), |i| i + 1),
+                None => 0,
+            };
+            let limit = q.limit.unwrap_or(50).min(500);
+            Ok(runs[start..]
+                .iter()
+                .filter(|r| q.status.as_deref().is_none_or(|s| r.status.as_str() == s))
+                .filter(|r| q.pipeline.as_ref().is_none_or(|p| &r.pipeline == p))
+                .filter(|r| q.target.as_ref().is_none_or(|t| r.target.as_ref() == Some(t)))
+                .take(limit)
+                .map(crate::engine::view::row_json)
+                .collect::<Vec<_>>())
+        })
+        .await?;
+    Ok(axum::Json(json!({"runs": list})).into_response())
+}
+
+pub(super) async fn run(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
+    let found = app.with_store(move |store| Ok(crate::engine::view::run_json(store, &id)?)).await?;
+    match found {
+        Some(detail) => Ok(axum::Json(detail).into_response()),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such run")),
+    }
+}
+
+pub(super) async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
+    let now = crate::clock::now_ms();
+    let row = app
+        .with_store(move |store| Ok(store.request_cancel(&id, &|r| crate::engine::lease::holder_alive(r, now))?))
+        .await?;
+    match row {
+        Some(row) => Ok((StatusCode::ACCEPTED, axum::Json(crate::engine::view::row_json(&row))).into_response()),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such run")),
+    }
+}

@@ -1,0 +1,55 @@
+//! The tables of `phased serve`: API tokens (their hashes) and webhook deliveries.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::super::{Role, StoreError, TokenRow};
+
+pub(super) fn create_token(conn: &Connection, token: &TokenRow) -> Result<bool, StoreError> {
+    let added = conn.execute(
+        "INSERT OR IGNORE INTO tokens (name, role, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![token.name, token.role.as_str(), token.hash, token.created_at],
+    )?;
+    Ok(added == 1)
+}
+
+pub(super) fn tokens(conn: &Connection) -> Result<Vec<TokenRow>, StoreError> {
+    let mut stmt = conn.prepare("SELECT name, role, hash, created_at, last_used_at FROM tokens ORDER BY name")?;
+    let rows = stmt.query_map([], token_row)?.collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+pub(super) fn revoke_token(conn: &Connection, name: &str) -> Result<bool, StoreError> {
+    Ok(conn.execute("DELETE FROM tokens WHERE name = ?1", [name])? == 1)
+}
+
+pub(super) fn token_by_hash(conn: &Connection, hash: &str) -> Result<Option<TokenRow>, StoreError> {
+    Ok(conn
+        .query_row("SELECT name, role, hash, created_at, last_used_at FROM tokens WHERE hash = ?1", [hash], token_row)
+        .optional()?)
+}
+
+pub(super) fn record_delivery(conn: &Connection, trigger: &str, delivery: &str, at: &str) -> Result<bool, StoreError> {
+    let added = conn.execute(
+        "INSERT OR IGNORE INTO deliveries (trigger, delivery, created_at) VALUES (?1, ?2, ?3)",
+        params![trigger, delivery, at],
+    )?;
+    Ok(added == 1)
+}
+
+pub(super) fn delivery_run(conn: &Connection, trigger: &str, delivery: &str, run: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE deliveries SET run_id = ?3 WHERE trigger = ?1 AND delivery = ?2",
+        params![trigger, delivery, run],
+    )?;
+    Ok(())
+}
+
+fn token_row(row: &rusqlite::Row) -> rusqlite::Result<TokenRow> {
+    Ok(TokenRow {
+        name: row.get(0)?,
+        role: Role::parse(&row.get::<_, String>(1)?).unwrap_or(Role::Read),
+        hash: row.get(2)?,
+        created_at: row.get(3)?,
+        last_used_at: row.get(4)?,
+    })
+}

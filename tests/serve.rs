@@ -654,3 +654,35 @@ fn a_thousand_runs_queued_at_once_all_run_and_a_bad_query_is_a_json_400() {
         .unwrap();
     assert_eq!(other, 0);
 }
+
+#[test]
+fn a_newer_run_through_the_api_supersedes_the_running_one_at_its_next_node() {
+    let env = Env::new();
+    let deploy = token(&env, "ci", "deploy");
+    env.write(
+        "pipelines/latest.yaml",
+        "version: 1\nname: latest\ninputs: {label: {type: string}}\nconcurrency: {key: site, policy: supersede}\nnodes:\n  build: {phase: BUILDING, uses: shell, with: {run: 'echo \"build {{ inputs.label }}\" >> marks; while [ ! -f go-{{ inputs.label }} ]; do sleep 0.02; done'}}\n  ship: {phase: HEALTH_CHECK, needs: [build], uses: shell, with: {run: 'echo \"ship {{ inputs.label }}\" >> marks'}}\n",
+    );
+    let server = Server::start_with(&env, &["--workers", "2"]);
+    assert_eq!(
+        post_run(&server, &deploy, serde_json::json!({"pipeline": "latest", "inputs": {"label": "old"}, "id": "old"}))
+            .0,
+        202
+    );
+    let begin = Instant::now();
+    while !env.marks("marks").contains(&"build old".to_string()) {
+        assert!(begin.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        post_run(&server, &deploy, serde_json::json!({"pipeline": "latest", "inputs": {"label": "new"}, "id": "new"}))
+            .0,
+        202
+    );
+    env.write("go-old", "");
+    env.write("go-new", "");
+    assert_eq!(follow(&server, &deploy, "new").last().map(String::as_str), Some("run_succeeded"));
+    let old = server.json("/api/v1/runs/old", &deploy);
+    assert_eq!((old["status"].as_str(), old["supersededBy"].as_str()), (Some("cancelled"), Some("new")));
+    assert_eq!(env.marks("marks"), ["build old", "build new", "ship new"], "old finished its node, then stopped");
+}

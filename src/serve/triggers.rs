@@ -267,7 +267,75 @@ pub fn inputs_for(trigger: &Trigger, push: &Value) -> Result<serde_json::Map<Str
 
 #[cfg(test)]
 mod tests {
+    use axum::http::HeaderMap;
+
     use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(*k, v.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn each_provider_signs_its_own_way_and_nothing_else_passes() {
+        let body = br#"{"ref": "refs/heads/main"}"#;
+        let mac = hex(&hmac_sha256(b"k3y", body));
+        let cases = [
+            (Provider::Github, "x-hub-signature-256", format!("sha256={mac}")),
+            (Provider::Generic, "x-phased-signature-256", format!("sha256={mac}")),
+            (Provider::Gitea, "x-gitea-signature", mac.clone()),
+            (Provider::Gitlab, "x-gitlab-token", "k3y".to_string()),
+        ];
+        for (provider, header, good) in &cases {
+            assert!(signed(*provider, "k3y", &headers(&[(header, good.as_str())]), body), "{provider:?}");
+            assert!(
+                !signed(*provider, "other", &headers(&[(header, good.as_str())]), body),
+                "{provider:?}: another secret"
+            );
+            assert!(!signed(*provider, "k3y", &headers(&[]), body), "{provider:?}: no header");
+            assert!(!signed(*provider, "k3y", &headers(&[(header, "sha256=00")]), body), "{provider:?}: a wrong one");
+            // Another provider's header is not this one's.
+            for (other, other_header, other_good) in &cases {
+                if other != provider && other_header != header {
+                    assert!(!signed(*provider, "k3y", &headers(&[(other_header, other_good.as_str())]), body));
+                }
+            }
+        }
+        assert!(!signed(
+            Provider::Github,
+            "k3y",
+            &headers(&[("x-hub-signature-256", &format!("sha256={mac}"))]),
+            b"{}"
+        ));
+    }
+
+    #[test]
+    fn each_provider_says_what_was_pushed() {
+        let github = json!({"ref": "refs/heads/main", "after": "abc", "repository": {"full_name": "acme/web", "clone_url": "https://g/acme/web.git"}});
+        let gitlab = json!({"ref": "refs/heads/main", "checkout_sha": "abc", "project": {"path_with_namespace": "acme/web", "git_http_url": "https://g/acme/web.git"}});
+        let generic =
+            json!({"ref": "main", "commit": "abc", "repository": "acme/web", "clone_url": "https://g/acme/web.git"});
+        let want =
+            json!({"commit": "abc", "branch": "main", "repository": "acme/web", "clone_url": "https://g/acme/web.git"});
+        for (provider, payload) in [
+            (Provider::Github, &github),
+            (Provider::Gitea, &github),
+            (Provider::Gitlab, &gitlab),
+            (Provider::Generic, &generic),
+        ] {
+            let mut push = push_of(provider, payload).unwrap_or_else(|| panic!("{provider:?}"));
+            push.as_object_mut().unwrap().remove("ref");
+            assert_eq!(push, want, "{provider:?}");
+        }
+        assert!(push_of(Provider::Github, &json!({"zen": "a ping"})).is_none(), "not a push");
+        let headers = headers(&[("x-gitlab-event-uuid", "u1"), ("x-github-delivery", "g1")]);
+        assert_eq!(delivery_id(Provider::Gitlab, &headers).as_deref(), Some("u1"));
+        assert_eq!(delivery_id(Provider::Github, &headers).as_deref(), Some("g1"));
+        assert_eq!(delivery_id(Provider::Gitea, &headers), None);
+    }
 
     #[test]
     fn hmac_sha256_matches_rfc_4231() {

@@ -48,18 +48,7 @@ fn make_repo(env: &Env, name: &str, big: bool) -> (String, String, String) {
 }
 
 fn git_daemon(env: &Env) -> (Server, u16) {
-    let repos = env.path("repos");
-    let (child, port) = start_on_free_port("git daemon", |port| {
-        Command::new("git")
-            .args(["daemon", "--listen=127.0.0.1", &format!("--port={port}"), "--export-all"])
-            .arg(format!("--base-path={}", repos.display()))
-            .arg(&repos)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    });
-    (Server(child), port)
+    support::git_daemon(&env.path("repos"))
 }
 
 /// lighttpd serving `repos/` over smart HTTP at /git/, with /git/private* behind

@@ -519,17 +519,7 @@ fn a_signed_git_push_deploys_its_commit_and_nothing_else_gets_through() {
     let repos = env.path("repos");
     std::fs::create_dir_all(&repos).unwrap();
     support::git(&repos, &["clone", "-q", "--bare", work.to_str().unwrap(), "web.git"]);
-    let (daemon, git_port) = support::start_on_free_port("git daemon", |port| {
-        std::process::Command::new("git")
-            .args(["daemon", "--listen=127.0.0.1", &format!("--port={port}"), "--export-all"])
-            .arg(format!("--base-path={}", repos.display()))
-            .arg(&repos)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    });
-    let _daemon = support::Server(daemon);
+    let (_daemon, git_port) = support::git_daemon(&repos);
     env.write(
         "pipelines/from-git.yaml",
         "version: 1\nname: from-git\ninputs: {url: {type: string}, commit: {type: string}}\nnodes:\n  source: {phase: PULLING_SOURCE, pipeline: sources/git, with: {type: git, url: \"{{ inputs.url }}\", branch: \"{{ inputs.commit }}\"}}\n  record: {phase: HEALTH_CHECK, needs: [source], uses: shell, with: {run: 'cat {{ nodes.source.outputs.path }}/index.html > deployed; echo {{ nodes.source.outputs.commit }} >> deployed'}}\n",

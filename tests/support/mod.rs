@@ -290,6 +290,25 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// A real `git daemon` serving `repos` over git://, on a free port. The `git-daemon`
+/// program is started itself: `git daemon` would start it as a child of its own,
+/// which killing the `git` we hold would leave running.
+pub fn git_daemon(repos: &Path) -> (Server, u16) {
+    let exec = git(Path::new("."), &["--exec-path"]);
+    let program = Path::new(&exec).join("git-daemon");
+    let (child, port) = start_on_free_port("git daemon", |port| {
+        Command::new(&program)
+            .args(["--listen=127.0.0.1", &format!("--port={port}"), "--export-all"])
+            .arg(format!("--base-path={}", repos.display()))
+            .arg(repos)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    });
+    (Server(child), port)
+}
+
 /// A process this test started, killed when dropped.
 pub struct Server(pub Child);
 

@@ -309,11 +309,21 @@ pub fn git_daemon(repos: &Path) -> (Server, u16) {
     (Server(child), port)
 }
 
-/// A process this test started, killed when dropped.
+/// A process this test started, stopped when dropped: SIGTERM first (a server such as
+/// nginx then stops its workers too; SIGKILL would leave them running), SIGKILL after
+/// five seconds.
 pub struct Server(pub Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // SAFETY: plain syscall on the process this test started.
+        unsafe {
+            libc::kill(self.0.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.0.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

@@ -66,10 +66,10 @@ fn post(port: u16, token: &str, body: &str) {
     assert!(response.starts_with("HTTP/1.1 202"), "{response}");
 }
 
-/// An event stream of every run: yields (event name, ts in ms, received at ms).
-fn open_stream(port: u16, token: &str) -> BufReader<TcpStream> {
+/// The stream of every run's events after `after`, its response head read.
+fn open_stream(port: u16, token: &str, after: i64) -> BufReader<TcpStream> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n").unwrap();
+    write!(s, "GET /api/v1/events?after={after} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n").unwrap();
     let mut reader = BufReader::new(s);
     let mut line = String::new();
     loop {
@@ -123,20 +123,7 @@ fn main() {
         let db = rusqlite::Connection::open(dir.path().join("p.db")).unwrap();
         db.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0)).unwrap()
     };
-    let mut stream = {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        write!(s, "GET /api/v1/events?after={after} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n")
-            .unwrap();
-        let mut reader = BufReader::new(s);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            reader.read_line(&mut line).unwrap();
-            if line == "\r\n" {
-                break reader;
-            }
-        }
-    };
+    let mut stream = open_stream(port, &token, after);
     let begin = Instant::now();
     let poster = std::thread::spawn({
         let token = token.clone();
@@ -166,7 +153,7 @@ fn main() {
     poster.join().unwrap();
 
     // 1,000 clients on the stream of every run.
-    let clients: Vec<_> = (0..1000).map(|_| open_stream(port, &token)).collect();
+    let clients: Vec<_> = (0..1000).map(|_| open_stream(port, &token, after)).collect();
     std::thread::sleep(Duration::from_millis(500));
     let busy_kb = rss_kb(server.child.id());
     drop(clients);

@@ -217,16 +217,7 @@ pub fn requeue(store: &mut dyn Store, id: &str, from: Option<&str>) -> Result<()
                 return Err(EngineError::Snapshot { run: id.to_string(), diagnostics });
             }
         };
-        let Some((nodes, prefixes)) = rerun_set(&plan, node) else {
-            release(store, &before)?;
-            let all = all_node_ids(&plan, "");
-            return Err(EngineError::UnknownNode {
-                run: id.to_string(),
-                node: node.to_string(),
-                help: crate::suggest::hint(node, all.iter().map(String::as_str)),
-            });
-        };
-        store.write(&[Write::ResetNodes { run: id.to_string(), nodes: nodes.into_iter().collect(), prefixes }])?;
+        forget_from(store, &plan, &before, node)?;
     }
     let queued = Write::Status { run: id.to_string(), status: RunStatus::Queued, error: None, finished: None };
     store.write(&[queued])?;
@@ -339,20 +330,8 @@ pub async fn resume(
         reloaded = Some(change);
     }
     if let Some(node) = from {
-        let (nodes, prefixes) = match rerun_set(&plan, node) {
-            Some(set) => set,
-            None => {
-                let all = all_node_ids(&plan, "");
-                release(store.as_mut(), &before)?;
-                return Err(EngineError::UnknownNode {
-                    run: id.to_string(),
-                    node: node.to_string(),
-                    help: crate::suggest::hint(node, all.iter().map(String::as_str)),
-                });
-            }
-        };
+        let (nodes, prefixes) = forget_from(store.as_mut(), &plan, &before, node)?;
         checkpoints.retain(|name, _| !nodes.contains(name) && !prefixes.iter().any(|p| name.starts_with(p.as_str())));
-        store.write(&[Write::ResetNodes { run: id.to_string(), nodes: nodes.into_iter().collect(), prefixes }])?;
     }
     let rerun = finished_before.into_iter().filter(|n| !checkpoints.contains_key(n)).collect();
     // A resumed run waits for its target like a new one (it never supersedes others).
@@ -566,6 +545,33 @@ fn remove_output_files(work: &std::path::Path) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
+}
+
+/// `--from NODE`: forgets the checkpoints of NODE and of what follows it (returned:
+/// exact ids and sub-pipeline prefixes); an unknown NODE gives the claimed run back as
+/// it was and says which nodes there are.
+fn forget_from(
+    store: &mut dyn Store,
+    plan: &Plan,
+    before: &crate::store::RunRow,
+    node: &str,
+) -> Result<(std::collections::HashSet<String>, Vec<String>), EngineError> {
+    let Some((nodes, prefixes)) = rerun_set(plan, node) else {
+        release(store, before)?;
+        let all = all_node_ids(plan, "");
+        return Err(EngineError::UnknownNode {
+            run: before.id.clone(),
+            node: node.to_string(),
+            help: crate::suggest::hint(node, all.iter().map(String::as_str)),
+        });
+    };
+    let reset = Write::ResetNodes {
+        run: before.id.clone(),
+        nodes: nodes.iter().cloned().collect(),
+        prefixes: prefixes.clone(),
+    };
+    store.write(&[reset])?;
+    Ok((nodes, prefixes))
 }
 
 /// Gives a claimed run back as it was (when resuming stopped before running anything):

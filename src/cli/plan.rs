@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::cli::load::{Loaded, load_with_inputs};
-use crate::cli::run::pipeline_on_disk;
+use crate::cli::run::reloaded;
 use crate::cli::store::{open_run, store_error};
 use crate::cli::{CatalogArgs, OutputFormat, StoreArgs, exit, usage_error};
 use crate::dry_run::{DryRun, dry_run};
@@ -61,13 +61,9 @@ fn resume_plan(args: &Args, given: &str) -> u8 {
         Ok(found) => found,
         Err(code) => return code,
     };
-    let reload = if args.reload {
-        match pipeline_on_disk(store.as_ref(), &id, &args.catalog) {
-            Ok(plan) => Some(plan),
-            Err(code) => return code,
-        }
-    } else {
-        None
+    let reload = match reloaded(args.reload, store.as_ref(), &id, &args.catalog) {
+        Ok(reload) => reload,
+        Err(code) => return code,
     };
     let preview = match engine::preview(store.as_ref(), &id, reload.as_deref()) {
         Ok(preview) => preview,

@@ -298,13 +298,9 @@ pub(super) fn resume(args: ResumeArgs) -> u8 {
                 None => {}
             }
         };
-        let reload = if args.reload {
-            match pipeline_on_disk(store.as_ref(), &id, &args.catalog) {
-                Ok(plan) => Some(plan),
-                Err(code) => return code,
-            }
-        } else {
-            None
+        let reload = match reloaded(args.reload, store.as_ref(), &id, &args.catalog) {
+            Ok(reload) => reload,
+            Err(code) => return code,
         };
         let resumed = engine::resume(store, &id, args.from.as_deref(), reload, options, note);
         let code = match runtime().block_on(resumed) {
@@ -318,6 +314,16 @@ pub(super) fn resume(args: ResumeArgs) -> u8 {
         worst = worst.max(code);
     }
     worst
+}
+
+/// With `--reload`, the pipeline of run `id` as it is on disk now; without, none.
+pub(super) fn reloaded(
+    reload: bool,
+    store: &dyn crate::store::Store,
+    id: &str,
+    catalog: &CatalogArgs,
+) -> Result<Option<std::sync::Arc<crate::plan::Plan>>, u8> {
+    if reload { pipeline_on_disk(store, id, catalog).map(Some) } else { Ok(None) }
 }
 
 /// The pipeline of run `id` as it is on disk now: the file it started from, else its

@@ -12,8 +12,8 @@
 //!
 //! At start, every interrupted run whose holder is gone is handed to the workers.
 //!
-//! Built so far: tokens, `/healthz`, `/metrics`, pipelines, runs (start, list, one,
-//! cancel, resume), node logs, event streams. Not yet: webhooks (`--triggers`).
+//! Limits: a body of at most 1 MiB, `--request-timeout` to answer, `--max-streams`
+//! event streams at once.
 
 pub mod auth;
 mod metrics;
@@ -47,8 +47,13 @@ const STREAM_POLL: Duration = Duration::from_millis(50);
 const HUB_POLL: Duration = Duration::from_millis(5);
 
 /// Events the hub holds for streams that are behind; one further behind reads the
-/// database instead.
+/// database instead. `PHASED_HUB_CAPACITY` changes it (the tests make it tiny, so that
+/// streams fall behind).
 const HUB_CAPACITY: usize = 4096;
+
+fn hub_capacity() -> usize {
+    std::env::var("PHASED_HUB_CAPACITY").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(HUB_CAPACITY)
+}
 
 /// Events read from the database at a time by one stream.
 const STREAM_PAGE: usize = 500;
@@ -68,6 +73,8 @@ pub struct Options {
     pub triggers: indexmap::IndexMap<String, triggers::Trigger>,
     /// On SIGTERM, how long running nodes get to finish before they are stopped.
     pub shutdown_grace: Duration,
+    /// How long a request may take to be answered (its body read, its head written).
+    pub request_timeout: Duration,
 }
 
 struct App {
@@ -86,6 +93,7 @@ struct App {
     drain_runs: tokio::sync::watch::Sender<bool>,
     /// Set after the grace period: the runs stop their running nodes.
     stop_runs: tokio::sync::watch::Sender<bool>,
+    request_timeout: Duration,
 }
 
 /// A JSON error: `{"error": {"code", "message"}}` with its status.
@@ -166,6 +174,20 @@ async fn authorize(State(app): State<Arc<App>>, request: Request, next: Next) ->
     }
 }
 
+/// Answers 408 to a request not answered in time (a body sent too slowly, a database
+/// locked too long). A stream's head is its answer: what follows is not timed.
+async fn time_limit(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(app.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request-timeout",
+            format!("the request was not complete within {:?} (--request-timeout)", app.request_timeout),
+        )
+        .into_response(),
+    }
+}
+
 async fn healthz() -> &'static str {
     "ok\n"
 }
@@ -188,6 +210,7 @@ fn router(app: Arc<App>) -> Router {
         .merge(api)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint") })
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), time_limit))
         .with_state(app)
 }
 
@@ -213,10 +236,11 @@ pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), Str
             streams: Arc::new(tokio::sync::Semaphore::new(options.max_streams)),
             shutdown: shutdown.clone(),
             queued: Arc::new(workers::Wake::default()),
-            events: tokio::sync::broadcast::channel(HUB_CAPACITY).0,
+            events: tokio::sync::broadcast::channel(hub_capacity()).0,
             triggers: options.triggers,
             drain_runs: tokio::sync::watch::channel(false).0,
             stop_runs: tokio::sync::watch::channel(false).0,
+            request_timeout: options.request_timeout,
         });
         let hub_thread = {
             let (db, durability, tx) = (app.db.clone(), app.durability, app.events.clone());

@@ -158,6 +158,19 @@ pub enum Write {
     Event(Event),
 }
 
+/// How long one node of one run took.
+#[derive(Debug, Clone)]
+pub struct NodeDuration {
+    pub run: String,
+    pub pipeline: String,
+    pub target: Option<String>,
+    pub node: String,
+    pub succeeded: bool,
+    pub seconds: f64,
+    pub finished_at: String,
+    pub error: Option<String>,
+}
+
 /// Whether the holder of a run's lease is still alive (see `engine::lease`).
 pub type Alive<'a> = &'a dyn Fn(&RunRow) -> bool;
 
@@ -210,8 +223,24 @@ pub trait Store: Send {
     /// first, at most `limit`: each the JSON of `--format jsonl` with its `seq`.
     fn events(&self, run: Option<&str>, after: i64, limit: usize) -> Result<Vec<Value>, StoreError>;
 
-    /// Records a webhook delivery; false when it was seen before (nothing to do).
-    fn record_delivery(&mut self, trigger: &str, delivery: &str, at: &str) -> Result<bool, StoreError>;
+    /// Records a webhook delivery; false when it was seen before (nothing to do). One
+    /// seen before that queued no run and was recorded before `unqueued_before` is
+    /// taken again (its handler died before queueing).
+    fn record_delivery(
+        &mut self,
+        trigger: &str,
+        delivery: &str,
+        at: &str,
+        unqueued_before: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Forgets a delivery that queued nothing (its run could not be queued), so that
+    /// the provider's redelivery is taken.
+    fn forget_delivery(&mut self, trigger: &str, delivery: &str) -> Result<(), StoreError>;
+
+    /// The durations of finished nodes (succeeded or failed), of one pipeline or all,
+    /// newest first.
+    fn node_durations(&self, pipeline: Option<&str>) -> Result<Vec<NodeDuration>, StoreError>;
 
     /// The run a delivery queued.
     fn delivery_run(&mut self, trigger: &str, delivery: &str, run: &str) -> Result<(), StoreError>;

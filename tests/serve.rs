@@ -278,6 +278,72 @@ fn an_event_stream_replays_exactly_what_a_reconnecting_client_missed() {
 }
 
 #[test]
+fn a_stream_that_falls_behind_the_live_events_reads_them_from_the_database_and_misses_none() {
+    let env = Env::new();
+    let read = token(&env, "viewer", "read");
+    let mut pipeline = String::from("version: 1\nname: wide\nnodes:\n");
+    for i in 0..60 {
+        pipeline.push_str(&format!("  n{i}: {{phase: BUILDING, uses: noop}}\n"));
+    }
+    env.write("wide.yaml", &pipeline);
+    // The hub holds two events for the streams behind it (4096 by default): a stream
+    // falls behind as soon as more than two events come between two of its reads.
+    let mut server = Server::start_full(&env, &[], &[("PHASED_HUB_CAPACITY", "2"), ("PHASED_LOG", "info")]);
+    let mut stream = Stream::open(&server, "/api/v1/events", &read, None);
+    let mut run = env.spawn(&["run", "wide.yaml", "--id", "wide-1"]);
+    let mut seen = vec![stream.next().expect("the first event")];
+    // A slow client: the run goes on meanwhile.
+    std::thread::sleep(Duration::from_millis(500));
+    while seen.last().unwrap().1 != "run_succeeded" {
+        seen.push(stream.next().expect("events until the run's end"));
+    }
+    assert_eq!(wait_timeout(&mut run, Duration::from_secs(30)).code(), Some(0));
+    let ids: Vec<i64> = seen.iter().map(|e| e.0).collect();
+    let stored: Vec<i64> = env
+        .sqlite()
+        .prepare("SELECT seq FROM events ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(stored.len() > 120, "{} events", stored.len());
+    assert_eq!(ids, stored, "every event once, in order");
+    signal(&server.child, libc::SIGTERM);
+    assert_eq!(wait_timeout(&mut server.child, Duration::from_secs(20)).code(), Some(0));
+    let mut log = String::new();
+    server.child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    assert!(log.contains("fell behind"), "the stream did fall behind the hub: {log}");
+}
+
+#[test]
+fn a_request_not_complete_in_time_gets_408_and_the_server_goes_on() {
+    let env = Env::new();
+    let deploy = token(&env, "ci", "deploy");
+    let server = Server::start_with(&env, &["--request-timeout", "1s"]);
+    // A body announced as 100 bytes, of which 10 come.
+    let mut slow = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let request = head("POST", "/api/v1/runs", Some(&deploy), &[("Content-Type", "application/json")])
+        .replace("Content-Length: 0", "Content-Length: 100");
+    slow.write_all(request.as_bytes()).unwrap();
+    slow.write_all(b"{\"pipeline\"").unwrap();
+    let begin = Instant::now();
+    let mut answer = String::new();
+    let _ = slow.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request-timeout") && answer.contains("--request-timeout"), "{answer}");
+    assert!(begin.elapsed() < Duration::from_secs(15));
+    assert_eq!(server.json("/api/v1/runs", &deploy)["runs"], serde_json::json!([]), "nothing was started");
+    // An event stream is answered at once and lives beyond the limit.
+    let mut events = Stream::open(&server, "/api/v1/events", &deploy, None);
+    std::thread::sleep(Duration::from_millis(1500));
+    env.write("tick.yaml", "version: 1\nname: tick\nnodes:\n  a: {phase: BUILDING, uses: noop}\n");
+    assert_eq!(env.run(&["run", "tick.yaml"]).status.code(), Some(0));
+    assert_eq!(events.next().map(|e| e.1).as_deref(), Some("run_started"), "the stream outlived the limit");
+}
+
+#[test]
 fn sigterm_ends_the_server_and_its_open_streams() {
     let env = Env::new();
     let read = token(&env, "viewer", "read");
@@ -460,6 +526,11 @@ fn a_server_killed_mid_run_resumes_it_at_its_next_start_and_reruns_nothing_finis
         metrics.contains("phased_queue_depth 0") && metrics.contains("phased_run_duration_seconds_count 1"),
         "{metrics}"
     );
+    // `wait` ran twice (killed, then resumed): its checkpoint keeps the finished attempt.
+    for node in ["first", "wait", "last"] {
+        let count = format!("phased_node_duration_seconds_count{{pipeline=\"long\",node=\"{node}\"}} 1");
+        assert!(metrics.contains(&count), "{count} in {metrics}");
+    }
 }
 
 #[test]
@@ -576,6 +647,70 @@ fn a_signed_git_push_deploys_its_commit_and_nothing_else_gets_through() {
     assert!(answer.contains("\"queued\":false") && answer.contains("feature"), "{answer}");
     assert_eq!(server.json("/api/v1/runs", &read)["runs"].as_array().unwrap().len(), 1, "one delivery, one run");
     assert_eq!(server.call("POST", "/hooks/nope", None, &[]).0, 404);
+}
+
+#[test]
+fn gitea_gitlab_and_generic_pushes_are_checked_and_deployed_and_a_refused_delivery_can_come_again() {
+    let env = Env::new();
+    let read = token(&env, "viewer", "read");
+    env.write(
+        "pipelines/record.yaml",
+        "version: 1\nname: record\ninputs: {who: {type: string}, commit: {type: string}}\nconcurrency: {key: \"{{ inputs.who }}\", policy: reject}\nnodes:\n  mark: {phase: BUILDING, uses: shell, with: {run: 'echo {{ inputs.commit }} >> {{ inputs.who }}.marks; while [ ! -f go ]; do sleep 0.02; done'}}\n",
+    );
+    let mut file = String::from("triggers:\n");
+    for provider in ["gitea", "gitlab", "generic"] {
+        file.push_str(&format!("  {provider}:\n    provider: {provider}\n    secret: hook_{provider}\n    repository: acme/web\n    branch: main\n    pipeline: record\n    inputs: {{who: {provider}, commit: \"{{{{ push.commit }}}}\"}}\n"));
+    }
+    let triggers = env.write("triggers.yaml", &file);
+    let secrets = [
+        ("PHASED_SECRET_HOOK_GITEA", "k-gitea"),
+        ("PHASED_SECRET_HOOK_GITLAB", "k-gitlab"),
+        ("PHASED_SECRET_HOOK_GENERIC", "k-generic"),
+    ];
+    let server = Server::start_full(&env, &["--triggers", triggers.to_str().unwrap()], &secrets);
+    let url = "git://127.0.0.1:1/web.git";
+    // Each provider's own payload, signature and delivery header.
+    let deliver = |provider: &str, commit: &str, delivery: &str, secret: &str| {
+        let body = match provider {
+            "gitlab" => serde_json::json!({"object_kind": "push", "ref": "refs/heads/main", "checkout_sha": commit, "project": {"path_with_namespace": "acme/web", "git_http_url": url}}),
+            "generic" => serde_json::json!({"ref": "main", "commit": commit, "repository": "acme/web", "clone_url": url}),
+            _ => serde_json::json!({"ref": "refs/heads/main", "after": commit, "repository": {"full_name": "acme/web", "clone_url": url}}),
+        }
+        .to_string();
+        let mac = github_signature(secret, &body);
+        let headers: Vec<(&str, String)> = match provider {
+            "gitea" => vec![
+                ("X-Gitea-Signature", mac.trim_start_matches("sha256=").to_string()),
+                ("X-Gitea-Delivery", delivery.into()),
+            ],
+            "gitlab" => vec![("X-Gitlab-Token", secret.to_string()), ("X-Gitlab-Event-UUID", delivery.into())],
+            _ => vec![("X-Phased-Signature-256", mac), ("X-Phased-Delivery", delivery.into())],
+        };
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, answer) = server.send("POST", &format!("/hooks/{provider}"), None, &headers, &body);
+        (status, serde_json::from_str::<serde_json::Value>(&answer).unwrap_or_default())
+    };
+    for (provider, secret) in [("gitea", "k-gitea"), ("gitlab", "k-gitlab"), ("generic", "k-generic")] {
+        assert_eq!(deliver(provider, "c0ffee", "x0", "not-the-key").0, 401, "{provider}: a wrong key");
+        let (status, answer) = deliver(provider, "c0ffee", &format!("{provider}-1"), secret);
+        assert_eq!((status, answer["queued"].as_bool()), (202, Some(true)), "{provider}: {answer}");
+        let first = answer["id"].as_str().unwrap().to_string();
+        env.wait_for(&format!("{provider}.marks"), Duration::from_secs(20));
+        // The target is busy and the policy rejects: nothing is queued, and the delivery
+        // is not taken as seen, so the provider's redelivery runs once the target is free.
+        let (status, answer) = deliver(provider, "beef", &format!("{provider}-2"), secret);
+        assert_eq!(status, 409, "{provider}: {answer}");
+        env.write("go", "");
+        assert_eq!(follow(&server, &read, &first).last().map(String::as_str), Some("run_succeeded"));
+        let (status, answer) = deliver(provider, "beef", &format!("{provider}-2"), secret);
+        assert_eq!((status, answer["queued"].as_bool()), (202, Some(true)), "{provider}, delivered again: {answer}");
+        let id = answer["id"].as_str().unwrap().to_string();
+        assert_eq!(follow(&server, &read, &id).last().map(String::as_str), Some("run_succeeded"));
+        let (status, answer) = deliver(provider, "beef", &format!("{provider}-2"), secret);
+        assert_eq!((status, answer["queued"].as_bool()), (200, Some(false)), "{provider}: run once: {answer}");
+        assert_eq!(env.marks(&format!("{provider}.marks")), ["c0ffee", "beef"], "{provider}");
+        std::fs::remove_file(env.path("go")).unwrap();
+    }
 }
 
 #[test]

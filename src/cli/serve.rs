@@ -21,6 +21,10 @@ pub(super) struct ServeArgs {
     /// stopped (the rest stays interrupted, resumed at the next start).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     shutdown_grace: std::time::Duration,
+    /// How long a request may take to be answered (an event stream or a followed log:
+    /// until its first byte); a slower one gets 408.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    request_timeout: std::time::Duration,
     /// Git push webhooks (YAML, checked by `phased validate` too): `POST /hooks/{name}`.
     #[arg(long, value_name = "FILE")]
     triggers: Option<std::path::PathBuf>,
@@ -74,6 +78,7 @@ pub(super) fn serve(args: ServeArgs) -> u8 {
     };
     let options = crate::serve::Options {
         shutdown_grace: args.shutdown_grace,
+        request_timeout: args.request_timeout,
         triggers,
         listen: args.listen,
         db: args.store.db.clone(),

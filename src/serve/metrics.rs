@@ -9,7 +9,7 @@ use super::{ApiResult, App};
 use crate::store::RunStatus;
 
 /// `GET /metrics`: Prometheus text: runs by status and pipeline, the queue's depth,
-/// and the durations of finished runs.
+/// and the durations of finished runs and nodes.
 pub(super) async fn metrics(State(app): State<Arc<App>>) -> ApiResult {
     let text = app
         .with_store(|store| {
@@ -33,7 +33,17 @@ pub(super) async fn metrics(State(app): State<Arc<App>>) -> ApiResult {
                     Some(b.duration_since(a).ok()?.as_secs_f64())
                 })
                 .collect();
-            histogram(&mut out, "phased_run_duration_seconds", "Durations of finished runs.", &durations);
+            head(&mut out, "phased_run_duration_seconds", "Durations of finished runs.");
+            histogram(&mut out, "phased_run_duration_seconds", "", &durations);
+            let mut nodes: std::collections::BTreeMap<(String, String), Vec<f64>> = Default::default();
+            for d in store.node_durations(None)? {
+                nodes.entry((d.pipeline, d.node)).or_default().push(d.seconds);
+            }
+            head(&mut out, "phased_node_duration_seconds", "Durations of finished nodes, by pipeline and node.");
+            for ((pipeline, node), values) in &nodes {
+                let labels = format!("pipeline=\"{}\",node=\"{}\"", escape(pipeline), escape(node));
+                histogram(&mut out, "phased_node_duration_seconds", &labels, values);
+            }
             Ok(out)
         })
         .await?;
@@ -44,12 +54,21 @@ fn escape(label: &str) -> String {
     label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-fn histogram(out: &mut String, name: &str, help: &str, values: &[f64]) {
+fn head(out: &mut String, name: &str, help: &str) {
     out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} histogram\n"));
+}
+
+/// One histogram's series; `labels` (`a="x",b="y"`, or empty) go on every line.
+fn histogram(out: &mut String, name: &str, labels: &str, values: &[f64]) {
+    let (with, alone) = if labels.is_empty() {
+        (String::new(), String::new())
+    } else {
+        (format!("{labels},"), format!("{{{labels}}}"))
+    };
     for le in [0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0] {
         let n = values.iter().filter(|v| **v <= le).count();
-        out.push_str(&format!("{name}_bucket{{le=\"{le}\"}} {n}\n"));
+        out.push_str(&format!("{name}_bucket{{{with}le=\"{le}\"}} {n}\n"));
     }
-    out.push_str(&format!("{name}_bucket{{le=\"+Inf\"}} {}\n", values.len()));
-    out.push_str(&format!("{name}_sum {}\n{name}_count {}\n", values.iter().sum::<f64>(), values.len()));
+    out.push_str(&format!("{name}_bucket{{{with}le=\"+Inf\"}} {}\n", values.len()));
+    out.push_str(&format!("{name}_sum{alone} {}\n{name}_count{alone} {}\n", values.iter().sum::<f64>(), values.len()));
 }

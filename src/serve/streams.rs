@@ -280,7 +280,14 @@ fn stream(app: Arc<App>, run: Option<String>, after: i64) -> ApiResult {
                     }
                 }
                 // Too far behind the hub: read the database again from the last event sent.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => c.replaying = true,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::info!(
+                        after = c.after,
+                        missed,
+                        "An event stream fell behind: it reads the database again."
+                    );
+                    c.replaying = true;
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }
         }

@@ -8,6 +8,11 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiResult, App, triggers};
+use crate::store::Store;
+
+/// A delivery recorded this long ago that queued no run (its server died before it
+/// could) is taken again when the provider redelivers it.
+const UNQUEUED_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// `POST /hooks/{trigger}`: a git push. The signature is checked first, in constant
 /// time (401 and nothing queued when it is bad or missing); a delivery seen before is
@@ -53,38 +58,60 @@ pub(super) async fn hook(
     let (trigger_name, pipeline) = (name.clone(), trigger.pipeline.clone());
     let outcome = app
         .with_store(move |store| {
-            if let Some(id) = &delivery
-                && !store.record_delivery(&trigger_name, id, &crate::clock::now())?
-            {
-                return Ok(Err("duplicate"));
+            if let Some(id) = &delivery {
+                let now = std::time::SystemTime::now();
+                let stale = humantime::format_rfc3339_millis(now - UNQUEUED_RETRY).to_string();
+                if !store.record_delivery(&trigger_name, id, &crate::clock::now(), &stale)? {
+                    return Ok(None);
+                }
             }
-            let catalog = crate::catalog::Catalog::new().with_dir(&pipelines).with_builtin();
-            let source = catalog
-                .get(&pipeline)
-                .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "bad-trigger", "no such pipeline"))?;
-            let mut compiler = crate::compiler::Compiler::new(&catalog);
-            let plan = compiler.compile(&source).ok_or_else(|| {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid-pipeline", format!("`{pipeline}` does not validate"))
-            })?;
-            let inputs = crate::compiler::inputs::resolve(&plan.inputs, &inputs).map_err(|problems| {
-                let text: Vec<String> = problems.into_iter().map(|p| p.message).collect();
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid-inputs", text.join("; "))
-            })?;
-            let id = crate::engine::enqueue(store, &plan, inputs, None)
-                .map_err(|e| ApiError::new(StatusCode::CONFLICT, "not-queued", e.to_string()))?;
-            if let Some(delivery) = &delivery {
-                store.delivery_run(&trigger_name, delivery, &id)?;
+            match queue(store, &pipelines, &pipeline, &inputs) {
+                Ok(run) => {
+                    if let Some(delivery) = &delivery {
+                        store.delivery_run(&trigger_name, delivery, &run)?;
+                    }
+                    Ok(Some(run))
+                }
+                // Nothing was queued: the provider's redelivery is taken.
+                Err(e) => {
+                    if let Some(delivery) = &delivery {
+                        store.forget_delivery(&trigger_name, delivery)?;
+                    }
+                    Err(e)
+                }
             }
-            Ok(Ok(id))
         })
         .await?;
     match outcome {
-        Ok(id) => {
+        Some(id) => {
             app.queued.bump();
             Ok((StatusCode::ACCEPTED, axum::Json(json!({"queued": true, "id": id, "commit": push["commit"]})))
                 .into_response())
         }
-        Err(_) => Ok((StatusCode::OK, axum::Json(json!({"queued": false, "reason": "this delivery was seen before"})))
+        None => Ok((StatusCode::OK, axum::Json(json!({"queued": false, "reason": "this delivery was seen before"})))
             .into_response()),
     }
+}
+
+/// Compiles the trigger's pipeline and queues a run of it with these inputs.
+fn queue(
+    store: &mut dyn Store,
+    pipelines: &std::path::Path,
+    pipeline: &str,
+    inputs: &serde_json::Map<String, Value>,
+) -> Result<String, ApiError> {
+    let catalog = crate::catalog::Catalog::new().with_dir(pipelines).with_builtin();
+    let source = catalog
+        .get(pipeline)
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "bad-trigger", "no such pipeline"))?;
+    let mut compiler = crate::compiler::Compiler::new(&catalog);
+    let plan = compiler.compile(&source).ok_or_else(|| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid-pipeline", format!("`{pipeline}` does not validate"))
+    })?;
+    let inputs = crate::compiler::inputs::resolve(&plan.inputs, inputs).map_err(|problems| {
+        let text: Vec<String> = problems.into_iter().map(|p| p.message).collect();
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid-inputs", text.join("; "))
+    })?;
+    crate::engine::enqueue(store, &plan, inputs, None)
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "not-queued", e.to_string()))
 }

@@ -9,11 +9,12 @@ use serde_json::Value;
 mod events;
 mod queue;
 mod service;
+mod stats;
 
 use super::migrations::MIGRATIONS;
 use super::{
-    Admission, Alive, ClaimError, Durability, HistoryRow, Lease, NewRun, NodeRow, NodeStatus, RunRow, RunStatus,
-    StopRequest, Store, StoreError, TokenRow, Write,
+    Admission, Alive, ClaimError, Durability, HistoryRow, Lease, NewRun, NodeDuration, NodeRow, NodeStatus, RunRow,
+    RunStatus, StopRequest, Store, StoreError, TokenRow, Write,
 };
 use crate::raw::Policy;
 
@@ -506,8 +507,22 @@ impl Store for SqliteStore {
         service::token_by_hash(&self.conn, hash)
     }
 
-    fn record_delivery(&mut self, trigger: &str, delivery: &str, at: &str) -> Result<bool, StoreError> {
-        service::record_delivery(&self.conn, trigger, delivery, at)
+    fn record_delivery(
+        &mut self,
+        trigger: &str,
+        delivery: &str,
+        at: &str,
+        unqueued_before: &str,
+    ) -> Result<bool, StoreError> {
+        service::record_delivery(&self.conn, trigger, delivery, at, unqueued_before)
+    }
+
+    fn forget_delivery(&mut self, trigger: &str, delivery: &str) -> Result<(), StoreError> {
+        service::forget_delivery(&self.conn, trigger, delivery)
+    }
+
+    fn node_durations(&self, pipeline: Option<&str>) -> Result<Vec<NodeDuration>, StoreError> {
+        stats::node_durations(&self.conn, pipeline)
     }
 
     fn delivery_run(&mut self, trigger: &str, delivery: &str, run: &str) -> Result<(), StoreError> {

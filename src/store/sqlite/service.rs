@@ -28,12 +28,30 @@ pub(super) fn token_by_hash(conn: &Connection, hash: &str) -> Result<Option<Toke
         .optional()?)
 }
 
-pub(super) fn record_delivery(conn: &Connection, trigger: &str, delivery: &str, at: &str) -> Result<bool, StoreError> {
+pub(super) fn record_delivery(
+    conn: &Connection,
+    trigger: &str,
+    delivery: &str,
+    at: &str,
+    unqueued_before: &str,
+) -> Result<bool, StoreError> {
+    // A delivery seen before that queued nothing (its server died in between) is taken
+    // again once it is old enough that its first handler cannot still be at work.
     let added = conn.execute(
-        "INSERT OR IGNORE INTO deliveries (trigger, delivery, created_at) VALUES (?1, ?2, ?3)",
-        params![trigger, delivery, at],
+        "INSERT INTO deliveries (trigger, delivery, created_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (trigger, delivery) DO UPDATE SET created_at = excluded.created_at
+         WHERE run_id IS NULL AND created_at < ?4",
+        params![trigger, delivery, at, unqueued_before],
     )?;
     Ok(added == 1)
+}
+
+pub(super) fn forget_delivery(conn: &Connection, trigger: &str, delivery: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM deliveries WHERE trigger = ?1 AND delivery = ?2 AND run_id IS NULL",
+        [trigger, delivery],
+    )?;
+    Ok(())
 }
 
 pub(super) fn delivery_run(conn: &Connection, trigger: &str, delivery: &str, run: &str) -> Result<(), StoreError> {

@@ -23,23 +23,62 @@ pub struct Event {
 /// `<node>.undo`, with `{"undo": <node>}` as its metadata.
 #[derive(Clone, Debug, PartialEq)]
 pub enum EventKind {
+    /// Written by the store: the run waits for a worker or for its target (`behind`:
+    /// the run it waits for, if any).
+    RunQueued {
+        behind: Option<String>,
+    },
     RunStarted,
     RunResumed,
-    NodeStarted { node: String, attempt: u32, metadata: Value, writes: Vec<PathBuf> },
-    NodeProgress { node: String, attempt: u32, fraction: f64 },
-    NodeSucceeded { node: String, attempt: u32, metadata: Value },
-    NodeFailed { node: String, attempt: u32, error: String, metadata: Value },
-    NodeRetrying { node: String, attempt: u32, delay_ms: u64, error: String },
-    NodeSkipped { node: String },
-    RunSucceeded { metadata: Value },
-    RunFailed { node: String, error: String, metadata: Value },
-    RunInterrupted { reason: String },
+    NodeStarted {
+        node: String,
+        attempt: u32,
+        metadata: Value,
+        writes: Vec<PathBuf>,
+    },
+    NodeProgress {
+        node: String,
+        attempt: u32,
+        fraction: f64,
+    },
+    NodeSucceeded {
+        node: String,
+        attempt: u32,
+        metadata: Value,
+    },
+    NodeFailed {
+        node: String,
+        attempt: u32,
+        error: String,
+        metadata: Value,
+    },
+    NodeRetrying {
+        node: String,
+        attempt: u32,
+        delay_ms: u64,
+        error: String,
+    },
+    NodeSkipped {
+        node: String,
+    },
+    RunSucceeded {
+        metadata: Value,
+    },
+    RunFailed {
+        node: String,
+        error: String,
+        metadata: Value,
+    },
+    RunInterrupted {
+        reason: String,
+    },
 }
 
 impl EventKind {
     /// The `event` field of the JSON form.
     pub fn name(&self) -> &'static str {
         match self {
+            EventKind::RunQueued { .. } => "run_queued",
             EventKind::RunStarted => "run_started",
             EventKind::RunResumed => "run_resumed",
             EventKind::NodeStarted { .. } => "node_started",
@@ -70,7 +109,8 @@ impl Event {
             | EventKind::NodeRetrying { node, .. }
             | EventKind::NodeSkipped { node }
             | EventKind::RunFailed { node, .. } => Some(node),
-            EventKind::RunStarted
+            EventKind::RunQueued { .. }
+            | EventKind::RunStarted
             | EventKind::RunResumed
             | EventKind::RunSucceeded { .. }
             | EventKind::RunInterrupted { .. } => None,
@@ -108,6 +148,8 @@ impl Event {
             EventKind::NodeProgress { fraction, .. } => json!({ "fraction": fraction }),
             EventKind::NodeRetrying { delay_ms, .. } => json!({ "delay_ms": delay_ms }),
             EventKind::RunInterrupted { reason } => json!({ "reason": reason }),
+            EventKind::RunQueued { behind: Some(behind) } => json!({ "behind": behind }),
+            EventKind::RunQueued { behind: None } => Value::Object(Map::new()),
             EventKind::RunStarted | EventKind::RunResumed | EventKind::NodeSkipped { .. } => Value::Object(Map::new()),
         }
     }

@@ -70,6 +70,8 @@ pub struct Lines {
 fn describe(event: &Event) -> Option<String> {
     let run = &event.deployment;
     let text = match &event.kind {
+        EventKind::RunQueued { behind: Some(behind) } => format!("run {run} waits for run {behind}"),
+        EventKind::RunQueued { behind: None } => format!("run {run} is queued"),
         EventKind::RunStarted => format!("run {run} started"),
         EventKind::RunResumed => format!("run {run} resumed"),
         EventKind::NodeStarted { node, attempt: 1, .. } => format!("{node} started"),
@@ -97,7 +99,7 @@ fn first_line(text: &str) -> &str {
 impl Reporter for Lines {
     fn event(&mut self, event: &Event) {
         if let Some(text) = describe(event) {
-            out_line(format_args!("[{:>3}%] {:<17} {text}", event.progress, event.phase));
+            out_line(format_args!("[{:>3}%] {:<18} {text}", event.progress, event.phase));
         }
     }
 
@@ -185,7 +187,7 @@ impl Reporter for Bar {
         self.bar.set_position(u64::from(event.progress));
         self.bar.set_prefix(event.phase.clone());
         if let Some(text) = describe(event) {
-            self.bar.println(format!("[{:>3}%] {:<17} {text}", event.progress, event.phase));
+            self.bar.println(format!("[{:>3}%] {:<18} {text}", event.progress, event.phase));
         }
     }
 

@@ -94,7 +94,13 @@ struct App {
     /// Set after the grace period: the runs stop their running nodes.
     stop_runs: tokio::sync::watch::Sender<bool>,
     request_timeout: Duration,
+    /// Open database connections, reused by the requests (one is opened when none is
+    /// free; at most [`POOL`] are kept).
+    pool: std::sync::Mutex<Vec<Box<dyn Store>>>,
 }
+
+/// The most idle database connections kept for the requests.
+const POOL: usize = 8;
 
 /// A JSON error: `{"error": {"code", "message"}}` with its status.
 struct ApiError {
@@ -136,10 +142,22 @@ impl App {
         self: &Arc<Self>,
         f: impl FnOnce(&mut dyn Store) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let (db, durability) = (self.db.clone(), self.durability);
+        let app = self.clone();
         tokio::task::spawn_blocking(move || {
-            let mut store = crate::store::open(&db, durability)?;
-            f(store.as_mut())
+            let idle = app.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let mut store = match idle {
+                Some(mut store) => {
+                    store.forget_cached();
+                    store
+                }
+                None => crate::store::open(&app.db, app.durability)?,
+            };
+            let result = f(store.as_mut());
+            let mut pool = app.pool.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < POOL {
+                pool.push(store);
+            }
+            result
         })
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
@@ -241,6 +259,7 @@ pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), Str
             drain_runs: tokio::sync::watch::channel(false).0,
             stop_runs: tokio::sync::watch::channel(false).0,
             request_timeout: options.request_timeout,
+            pool: Default::default(),
         });
         let hub_thread = {
             let (db, durability, tx) = (app.db.clone(), app.durability, app.events.clone());

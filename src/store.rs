@@ -278,6 +278,10 @@ pub trait Store: Send {
     /// The token whose hash this is, if any.
     fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>, StoreError>;
 
+    /// Forgets what this connection remembers of the runs it wrote to (a connection
+    /// taken again from a pool may meet runs others wrote to since).
+    fn forget_cached(&mut self) {}
+
     /// Runs the seed's dashboard query as written (DESIGN.md section 7).
     fn seed_query(&self, id: &str) -> Result<Vec<Value>, StoreError>;
 }

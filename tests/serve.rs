@@ -433,7 +433,7 @@ fn runs_started_through_the_api_run_on_the_workers_and_queue_per_target() {
     assert_eq!((status, body["error"]["code"].as_str()), (409, Some("id-taken")), "{body}");
     for id in ids.iter().chain([&"api-d".to_string()]) {
         let events = follow(&server, &read, id);
-        assert_eq!(events.first().map(String::as_str), Some("run_started"), "{id}: {events:?}");
+        assert_eq!(events[..2], ["run_queued", "run_started"], "{id}: {events:?}");
         assert_eq!(events.last().map(String::as_str), Some("run_succeeded"), "{id}: {events:?}");
     }
     let marks = env.marks("marks");
@@ -810,4 +810,37 @@ fn a_newer_run_through_the_api_supersedes_the_running_one_at_its_next_node() {
     let old = server.json("/api/v1/runs/old", &deploy);
     assert_eq!((old["status"].as_str(), old["supersededBy"].as_str()), (Some("cancelled"), Some("new")));
     assert_eq!(env.marks("marks"), ["build old", "build new", "ship new"], "old finished its node, then stopped");
+}
+
+#[test]
+fn a_queued_run_cancelled_through_the_api_never_runs_and_its_stream_says_so() {
+    let env = Env::new();
+    let deploy = token(&env, "ci", "deploy");
+    env.write(
+        "pipelines/held.yaml",
+        "version: 1\nname: held\ninputs: {label: {type: string}}\nconcurrency: {key: site, policy: queue}\nnodes:\n  work: {phase: BUILDING, uses: shell, with: {run: 'echo {{ inputs.label }} >> marks; while [ ! -f go ]; do sleep 0.02; done'}}\n",
+    );
+    let server = Server::start_with(&env, &["--workers", "2"]);
+    for label in ["first", "second", "third"] {
+        let body = serde_json::json!({"pipeline": "held", "inputs": {"label": label}, "id": label});
+        assert_eq!(post_run(&server, &deploy, body).0, 202);
+    }
+    env.wait_for("marks", Duration::from_secs(20));
+    let (status, body) = server.send("POST", "/api/v1/runs/second/cancel", Some(&deploy), &[], "");
+    assert_eq!(status, 202, "{body}");
+    let second = server.json("/api/v1/runs/second", &deploy);
+    assert_eq!(second["status"], "cancelled", "nobody held it: cancelled at once");
+    let mut stream = Stream::open(&server, "/api/v1/runs/second/events", &deploy, None);
+    let mut seen = Vec::new();
+    while let Some((_, name, data)) = stream.next() {
+        seen.push((name, data["metadata"].clone()));
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!((seen[0].0.as_str(), &seen[0].1["behind"]), ("run_queued", &serde_json::json!("first")));
+    assert_eq!(seen[1].0, "run_interrupted");
+    assert_eq!(seen[1].1["reason"], "cancelled while queued");
+    env.write("go", "");
+    assert_eq!(follow(&server, &deploy, "third").last().map(String::as_str), Some("run_succeeded"));
+    assert_eq!(env.marks("marks"), ["first", "third"], "the cancelled run never ran");
+    assert_eq!(server.json("/api/v1/runs/second", &deploy)["status"], "cancelled");
 }

@@ -198,11 +198,14 @@ impl Store for SqliteStore {
                     Policy::Supersede => {
                         for other in &live {
                             if other.status == RunStatus::Queued {
+                                let reason = format!("superseded by run {}", run.id);
                                 tx.execute(
                                     "UPDATE deployments SET status = 'cancelled', superseded_by = ?2, finished_at = ?3, \
                                      lease_owner = NULL, error = ?4 WHERE id = ?1",
-                                    params![other.id, run.id, run.at, format!("superseded by run {}", run.id)],
+                                    params![other.id, run.id, run.at, reason],
                                 )?;
+                                let kind = crate::event::EventKind::RunInterrupted { reason };
+                                events::insert_run_event(&tx, &other.id, &other.phase, other.progress, run.at, kind)?;
                             } else {
                                 queued_behind = Some(other.id.clone());
                                 tx.execute(
@@ -241,6 +244,10 @@ impl Store for SqliteStore {
              VALUES (?1, 1, 'QUEUED', 0, '{}', ?2)",
             params![run.id, run.at],
         )?;
+        if status == "queued" {
+            let kind = crate::event::EventKind::RunQueued { behind: queued_behind.clone() };
+            events::insert_run_event(&tx, run.id, "QUEUED", 0, run.at, kind)?;
+        }
         tx.commit()?;
         self.history_seq.insert(run.id.to_string(), 1);
         Ok(match queued_behind {
@@ -485,6 +492,9 @@ impl Store for SqliteStore {
             tx.execute("UPDATE deployments SET cancel_requested = 1 WHERE id = ?1", [id])?;
         } else if !matches!(row.status, RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled) {
             tx.execute("UPDATE deployments SET status = 'cancelled', lease_owner = NULL WHERE id = ?1", [id])?;
+            let reason = format!("cancelled while {}", row.status.as_str());
+            let kind = crate::event::EventKind::RunInterrupted { reason };
+            events::insert_run_event(&tx, id, &row.phase, row.progress, &crate::clock::now(), kind)?;
         }
         let row = tx.query_row(&sql, [id], run_row)?;
         tx.commit()?;
@@ -515,6 +525,10 @@ impl Store for SqliteStore {
         unqueued_before: &str,
     ) -> Result<bool, StoreError> {
         service::record_delivery(&self.conn, trigger, delivery, at, unqueued_before)
+    }
+
+    fn forget_cached(&mut self) {
+        self.history_seq.clear();
     }
 
     fn forget_delivery(&mut self, trigger: &str, delivery: &str) -> Result<(), StoreError> {

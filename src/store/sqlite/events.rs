@@ -27,3 +27,18 @@ pub(super) fn insert_events(
     }
     Ok(())
 }
+
+/// An event the store itself writes, in the transaction that makes it true: a run
+/// queued, or a run nobody held cancelled.
+pub(super) fn insert_run_event(
+    tx: &rusqlite::Transaction,
+    run: &str,
+    phase: &str,
+    progress: u8,
+    at: &str,
+    kind: crate::event::EventKind,
+) -> rusqlite::Result<()> {
+    let event =
+        Event { seq: None, ts: at.to_string(), deployment: run.to_string(), phase: phase.to_string(), progress, kind };
+    insert_events(tx, &[&event], &mut Vec::new())
+}

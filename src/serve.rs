@@ -20,6 +20,7 @@ mod metrics;
 mod runs;
 mod streams;
 pub mod triggers;
+mod ui;
 mod webhook;
 mod workers;
 
@@ -169,13 +170,34 @@ fn needed(method: &Method) -> Role {
     if method == Method::GET || method == Method::HEAD { Role::Read } else { Role::Deploy }
 }
 
-/// Checks the token of every `/api/` request before its handler (and its body) runs.
-async fn authorize(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+/// Checks the token of every `/api/` request before its handler (and its body) runs:
+/// an `Authorization: Bearer` header, else the dashboard's session cookie, with which
+/// a request that changes anything must come from a page of this server (403 else).
+/// The token is handed to the handler.
+async fn authorize(State(app): State<Arc<App>>, mut request: Request, next: Next) -> Response {
     let header = request.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let session = if header.is_none() { auth::session_of(request.headers()) } else { None };
     let need = needed(request.method());
-    let verdict = app.with_store(move |store| Ok(auth::check(store, header.as_deref(), need)?)).await;
+    if session.is_some() && need >= Role::Deploy && !auth::same_origin(request.headers()) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross-origin",
+            "a change made with a dashboard session must come from the dashboard's own page",
+        )
+        .into_response();
+    }
+    let now = crate::clock::now_ms();
+    let verdict = app
+        .with_store(move |store| match &session {
+            Some(secret) => Ok(auth::check_session(store, secret, need, now)?),
+            None => Ok(auth::check(store, header.as_deref(), need)?),
+        })
+        .await;
     match verdict {
-        Ok(Ok(_)) => next.run(request).await,
+        Ok(Ok(token)) => {
+            request.extensions_mut().insert(token);
+            next.run(request).await
+        }
         Ok(Err(auth::Refusal::Unknown)) => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -214,7 +236,9 @@ fn router(app: Arc<App>) -> Router {
     let api = Router::new()
         .route("/api/v1/pipelines", get(runs::pipelines))
         .route("/api/v1/runs", get(runs::runs).post(runs::start_run))
+        .route("/api/v1/session", get(ui::whoami))
         .route("/api/v1/runs/{id}", get(runs::run))
+        .route("/api/v1/runs/{id}/graph", get(runs::graph))
         .route("/api/v1/runs/{id}/cancel", post(runs::cancel))
         .route("/api/v1/runs/{id}/resume", post(runs::resume))
         .route("/api/v1/runs/{id}/nodes/{node}/log", get(streams::node_log))
@@ -222,6 +246,9 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/v1/events", get(streams::all_events))
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), authorize));
     Router::new()
+        .route("/", get(ui::page))
+        .route("/ui/{file}", get(ui::asset))
+        .route("/session", post(ui::sign_in).delete(ui::sign_out))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::metrics))
         .route("/hooks/{trigger}", post(webhook::hook))

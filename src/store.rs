@@ -272,8 +272,28 @@ pub trait Store: Send {
     /// Every token, by name.
     fn tokens(&self) -> Result<Vec<TokenRow>, StoreError>;
 
-    /// Removes a token; false when there was none of that name.
+    /// Removes a token, and ends the dashboard sessions made with it; false when there
+    /// was none of that name.
     fn revoke_token(&mut self, name: &str) -> Result<bool, StoreError>;
+
+    /// Records a dashboard session (the hash of its cookie) made with token `token`,
+    /// valid until `expires_ms`; forgets the expired ones.
+    fn create_session(
+        &mut self,
+        hash: &str,
+        token: &str,
+        at: &str,
+        expires_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// The token of an unexpired session whose cookie hashes to `hash`.
+    fn session_token(&self, hash: &str, now_ms: i64) -> Result<Option<TokenRow>, StoreError>;
+
+    fn end_session(&mut self, hash: &str) -> Result<(), StoreError>;
+
+    /// The sequence number of the newest event of one run (0 when there is none).
+    fn last_event_of(&self, run: &str) -> Result<i64, StoreError>;
 
     /// The token whose hash this is, if any.
     fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>, StoreError>;

@@ -6,88 +6,10 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
+use support::service::{Service as Server, head, token};
 use support::{Env, free_port, signal, wait_timeout};
-
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start(env: &Env) -> Server {
-        Server::start_with(env, &[])
-    }
-
-    fn start_with(env: &Env, extra: &[&str]) -> Server {
-        Server::start_full(env, extra, &[])
-    }
-
-    fn start_full(env: &Env, extra: &[&str], vars: &[(&str, &str)]) -> Server {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut args = vec!["serve", "--listen", &listen];
-        args.extend_from_slice(extra);
-        let child = env
-            .command(&args)
-            .envs(vars.iter().copied())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let begin = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(begin.elapsed() < Duration::from_secs(20), "the server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Server { child, port }
-    }
-
-    /// One request; the status and the body.
-    fn call(&self, method: &str, path: &str, token: Option<&str>, extra: &[(&str, &str)]) -> (u16, String) {
-        self.send(method, path, token, extra, "")
-    }
-
-    fn send(&self, method: &str, path: &str, token: Option<&str>, extra: &[(&str, &str)], body: &str) -> (u16, String) {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        let request =
-            head(method, path, token, extra).replace("Content-Length: 0", &format!("Content-Length: {}", body.len()));
-        stream.write_all(request.as_bytes()).unwrap();
-        stream.write_all(body.as_bytes()).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let status = response.split(' ').nth(1).unwrap().parse().unwrap();
-        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-        (status, body)
-    }
-
-    fn json(&self, path: &str, token: &str) -> serde_json::Value {
-        let (status, body) = self.call("GET", path, Some(token), &[]);
-        assert_eq!(status, 200, "{path}: {body}");
-        serde_json::from_str(&body).unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn head(method: &str, path: &str, token: Option<&str>, extra: &[(&str, &str)]) -> String {
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n");
-    if let Some(token) = token {
-        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
-    }
-    for (k, v) in extra {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    head
-}
 
 /// An open event stream, read as it comes.
 struct Stream {
@@ -144,12 +66,6 @@ impl Stream {
             }
         }
     }
-}
-
-fn token(env: &Env, name: &str, role: &str) -> String {
-    let out = env.run(&["token", "create", name, "--role", role]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 #[test]

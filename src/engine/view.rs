@@ -26,10 +26,15 @@ pub fn row_json(row: &RunRow) -> Value {
     })
 }
 
-/// One run with its nodes and history, as JSON.
+/// One run with its nodes and history, as JSON, with `last_seq`: the newest of its
+/// events when it was read.
 pub fn run_json(store: &dyn Store, id: &str) -> Result<Option<Value>, StoreError> {
+    // Read first: the run read after it is at least this new, so a client that applies
+    // the events after `last_seq` to it misses nothing (it may see one twice).
+    let last_seq = store.last_event_of(id)?;
     let Some(row) = store.run(id)? else { return Ok(None) };
     let mut out = row_json(&row);
+    out["last_seq"] = json!(last_seq);
     out["inputs"] = row.inputs.clone();
     // A node recorded `running` in a run that no longer runs was stopped with it (a
     // cancel, a signal, a crash, another node failing): it runs again on resume.
@@ -71,4 +76,71 @@ fn parse_time(text: &str) -> Option<SystemTime> {
 fn duration_ms(start: Option<&str>, end: Option<&str>) -> Option<u64> {
     let (start, end) = (parse_time(start?)?, parse_time(end?)?);
     end.duration_since(start).ok().map(|d| d.as_millis() as u64)
+}
+
+/// The graph a run runs, for drawing: every node (qualified ids, in plan order) with
+/// its phase, what it is (`uses` or the sub-pipeline's name), the sub-pipeline node
+/// it belongs to, and the nodes it comes after. A sub-pipeline's first nodes come after
+/// the sub-pipeline node; what needs a sub-pipeline node comes after its last nodes.
+/// `None` when there is no such run; an empty list when its snapshot no longer
+/// compiles.
+pub fn graph_json(store: &dyn Store, id: &str) -> Result<Option<Value>, StoreError> {
+    let Some(row) = store.run(id)? else { return Ok(None) };
+    let checkpoints = store.nodes(id)?;
+    let (_, _, files) = store.snapshot(row.snapshot_id)?;
+    let Ok(plan) = super::Snapshot::from_json(&files).compile() else {
+        return Ok(Some(json!({"run": id, "nodes": []})));
+    };
+    let selected = |id: &str| {
+        let row = checkpoints.iter().find(|n| n.node == id)?;
+        row.outputs.as_ref()?.get("$selected")?.as_str().map(str::to_string)
+    };
+    let mut nodes = Vec::new();
+    graph_of(&plan, "", None, &selected, &mut nodes);
+    Ok(Some(json!({"run": id, "nodes": nodes})))
+}
+
+/// Adds `plan`'s nodes to `out`; returns the ids of its last nodes (those nothing in it
+/// needs), as they appear from outside: a sub-pipeline node by its own last nodes.
+fn graph_of(
+    plan: &crate::plan::Plan,
+    prefix: &str,
+    parent: Option<&str>,
+    selected: &dyn Fn(&str) -> Option<String>,
+    out: &mut Vec<Value>,
+) -> Vec<String> {
+    use crate::plan::{NodeKind, SubPipeline};
+    // Per node of this plan: the ids that stand for it when something comes after it.
+    let mut ends: Vec<Vec<String>> = vec![Vec::new(); plan.nodes.len()];
+    for &i in &plan.order {
+        let node = &plan.nodes[i];
+        let id = format!("{prefix}{}", node.id);
+        let mut after: Vec<String> = node.needs.iter().flat_map(|&n| ends[n].clone()).collect();
+        if node.needs.is_empty()
+            && let Some(parent) = parent
+        {
+            after.push(parent.to_string());
+        }
+        let uses = match &node.kind {
+            NodeKind::Action(action) => action.name.to_string(),
+            NodeKind::Pipeline(SubPipeline::Fixed { name, .. }) => name.clone(),
+            NodeKind::Pipeline(SubPipeline::Select { .. }) => selected(&id).unwrap_or_else(|| "select".into()),
+        };
+        out.push(json!({"id": id, "phase": node.phase, "uses": uses, "parent": parent, "after": after}));
+        ends[i] = vec![id.clone()];
+        if let NodeKind::Pipeline(sub) = &node.kind {
+            let child = match sub {
+                SubPipeline::Fixed { plan, .. } => Some(plan),
+                SubPipeline::Select { .. } => selected(&id).and_then(|name| sub.by_name(&name)),
+            };
+            if let Some(child) = child {
+                let last = graph_of(child, &format!("{id}."), Some(&id), selected, out);
+                if !last.is_empty() {
+                    ends[i] = last;
+                }
+            }
+        }
+    }
+    let needed: std::collections::HashSet<usize> = plan.nodes.iter().flat_map(|n| n.needs.iter().copied()).collect();
+    (0..plan.nodes.len()).filter(|i| !needed.contains(i)).flat_map(|i| ends[i].clone()).collect()
 }

@@ -49,9 +49,85 @@ pub fn check(store: &dyn Store, header: Option<&str>, need: Role) -> Result<Resu
     Ok(Ok(row))
 }
 
+/// The dashboard's session cookie.
+pub const SESSION_COOKIE: &str = "phased_session";
+
+/// How long a dashboard sign-in lasts.
+pub const SESSION_HOURS: i64 = 12;
+
+/// The session cookie's value in a request's `Cookie` header, if any.
+pub fn session_of(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// Whether a request comes from a page of this server: its `Origin` names the host the
+/// request was sent to (the browser sets both; a page elsewhere cannot forge them).
+/// Without `Origin`, `Sec-Fetch-Site: same-origin` does; without either, it does not.
+pub fn same_origin(headers: &axum::http::HeaderMap) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    match (header("origin"), header("host")) {
+        (Some(origin), Some(host)) => {
+            let origin = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
+            origin.is_some_and(|o| o.eq_ignore_ascii_case(host))
+        }
+        (Some(_), None) => false,
+        (None, _) => header("sec-fetch-site") == Some("same-origin"),
+    }
+}
+
+/// The token of a dashboard session, if it may do `need`.
+pub fn check_session(
+    store: &dyn Store,
+    secret: &str,
+    need: Role,
+    now_ms: i64,
+) -> Result<Result<TokenRow, Refusal>, StoreError> {
+    let Some(row) = store.session_token(&hash(secret), now_ms)? else { return Ok(Err(Refusal::Unknown)) };
+    if row.role < need {
+        return Ok(Err(Refusal::TooLow { have: row.role, need }));
+    }
+    Ok(Ok(row))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> axum::http::HeaderMap {
+        let mut map = axum::http::HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(*k, v.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let h = headers(&[("cookie", "a=1; phased_session=xyz ; b=2")]);
+        assert_eq!(session_of(&h).as_deref(), Some("xyz"));
+        assert_eq!(session_of(&headers(&[("cookie", "phased_sessionx=1")])), None);
+        assert_eq!(session_of(&headers(&[("cookie", "phased_session=")])), None);
+    }
+
+    #[test]
+    fn only_a_page_of_this_server_is_same_origin() {
+        let host = ("host", "127.0.0.1:8420");
+        assert!(same_origin(&headers(&[host, ("origin", "http://127.0.0.1:8420")])));
+        assert!(!same_origin(&headers(&[host, ("origin", "http://evil.example")])));
+        assert!(!same_origin(&headers(&[host, ("origin", "http://127.0.0.1:8421")])));
+        assert!(!same_origin(&headers(&[host, ("origin", "null")])));
+        assert!(!same_origin(&headers(&[host])), "neither Origin nor Sec-Fetch-Site");
+        assert!(same_origin(&headers(&[host, ("sec-fetch-site", "same-origin")])));
+        assert!(!same_origin(&headers(&[host, ("sec-fetch-site", "cross-site")])));
+    }
 
     #[test]
     fn tokens_are_long_random_and_hashed_one_way() {

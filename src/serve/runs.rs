@@ -201,23 +201,37 @@ pub(super) async fn runs(State(app): State<Arc<App>>, q: Result<Query<RunsQuery>
     let Query(q) = q.map_err(bad_query)?;
     let list = app
         .with_store(move |store| {
+            // Read first, as in `run_json`: the events after it are newer than the list.
+            let last_seq = store.latest_event()?;
             let runs = store.runs()?;
             let start = match &q.before {
                 Some(id) => runs.iter().position(|r| &r.id == id).map_or(runs.len(), |i| i + 1),
                 None => 0,
             };
             let limit = q.limit.unwrap_or(50).min(500);
-            Ok(runs[start..]
+            let mut page: Vec<Value> = runs[start..]
                 .iter()
                 .filter(|r| q.status.as_deref().is_none_or(|s| r.status.as_str() == s))
                 .filter(|r| q.pipeline.as_ref().is_none_or(|p| &r.pipeline == p))
                 .filter(|r| q.target.as_ref().is_none_or(|t| r.target.as_ref() == Some(t)))
-                .take(limit)
+                .take(limit + 1)
                 .map(crate::engine::view::row_json)
-                .collect::<Vec<_>>())
+                .collect();
+            let more = page.len() > limit;
+            page.truncate(limit);
+            Ok(json!({"runs": page, "more": more, "last_seq": last_seq}))
         })
         .await?;
-    Ok(axum::Json(json!({"runs": list})).into_response())
+    Ok(axum::Json(list).into_response())
+}
+
+/// `GET /api/v1/runs/{id}/graph`: the nodes and edges of the run's plan, for drawing.
+pub(super) async fn graph(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
+    let found = app.with_store(move |store| Ok(crate::engine::view::graph_json(store, &id)?)).await?;
+    match found {
+        Some(graph) => Ok(axum::Json(graph).into_response()),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such run")),
+    }
 }
 
 pub(super) async fn run(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {

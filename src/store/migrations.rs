@@ -24,6 +24,9 @@
 //! - 6: `deliveries`, the webhook deliveries seen (trigger, delivery id, the run it
 //!   queued), so that a delivery sent twice runs once.
 //!
+//! - 7: `sessions`, the dashboard's sign-ins: the SHA-256 of the session cookie, the
+//!   token it was made with (revoking the token ends them) and when it expires.
+//!
 //! A migration is never edited once released: add a new one.
 
 pub(super) const MIGRATIONS: &[&str] = &[
@@ -135,6 +138,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
         run_id      TEXT,
         created_at  TEXT NOT NULL,
         PRIMARY KEY (trigger, delivery)
+    ) WITHOUT ROWID;
+    "#,
+    // 7
+    r#"
+    CREATE TABLE sessions (
+        hash        TEXT PRIMARY KEY,               -- sha256 of the cookie's value, hex
+        token_name  TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        expires_at  INTEGER NOT NULL                -- unix ms
     ) WITHOUT ROWID;
     "#,
 ];

@@ -510,7 +510,32 @@ impl Store for SqliteStore {
     }
 
     fn revoke_token(&mut self, name: &str) -> Result<bool, StoreError> {
-        service::revoke_token(&self.conn, name)
+        service::revoke_token(&mut self.conn, name)
+    }
+
+    fn create_session(
+        &mut self,
+        hash: &str,
+        token: &str,
+        at: &str,
+        expires_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        service::create_session(&self.conn, hash, token, at, expires_ms, now_ms)
+    }
+
+    fn session_token(&self, hash: &str, now_ms: i64) -> Result<Option<TokenRow>, StoreError> {
+        service::session_token(&self.conn, hash, now_ms)
+    }
+
+    fn end_session(&mut self, hash: &str) -> Result<(), StoreError> {
+        service::end_session(&self.conn, hash)
+    }
+
+    fn last_event_of(&self, run: &str) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM events WHERE deployment_id = ?1", [run], |r| r.get(0))?)
     }
 
     fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>, StoreError> {

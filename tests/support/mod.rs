@@ -4,6 +4,9 @@
 #![expect(unreachable_pub, reason = "helpers shared by the test binaries")]
 #![expect(unsafe_code, reason = "signals to the processes a test started, and the effective uid: syscalls")]
 
+pub mod browser;
+pub mod service;
+
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

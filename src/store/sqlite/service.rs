@@ -18,8 +18,44 @@ pub(super) fn tokens(conn: &Connection) -> Result<Vec<TokenRow>, StoreError> {
     Ok(rows)
 }
 
-pub(super) fn revoke_token(conn: &Connection, name: &str) -> Result<bool, StoreError> {
-    Ok(conn.execute("DELETE FROM tokens WHERE name = ?1", [name])? == 1)
+pub(super) fn revoke_token(conn: &mut Connection, name: &str) -> Result<bool, StoreError> {
+    let tx = conn.transaction()?;
+    tx.execute("DELETE FROM sessions WHERE token_name = ?1", [name])?;
+    let removed = tx.execute("DELETE FROM tokens WHERE name = ?1", [name])? == 1;
+    tx.commit()?;
+    Ok(removed)
+}
+
+pub(super) fn create_session(
+    conn: &Connection,
+    hash: &str,
+    token: &str,
+    at: &str,
+    expires_ms: i64,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM sessions WHERE expires_at <= ?1", [now_ms])?;
+    conn.execute(
+        "INSERT INTO sessions (hash, token_name, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+        params![hash, token, at, expires_ms],
+    )?;
+    Ok(())
+}
+
+pub(super) fn session_token(conn: &Connection, hash: &str, now_ms: i64) -> Result<Option<TokenRow>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT t.name, t.role, t.hash, t.created_at, t.last_used_at FROM sessions s \
+             JOIN tokens t ON t.name = s.token_name WHERE s.hash = ?1 AND s.expires_at > ?2",
+            params![hash, now_ms],
+            token_row,
+        )
+        .optional()?)
+}
+
+pub(super) fn end_session(conn: &Connection, hash: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM sessions WHERE hash = ?1", [hash])?;
+    Ok(())
 }
 
 pub(super) fn token_by_hash(conn: &Connection, hash: &str) -> Result<Option<TokenRow>, StoreError> {

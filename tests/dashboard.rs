@@ -328,3 +328,121 @@ fn a_server_restarted_mid_run_is_rejoined_with_no_row_missing_or_repeated() {
     let rows = browser.js("return document.querySelectorAll('#runs-body tr').length", vec![]);
     assert_eq!(rows, json!(1), "one run, one row");
 }
+
+#[test]
+fn a_phone_in_the_dark_scheme_gets_every_run_readable_without_sideways_scrolling() {
+    let env = Env::new();
+    let read = token(&env, "viewer", "read");
+    env.write("pipelines/site.yaml", SITE);
+    for service in ["web", "api"] {
+        assert_eq!(env.run(&["run", "site", "-i", &format!("service={service}")]).status.code(), Some(0));
+    }
+    let server = Service::start(&env);
+    let browser = Browser::start_with(390, 844, &["--force-dark-mode", "--blink-settings=preferredColorScheme=0"]);
+    sign_in(&browser, &server, &read);
+    browser.wait("document.querySelectorAll('#runs-body tr').length === 2", "two runs", WAIT);
+    assert_eq!(browser.js("return matchMedia('(prefers-color-scheme: dark)').matches", vec![]), json!(true));
+    let background = browser.js("return getComputedStyle(document.body).backgroundColor", vec![]);
+    assert_eq!(background, json!("rgb(15, 18, 23)"), "the dark background");
+    let fits = "document.documentElement.scrollWidth <= window.innerWidth";
+    assert_eq!(browser.js(&format!("return {fits}"), vec![]), json!(true), "no sideways scrolling");
+    // Each cell says what it is (the table's head is off screen at this width).
+    let label =
+        browser.js("return getComputedStyle(document.querySelector('#runs-body td'), '::before').content", vec![]);
+    assert_eq!(label, json!("\"Target\""));
+    assert_accessible(&browser, "the runs page, dark, at phone width");
+    browser.screenshot("phone-dark-runs");
+    browser.click("#runs-body tr a");
+    browser.wait("document.querySelectorAll('#graph .node').length === 4", "the run", WAIT);
+    assert_eq!(
+        browser.js(&format!("return {fits}"), vec![]),
+        json!(true),
+        "the run page fits too (its graph scrolls in its box)"
+    );
+    assert_accessible(&browser, "a run, dark, at phone width");
+    browser.screenshot("phone-dark-run");
+}
+
+#[test]
+fn a_thousand_runs_page_and_a_run_of_500_nodes_draws_whole() {
+    let env = Env::new();
+    let deploy = token(&env, "ci", "deploy");
+    env.write("pipelines/tick.yaml", "version: 1\nname: tick\nnodes:\n  a: {phase: BUILDING, uses: noop}\n");
+    // 50 columns of 10 noop nodes, each after the one beside it in the column before.
+    let mut wide = String::from("version: 1\nname: wide\nnodes:\n");
+    for column in 0..50 {
+        for row in 0..10 {
+            let needs = if column == 0 { String::new() } else { format!(", needs: [n{}x{row}]", column - 1) };
+            wide.push_str(&format!("  n{column}x{row}: {{phase: BUILDING, uses: noop{needs}}}\n"));
+        }
+    }
+    env.write("wide.yaml", &wide);
+    assert_eq!(env.run(&["run", "wide.yaml", "--id", "wide"]).status.code(), Some(0));
+    let server = Service::start_with(&env, &["--workers", "4"]);
+    for _ in 0..1000 {
+        let (status, _) = server.send("POST", "/api/v1/runs", Some(&deploy), &[], r#"{"pipeline": "tick"}"#);
+        assert_eq!(status, 202);
+    }
+    let begin = Instant::now();
+    loop {
+        let done: i64 = env
+            .sqlite()
+            .query_row("SELECT count(*) FROM deployments WHERE status = 'succeeded'", [], |r| r.get(0))
+            .unwrap();
+        if done == 1001 {
+            break;
+        }
+        assert!(begin.elapsed() < Duration::from_secs(300), "{done} of 1001");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let browser = Browser::start(1280, 900);
+    sign_in(&browser, &server, &deploy);
+    browser.wait("document.querySelectorAll('#runs-body tr').length === 50", "a page of 50", WAIT);
+    let first = browser.js("return [...document.querySelectorAll('#runs-body tr')].map(r => r.dataset.id)", vec![]);
+    browser.click("#older");
+    browser.wait(
+        "document.querySelector('#newest') && document.querySelectorAll('#runs-body tr').length === 50",
+        "the next page",
+        WAIT,
+    );
+    let second = browser.js("return [...document.querySelectorAll('#runs-body tr')].map(r => r.dataset.id)", vec![]);
+    let (first, second) = (first.as_array().unwrap(), second.as_array().unwrap());
+    assert!(first.iter().all(|id| !second.contains(id)), "two different pages");
+    let newest: Vec<String> = env
+        .sqlite()
+        .prepare("SELECT id FROM deployments ORDER BY created_at DESC, id LIMIT 100")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let shown: Vec<String> = first.iter().chain(second).map(|v| v.as_str().unwrap().to_string()).collect();
+    assert_eq!(shown, newest, "the newest 100, newest first");
+
+    // A new run arrives on the first page live; the page stays 50 long.
+    browser.click("#newest");
+    browser.wait(
+        "!document.querySelector('#newest') && document.querySelectorAll('#runs-body tr').length === 50",
+        "the first page",
+        WAIT,
+    );
+    let (_, started) =
+        server.send("POST", "/api/v1/runs", Some(&deploy), &[], r#"{"pipeline": "tick", "id": "latest"}"#);
+    assert!(started.contains("latest"), "{started}");
+    browser.wait(
+        "document.querySelector('#runs-body tr:first-child').dataset.id === 'latest'",
+        "the new run on top",
+        WAIT,
+    );
+    assert_eq!(browser.js("return document.querySelectorAll('#runs-body tr').length", vec![]), json!(50));
+    browser.screenshot("runs-thousand");
+
+    // 500 nodes: every node drawn and listed, each with its state.
+    browser.goto(&url(&server, "#/runs/wide"));
+    browser.wait("document.querySelectorAll('#graph .node.g-succeeded').length === 500", "500 nodes drawn", WAIT);
+    browser.wait("document.querySelectorAll('#nodes-body tr').length === 500", "500 nodes listed", WAIT);
+    assert_eq!(browser.js("return document.querySelectorAll('#graph .edge').length", vec![]), json!(490));
+    let width = browser.js("return document.querySelector('#graph svg').getAttribute('width')", vec![]);
+    assert!(width.as_str().unwrap().parse::<u32>().unwrap() > 50 * 168, "50 columns: {width}");
+    browser.screenshot("run-500-nodes");
+}

@@ -760,3 +760,104 @@ fn a_queued_run_cancelled_through_the_api_never_runs_and_its_stream_says_so() {
     assert_eq!(env.marks("marks"), ["first", "third"], "the cancelled run never ran");
     assert_eq!(server.json("/api/v1/runs/second", &deploy)["status"], "cancelled");
 }
+
+/// `POST /session` as the dashboard sends it; the status, the `Set-Cookie` header and
+/// the body.
+fn sign_in(server: &Server, token: &str, origin: &str) -> (u16, Option<String>, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let body = serde_json::json!({"token": token}).to_string();
+    let request = head("POST", "/session", None, &[("Origin", origin), ("Content-Type", "application/json")])
+        .replace("Host: localhost", &format!("Host: 127.0.0.1:{}", server.port))
+        .replace("Content-Length: 0", &format!("Content-Length: {}", body.len()));
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(body.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
+    let cookie = response
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .map(|l| l.split_once(':').unwrap().1.trim().to_string());
+    (status, cookie, response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+#[test]
+fn a_dashboard_session_is_an_http_only_strict_cookie_checked_against_the_origin_and_ended_by_revoking() {
+    let env = Env::new();
+    let deploy = token(&env, "ci", "deploy");
+    env.write("pipelines/tick.yaml", "version: 1\nname: tick\nnodes:\n  a: {phase: BUILDING, uses: noop}\n");
+    let server = Server::start(&env);
+    let me = format!("http://127.0.0.1:{}", server.port);
+    let host = format!("127.0.0.1:{}", server.port);
+
+    assert_eq!(sign_in(&server, "phd_wrong", &me).0, 401);
+    assert_eq!(sign_in(&server, &deploy, "http://evil.example").0, 403, "a sign-in from another site's page");
+    let (status, cookie, body) = sign_in(&server, &deploy, &me);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"role\":\"deploy\""), "{body}");
+    let cookie = cookie.expect("a cookie");
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
+        assert!(cookie.contains(flag), "{flag} in {cookie}");
+    }
+    let value = cookie.split(';').next().unwrap().to_string();
+    assert!(value.starts_with("phased_session=") && value.len() > 40, "{value}");
+    let stored: Vec<String> = env
+        .sqlite()
+        .prepare("SELECT hash FROM sessions")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(stored.len(), 1);
+    assert!(!stored[0].contains(value.trim_start_matches("phased_session=")), "only the hash is stored");
+
+    // Reading with the cookie alone works; a change needs the page's own origin.
+    let get = |path: &str| {
+        let headers = [("Cookie", value.as_str()), ("Host", host.as_str())];
+        let request = head("GET", path, None, &headers).replace("Host: localhost\r\n", "");
+        let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    };
+    let post = |origin: Option<&str>| {
+        let mut headers = vec![("Cookie", value.as_str()), ("Host", host.as_str())];
+        headers.extend(origin.map(|o| ("Origin", o)));
+        let body = r#"{"pipeline": "tick"}"#;
+        let request = head("POST", "/api/v1/runs", None, &headers)
+            .replace("Host: localhost\r\n", "")
+            .replace("Content-Length: 0", &format!("Content-Length: {}", body.len()));
+        let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        stream.write_all(body.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response.split(' ').nth(1).unwrap().parse::<u16>().unwrap()
+    };
+    assert!(get("/api/v1/session").contains("\"name\":\"ci\""));
+    assert_eq!(post(Some("http://evil.example")), 403, "another site's page");
+    assert_eq!(post(None), 403, "no origin at all");
+    assert_eq!(post(Some(&me)), 202, "the dashboard's own page");
+    assert_eq!(server.json("/api/v1/runs", &deploy)["runs"].as_array().unwrap().len(), 1, "one run: the allowed one");
+
+    // Revoking the token ends its sessions.
+    assert_eq!(env.run(&["token", "revoke", "ci"]).status.code(), Some(0));
+    assert!(get("/api/v1/session").starts_with("HTTP/1.1 401"), "the session ended with its token");
+    let left: i64 = env.sqlite().query_row("SELECT count(*) FROM sessions", [], |r| r.get(0)).unwrap();
+    assert_eq!(left, 0);
+
+    // The page itself: its own files only, and never framed.
+    let (status, page) = server.call("GET", "/", None, &[]);
+    assert_eq!(status, 200);
+    assert!(page.contains("/ui/app.js"), "{page}");
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stream.write_all(head("GET", "/", None, &[]).as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let policy = response.lines().find(|l| l.to_ascii_lowercase().starts_with("content-security-policy")).unwrap();
+    assert!(policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"), "{policy}");
+    assert_eq!(server.call("GET", "/ui/app.js", None, &[]).0, 200);
+    assert_eq!(server.call("GET", "/ui/..%2Fserve.rs", None, &[]).0, 404);
+}

@@ -29,6 +29,11 @@ pub fn screenshots() -> PathBuf {
 impl Browser {
     /// A new browser (its own empty profile), `width` x `height` pixels.
     pub fn start(width: u32, height: u32) -> Browser {
+        Browser::start_with(width, height, &[])
+    }
+
+    /// With more Chromium switches (`--force-dark-mode`: the system's dark scheme).
+    pub fn start_with(width: u32, height: u32, switches: &[&str]) -> Browser {
         let profile = tempfile::tempdir().unwrap();
         let (driver, port) = start_on_free_port("chromedriver", |port| {
             Command::new("chromedriver")
@@ -39,7 +44,9 @@ impl Browser {
                 .expect("chromedriver (apt install chromium-driver; scripts/test-deps installs it)")
         });
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let args = [
+        let (size, dir) =
+            (format!("--window-size={width},{height}"), format!("--user-data-dir={}", profile.path().display()));
+        let mut args = vec![
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
@@ -49,9 +56,10 @@ impl Browser {
             "--disable-component-update",
             "--disable-sync",
             "--disable-dev-shm-usage",
-            &format!("--window-size={width},{height}"),
-            &format!("--user-data-dir={}", profile.path().display()),
+            &size,
+            &dir,
         ];
+        args.extend_from_slice(switches);
         let capabilities = json!({
             "browserName": "chrome",
             "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args},

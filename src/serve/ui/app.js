@@ -230,7 +230,7 @@ function runsView(before) {
   const filter = h("select", { id: "status-filter", "aria-label": "Show runs with status" },
     h("option", { value: "" }, "Every status"),
     ["running", "queued", "succeeded", "failed", "interrupted", "cancelled"].map((s) => h("option", { value: s }, s)));
-  const table = h("div", { class: "table-wrap" },
+  const table = h("div", { class: "table-wrap", tabindex: 0, role: "region", "aria-label": "Deployments" },
     h("table", { class: "cards", id: "runs" },
       h("caption", { class: "sr-only" }, "Deployments, newest first"),
       h("thead", {}, h("tr", {}, ["Target", "Type", "Status", "Phase", "Progress", "Started", "Duration", "ETA"].map((t) => h("th", { scope: "col" }, t)))),
@@ -268,7 +268,7 @@ function runsView(before) {
   function showPager() {
     pager.replaceChildren(...[
       before ? h("a", { href: "#/", class: "button quiet", id: "newest" }, "← Newest") : null,
-      more ? h("a", { class: "button quiet", id: "older", href: `#/?before=${encodeURIComponent([...rows.keys()].pop())}` }, "Older →") : null,
+      more ? h("a", { class: "button quiet", id: "older", href: `#/?before=${encodeURIComponent(tbody.lastElementChild ? tbody.lastElementChild.dataset.id : "")}` }, "Older →") : null,
     ].filter(Boolean));
   }
 
@@ -284,10 +284,11 @@ function runsView(before) {
       const run = await api(`/api/v1/runs/${encodeURIComponent(id)}`);
       if (status && run.status !== status) return;
       put(run, !rows.has(id));
+      // The page keeps its length: the oldest row (the table's last) goes.
       while (rows.size > PAGE_SIZE) {
-        const last = [...rows.keys()].pop();
-        rows.get(last).tr.remove();
-        rows.delete(last);
+        const last = tbody.lastElementChild;
+        rows.delete(last.dataset.id);
+        last.remove();
         more = true;
       }
       showPager();
@@ -423,7 +424,7 @@ function runView(id) {
   let chosen = null, closed = false;
   const seen = new Set();         // seqs shown in the event table
   const parts = {
-    head: h("div", {}), alert: h("div", {}), graph: h("div", { class: "graph", id: "graph" }),
+    head: h("div", {}), alert: h("div", {}), graph: h("div", { class: "graph", id: "graph", tabindex: 0, role: "region", "aria-label": "Graph" }),
     nodes: h("tbody", { id: "nodes-body" }), timeline: h("ol", { class: "timeline", id: "timeline" }),
     log: h("pre", { class: "log", id: "log", tabindex: 0, "aria-live": "off", "aria-label": "Node log" }, "Choose a node to see its log."),
     logTitle: h("h2", { id: "log-title" }, "Log"),
@@ -434,13 +435,13 @@ function runView(id) {
     parts.head, parts.alert,
     h("h2", {}, "Graph"), parts.graph,
     h("h2", {}, "Nodes"),
-    h("div", { class: "table-wrap" }, h("table", { class: "cards", id: "nodes" },
+    h("div", { class: "table-wrap", tabindex: 0, role: "region", "aria-label": "Nodes" }, h("table", { class: "cards", id: "nodes" },
       h("thead", {}, h("tr", {}, ["Node", "State", "Attempt", "Duration", "Log"].map((t) => h("th", { scope: "col" }, t)))),
       parts.nodes)),
     h("h2", {}, "Phases"), parts.timeline,
     parts.logTitle, parts.log,
     h("h2", {}, "Events"),
-    h("div", { class: "table-wrap" }, h("table", { id: "events" },
+    h("div", { class: "table-wrap", tabindex: 0, role: "region", "aria-label": "Events" }, h("table", { id: "events" },
       h("thead", {}, h("tr", {}, ["#", "Time", "Event", "Node", "Phase", "Progress"].map((t) => h("th", { scope: "col" }, t)))),
       parts.events)));
 

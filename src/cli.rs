@@ -7,6 +7,7 @@ mod load;
 mod logs;
 mod plan;
 mod prune;
+mod releases;
 mod run;
 mod serve;
 mod status;
@@ -87,6 +88,10 @@ enum Command {
     Cancel(status::CancelArgs),
     /// Print what a run's steps printed (every node, or one); `-f` follows until it ends.
     Logs(logs::LogsArgs),
+    /// List a target's releases (its succeeded runs), newest first, and which one is live.
+    Releases(releases::ReleasesArgs),
+    /// Make an earlier release of a target live again, as a new run (the pipeline's `rollback:`).
+    Rollback(run::RollbackArgs),
     /// Forget old runs, their logs and work folders; never the live release or the ones kept for rollback.
     Prune(prune::PruneArgs),
     /// Deploy, then redeploy after every burst of changes under --path, until Ctrl-C.
@@ -161,6 +166,8 @@ pub fn main() -> ExitCode {
         Command::Cancel(args) => status::cancel(args),
         Command::Logs(args) => logs::logs(args),
         Command::Prune(args) => prune::prune(args),
+        Command::Releases(args) => releases::releases_command(args),
+        Command::Rollback(args) => run::rollback(args),
         Command::Serve(args) => serve::serve(args),
         Command::Token(args) => token::token(args),
         Command::Watch(args) => watch::watch(args),

@@ -7,6 +7,7 @@ mod core;
 mod driver;
 pub mod lease;
 mod record;
+pub mod releases;
 pub mod reload;
 pub mod snapshot;
 pub mod view;

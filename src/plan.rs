@@ -30,6 +30,8 @@ pub struct Plan {
     pub(crate) on_failure: Option<Block>,
     /// Runs of one target never overlap (only the root pipeline's counts).
     pub(crate) concurrency: Option<Concurrency>,
+    /// `rollback:`: the name and plan of the pipeline that makes a release live again.
+    pub(crate) rollback: Option<(String, Arc<Plan>)>,
     /// The pipeline's compiled text templates (its blocks render against these).
     pub(crate) templates: Templates,
 }
@@ -43,6 +45,11 @@ pub(crate) struct Concurrency {
 }
 
 impl Plan {
+    /// The pipeline `phased rollback` runs for this type's releases, if any.
+    pub fn rollback(&self) -> Option<&Arc<Plan>> {
+        self.rollback.as_ref().map(|(_, plan)| plan)
+    }
+
     pub fn description(&self) -> Option<&str> {
         self.description.as_deref()
     }

@@ -34,6 +34,12 @@ pub(crate) struct RawPipeline {
     pub defaults: RawDefaults,
     /// Runs of one target (the service or project a run deploys) never overlap.
     pub concurrency: Option<RawConcurrency>,
+    /// The pipeline `phased rollback` runs to make one of this type's releases live
+    /// again: it gets the release's inputs (those it declares) and `release` (`id`,
+    /// `pipeline`, `inputs`, `metadata`: the run's final metadata, `outputs`: each
+    /// node's outputs).
+    #[schemars(with = "Option<String>")]
+    pub rollback: Option<Spanned<String>>,
     /// The steps of the deployment; the key is the node id (snake_case).
     pub nodes: IndexMap<String, RawNode>,
     /// What this pipeline exposes to a pipeline that composes it (templated values).

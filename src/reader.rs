@@ -23,6 +23,7 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "inputs",
     "defaults",
     "concurrency",
+    "rollback",
     "nodes",
     "outputs",
     "on_success",
@@ -110,6 +111,7 @@ fn assemble(source: &Arc<Source>, root: &Yaml, out: &mut Vec<Diagnostic>) -> Opt
     let mut inputs = IndexMap::new();
     let mut defaults = Some(RawDefaults::default());
     let mut concurrency = None;
+    let mut rollback = None;
     let mut nodes = None;
     let mut outputs = IndexMap::new();
     let mut on_success = None;
@@ -124,6 +126,7 @@ fn assemble(source: &Arc<Source>, root: &Yaml, out: &mut Vec<Diagnostic>) -> Opt
             "phases" => phases = decode(source, value, out),
             "defaults" => defaults = decode(source, value, out),
             "concurrency" => concurrency = decode(source, value, out),
+            "rollback" => rollback = decode::<Spanned<String>>(source, value, out),
             "on_success" => on_success = decode(source, value, out),
             "on_failure" => on_failure = decode(source, value, out),
             "inputs" => {
@@ -173,6 +176,7 @@ fn assemble(source: &Arc<Source>, root: &Yaml, out: &mut Vec<Diagnostic>) -> Opt
         description,
         phases: phases.unwrap_or_default(),
         inputs,
+        rollback,
         defaults: defaults.unwrap_or_default(),
         concurrency,
         nodes: nodes.unwrap_or_default(),

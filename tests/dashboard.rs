@@ -446,3 +446,53 @@ fn a_thousand_runs_page_and_a_run_of_500_nodes_draws_whole() {
     assert!(width.as_str().unwrap().parse::<u32>().unwrap() > 50 * 168, "50 columns: {width}");
     browser.screenshot("run-500-nodes");
 }
+
+#[test]
+fn a_release_is_rolled_back_to_from_its_button() {
+    let env = Env::new();
+    let deploy = token(&env, "ci", "deploy");
+    let read = token(&env, "viewer", "read");
+    env.write(
+        "pipelines/app.yaml",
+        "version: 1\nname: app\ninputs: {version: {type: string, required: true}}\nconcurrency: {key: app, policy: queue}\nrollback: app-back\nnodes:\n  ship: {phase: BUILDING, uses: shell, with: {run: 'echo {{ inputs.version }} > live'}}\n",
+    );
+    env.write(
+        "pipelines/app-back.yaml",
+        "version: 1\nname: app-back\ninputs: {release: {type: object, required: true}}\nconcurrency: {key: app, policy: queue}\nnodes:\n  switch: {phase: CREATING_SYMLINKS, uses: shell, with: {run: 'echo {{ inputs.release.inputs.version }} > live'}}\n",
+    );
+    for (id, version) in [("a1", "v1"), ("a2", "v2")] {
+        assert_eq!(env.run(&["run", "app", "--id", id, "-i", &format!("version={version}")]).status.code(), Some(0));
+    }
+    let server = Service::start(&env);
+    let browser = Browser::start(1280, 900);
+    sign_in(&browser, &server, &read);
+    browser.goto(&url(&server, "#/runs/a2"));
+    browser.wait("document.querySelector('#releases-table tr[data-release=a2][data-live=true]')", "the releases", WAIT);
+    assert!(!browser.has("[data-rollback]"), "no rollback button for a read token");
+    browser.click("#sign-out");
+    browser.wait("document.querySelector('#signin')", "signed out", WAIT);
+
+    sign_in(&browser, &server, &deploy);
+    browser.goto(&url(&server, "#/runs/a2"));
+    browser.wait("document.querySelector('[data-rollback=a1]')", "the button on the older release", WAIT);
+    assert!(!browser.has("[data-rollback=a2]"), "none on the live one");
+    assert_accessible(&browser, "a run with its releases");
+    browser.js("document.querySelector('#releases').scrollIntoView()", vec![]);
+    browser.screenshot("releases");
+    browser.click("[data-rollback=a1]");
+    browser.wait("location.hash !== '#/runs/a2'", "the rollback run's page", WAIT);
+    browser.wait(
+        "document.querySelector('#run-status .status').dataset.status === 'succeeded'",
+        "the rollback's end",
+        WAIT,
+    );
+    assert_eq!(std::fs::read_to_string(env.path("live")).unwrap().trim(), "v1");
+    browser.wait("document.querySelector('#releases-table tr[data-live=true]')", "the live release", WAIT);
+    let live = browser.js(
+        "return [...document.querySelectorAll('#releases-table tr[data-live=true]')].map(r => r.dataset.release)",
+        vec![],
+    );
+    let rollback_id = browser.js("return decodeURIComponent(location.hash.slice(7))", vec![]);
+    assert_eq!(live, json!([rollback_id, "a1"]), "the rollback and the release it made live");
+    browser.screenshot("rolled-back");
+}

@@ -101,6 +101,15 @@ pub(super) fn prune(args: PruneArgs) -> u8 {
             kept.push(&run.id);
         }
     }
+    // The release a rollback made live is kept however old: it is what is served.
+    for run in runs.iter().filter(|r| r.status == RunStatus::Succeeded) {
+        if let Some(restored) = runs.iter().find(|r| Some(r.id.clone()) == engine::releases::rollback_of(run)) {
+            let kept = releases.entry(restored.target.as_deref().unwrap_or(&restored.pipeline)).or_default();
+            if !kept.contains(&restored.id.as_str()) && kept.first() == Some(&run.id.as_str()) {
+                kept.push(&restored.id);
+            }
+        }
+    }
     let cutoff = SystemTime::now() - args.older_than;
     let (mut forget, mut kept_old) = (Vec::new(), Vec::new());
     for run in &runs {

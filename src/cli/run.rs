@@ -63,6 +63,20 @@ pub(super) struct ResumeArgs {
     catalog: CatalogArgs,
 }
 
+#[derive(clap::Args, Debug)]
+pub(super) struct RollbackArgs {
+    /// The target whose release to make live again (a project or service).
+    target: String,
+    /// The release (a run id, from `phased releases TARGET`); default: the one before the live one.
+    #[arg(long, value_name = "RUN")]
+    to: Option<String>,
+    /// The rollback run's id (default: a new UUID).
+    #[arg(long)]
+    id: Option<String>,
+    #[command(flatten)]
+    exec: ExecArgs,
+}
+
 /// `--parallel`, for every command that runs nodes.
 #[derive(clap::Args, Debug)]
 pub(super) struct ParallelArg {
@@ -362,4 +376,48 @@ fn changed_on_disk(info: &engine::ResumeInfo, pipelines: &Path) -> bool {
         .ok()
         .or_else(|| std::fs::read_to_string(pipelines.join(format!("{}.yaml", info.plan.name))).ok());
     current.is_some_and(|text| text != info.plan.source.text)
+}
+
+/// `phased rollback TARGET [--to RUN]`: a new run of the release's `rollback:` pipeline,
+/// with phases and progress like any run.
+pub(super) fn rollback(args: RollbackArgs) -> u8 {
+    use crate::engine::releases::{RollbackError, prepare};
+    let store = match open_store(&args.exec.store) {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    let prepared = match prepare(store.as_ref(), &args.target, args.to.as_deref()) {
+        Ok(prepared) => prepared,
+        Err(RollbackError::Store(e)) => return store_error(&e, &args.exec.store.db),
+        Err(e @ RollbackError::Gone { .. }) => {
+            err_line(format_args!("error: {e}"));
+            err_line(format_args!(
+                "  help: `phased releases {}` lists the releases; a release folder is kept while it is one of the newest `keep`",
+                args.target
+            ));
+            return exit::FAILED;
+        }
+        Err(e) => {
+            err_line(format_args!("error: {e}"));
+            err_line(format_args!("  help: `phased releases {}` lists the releases", args.target));
+            return exit::FAILED;
+        }
+    };
+    let Some(resolved) = crate::cli::load::resolve_inputs(&prepared.plan, &prepared.inputs) else {
+        return usage_error(
+            format!("release `{}` does not give its rollback pipeline the inputs it needs", prepared.release),
+            None,
+        );
+    };
+    note_line(format_args!("rolling `{}` back to release {}", args.target, prepared.release));
+    let mut reporter = reporter(&args.exec);
+    let options = args.exec.options(reporter.as_mut());
+    match runtime().block_on(engine::start(store, prepared.plan, resolved, args.id, options)) {
+        Ok((id, outcome)) => {
+            drop(reporter);
+            conclude(&args.exec.store, args.exec.format, &id, outcome);
+            exit_code(outcome)
+        }
+        Err(e) => engine_error(e, &args.exec.store.db),
+    }
 }

@@ -166,6 +166,28 @@ impl Compiler<'_> {
             (outputs, on_success, on_failure, concurrency)
         };
 
+        let rollback = raw.rollback.as_ref().and_then(|r| {
+            let plan = self.resolve(source, &r.value, r.span, out)?;
+            for (name, spec) in &plan.inputs {
+                let given = name == "release" || inputs.contains_key(name);
+                if spec.required && spec.default.is_none() && !given {
+                    out.push(
+                        Diagnostic::error(
+                            "rollback-input",
+                            source,
+                            r.span,
+                            format!(
+                                "rollback pipeline `{}` requires input `{name}`, which this pipeline does not have",
+                                r.value
+                            ),
+                        )
+                        .with_help("a rollback pipeline gets `release` and the release's inputs of the same names"),
+                    );
+                }
+            }
+            Some((r.value.clone(), plan))
+        });
+
         // A template that does not parse may read any input: do not guess.
         let unparsed = out.iter().any(|d| d.code == "template-syntax" && Arc::ptr_eq(&d.source, source));
         if !scope.uses_all_inputs && !unparsed {
@@ -203,6 +225,7 @@ impl Compiler<'_> {
             on_success,
             on_failure,
             concurrency,
+            rollback,
             templates,
         })
     }

@@ -81,6 +81,13 @@ impl Snapshot {
 }
 
 fn collect(plan: &Plan, files: &mut BTreeMap<String, Arc<Source>>) {
+    // The rollback pipeline too: a release is rolled back the way it was deployed.
+    if let Some((name, rollback)) = &plan.rollback
+        && !files.contains_key(name)
+    {
+        files.insert(name.clone(), Arc::clone(&rollback.source));
+        collect(rollback, files);
+    }
     for node in &plan.nodes {
         if let NodeKind::Pipeline(sub) = &node.kind {
             let children: Vec<(&String, &Arc<Plan>)> = match sub {

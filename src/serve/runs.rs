@@ -252,3 +252,54 @@ pub(super) async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) 
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such run")),
     }
 }
+
+/// `GET /api/v1/targets/{target}/releases`: as `phased releases TARGET --format json`.
+pub(super) async fn releases(State(app): State<Arc<App>>, Path(target): Path<String>) -> ApiResult {
+    let name = target.clone();
+    let list = app.with_store(move |store| Ok(crate::engine::releases::releases(store, &name)?)).await?;
+    Ok(axum::Json(json!({"target": target, "releases": list})).into_response())
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RollbackBody {
+    to: Option<String>,
+}
+
+/// `POST /api/v1/targets/{target}/rollback` (`{"to": run}` optional): queues a rollback
+/// run, as `phased rollback`. 202 with its id; 409 when there is nothing to roll back
+/// to or the release's folder is gone.
+pub(super) async fn rollback(
+    State(app): State<Arc<App>>,
+    Path(target): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    use crate::engine::releases::{RollbackError, prepare};
+    let request: RollbackBody = if body.is_empty() {
+        RollbackBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(request) => request,
+            Err(e) => return Ok(bad_request("bad-request", format!("the request body: {e}"), Vec::new())),
+        }
+    };
+    let outcome = app
+        .with_store(move |store| {
+            let prepared = match prepare(store, &target, request.to.as_deref()) {
+                Ok(prepared) => prepared,
+                Err(RollbackError::Store(e)) => return Err(e.into()),
+                Err(e) => return Ok(Err(ApiError::new(StatusCode::CONFLICT, "no-rollback", e.to_string()))),
+            };
+            let inputs = crate::compiler::inputs::resolve(&prepared.plan.inputs, &prepared.inputs).map_err(|p| {
+                let text: Vec<String> = p.into_iter().map(|p| p.message).collect();
+                ApiError::new(StatusCode::CONFLICT, "no-rollback", text.join("; "))
+            })?;
+            let id = crate::engine::enqueue(store, &prepared.plan, inputs, None)
+                .map_err(|e| ApiError::new(StatusCode::CONFLICT, "not-queued", e.to_string()))?;
+            Ok(Ok((id, prepared.release)))
+        })
+        .await?;
+    let (id, release) = outcome?;
+    app.queued.bump();
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({"id": id, "status": "queued", "release": release}))).into_response())
+}

@@ -106,11 +106,19 @@ impl Browser {
         }
     }
 
-    /// Clicks the element `css` finds, as a user would (a real pointer event).
+    /// Clicks the element `css` finds, as a user would (a real pointer event). A live
+    /// page may redraw the element between finding and clicking it: then it is found
+    /// again.
     pub fn click(&self, css: &str) {
-        self.rt
-            .block_on(async { self.client().find(Locator::Css(css)).await?.click().await })
-            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+        for attempt in 1.. {
+            match self.rt.block_on(async { self.client().find(Locator::Css(css)).await?.click().await }) {
+                Ok(()) => return,
+                Err(e) if attempt < 5 && e.to_string().contains("stale element") => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("click {css}: {e}"),
+            }
+        }
     }
 
     /// Types `text` into the element `css` finds (real key events).

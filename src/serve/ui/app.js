@@ -429,6 +429,7 @@ function runView(id) {
     log: h("pre", { class: "log", id: "log", tabindex: 0, "aria-live": "off", "aria-label": "Node log" }, "Choose a node to see its log."),
     logTitle: h("h2", { id: "log-title" }, "Log"),
     events: h("tbody", { id: "events-body" }),
+    releases: h("section", { id: "releases" }),
   };
   main().replaceChildren(
     h("p", {}, h("a", { href: "#/" }, "← Deployments")),
@@ -439,6 +440,7 @@ function runView(id) {
       h("thead", {}, h("tr", {}, ["Node", "State", "Attempt", "Duration", "Log"].map((t) => h("th", { scope: "col" }, t)))),
       parts.nodes)),
     h("h2", {}, "Phases"), parts.timeline,
+    parts.releases,
     parts.logTitle, parts.log,
     h("h2", {}, "Events"),
     h("div", { class: "table-wrap", tabindex: 0, role: "region", "aria-label": "Events" }, h("table", { id: "events" },
@@ -516,6 +518,42 @@ function runView(id) {
     for (const fill of parts.timeline.querySelectorAll(".bar-fill")) fill.style.width = `${fill.dataset.w}%`;
   }
 
+  let shownReleases = "";
+  function renderReleases(list) {
+    // Redrawn only when it changed: a button is not replaced under the pointer.
+    const key = JSON.stringify(list) + canDeploy();
+    if (key === shownReleases) return;
+    shownReleases = key;
+    if (!run.target || !list.length) { parts.releases.replaceChildren(); return; }
+    const rows = list.map((r) => h("tr", { "data-release": r.id, "data-live": r.live ? "true" : "false" },
+      h("td", { "data-label": "Live" }, r.live ? h("span", { class: "status s-succeeded" }, "live") : ""),
+      h("td", { "data-label": "Run" }, h("a", { href: `#/runs/${encodeURIComponent(r.id)}`, class: "mono" }, r.id)),
+      h("td", { "data-label": "Finished" }, when(r.finished_at)),
+      h("td", { "data-label": "Deployed", class: "mono" }, r.rollback_of ? `rollback to ${r.rollback_of}` : [r.deployed.commit && `commit ${r.deployed.commit.slice(0, 12)}`, r.deployed.image, r.deployed.release].filter(Boolean).join(" · ") || "—"),
+      h("td", { "data-label": "" }, canDeploy() && !r.live && !r.rollback_of
+        ? h("button", { type: "button", class: "quiet", "data-rollback": r.id, "aria-label": `Roll back ${run.target} to ${r.id}`, onclick: rollbackTo(r.id) }, "Roll back to this")
+        : "")));
+    parts.releases.replaceChildren(
+      h("h2", {}, `Releases of ${run.target}`),
+      h("div", { class: "table-wrap", tabindex: 0, role: "region", "aria-label": "Releases" },
+        h("table", { class: "cards", id: "releases-table" },
+          h("thead", {}, h("tr", {}, ["Live", "Run", "Finished", "Deployed", "Action"].map((t) => h("th", { scope: "col" }, t)))),
+          h("tbody", {}, rows))));
+  }
+
+  function rollbackTo(release) {
+    return async (ev) => {
+      ev.target.disabled = true;
+      try {
+        const started = await api(`/api/v1/targets/${encodeURIComponent(run.target)}/rollback`, { json: { to: release } });
+        location.hash = `#/runs/${encodeURIComponent(started.id)}`;
+      } catch (e) {
+        parts.alert.replaceChildren(h("p", { class: "alert", role: "alert" }, `Could not roll back: ${e.message}`));
+        ev.target.disabled = false;
+      }
+    };
+  }
+
   function renderNodes() {
     parts.nodes.replaceChildren(...(run.nodes || []).map(nodeRow));
   }
@@ -531,6 +569,9 @@ function runView(id) {
     renderHead();
     renderNodes();
     renderTimeline();
+    if (run.target) {
+      api(`/api/v1/targets/${encodeURIComponent(run.target)}/releases`).then((r) => { if (!closed) renderReleases(r.releases); }).catch(() => {});
+    }
     if (!graph || g.nodes.length !== graph.nodes.length) {
       graph = g;
       drawing = drawGraph(graph, states, chooseNode);

@@ -1,0 +1,177 @@
+//! Releases and rollback (DESIGN.md section 11). A release is a succeeded run of a
+//! target. A rollback is a run of the pipeline's `rollback:` pipeline, given the
+//! release's inputs and the release itself; it is a succeeded run of the target too,
+//! and what it made live is the release it restored.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use super::Snapshot;
+use crate::plan::Plan;
+use crate::store::{RunRow, RunStatus, Store, StoreError};
+
+/// One succeeded run of a target, newest first.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Release {
+    pub id: String,
+    pub pipeline: String,
+    pub finished_at: Option<String>,
+    pub duration_ms: Option<u64>,
+    /// What it deployed: `release` (a folder), `image`, `commit`, when recorded.
+    pub deployed: Value,
+    /// For a rollback: the release it made live again.
+    pub rollback_of: Option<String>,
+    /// Whether what it deployed is what is live now.
+    pub live: bool,
+}
+
+fn duration_ms(run: &RunRow) -> Option<u64> {
+    let start = humantime::parse_rfc3339(&run.created_at).ok()?;
+    let end = humantime::parse_rfc3339(run.finished_at.as_deref()?).ok()?;
+    end.duration_since(start).ok().map(|d| d.as_millis() as u64)
+}
+
+/// The release a rollback run restored (its `release` input), if it is one.
+pub fn rollback_of(run: &RunRow) -> Option<String> {
+    run.inputs.get("release")?.get("id")?.as_str().map(str::to_string)
+}
+
+fn deployed(store: &dyn Store, run: &RunRow) -> Result<Value, StoreError> {
+    let meta = &run.metadata;
+    let mut out = Map::new();
+    if let Some(release) = meta.get("release").and_then(Value::as_str).filter(|r| !r.is_empty()) {
+        out.insert("release".into(), json!(release));
+    }
+    if let Some(image) = meta.get("imageTag").or_else(|| meta.get("image")).and_then(Value::as_str) {
+        out.insert("image".into(), json!(image));
+    }
+    let commit = match meta.get("commit").and_then(Value::as_str) {
+        Some(commit) => Some(commit.to_string()),
+        None => store
+            .nodes(&run.id)?
+            .iter()
+            .find_map(|n| n.outputs.as_ref()?.get("commit")?.as_str().filter(|c| !c.is_empty()).map(str::to_string)),
+    };
+    if let Some(commit) = commit {
+        out.insert("commit".into(), json!(commit));
+    }
+    Ok(Value::Object(out))
+}
+
+/// The succeeded runs of `target`, newest first, with which one is live: the newest
+/// run's release (for a rollback, the release it restored).
+pub fn releases(store: &dyn Store, target: &str) -> Result<Vec<Release>, StoreError> {
+    let runs: Vec<RunRow> = store
+        .runs()?
+        .into_iter()
+        .filter(|r| r.target.as_deref() == Some(target) && r.status == RunStatus::Succeeded)
+        .collect();
+    // Newest by when they finished: a rollback finishes after the release it restores.
+    let mut runs = runs;
+    runs.sort_by(|a, b| b.finished_at.cmp(&a.finished_at).then_with(|| b.created_at.cmp(&a.created_at)));
+    let live = runs.first().map(|newest| rollback_of(newest).unwrap_or_else(|| newest.id.clone()));
+    let mut out = Vec::with_capacity(runs.len());
+    for (i, run) in runs.iter().enumerate() {
+        let rollback_of = rollback_of(run);
+        let is_live = match &rollback_of {
+            Some(_) => i == 0,
+            None => live.as_deref() == Some(run.id.as_str()),
+        };
+        out.push(Release {
+            id: run.id.clone(),
+            pipeline: run.pipeline.clone(),
+            finished_at: run.finished_at.clone(),
+            duration_ms: duration_ms(run),
+            deployed: deployed(store, run)?,
+            rollback_of,
+            live: is_live,
+        });
+    }
+    Ok(out)
+}
+
+/// Why a rollback cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum RollbackError {
+    #[error("target `{0}` has no release (no succeeded run)")]
+    NoRelease(String),
+    #[error("run `{run}` is not a release of target `{target}` (a succeeded run of it)")]
+    NotARelease { run: String, target: String },
+    #[error("target `{0}` has no release before the live one to go back to")]
+    NothingBefore(String),
+    #[error("release `{0}` is the live one already")]
+    AlreadyLive(String),
+    #[error("pipeline `{pipeline}` of release `{run}` declares no `rollback:` pipeline")]
+    NoRollbackPipeline { run: String, pipeline: String },
+    #[error("the pipeline snapshot of release `{0}` does not compile with this phased")]
+    Snapshot(String),
+    #[error("the folder of release `{run}` is gone: `{path}` (removed by retention, `keep`, or by hand)")]
+    Gone { run: String, path: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What `phased rollback` starts: the rollback pipeline and its inputs.
+pub struct RollbackRun {
+    pub release: String,
+    pub plan: Arc<Plan>,
+    pub inputs: Map<String, Value>,
+}
+
+/// Chooses the release to make live (`to`, else the one before the live one) and builds
+/// the rollback run: the release's pipeline names its rollback pipeline, which gets the
+/// release's inputs it declares and `release`. Refuses a release whose folder is gone.
+pub fn prepare(store: &dyn Store, target: &str, to: Option<&str>) -> Result<RollbackRun, RollbackError> {
+    let all = releases(store, target)?;
+    let live = all.iter().find(|r| r.live).ok_or_else(|| RollbackError::NoRelease(target.into()))?;
+    let live_id = live.rollback_of.clone().unwrap_or_else(|| live.id.clone());
+    let chosen = match to {
+        Some(to) => {
+            let found = all
+                .iter()
+                .find(|r| r.id == to)
+                .ok_or_else(|| RollbackError::NotARelease { run: to.into(), target: target.into() })?;
+            found.rollback_of.clone().unwrap_or_else(|| found.id.clone())
+        }
+        None => {
+            // The release made live before the live one: releases (not rollbacks) older
+            // than it, newest first.
+            let position = all.iter().position(|r| r.id == live_id);
+            let before = all.iter().skip(position.map_or(0, |p| p + 1)).find(|r| r.rollback_of.is_none());
+            before.map(|r| r.id.clone()).ok_or_else(|| RollbackError::NothingBefore(target.into()))?
+        }
+    };
+    if chosen == live_id {
+        return Err(RollbackError::AlreadyLive(chosen));
+    }
+    let run =
+        store.run(&chosen)?.ok_or_else(|| RollbackError::NotARelease { run: chosen.clone(), target: target.into() })?;
+    let (_, _, files) = store.snapshot(run.snapshot_id)?;
+    let release_plan = Snapshot::from_json(&files).compile().map_err(|_| RollbackError::Snapshot(chosen.clone()))?;
+    let plan = release_plan
+        .rollback()
+        .cloned()
+        .ok_or_else(|| RollbackError::NoRollbackPipeline { run: chosen.clone(), pipeline: run.pipeline.clone() })?;
+    let deployed = deployed(store, &run)?;
+    if let Some(path) = deployed.get("release").and_then(Value::as_str)
+        && !std::path::Path::new(path).is_dir()
+    {
+        return Err(RollbackError::Gone { run: chosen, path: path.into() });
+    }
+    let outputs: Map<String, Value> =
+        store.nodes(&chosen)?.into_iter().filter_map(|n| Some((n.node, n.outputs?))).collect();
+    let release = json!({
+        "id": run.id, "pipeline": run.pipeline, "inputs": run.inputs, "metadata": run.metadata,
+        "outputs": outputs, "deployed": deployed,
+    });
+    let mut inputs = Map::new();
+    for name in plan.inputs.keys() {
+        if name == "release" {
+            inputs.insert(name.clone(), release.clone());
+        } else if let Some(value) = run.inputs.get(name).filter(|v| !v.is_null()) {
+            inputs.insert(name.clone(), value.clone());
+        }
+    }
+    Ok(RollbackRun { release: chosen, plan, inputs })
+}

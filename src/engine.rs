@@ -5,6 +5,7 @@
 
 mod core;
 mod driver;
+mod eta;
 pub mod lease;
 mod record;
 pub mod releases;
@@ -441,6 +442,7 @@ async fn drive(
 ) -> Result<Outcome, StoreError> {
     let work_dir = start.deployment.work_dir.clone();
     let masker = start.secrets.masker();
+    let eta = estimate(store.as_ref(), &start);
     let driver = Driver::new(DriverStart {
         core: Core::new(start),
         store,
@@ -451,8 +453,20 @@ async fn drive(
         work_dir,
         halt: options.stop,
         supersedable,
+        eta,
     });
     driver.run(resumed).await
+}
+
+/// The ETA of a run starting now, from the history of its pipeline (none without one,
+/// or when the history cannot be read: an estimate never stops a run).
+fn estimate(store: &dyn Store, start: &CoreStart) -> Option<eta::Eta> {
+    let plan = &start.plan;
+    let target = store.run(&start.deployment.id).ok().flatten().and_then(|r| r.target);
+    let history = store.node_durations(Some(&plan.name), 200).ok()?;
+    let estimates = eta::estimates(plan, target.as_deref(), &history)?;
+    let checkpoints: Vec<NodeRow> = start.checkpoints.values().cloned().collect();
+    Some(eta::Eta::new(plan, estimates, &checkpoints))
 }
 
 /// Every node a run runs (qualified ids, in plan order), from the snapshot it started

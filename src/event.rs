@@ -17,6 +17,8 @@ pub struct Event {
     pub phase: String,
     pub progress: u8,
     pub kind: EventKind,
+    /// The seconds the run has left, when its nodes have a history (`eta_seconds`).
+    pub eta_seconds: Option<f64>,
 }
 
 /// What happened. Node ids are qualified (`source.clone`); an undo step is
@@ -192,6 +194,7 @@ impl Event {
             metadata,
             attempt: self.attempt(),
             error: self.error(),
+            eta_seconds: self.eta_seconds,
         }
     }
 }
@@ -212,6 +215,8 @@ struct Shape<'a> {
     attempt: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    eta_seconds: Option<f64>,
 }
 
 enum Metadata<'a> {
@@ -268,6 +273,7 @@ mod tests {
             phase: "BUILDING".into(),
             progress: 42,
             kind: EventKind::NodeRetrying { node: "build".into(), attempt: 2, delay_ms: 50, error: "boom".into() },
+            eta_seconds: None,
         };
         assert_eq!(
             event.to_json(),

@@ -116,10 +116,13 @@ impl Reporter for Lines {
 #[derive(Default)]
 struct Live {
     running: Vec<(String, Instant)>,
+    /// The run's time left as of when it was said.
+    eta: Option<(Instant, f64)>,
 }
 
 impl Live {
     fn note(&mut self, event: &Event) {
+        self.eta = event.eta_seconds.map(|eta| (Instant::now(), eta));
         match &event.kind {
             EventKind::NodeStarted { node, .. } => {
                 self.running.retain(|(n, _)| n != node);
@@ -133,14 +136,16 @@ impl Live {
         }
     }
 
-    /// `build 12s, test 3s`: the running nodes, oldest first, within `width` columns.
+    /// `build 12s, test 3s`: the running nodes, oldest first, within `width` columns,
+    /// then what the run has left, when its history says (`ETA 40s`).
     fn running(&self, width: usize) -> String {
+        let eta = self.eta.map(|(at, eta)| format!(" · ETA {}s", (eta - at.elapsed().as_secs_f64()).max(0.0).ceil()));
         if self.running.is_empty() {
-            return "-".into();
+            return format!("-{}", eta.unwrap_or_default());
         }
         let parts: Vec<String> =
             self.running.iter().map(|(node, since)| format!("{node} {}s", since.elapsed().as_secs())).collect();
-        fit(&parts.join(", "), width)
+        fit(&format!("{}{}", parts.join(", "), eta.unwrap_or_default()), width)
     }
 }
 

@@ -238,9 +238,9 @@ pub trait Store: Send {
     /// the provider's redelivery is taken.
     fn forget_delivery(&mut self, trigger: &str, delivery: &str) -> Result<(), StoreError>;
 
-    /// The durations of finished nodes (succeeded or failed), of one pipeline or all,
-    /// newest first.
-    fn node_durations(&self, pipeline: Option<&str>) -> Result<Vec<NodeDuration>, StoreError>;
+    /// The durations of the finished nodes (succeeded or failed) of the newest
+    /// `last_runs` finished runs (of one pipeline, or of all), newest first.
+    fn node_durations(&self, pipeline: Option<&str>, last_runs: usize) -> Result<Vec<NodeDuration>, StoreError>;
 
     /// The run a delivery queued.
     fn delivery_run(&mut self, trigger: &str, delivery: &str, run: &str) -> Result<(), StoreError>;

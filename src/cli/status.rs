@@ -157,6 +157,9 @@ fn print_detail(d: &Value) {
     println!("status    {} (attempt {})", text(&d["status"]), d["attempt"]);
     println!("phase     {} at {}%", text(&d["phase"]), d["phase_progress"]);
     println!("started   {}", text(&d["created_at"]));
+    if let Some(eta) = d["eta_seconds"].as_f64() {
+        println!("eta       {eta:.0}s left (the median durations of its nodes' last runs)");
+    }
     if !d["finished_at"].is_null() {
         println!("finished  {}", text(&d["finished_at"]));
     }

@@ -73,6 +73,8 @@ pub(crate) struct Driver<'r> {
     supersedable: bool,
     /// A cancel or supersede request was acted on.
     stop_seen: bool,
+    /// The time left, given to each event (none without a history).
+    eta: Option<super::eta::Eta>,
 }
 
 pub(crate) struct DriverStart<'r> {
@@ -85,6 +87,7 @@ pub(crate) struct DriverStart<'r> {
     pub(crate) work_dir: PathBuf,
     pub(crate) halt: Option<super::Halt>,
     pub(crate) supersedable: bool,
+    pub(crate) eta: Option<super::eta::Eta>,
 }
 
 impl<'r> Driver<'r> {
@@ -110,6 +113,7 @@ impl<'r> Driver<'r> {
             halt: start.halt,
             supersedable: start.supersedable,
             stop_seen: false,
+            eta: start.eta,
         }
     }
 
@@ -248,7 +252,17 @@ impl<'r> Driver<'r> {
         }
         for transition in self.core.handle(&at, msg) {
             match transition {
-                Transition::Record(r) => self.batch.extend(record(self.core.run_id(), &r)),
+                Transition::Record(r) => {
+                    let mut writes = record(self.core.run_id(), &r);
+                    if let Some(eta) = self.eta.as_mut() {
+                        let now = humantime::parse_rfc3339(&r.at).unwrap_or_else(|_| std::time::SystemTime::now());
+                        super::eta::follow(eta, &r.change, now);
+                        if let Some(crate::store::Write::Event(event)) = writes.last_mut() {
+                            event.eta_seconds = Some(eta.remaining(now));
+                        }
+                    }
+                    self.batch.extend(writes);
+                }
                 Transition::Launch(launch) => self.launch(launch),
                 Transition::Stop { task } => {
                     if let Some(stop) = self.tasks.get(&task) {

@@ -151,6 +151,7 @@ pub(crate) fn record(run: &str, r: &Record) -> Vec<Write> {
         phase: r.phase.clone(),
         progress: r.progress,
         kind,
+        eta_seconds: None,
     }));
     writes
 }

@@ -36,6 +36,7 @@ pub fn run_json(store: &dyn Store, id: &str) -> Result<Option<Value>, StoreError
     let mut out = row_json(&row);
     out["last_seq"] = json!(last_seq);
     out["inputs"] = row.inputs.clone();
+    out["eta_seconds"] = json!(eta_now(store, &row)?);
     // A node recorded `running` in a run that no longer runs was stopped with it (a
     // cancel, a signal, a crash, another node failing): it runs again on resume.
     let live = row.status == RunStatus::Running;
@@ -67,6 +68,21 @@ pub fn run_json(store: &dyn Store, id: &str) -> Result<Option<Value>, StoreError
         .map(|h| json!({"phase": h.phase, "progress": h.progress, "metadata": h.metadata, "node": h.node, "at": h.at}))
         .collect();
     Ok(Some(out))
+}
+
+/// What a running run has left now: its last event's `eta_seconds`, less the time
+/// since; `None` for a run that is not running or has no history.
+pub fn eta_now(store: &dyn Store, row: &RunRow) -> Result<Option<f64>, StoreError> {
+    if row.status != RunStatus::Running {
+        return Ok(None);
+    }
+    let last = store.last_event_of(&row.id)?;
+    let Some(event) = store.events(Some(&row.id), last - 1, 1)?.into_iter().next() else { return Ok(None) };
+    let (Some(eta), Some(at)) = (event["eta_seconds"].as_f64(), event["ts"].as_str().and_then(parse_time)) else {
+        return Ok(None);
+    };
+    let since = SystemTime::now().duration_since(at).map_or(0.0, |d| d.as_secs_f64());
+    Ok(Some(((eta - since).max(0.0) * 10.0).round() / 10.0))
 }
 
 fn parse_time(text: &str) -> Option<SystemTime> {

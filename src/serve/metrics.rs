@@ -36,7 +36,7 @@ pub(super) async fn metrics(State(app): State<Arc<App>>) -> ApiResult {
             head(&mut out, "phased_run_duration_seconds", "Durations of finished runs.");
             histogram(&mut out, "phased_run_duration_seconds", "", &durations);
             let mut nodes: std::collections::BTreeMap<(String, String), Vec<f64>> = Default::default();
-            for d in store.node_durations(None)? {
+            for d in store.node_durations(None, 10_000)? {
                 nodes.entry((d.pipeline, d.node)).or_default().push(d.seconds);
             }
             head(&mut out, "phased_node_duration_seconds", "Durations of finished nodes, by pipeline and node.");

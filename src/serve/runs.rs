@@ -215,7 +215,13 @@ pub(super) async fn runs(State(app): State<Arc<App>>, q: Result<Query<RunsQuery>
                 .filter(|r| q.pipeline.as_ref().is_none_or(|p| &r.pipeline == p))
                 .filter(|r| q.target.as_ref().is_none_or(|t| r.target.as_ref() == Some(t)))
                 .take(limit + 1)
-                .map(crate::engine::view::row_json)
+                .map(|r| {
+                    let mut row = crate::engine::view::row_json(r);
+                    if let Ok(Some(eta)) = crate::engine::view::eta_now(store, r) {
+                        row["eta_seconds"] = json!(eta);
+                    }
+                    row
+                })
                 .collect();
             let more = page.len() > limit;
             page.truncate(limit);

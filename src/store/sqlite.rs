@@ -560,8 +560,8 @@ impl Store for SqliteStore {
         service::forget_delivery(&self.conn, trigger, delivery)
     }
 
-    fn node_durations(&self, pipeline: Option<&str>) -> Result<Vec<NodeDuration>, StoreError> {
-        stats::node_durations(&self.conn, pipeline)
+    fn node_durations(&self, pipeline: Option<&str>, last_runs: usize) -> Result<Vec<NodeDuration>, StoreError> {
+        stats::node_durations(&self.conn, pipeline, last_runs)
     }
 
     fn delivery_run(&mut self, trigger: &str, delivery: &str, run: &str) -> Result<(), StoreError> {

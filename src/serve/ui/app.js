@@ -102,6 +102,9 @@ setInterval(() => {
   for (const el of document.querySelectorAll("[data-since]")) {
     el.textContent = duration(Date.now() - Date.parse(el.dataset.since));
   }
+  for (const el of document.querySelectorAll("[data-until]")) {
+    el.textContent = `${duration(Math.max(0, Date.parse(el.dataset.until) - Date.now()))} left`;
+  }
 }, 1000);
 
 function runDuration(run) {
@@ -112,16 +115,18 @@ function runDuration(run) {
   return h("span", { class: "num" }, "—");
 }
 
+// What a running run has left, counting down on the page's clock from when it was said.
 function eta(run) {
   if (run.eta_seconds === null || run.eta_seconds === undefined || run.status !== "running") return "—";
-  return `${duration(run.eta_seconds * 1000)} left`;
+  const until = (run.eta_at ? Date.parse(run.eta_at) : Date.now()) + run.eta_seconds * 1000;
+  return h("span", { "data-until": new Date(until).toISOString() }, `${duration(until - Date.now())} left`);
 }
 
 // A run's state after an event (the run's own fields only).
 function applyToRun(run, e) {
   run.phase = e.phase;
   run.phase_progress = e.progress;
-  if (e.eta_seconds !== undefined) run.eta_seconds = e.eta_seconds;
+  if (e.eta_seconds !== undefined) { run.eta_seconds = e.eta_seconds; run.eta_at = e.ts; }
   switch (e.event) {
     case "run_queued": run.status = "queued"; break;
     case "run_started": case "run_resumed": run.status = "running"; run.finished_at = null; break;
@@ -319,7 +324,7 @@ function runsView(before) {
           setProgress(row.tr, row.run.phase_progress);
           row.tr.children[3].textContent = row.run.phase;
           row.tr.children[2].replaceChildren(statusBadge(row.run.status));
-          row.tr.children[7].textContent = eta(row.run);
+          row.tr.children[7].replaceChildren(eta(row.run));
         } else {
           put(row.run, false);
         }
@@ -620,7 +625,7 @@ function runView(id) {
     const progress = document.getElementById("run-progress");
     if (progress) setProgress(progress, run.phase_progress);
     const etaCell = document.getElementById("run-eta");
-    if (etaCell) etaCell.textContent = eta(run);
+    if (etaCell) etaCell.replaceChildren(eta(run));
     if (e.event !== "node_progress") scheduleRefetch();
     if (ENDS.has(e.event) && stream) { stream.close(); stream = null; }
   }

@@ -4,21 +4,25 @@ use rusqlite::{Connection, params};
 
 use super::super::{NodeDuration, StoreError};
 
-/// The most node durations read at once: the newest are the ones that matter.
-const MOST: i64 = 50_000;
-
-pub(super) fn node_durations(conn: &Connection, pipeline: Option<&str>) -> Result<Vec<NodeDuration>, StoreError> {
+pub(super) fn node_durations(
+    conn: &Connection,
+    pipeline: Option<&str>,
+    last_runs: usize,
+) -> Result<Vec<NodeDuration>, StoreError> {
+    // The newest finished runs first (a few rows each), then their nodes by key.
     let mut stmt = conn.prepare_cached(
         "SELECT d.id, d.pipeline, d.target, n.node, n.status = 'succeeded',
                 (julianday(n.finished_at) - julianday(n.started_at)) * 86400.0, n.finished_at, n.error
-         FROM node_checkpoints n JOIN deployments d ON d.id = n.deployment_id
+         FROM (SELECT id, pipeline, target, created_at FROM deployments
+               WHERE (status = 'succeeded' OR status = 'failed') AND (?1 IS NULL OR pipeline = ?1)
+               ORDER BY created_at DESC LIMIT ?2) d
+         JOIN node_checkpoints n ON n.deployment_id = d.id
          WHERE (n.status = 'succeeded' OR n.status = 'failed')
            AND n.started_at IS NOT NULL AND n.finished_at IS NOT NULL
-           AND (?1 IS NULL OR d.pipeline = ?1)
-         ORDER BY n.finished_at DESC LIMIT ?2",
+         ORDER BY d.created_at DESC, n.finished_at DESC",
     )?;
     let rows = stmt
-        .query_map(params![pipeline, MOST], |r| {
+        .query_map(params![pipeline, last_runs as i64], |r| {
             Ok(NodeDuration {
                 run: r.get(0)?,
                 pipeline: r.get(1)?,

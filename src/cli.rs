@@ -10,6 +10,7 @@ mod prune;
 mod releases;
 mod run;
 mod serve;
+mod stats;
 mod status;
 mod store;
 mod token;
@@ -92,6 +93,8 @@ enum Command {
     Releases(releases::ReleasesArgs),
     /// Make an earlier release of a target live again, as a new run (the pipeline's `rollback:`).
     Rollback(run::RollbackArgs),
+    /// Per phase and node: runs, p50/p95 durations, success rates; what fails most and why.
+    Stats(stats::StatsArgs),
     /// Forget old runs, their logs and work folders; never the live release or the ones kept for rollback.
     Prune(prune::PruneArgs),
     /// Deploy, then redeploy after every burst of changes under --path, until Ctrl-C.
@@ -167,6 +170,7 @@ pub fn main() -> ExitCode {
         Command::Logs(args) => logs::logs(args),
         Command::Prune(args) => prune::prune(args),
         Command::Releases(args) => releases::releases_command(args),
+        Command::Stats(args) => stats::stats(args),
         Command::Rollback(args) => run::rollback(args),
         Command::Serve(args) => serve::serve(args),
         Command::Token(args) => token::token(args),

@@ -11,6 +11,7 @@ mod record;
 pub mod releases;
 pub mod reload;
 pub mod snapshot;
+pub mod stats;
 pub mod view;
 
 use std::collections::HashMap;

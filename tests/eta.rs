@@ -106,3 +106,49 @@ fn status_and_the_api_count_a_running_run_down() {
     assert_eq!(support::wait_timeout(&mut run, std::time::Duration::from_secs(20)).code(), Some(0));
     assert!(env.status("live")["eta_seconds"].is_null(), "no ETA once it ended");
 }
+
+#[test]
+fn stats_say_per_phase_and_node_how_long_how_often_and_what_fails_most() {
+    let env = Env::new();
+    env.write(
+        "flaky.yaml",
+        "version: 1\nname: flaky\nnodes:\n  build: {phase: BUILDING, uses: shell, with: {run: 'true'}}\n  check: {phase: HEALTH_CHECK, needs: [build], uses: shell, with: {run: 'if [ -f code ]; then exit $(cat code); fi'}}\n",
+    );
+    for code in ["", "3", "", "3", "4", ""] {
+        if code.is_empty() {
+            let _ = std::fs::remove_file(env.path("code"));
+        } else {
+            env.write("code", code);
+        }
+        let expected = if code.is_empty() { 0 } else { 1 };
+        assert_eq!(env.run(&["run", "flaky.yaml"]).status.code(), Some(expected));
+    }
+    let out = env.run(&["stats", "flaky", "--since", "1d", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stats: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (stats["runs"]["runs"].as_u64(), stats["runs"]["success_rate"].as_f64()),
+        (Some(6), Some(0.5)),
+        "{stats:#}\n{}",
+        String::from_utf8_lossy(&env.run(&["status"]).stdout)
+    );
+    let node = |id: &str| stats["nodes"].as_array().unwrap().iter().find(|n| n["node"] == id).unwrap().clone();
+    assert_eq!((node("build")["runs"].as_u64(), node("build")["success_rate"].as_f64()), (Some(6), Some(1.0)));
+    assert_eq!((node("check")["runs"].as_u64(), node("check")["success_rate"].as_f64()), (Some(6), Some(0.5)));
+    assert!(node("check")["p95_seconds"].as_f64().unwrap() >= node("check")["p50_seconds"].as_f64().unwrap());
+    let phases: Vec<&str> = stats["phases"].as_array().unwrap().iter().map(|p| p["phase"].as_str().unwrap()).collect();
+    assert_eq!(phases, ["BUILDING", "HEALTH_CHECK"]);
+    assert_eq!(stats["phases"][1]["success_rate"].as_f64(), Some(0.5));
+    assert_eq!(stats["phases"][0]["success_rate"].as_f64(), Some(1.0));
+    let failing = &stats["failing"][0];
+    assert_eq!(
+        (failing["node"].as_str(), failing["failures"].as_u64(), failing["times"].as_u64()),
+        (Some("check"), Some(3), Some(2))
+    );
+    assert!(failing["most_frequent_error"].as_str().unwrap().contains("status 3"), "{failing}");
+    let text = String::from_utf8(env.run(&["stats", "flaky"]).stdout).unwrap();
+    assert!(text.contains("failing most") && text.contains("check") && text.contains("50.0%"), "{text}");
+    // Nothing in the window.
+    let other = String::from_utf8(env.run(&["stats", "nothing"]).stdout).unwrap();
+    assert!(other.contains("no run finished"), "{other}");
+}

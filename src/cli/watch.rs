@@ -194,6 +194,14 @@ pub(super) fn watch(args: WatchArgs) -> u8 {
                 }
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     let Some(mut changed) = debouncer.take_if_quiet(Instant::now()) else { continue };
+                    // A step's own writes are declared in its `node_started` event, which
+                    // may be reported after the step began to write (the event is
+                    // reported once stored): they are ignored again here, a quiet
+                    // period later.
+                    for declared in writes.lock().expect("writes lock").drain(..) {
+                        ignorer.add_prefix(&declared);
+                    }
+                    changed.retain(|path| pipeline_files.contains(path) || !ignorer.is_ignored(path));
                     if pipeline_changed {
                         pipeline_changed = false;
                         let edited: Vec<PathBuf> = changed.iter().filter(|p| pipeline_files.contains(*p)).cloned().collect();

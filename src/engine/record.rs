@@ -92,9 +92,10 @@ pub(crate) fn record(run: &str, r: &Record) -> Vec<Write> {
                 Write::Node(NodeRow { finished_at: Some(r.at.clone()), ..node(id, NodeStatus::Skipped, 0) });
             (vec![checkpoint, progress()], EventKind::NodeSkipped { node: id.clone() })
         }
-        Change::NodeFailed { id, attempt, error } => {
+        Change::NodeFailed { id, attempt, error, started_at } => {
             let checkpoint = Write::Node(NodeRow {
                 error: Some(error.clone()),
+                started_at: started_at.clone(),
                 finished_at: Some(r.at.clone()),
                 ..node(id, NodeStatus::Failed, *attempt)
             });

@@ -156,11 +156,13 @@ impl Core {
     pub(super) fn fail_node(&mut self, r: NodeRef, attempt: u32, error: String, environment: bool) {
         let id = self.frames[r.frame].qualified(r.node);
         let phase = self.frames[r.frame].plan.nodes[r.node].phase.clone().unwrap_or_else(|| self.phase.clone());
+        let mut started_at = None;
         if let NodeState::Running(state) = &self.frames[r.frame].states[r.node] {
             self.running.remove(&state.seq);
+            started_at = Some(state.started_at.clone());
         }
         self.frames[r.frame].states[r.node] = NodeState::Failed;
-        self.record(Change::NodeFailed { id: id.clone(), attempt, error: error.clone() });
+        self.record(Change::NodeFailed { id: id.clone(), attempt, error: error.clone(), started_at });
         let mut child = r.frame;
         while let Some((parent, node)) = self.frames[child].parent {
             let message = format!("sub-pipeline `{}` failed at `{id}`", self.frames[child].plan.name);

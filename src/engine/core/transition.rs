@@ -145,6 +145,8 @@ pub(crate) enum Change {
         id: String,
         attempt: u32,
         error: String,
+        /// When its last attempt started (kept in its checkpoint).
+        started_at: Option<String>,
     },
     /// A sub-pipeline node whose inner node failed: its checkpoint only (the event is
     /// the inner node's).

@@ -29,6 +29,10 @@ fn summary(mut seconds: Vec<f64>, succeeded: usize, all: usize) -> Value {
     })
 }
 
+/// One node's durations, successes, runs, and failures by the first line of their error.
+#[derive(Default)]
+struct NodeTally(Vec<f64>, usize, usize, BTreeMap<String, usize>);
+
 fn parse(text: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339(text).ok()
 }
@@ -80,7 +84,7 @@ pub fn stats(store: &dyn Store, pipeline: Option<&str>, since: SystemTime) -> Re
 
     // Nodes: their checkpoints.
     let ids: std::collections::HashSet<&str> = runs.iter().map(|r| r.id.as_str()).collect();
-    let mut nodes: BTreeMap<String, (Vec<f64>, usize, usize, BTreeMap<String, usize>)> = BTreeMap::new();
+    let mut nodes: BTreeMap<String, NodeTally> = BTreeMap::new();
     for d in store.node_durations(pipeline, MOST_RUNS)? {
         if !ids.contains(d.run.as_str()) {
             continue;
@@ -124,7 +128,7 @@ pub fn stats(store: &dyn Store, pipeline: Option<&str>, since: SystemTime) -> Re
             v["phase"] = json!(p);
             v
         }).collect::<Vec<_>>(),
-        "nodes": nodes.iter().map(|(node, (s, ok, all, _))| {
+        "nodes": nodes.iter().map(|(node, NodeTally(s, ok, all, _))| {
             let mut v = summary(s.clone(), *ok, *all);
             v["node"] = json!(node);
             v

@@ -5,6 +5,7 @@ mod init;
 mod inputs;
 mod load;
 mod logs;
+mod notify;
 mod plan;
 mod prune;
 mod releases;
@@ -93,6 +94,8 @@ enum Command {
     Releases(releases::ReleasesArgs),
     /// Make an earlier release of a target live again, as a new run (the pipeline's `rollback:`).
     Rollback(run::RollbackArgs),
+    /// Send the notifications still pending (a receiver that was down, a process that died first).
+    Notify(notify::NotifyArgs),
     /// Per phase and node: runs, p50/p95 durations, success rates; what fails most and why.
     Stats(stats::StatsArgs),
     /// Forget old runs, their logs and work folders; never the live release or the ones kept for rollback.
@@ -171,6 +174,7 @@ pub fn main() -> ExitCode {
         Command::Prune(args) => prune::prune(args),
         Command::Releases(args) => releases::releases_command(args),
         Command::Stats(args) => stats::stats(args),
+        Command::Notify(args) => notify::notify(args),
         Command::Rollback(args) => run::rollback(args),
         Command::Serve(args) => serve::serve(args),
         Command::Token(args) => token::token(args),

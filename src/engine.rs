@@ -444,6 +444,7 @@ async fn drive(
     let work_dir = start.deployment.work_dir.clone();
     let masker = start.secrets.masker();
     let eta = estimate(store.as_ref(), &start);
+    let plan = Arc::clone(&start.plan);
     let driver = Driver::new(DriverStart {
         core: Core::new(start),
         store,
@@ -455,6 +456,7 @@ async fn drive(
         halt: options.stop,
         supersedable,
         eta,
+        plan,
     });
     driver.run(resumed).await
 }

@@ -13,6 +13,7 @@ mod duration;
 pub mod engine;
 pub mod event;
 mod names;
+mod notify;
 mod paths;
 mod phase;
 pub mod plan;

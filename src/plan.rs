@@ -30,10 +30,21 @@ pub struct Plan {
     pub(crate) on_failure: Option<Block>,
     /// Runs of one target never overlap (only the root pipeline's counts).
     pub(crate) concurrency: Option<Concurrency>,
+    /// `notify:`: the webhooks sent when a run ends.
+    pub(crate) notify: Vec<Notify>,
     /// `rollback:`: the name and plan of the pipeline that makes a release live again.
     pub(crate) rollback: Option<(String, Arc<Plan>)>,
     /// The pipeline's compiled text templates (its blocks render against these).
     pub(crate) templates: Templates,
+}
+
+/// One `notify:` entry: the outcomes it is sent on, its URL as written (a template,
+/// rendered when sent) and its body's format.
+#[derive(Debug, Clone)]
+pub(crate) struct Notify {
+    pub(crate) on: Vec<crate::raw::NotifyOn>,
+    pub(crate) url: String,
+    pub(crate) format: crate::raw::NotifyFormat,
 }
 
 /// `concurrency:`: the run's target (rendered from its inputs) and what a new run does

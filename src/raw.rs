@@ -40,6 +40,10 @@ pub(crate) struct RawPipeline {
     /// node's outputs).
     #[schemars(with = "Option<String>")]
     pub rollback: Option<Spanned<String>>,
+    /// Webhooks sent when a run ends (delivered through an outbox: retried, and sent
+    /// after a crash; a failed delivery never changes the run's outcome).
+    #[serde(default)]
+    pub notify: Vec<RawNotify>,
     /// The steps of the deployment; the key is the node id (snake_case).
     pub nodes: IndexMap<String, RawNode>,
     /// What this pipeline exposes to a pipeline that composes it (templated values).
@@ -82,6 +86,65 @@ pub(crate) struct RawConcurrency {
     /// What a new run does while another run of its target is queued or running.
     #[serde(default)]
     pub policy: Policy,
+}
+
+/// One entry of `notify:`: when, and where to.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNotify {
+    /// The outcomes that send it.
+    #[schemars(length(min = 1))]
+    pub on: Vec<NotifyOn>,
+    pub webhook: RawWebhook,
+}
+
+/// A run's outcome a notification is sent on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum NotifyOn {
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl NotifyOn {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            NotifyOn::Succeeded => "succeeded",
+            NotifyOn::Failed => "failed",
+            NotifyOn::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A webhook notification: a POST of the run's outcome.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWebhook {
+    /// Where to POST: a template over `secrets`, `inputs` and `deployment`
+    /// (`"{{ secrets.slack_url }}"`), rendered when it is sent, never stored rendered.
+    #[schemars(with = "String")]
+    pub url: Spanned<String>,
+    /// `json` (the run's outcome as an object) or `slack` (an incoming-webhook message).
+    #[serde(default)]
+    pub format: NotifyFormat,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum NotifyFormat {
+    #[default]
+    Json,
+    Slack,
+}
+
+impl NotifyFormat {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            NotifyFormat::Json => "json",
+            NotifyFormat::Slack => "slack",
+        }
+    }
 }
 
 /// What a new run does while another run of its target is queued or running.

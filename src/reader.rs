@@ -24,6 +24,7 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "defaults",
     "concurrency",
     "rollback",
+    "notify",
     "nodes",
     "outputs",
     "on_success",
@@ -112,6 +113,7 @@ fn assemble(source: &Arc<Source>, root: &Yaml, out: &mut Vec<Diagnostic>) -> Opt
     let mut defaults = Some(RawDefaults::default());
     let mut concurrency = None;
     let mut rollback = None;
+    let mut notify = Some(Vec::new());
     let mut nodes = None;
     let mut outputs = IndexMap::new();
     let mut on_success = None;
@@ -127,6 +129,7 @@ fn assemble(source: &Arc<Source>, root: &Yaml, out: &mut Vec<Diagnostic>) -> Opt
             "defaults" => defaults = decode(source, value, out),
             "concurrency" => concurrency = decode(source, value, out),
             "rollback" => rollback = decode::<Spanned<String>>(source, value, out),
+            "notify" => notify = decode(source, value, out),
             "on_success" => on_success = decode(source, value, out),
             "on_failure" => on_failure = decode(source, value, out),
             "inputs" => {
@@ -177,6 +180,7 @@ fn assemble(source: &Arc<Source>, root: &Yaml, out: &mut Vec<Diagnostic>) -> Opt
         phases: phases.unwrap_or_default(),
         inputs,
         rollback,
+        notify: notify.unwrap_or_default(),
         defaults: defaults.unwrap_or_default(),
         concurrency,
         nodes: nodes.unwrap_or_default(),

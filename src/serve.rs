@@ -56,6 +56,9 @@ fn hub_capacity() -> usize {
     std::env::var("PHASED_HUB_CAPACITY").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(HUB_CAPACITY)
 }
 
+/// How often the server looks for notifications that are due.
+const NOTIFY_POLL: Duration = Duration::from_secs(1);
+
 /// Events read from the database at a time by one stream.
 const STREAM_PAGE: usize = 500;
 
@@ -290,6 +293,27 @@ pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), Str
             request_timeout: options.request_timeout,
             pool: Default::default(),
         });
+        // Notifications: the outbox of every run, whoever ran it, sent as they come due.
+        let notifier = {
+            let (db, durability, mut stop) = (app.db.clone(), app.durability, shutdown.clone());
+            std::thread::spawn(move || {
+                let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+                let secrets = crate::secrets::Secrets::from_env();
+                runtime.block_on(async move {
+                    while !*stop.borrow() {
+                        if let Ok(mut store) = crate::store::open(&db, durability)
+                            && let Err(e) = crate::notify::deliver_due(store.as_mut(), &secrets, None).await
+                        {
+                            tracing::warn!(error = %e, "Could not read the notifications.");
+                        }
+                        tokio::select! {
+                            _ = tokio::time::sleep(NOTIFY_POLL) => {}
+                            _ = stop.changed() => {}
+                        }
+                    }
+                });
+            })
+        };
         let hub_thread = {
             let (db, durability, tx) = (app.db.clone(), app.durability, app.events.clone());
             std::thread::spawn(move || streams::hub(db, durability, tx, shutdown))
@@ -343,7 +367,7 @@ pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), Str
             let _ = halting.stop_runs.send(true);
         });
         waker.bump();
-        for worker in workers.into_iter().chain([hub_thread]) {
+        for worker in workers.into_iter().chain([hub_thread, notifier]) {
             let _ = tokio::task::spawn_blocking(move || worker.join()).await;
         }
         served

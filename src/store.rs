@@ -15,8 +15,8 @@ use serde_json::Value;
 use crate::event::Event;
 
 pub use rows::{
-    Admission, ClaimError, HistoryRow, Lease, NewRun, NodeRow, NodeStatus, Role, RunRow, RunStatus, StopRequest,
-    TokenRow,
+    Admission, ClaimError, HistoryRow, Lease, NewRun, NodeRow, NodeStatus, NotificationRow, Role, RunRow, RunStatus,
+    StopRequest, TokenRow,
 };
 pub use sqlite::SqliteStore;
 
@@ -156,6 +156,9 @@ pub enum Write {
     },
     /// Stores an event; the store gives it the next sequence number of the database.
     Event(Event),
+    /// Adds a notification to the outbox (its `id`, `status` and `attempts` are the
+    /// store's).
+    Notification(NotificationRow),
 }
 
 /// How long one node of one run took.
@@ -291,6 +294,29 @@ pub trait Store: Send {
     fn session_token(&self, hash: &str, now_ms: i64) -> Result<Option<TokenRow>, StoreError>;
 
     fn end_session(&mut self, hash: &str) -> Result<(), StoreError>;
+
+    /// The notifications due at `now_ms` (pending, their next attempt reached), of one
+    /// run or of all, oldest first.
+    fn due_notifications(&self, run: Option<&str>, now_ms: i64) -> Result<Vec<NotificationRow>, StoreError>;
+
+    /// Takes a due notification for one attempt (its next attempt moved to `until`), so
+    /// that two processes on one database never send it both; false when another
+    /// process took it first.
+    fn claim_notification(&mut self, id: i64, now_ms: i64, until_ms: i64) -> Result<bool, StoreError>;
+
+    /// Records an attempt to deliver a notification: delivered, or not (with when to
+    /// try again, or `None`: no attempt left).
+    fn notification_attempt(
+        &mut self,
+        id: i64,
+        delivered: bool,
+        error: Option<&str>,
+        next_at: Option<i64>,
+        at: &str,
+    ) -> Result<(), StoreError>;
+
+    /// The notifications of a run, in order.
+    fn notifications(&self, run: &str) -> Result<Vec<NotificationRow>, StoreError>;
 
     /// The sequence number of the newest event of one run (0 when there is none).
     fn last_event_of(&self, run: &str) -> Result<i64, StoreError>;

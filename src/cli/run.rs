@@ -144,8 +144,37 @@ fn exit_code(outcome: Outcome) -> u8 {
     }
 }
 
-/// After a run: a closing line for people (stderr), or the status as JSON.
+/// How long a command waits for the notifications of the run it ran (retrying a
+/// receiver that fails); what is left is sent by the next phased process.
+const NOTIFY_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Sends the run's notifications (and any left by an earlier process), then says what
+/// stays pending.
+fn notify(store_args: &StoreArgs, id: &str) {
+    crate::crash::point("run ended: its notifications recorded, not sent yet");
+    let Ok(mut store) = crate::store::open(&store_args.db, store_args.durability) else { return };
+    let secrets = Secrets::from_env();
+    let pending = runtime().block_on(async {
+        crate::notify::deliver(store.as_mut(), &secrets, Some(id), NOTIFY_BUDGET).await?;
+        crate::notify::deliver_due(store.as_mut(), &secrets, None).await?;
+        store.notifications(id)
+    });
+    if let Ok(rows) = pending {
+        for n in rows.iter().filter(|n| n.status != "delivered") {
+            err_line(format_args!(
+                "warning: the `{}` notification of run {id} was not delivered ({}); {}",
+                n.outcome,
+                n.last_error.as_deref().unwrap_or("not yet tried"),
+                if n.status == "pending" { "`phased notify` tries again" } else { "no attempt left" }
+            ));
+        }
+    }
+}
+
+/// After a run: its notifications, then a closing line for people (stderr), or the
+/// status as JSON.
 fn conclude(store_args: &StoreArgs, format: RunFormat, id: &str, outcome: Outcome) {
+    notify(store_args, id);
     if outcome == Outcome::FailedEnvironment {
         // Whatever the format, an environment problem is said on stderr: scripts that
         // read stdout as JSON still show people why the command exited with 3.

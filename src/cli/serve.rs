@@ -34,7 +34,7 @@ pub(super) struct ServeArgs {
     store: StoreArgs,
 }
 
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+pub(super) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     crate::duration::Duration::parse(text).map(|d| d.0)
 }
 

@@ -170,6 +170,14 @@ fn print_detail(d: &Value) {
         println!("error     {}", text(&d["error"]).lines().next().unwrap_or(""));
     }
     println!("metadata  {}", d["phase_metadata"]);
+    for n in d["notifications"].as_array().into_iter().flatten() {
+        let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+        let detail = match n["status"].as_str() {
+            Some("delivered") => format!("delivered at {}", text(&n["delivered_at"])),
+            _ => format!("{} after {} attempt(s): {}", text(&n["status"]), n["attempts"], text(&n["last_error"])),
+        };
+        println!("notify    {} ({}): {detail}", text(&n["outcome"]), text(&n["format"]));
+    }
     println!();
     println!("  {:<28}  {:<10}  {:>7}  {:>9}", "node", "status", "attempt", "duration");
     for n in d["nodes"].as_array().into_iter().flatten() {

@@ -188,6 +188,41 @@ impl Compiler<'_> {
             Some((r.value.clone(), plan))
         });
 
+        let notify: Vec<crate::plan::Notify> = raw
+            .notify
+            .iter()
+            .filter_map(|n| {
+                let url = &n.webhook.url;
+                if n.on.is_empty() {
+                    out.push(Diagnostic::error("empty-notify", source, url.span, "this notification is sent on nothing: `on` is empty")
+                        .with_help("say when: `on: [failed]`, `on: [failed, succeeded, cancelled]`"));
+                }
+                let env = minijinja::Environment::new();
+                match env.template_from_str(&url.value) {
+                    Err(e) => {
+                        out.push(Diagnostic::error("template-syntax", source, url.span, format!("the webhook URL does not parse: {e}")));
+                        None
+                    }
+                    Ok(template) => {
+                        let mut unknown: Vec<String> = template
+                            .undeclared_variables(false)
+                            .into_iter()
+                            .filter(|v| !matches!(v.as_str(), "secrets" | "inputs" | "deployment"))
+                            .collect();
+                        unknown.sort();
+                        if let Some(var) = unknown.first() {
+                            out.push(
+                                Diagnostic::error("undefined-variable", source, url.span, format!("undefined variable `{var}` in a webhook URL"))
+                                    .with_help("a webhook URL is rendered when it is sent: only `secrets`, `inputs` and `deployment` are in scope"),
+                            );
+                            return None;
+                        }
+                        Some(crate::plan::Notify { on: n.on.clone(), url: url.value.clone(), format: n.webhook.format })
+                    }
+                }
+            })
+            .collect();
+
         // A template that does not parse may read any input: do not guess.
         let unparsed = out.iter().any(|d| d.code == "template-syntax" && Arc::ptr_eq(&d.source, source));
         if !scope.uses_all_inputs && !unparsed {
@@ -226,6 +261,7 @@ impl Compiler<'_> {
             on_failure,
             concurrency,
             rollback,
+            notify,
             templates,
         })
     }

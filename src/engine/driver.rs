@@ -75,6 +75,8 @@ pub(crate) struct Driver<'r> {
     stop_seen: bool,
     /// The time left, given to each event (none without a history).
     eta: Option<super::eta::Eta>,
+    /// The root pipeline (its `notify:` entries).
+    plan: std::sync::Arc<crate::plan::Plan>,
 }
 
 pub(crate) struct DriverStart<'r> {
@@ -88,6 +90,7 @@ pub(crate) struct DriverStart<'r> {
     pub(crate) halt: Option<super::Halt>,
     pub(crate) supersedable: bool,
     pub(crate) eta: Option<super::eta::Eta>,
+    pub(crate) plan: std::sync::Arc<crate::plan::Plan>,
 }
 
 impl<'r> Driver<'r> {
@@ -114,6 +117,7 @@ impl<'r> Driver<'r> {
             supersedable: start.supersedable,
             stop_seen: false,
             eta: start.eta,
+            plan: start.plan,
         }
     }
 
@@ -261,6 +265,9 @@ impl<'r> Driver<'r> {
                             event.eta_seconds = Some(eta.remaining(now));
                         }
                     }
+                    if !self.plan.notify.is_empty() {
+                        writes.extend(self.notifications(&r));
+                    }
                     self.batch.extend(writes);
                 }
                 Transition::Launch(launch) => self.launch(launch),
@@ -278,6 +285,28 @@ impl<'r> Driver<'r> {
                 }
             }
         }
+    }
+
+    /// The outbox rows of a run that ends with this change (none for other changes):
+    /// written in the batch that records the outcome, so that they exist exactly when
+    /// it does.
+    fn notifications(&self, r: &super::core::Record) -> Vec<crate::store::Write> {
+        use super::core::Change;
+        use crate::raw::NotifyOn;
+        let (outcome, error, metadata) = match &r.change {
+            Change::RunSucceeded { metadata } => (NotifyOn::Succeeded, None, metadata.clone()),
+            Change::RunFailed { summary, metadata, .. } => (NotifyOn::Failed, Some(summary.as_str()), metadata.clone()),
+            Change::RunStopped { status: crate::store::RunStatus::Cancelled, reason } => {
+                (NotifyOn::Cancelled, None, serde_json::json!({ "reason": reason }))
+            }
+            _ => return Vec::new(),
+        };
+        let Ok(Some(row)) = self.store.run(self.core.run_id()) else { return Vec::new() };
+        let metadata = self.masker.mask_json(metadata);
+        let error = error.map(|e| self.masker.mask(e).into_owned());
+        let ending =
+            crate::notify::Ending { outcome, phase: &r.phase, error: error.as_deref(), metadata: &metadata, at: &r.at };
+        crate::notify::outbox(&self.plan, &row, &ending, super::now_ms())
     }
 
     /// Writes the batch in one transaction, then reports its events with their

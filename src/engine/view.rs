@@ -62,6 +62,14 @@ pub fn run_json(store: &dyn Store, id: &str) -> Result<Option<Value>, StoreError
         }
     }
     out["nodes"] = Value::Array(nodes);
+    out["notifications"] = store
+        .notifications(id)?
+        .iter()
+        .map(|n| {
+            json!({"outcome": n.outcome, "format": n.format, "status": n.status, "attempts": n.attempts,
+                   "last_error": n.last_error, "created_at": n.created_at, "delivered_at": n.delivered_at})
+        })
+        .collect();
     out["history"] = store
         .history(id)?
         .iter()

@@ -27,6 +27,11 @@
 //! - 7: `sessions`, the dashboard's sign-ins: the SHA-256 of the session cookie, the
 //!   token it was made with (revoking the token ends them) and when it expires.
 //!
+//! - 8: `notifications`, the outbox of `notify:` webhooks: written in the transaction
+//!   that ends the run, then delivered (retried with backoff, by whichever phased
+//!   process comes next if this one dies); the URL is kept as its template, never
+//!   rendered (it may hold a secret).
+//!
 //! A migration is never edited once released: add a new one.
 
 pub(super) const MIGRATIONS: &[&str] = &[
@@ -148,5 +153,23 @@ pub(super) const MIGRATIONS: &[&str] = &[
         created_at  TEXT NOT NULL,
         expires_at  INTEGER NOT NULL                -- unix ms
     ) WITHOUT ROWID;
+    "#,
+    // 8
+    r#"
+    CREATE TABLE notifications (
+        id            INTEGER PRIMARY KEY,
+        deployment_id TEXT NOT NULL,
+        outcome       TEXT NOT NULL,                -- succeeded | failed | cancelled
+        url_template  TEXT NOT NULL,                -- as written: rendered when sent
+        format        TEXT NOT NULL,                -- json | slack
+        body          TEXT NOT NULL,
+        status        TEXT NOT NULL DEFAULT 'pending' CHECK (status = 'pending' OR status = 'delivered' OR status = 'failed'),
+        attempts      INTEGER NOT NULL DEFAULT 0,
+        next_at       INTEGER NOT NULL,             -- unix ms
+        last_error    TEXT,
+        created_at    TEXT NOT NULL,
+        delivered_at  TEXT
+    );
+    CREATE INDEX notifications_due ON notifications(status, next_at);
     "#,
 ];

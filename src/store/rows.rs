@@ -205,3 +205,22 @@ pub enum ClaimError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// A notification of the outbox (`notify:`), as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NotificationRow {
+    pub id: i64,
+    pub run: String,
+    pub outcome: String,
+    /// The URL as written: a template, rendered when sent.
+    pub url_template: String,
+    pub format: String,
+    pub body: String,
+    /// `pending`, `delivered` or `failed` (no attempt left).
+    pub status: String,
+    pub attempts: u32,
+    pub next_at: i64,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+}

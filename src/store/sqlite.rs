@@ -13,8 +13,8 @@ mod stats;
 
 use super::migrations::MIGRATIONS;
 use super::{
-    Admission, Alive, ClaimError, Durability, HistoryRow, Lease, NewRun, NodeDuration, NodeRow, NodeStatus, RunRow,
-    RunStatus, StopRequest, Store, StoreError, TokenRow, Write,
+    Admission, Alive, ClaimError, Durability, HistoryRow, Lease, NewRun, NodeDuration, NodeRow, NodeStatus,
+    NotificationRow, RunRow, RunStatus, StopRequest, Store, StoreError, TokenRow, Write,
 };
 use crate::raw::Policy;
 
@@ -382,6 +382,7 @@ impl Store for SqliteStore {
                         .execute(params![run, owner, at_ms])?;
                 }
                 Write::Event(event) => events.push(event),
+                Write::Notification(n) => service::insert_notification(&tx, n)?,
             }
         }
         events::insert_events(&tx, &events, &mut seqs)?;
@@ -550,6 +551,32 @@ impl Store for SqliteStore {
         unqueued_before: &str,
     ) -> Result<bool, StoreError> {
         service::record_delivery(&self.conn, trigger, delivery, at, unqueued_before)
+    }
+
+    fn due_notifications(&self, run: Option<&str>, now_ms: i64) -> Result<Vec<NotificationRow>, StoreError> {
+        service::due_notifications(&self.conn, run, now_ms)
+    }
+
+    fn claim_notification(&mut self, id: i64, now_ms: i64, until_ms: i64) -> Result<bool, StoreError> {
+        Ok(self.conn.execute(
+            "UPDATE notifications SET next_at = ?3 WHERE id = ?1 AND status = 'pending' AND next_at <= ?2",
+            params![id, now_ms, until_ms],
+        )? == 1)
+    }
+
+    fn notification_attempt(
+        &mut self,
+        id: i64,
+        delivered: bool,
+        error: Option<&str>,
+        next_at: Option<i64>,
+        at: &str,
+    ) -> Result<(), StoreError> {
+        service::notification_attempt(&self.conn, id, delivered, error, next_at, at)
+    }
+
+    fn notifications(&self, run: &str) -> Result<Vec<NotificationRow>, StoreError> {
+        service::notifications(&self.conn, run)
     }
 
     fn forget_cached(&mut self) {

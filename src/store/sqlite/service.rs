@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::super::{Role, StoreError, TokenRow};
+use super::super::{NotificationRow, Role, StoreError, TokenRow};
 
 pub(super) fn create_token(conn: &Connection, token: &TokenRow) -> Result<bool, StoreError> {
     let added = conn.execute(
@@ -106,4 +106,76 @@ fn token_row(row: &rusqlite::Row) -> rusqlite::Result<TokenRow> {
         created_at: row.get(3)?,
         last_used_at: row.get(4)?,
     })
+}
+
+const NOTIFICATION_COLUMNS: &str = "id, deployment_id, outcome, url_template, format, body, status, attempts, next_at, \
+                                    last_error, created_at, delivered_at";
+
+fn notification_row(row: &rusqlite::Row) -> rusqlite::Result<NotificationRow> {
+    Ok(NotificationRow {
+        id: row.get(0)?,
+        run: row.get(1)?,
+        outcome: row.get(2)?,
+        url_template: row.get(3)?,
+        format: row.get(4)?,
+        body: row.get(5)?,
+        status: row.get(6)?,
+        attempts: row.get(7)?,
+        next_at: row.get(8)?,
+        last_error: row.get(9)?,
+        created_at: row.get(10)?,
+        delivered_at: row.get(11)?,
+    })
+}
+
+pub(super) fn insert_notification(tx: &rusqlite::Transaction, n: &NotificationRow) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO notifications (deployment_id, outcome, url_template, format, body, next_at, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![n.run, n.outcome, n.url_template, n.format, n.body, n.next_at, n.created_at])?;
+    Ok(())
+}
+
+pub(super) fn due_notifications(
+    conn: &Connection,
+    run: Option<&str>,
+    now_ms: i64,
+) -> Result<Vec<NotificationRow>, StoreError> {
+    let sql = format!(
+        "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE status = 'pending' AND next_at <= ?1 \
+         AND (?2 IS NULL OR deployment_id = ?2) ORDER BY id"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![now_ms, run], notification_row)?.collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+pub(super) fn notification_attempt(
+    conn: &Connection,
+    id: i64,
+    delivered: bool,
+    error: Option<&str>,
+    next_at: Option<i64>,
+    at: &str,
+) -> Result<(), StoreError> {
+    let status = match (delivered, next_at) {
+        (true, _) => "delivered",
+        (false, Some(_)) => "pending",
+        (false, None) => "failed",
+    };
+    conn.execute(
+        "UPDATE notifications SET status = ?2, attempts = attempts + 1, last_error = ?3, \
+         next_at = COALESCE(?4, next_at), delivered_at = CASE WHEN ?2 = 'delivered' THEN ?5 ELSE delivered_at END \
+         WHERE id = ?1",
+        params![id, status, error, next_at, at],
+    )?;
+    Ok(())
+}
+
+pub(super) fn notifications(conn: &Connection, run: &str) -> Result<Vec<NotificationRow>, StoreError> {
+    let sql = format!("SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE deployment_id = ?1 ORDER BY id");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map([run], notification_row)?.collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
 }

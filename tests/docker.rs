@@ -290,11 +290,17 @@ fn a_redeploy_replaces_the_container_with_zero_failed_requests() {
     for _ in 0..20 {
         assert_eq!(nginx.get(&host, "/").unwrap(), (200, "v2".to_string()));
     }
-    // Exactly one container is left, the new one; the old image went with it.
+    // Exactly one container is left, the new one; the old image stays for a rollback.
     let now = service.containers();
     assert_eq!(now.len(), 1, "{now:?}");
     assert_eq!(now[0], format!("{0}-shop0002 running {0}:shop0002", service.0));
-    assert_eq!(service.images(), vec![format!("{}:shop0002", service.0)], "the old image was removed");
+    let mut images = service.images();
+    images.sort();
+    assert_eq!(
+        images,
+        [format!("{}:shop0001", service.0), format!("{}:shop0002", service.0)],
+        "kept for rollback (keep: 3)"
+    );
     let retired = env.status("shop0002")["history"]
         .as_array()
         .unwrap()
@@ -815,4 +821,55 @@ fn a_crash_at_every_point_of_a_docker_redeploy_resumes_active_with_one_container
     }
     println!("docker redeploy: {} crash points, {crashed} crashed and resumed ACTIVE", points.len());
     assert!(crashed * 4 >= points.len() * 3, "{crashed} of {} points crashed", points.len());
+}
+
+#[test]
+fn a_rollback_runs_the_old_image_again_without_a_build_and_with_zero_failed_requests() {
+    let env = Env::new();
+    let nginx = Nginx::start(&env.path("nginx"));
+    let service = Service::new("back");
+    let host = format!("{}.localhost", service.0);
+    let inputs = |page: &str, keep: u32| {
+        json!({"service": service.0, "source": embedded(&env, busybox_app(page, true, "0.3")), "health_path": "/health",
+               "env": {"GREETING": page}, "keep": keep})
+    };
+    assert_ok(&deploy(&env, "docker", "back0001", inputs("v1", 3), Some(&nginx)));
+    assert_ok(&deploy(&env, "docker", "back0002", inputs("v2", 3), Some(&nginx)));
+    assert_eq!(nginx.get(&host, "/").unwrap().1, "v2");
+
+    let requests = support::RequestLoop::start(nginx.port, &host, &["v1", "v2"]);
+    let out = phased(&env, &["rollback", &service.0, "--id", "back-r1", "--format", "jsonl"]).output().unwrap();
+    let result = requests.stop();
+    assert_ok(&out);
+    assert_eq!(result.failed, 0, "no request failed");
+    // While nginx reloads, its old and new workers both answer for some milliseconds.
+    let seen = &result.seen;
+    assert_eq!((seen.first().map(String::as_str), seen.last().map(String::as_str)), (Some("v2"), Some("v1")));
+    let events = support::events(&out.stdout);
+    let nodes: Vec<&str> =
+        events.iter().filter(|e| e["event"] == "node_started").map(|e| e["node"].as_str().unwrap()).collect();
+    assert!(!nodes.iter().any(|n| n.contains("build") || n.contains("source")), "no source, no build: {nodes:?}");
+    assert!(nodes.contains(&"serve.container") && nodes.contains(&"serve.retire"), "{nodes:?}");
+    for _ in 0..10 {
+        assert_eq!(nginx.get(&host, "/").unwrap(), (200, "v1".to_string()));
+    }
+    let containers = service.containers();
+    assert_eq!(containers, [format!("{0}-back-r1 running {0}:back0001", service.0)], "the old image, one container");
+    let status = env.status("back-r1");
+    assert_eq!(
+        (status["phase_metadata"]["rollbackOf"].as_str(), status["target"].as_str()),
+        (Some("back0001"), Some(service.0.as_str()))
+    );
+
+    // A third release keeping two images: the first release's image goes (it no longer
+    // runs), and a rollback to it is refused before anything starts.
+    assert_ok(&deploy(&env, "docker", "back0003", inputs("v3", 2), Some(&nginx)));
+    let mut images = service.images();
+    images.sort();
+    assert_eq!(images, [format!("{}:back0002", service.0), format!("{}:back0003", service.0)]);
+    let out = phased(&env, &["rollback", &service.0, "--to", "back0001"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("the image of release `back0001` is gone"), "{said}");
+    assert_eq!(nginx.get(&host, "/").unwrap().1, "v3", "nothing changed");
 }

@@ -31,7 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("pipeline files", &["de", "raw", "reader", "catalog"]),
     ("actions", &["action"]),
     ("compiler and plan", &["compiler", "plan", "dry_run", "schema"]),
-    ("engine and store", &["engine", "store"]),
+    ("engine and store", &["engine", "store", "notify"]),
     ("command line", &["cli", "reporter", "report", "watch", "serve"]),
 ];
 

@@ -238,6 +238,17 @@ pub mod labels {
     pub const CONFIG: &str = "phased.config";
 }
 
+/// Whether the engine has `image` (for `phased rollback`, before anything starts):
+/// `Err` when the engine cannot be asked.
+pub async fn has_image(docker_host: Option<&str>, image: &str) -> Result<bool, String> {
+    let engine = Engine::connect(docker_host).await.map_err(|e| e.message)?;
+    match engine.docker.inspect_image(image).await {
+        Ok(_) => Ok(true),
+        Err(e) if is_not_found(&e) => Ok(false),
+        Err(e) => Err(format!("cannot ask the Docker engine at {} about image `{image}`: {e}", engine.address)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

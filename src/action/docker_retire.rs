@@ -28,6 +28,11 @@ pub(super) struct RetireParams {
     /// Also remove the retired containers' images when nothing else uses them (default true).
     #[serde(default = "default_true")]
     pub remove_images: bool,
+    /// Keep the service's newest images, this many (the releases a rollback may go back
+    /// to); older ones go when no container uses them. 0 (the default): remove the
+    /// retired containers' images only.
+    #[serde(default)]
+    pub keep_images: u32,
     /// The engine (default: `DOCKER_HOST`, else the local socket).
     pub docker_host: Option<String>,
 }
@@ -73,10 +78,25 @@ fn run(ctx: ActionCtx, params: RetireParams) -> ActionFuture {
         let mut images_removed = Vec::new();
         if params.remove_images {
             let kept_image = engine.docker.inspect_container(&params.keep, None).await.ok().and_then(|c| c.image);
-            let mut images: Vec<&str> = others.iter().map(|c| c.image.as_str()).filter(|i| !i.is_empty()).collect();
+            let mut images: Vec<String> = if params.keep_images > 0 {
+                // The service's images (`<service>:<run>`), newest first, beyond the kept ones.
+                let filters =
+                    std::collections::HashMap::from([("reference".to_string(), vec![params.service.clone()])]);
+                let options =
+                    bollard::query_parameters::ListImagesOptions { filters: Some(filters), ..Default::default() };
+                let mut all = engine.docker.list_images(Some(options)).await.unwrap_or_default();
+                all.sort_by_key(|i| std::cmp::Reverse(i.created));
+                all.into_iter()
+                    .skip(params.keep_images as usize)
+                    .flat_map(|i| i.repo_tags)
+                    .filter(|t| t.split(':').next() == Some(params.service.as_str()))
+                    .collect()
+            } else {
+                others.iter().map(|c| c.image.clone()).filter(|i| !i.is_empty()).collect()
+            };
             images.sort_unstable();
             images.dedup();
-            for image in images {
+            for image in images.iter().map(String::as_str) {
                 let id = engine.docker.inspect_image(image).await.ok().and_then(|i| i.id);
                 if id.is_none() || id == kept_image {
                     continue;

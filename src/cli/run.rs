@@ -415,13 +415,16 @@ pub(super) fn rollback(args: RollbackArgs) -> u8 {
         Ok(store) => store,
         Err(code) => return code,
     };
-    let prepared = match prepare(store.as_ref(), &args.target, args.to.as_deref()) {
+    let prepared = match prepare(store.as_ref(), &args.target, args.to.as_deref()).and_then(|prepared| {
+        runtime().block_on(crate::engine::releases::check_image(&prepared))?;
+        Ok(prepared)
+    }) {
         Ok(prepared) => prepared,
         Err(RollbackError::Store(e)) => return store_error(&e, &args.exec.store.db),
-        Err(e @ RollbackError::Gone { .. }) => {
+        Err(e @ (RollbackError::Gone { .. } | RollbackError::ImageGone { .. })) => {
             err_line(format_args!("error: {e}"));
             err_line(format_args!(
-                "  help: `phased releases {}` lists the releases; a release folder is kept while it is one of the newest `keep`",
+                "  help: `phased releases {}` lists the releases; a release's folder or image is kept while it is one of the newest `keep`",
                 args.target
             ));
             return exit::FAILED;

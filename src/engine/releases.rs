@@ -108,8 +108,33 @@ pub enum RollbackError {
     Snapshot(String),
     #[error("the folder of release `{run}` is gone: `{path}` (removed by retention, `keep`, or by hand)")]
     Gone { run: String, path: String },
+    #[error("the image of release `{run}` is gone: `{image}` (removed by retention, `keep`, or by hand)")]
+    ImageGone { run: String, image: String },
+    #[error("{0}")]
+    Engine(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl RollbackRun {
+    /// The image the release runs, with the engine it runs on, when it is a container.
+    pub fn image(&self) -> Option<(String, Option<String>)> {
+        let release = self.inputs.get("release")?;
+        let image = release["deployed"]["image"].as_str()?.to_string();
+        let host = release["inputs"]["docker_host"].as_str().filter(|h| !h.is_empty()).map(str::to_string);
+        Some((image, host))
+    }
+}
+
+/// Refuses a rollback to an image the engine no longer has (removed by retention or by
+/// hand), before anything starts.
+pub async fn check_image(run: &RollbackRun) -> Result<(), RollbackError> {
+    let Some((image, host)) = run.image() else { return Ok(()) };
+    match crate::action::docker::has_image(host.as_deref(), &image).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(RollbackError::ImageGone { run: run.release.clone(), image }),
+        Err(e) => Err(RollbackError::Engine(e)),
+    }
 }
 
 /// What `phased rollback` starts: the rollback pipeline and its inputs.

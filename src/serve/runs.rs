@@ -296,6 +296,15 @@ pub(super) async fn rollback(
                 Err(RollbackError::Store(e)) => return Err(e.into()),
                 Err(e) => return Ok(Err(ApiError::new(StatusCode::CONFLICT, "no-rollback", e.to_string()))),
             };
+            // On this blocking thread: a runtime of its own for the engine's answer.
+            let checked = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+                .block_on(crate::engine::releases::check_image(&prepared));
+            if let Err(e) = checked {
+                return Ok(Err(ApiError::new(StatusCode::CONFLICT, "no-rollback", e.to_string())));
+            }
             let inputs = crate::compiler::inputs::resolve(&prepared.plan.inputs, &prepared.inputs).map_err(|p| {
                 let text: Vec<String> = p.into_iter().map(|p| p.message).collect();
                 ApiError::new(StatusCode::CONFLICT, "no-rollback", text.join("; "))

@@ -83,6 +83,17 @@ impl JsonSchema for Duration {
     }
 }
 
+/// An age: `30d`, `2w`, and everything a [`Duration`] takes (`12h`, `90m`).
+pub(crate) fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    let days = |n: &str, per: u64| n.parse::<u64>().map(|n| std::time::Duration::from_secs(n * per * 86_400)).ok();
+    if let Some(age) =
+        text.strip_suffix('d').and_then(|n| days(n, 1)).or_else(|| text.strip_suffix('w').and_then(|n| days(n, 7)))
+    {
+        return Ok(age);
+    }
+    Duration::parse(text).map(|d| d.0).map_err(|e| format!("{e}; days and weeks work too: `30d`, `2w`"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

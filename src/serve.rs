@@ -244,6 +244,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/v1/runs/{id}/graph", get(runs::graph))
         .route("/api/v1/targets/{target}/releases", get(runs::releases))
         .route("/api/v1/targets/{target}/rollback", post(runs::rollback))
+        .route("/api/v1/stats", get(runs::stats))
         .route("/api/v1/runs/{id}/cancel", post(runs::cancel))
         .route("/api/v1/runs/{id}/resume", post(runs::resume))
         .route("/api/v1/runs/{id}/nodes/{node}/log", get(streams::node_log))

@@ -861,3 +861,50 @@ fn a_dashboard_session_is_an_http_only_strict_cookie_checked_against_the_origin_
     assert_eq!(server.call("GET", "/ui/app.js", None, &[]).0, 200);
     assert_eq!(server.call("GET", "/ui/..%2Fserve.rs", None, &[]).0, 404);
 }
+
+#[test]
+fn releases_rollback_and_stats_through_the_api() {
+    let env = Env::new();
+    let deploy = token(&env, "ci", "deploy");
+    let read = token(&env, "viewer", "read");
+    env.write(
+        "pipelines/app.yaml",
+        "version: 1\nname: app\ninputs: {version: {type: string, required: true}}\nconcurrency: {key: app, policy: queue}\nrollback: app-back\nnodes:\n  ship: {phase: BUILDING, uses: shell, with: {run: 'echo {{ inputs.version }} > live'}}\n",
+    );
+    env.write(
+        "pipelines/app-back.yaml",
+        "version: 1\nname: app-back\ninputs: {release: {type: object, required: true}}\nconcurrency: {key: app, policy: queue}\nnodes:\n  switch: {phase: CREATING_SYMLINKS, uses: shell, with: {run: 'echo {{ inputs.release.inputs.version }} > live'}}\n",
+    );
+    for (id, version) in [("a1", "v1"), ("a2", "v2")] {
+        assert_eq!(env.run(&["run", "app", "--id", id, "-i", &format!("version={version}")]).status.code(), Some(0));
+    }
+    let server = Server::start(&env);
+    let releases = server.json("/api/v1/targets/app/releases", &read);
+    let ids: Vec<(&str, bool)> = releases["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap(), r["live"] == true))
+        .collect();
+    assert_eq!(ids, [("a2", true), ("a1", false)]);
+    assert_eq!(server.send("POST", "/api/v1/targets/app/rollback", Some(&read), &[], "{}").0, 403);
+    let (status, body) = server.send("POST", "/api/v1/targets/app/rollback", Some(&deploy), &[], r#"{"to": "nope"}"#);
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("not a release of target `app`"), "{body}");
+    let (status, body) = server.send("POST", "/api/v1/targets/app/rollback", Some(&deploy), &[], "");
+    assert_eq!(status, 202, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["release"], "a1", "the one before the live one");
+    let id = answer["id"].as_str().unwrap().to_string();
+    assert_eq!(follow(&server, &deploy, &id).last().map(String::as_str), Some("run_succeeded"));
+    assert_eq!(std::fs::read_to_string(env.path("live")).unwrap().trim(), "v1");
+    let live = server.json("/api/v1/targets/app/releases", &read)["releases"][0].clone();
+    assert_eq!(
+        (live["id"].as_str(), live["rollback_of"].as_str(), live["live"].as_bool()),
+        (Some(id.as_str()), Some("a1"), Some(true))
+    );
+
+    let stats = server.json("/api/v1/stats?pipeline=app&since=1d", &read);
+    assert_eq!((stats["runs"]["runs"].as_u64(), stats["nodes"][0]["node"].as_str()), (Some(2), Some("ship")));
+    assert_eq!(server.call("GET", "/api/v1/stats?since=soon", Some(&read), &[]).0, 400);
+}

@@ -39,15 +39,7 @@ pub(super) struct PruneArgs {
 
 /// `30d`, `2w`, and everything `--timeout` takes (`12h`, `90m`).
 pub(super) fn parse_age(text: &str) -> Result<Duration, String> {
-    let days = |n: &str, per: u64| n.parse::<u64>().map(|n| Duration::from_secs(n * per * 86_400)).ok();
-    if let Some(age) =
-        text.strip_suffix('d').and_then(|n| days(n, 1)).or_else(|| text.strip_suffix('w').and_then(|n| days(n, 7)))
-    {
-        return Ok(age);
-    }
-    crate::duration::Duration::parse(text)
-        .map(|d| d.0)
-        .map_err(|e| format!("{e}; days and weeks work too: `30d`, `2w`"))
+    crate::duration::parse_age(text)
 }
 
 enum Verdict {

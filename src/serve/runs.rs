@@ -318,3 +318,25 @@ pub(super) async fn rollback(
     app.queued.bump();
     Ok((StatusCode::ACCEPTED, axum::Json(json!({"id": id, "status": "queued", "release": release}))).into_response())
 }
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StatsQuery {
+    pipeline: Option<String>,
+    /// `30d`, `12h`, ... (default 30 days).
+    since: Option<String>,
+}
+
+/// `GET /api/v1/stats?pipeline=&since=`: as `phased stats --format json`.
+pub(super) async fn stats(State(app): State<Arc<App>>, q: Result<Query<StatsQuery>, QueryRejection>) -> ApiResult {
+    let Query(q) = q.map_err(bad_query)?;
+    let age = match q.since.as_deref() {
+        None => std::time::Duration::from_secs(30 * 86_400),
+        Some(text) => crate::duration::parse_age(text)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad-request", format!("`since`: {e}")))?,
+    };
+    let since = std::time::SystemTime::now() - age;
+    let stats =
+        app.with_store(move |store| Ok(crate::engine::stats::stats(store, q.pipeline.as_deref(), since)?)).await?;
+    Ok(axum::Json(stats).into_response())
+}

@@ -126,7 +126,7 @@ impl Eta {
             end.insert(i, finish);
             longest = longest.max(finish);
         }
-        (longest * 10.0).round() / 10.0
+        (longest * 1000.0).round() / 1000.0
     }
 }
 

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 mod events;
 mod queue;
+mod rows;
 mod service;
 mod stats;
 
@@ -17,6 +18,7 @@ use super::{
     NotificationRow, RunRow, RunStatus, StopRequest, Store, StoreError, TokenRow, Write,
 };
 use crate::raw::Policy;
+use rows::{RUN_COLUMNS, RowState, json, run_row, superseded_checkpoints};
 
 pub struct SqliteStore {
     conn: Connection,
@@ -24,88 +26,6 @@ pub struct SqliteStore {
     /// The last history `seq` of each run this store wrote to. Only a run's lease
     /// holder writes its history, so a counter here is enough.
     history_seq: std::collections::HashMap<String, i64>,
-}
-
-/// The latest state of a run's row within one batch.
-#[derive(Default)]
-struct RowState {
-    phase: Option<(String, u8, String)>,
-    metadata: Option<String>,
-    best: u8,
-}
-
-impl RowState {
-    fn of<'a, 'r>(latest: &'a mut Vec<(&'r str, RowState)>, run: &'r str) -> &'a mut RowState {
-        let i = match latest.iter().position(|(r, _)| *r == run) {
-            Some(i) => i,
-            None => {
-                latest.push((run, RowState::default()));
-                latest.len() - 1
-            }
-        };
-        &mut latest[i].1
-    }
-}
-
-/// Which checkpoint writes of a batch a later write of the same node replaces (a node
-/// that started and finished within one transaction is written once). A reset in
-/// between keeps both.
-fn superseded_checkpoints(batch: &[Write]) -> Vec<bool> {
-    let mut superseded = vec![false; batch.len()];
-    let mut later = std::collections::HashSet::new();
-    for (i, write) in batch.iter().enumerate().rev() {
-        match write {
-            Write::Node(n) => superseded[i] = !later.insert((n.run.as_str(), n.node.as_str())),
-            Write::ResetNodes { .. } => later.clear(),
-            _ => {}
-        }
-    }
-    superseded
-}
-
-fn json(text: Option<String>) -> Value {
-    text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null)
-}
-
-const RUN_COLUMNS: &str = "id, pipeline, status, phase, phase_progress, phase_metadata, phase_updated_at, inputs, \
-     snapshot_id, attempt, best_progress, error, created_at, finished_at, lease_owner, lease_pid, lease_pid_start, \
-     lease_host, heartbeat_at, cancel_requested, target, superseded_by";
-
-/// How many columns [`RUN_COLUMNS`] selects.
-const RUN_COLUMN_COUNT: usize = 22;
-
-fn run_row(row: &rusqlite::Row) -> rusqlite::Result<RunRow> {
-    let owner: Option<String> = row.get(14)?;
-    let lease = match owner {
-        Some(owner) => Some(Lease {
-            owner,
-            pid: row.get::<_, Option<u32>>(15)?.unwrap_or(0),
-            pid_start: row.get::<_, Option<i64>>(16)?.unwrap_or(0) as u64,
-            host: row.get::<_, Option<String>>(17)?.unwrap_or_default(),
-        }),
-        None => None,
-    };
-    Ok(RunRow {
-        id: row.get(0)?,
-        pipeline: row.get(1)?,
-        status: RunStatus::parse(&row.get::<_, String>(2)?),
-        phase: row.get(3)?,
-        progress: row.get(4)?,
-        metadata: json(row.get(5)?),
-        phase_updated_at: row.get(6)?,
-        inputs: json(row.get(7)?),
-        snapshot_id: row.get(8)?,
-        attempt: row.get(9)?,
-        best_progress: row.get(10)?,
-        error: row.get(11)?,
-        created_at: row.get(12)?,
-        finished_at: row.get(13)?,
-        lease,
-        heartbeat_at: row.get(18)?,
-        cancel_requested: row.get::<_, i64>(19)? != 0,
-        target: row.get(20)?,
-        superseded_by: row.get(21)?,
-    })
 }
 
 impl SqliteStore {

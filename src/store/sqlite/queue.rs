@@ -4,7 +4,7 @@
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::super::{Admission, Alive, Lease, RunRow, RunStatus, StoreError};
-use super::{RUN_COLUMN_COUNT, RUN_COLUMNS, run_row};
+use super::rows::{RUN_COLUMN_COUNT, RUN_COLUMNS, run_row};
 
 /// The runs of `target` other than `id` that hold it: running with a live holder, or
 /// queued (ahead of `rowid`, when given) by a live process or by nobody yet; oldest

@@ -452,14 +452,7 @@ fn a_release_is_rolled_back_to_from_its_button() {
     let env = Env::new();
     let deploy = token(&env, "ci", "deploy");
     let read = token(&env, "viewer", "read");
-    env.write(
-        "pipelines/app.yaml",
-        "version: 1\nname: app\ninputs: {version: {type: string, required: true}}\nconcurrency: {key: app, policy: queue}\nrollback: app-back\nnodes:\n  ship: {phase: BUILDING, uses: shell, with: {run: 'echo {{ inputs.version }} > live'}}\n",
-    );
-    env.write(
-        "pipelines/app-back.yaml",
-        "version: 1\nname: app-back\ninputs: {release: {type: object, required: true}}\nconcurrency: {key: app, policy: queue}\nnodes:\n  switch: {phase: CREATING_SYMLINKS, uses: shell, with: {run: 'echo {{ inputs.release.inputs.version }} > live'}}\n",
-    );
+    support::service::app_with_rollback(&env);
     for (id, version) in [("a1", "v1"), ("a2", "v2")] {
         assert_eq!(env.run(&["run", "app", "--id", id, "-i", &format!("version={version}")]).status.code(), Some(0));
     }

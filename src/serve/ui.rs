@@ -1,4 +1,4 @@
-//! The dashboard (DESIGN.md section 10): one page and its script and style, built into
+//! The dashboard (DESIGN.md section 10): one page and its scripts and style, built into
 //! the binary, reading the same API and event streams as any client. Sign-in trades a
 //! token for a session cookie (HttpOnly, SameSite=Strict; only its hash is stored), so
 //! that the page's script never holds the token.
@@ -15,6 +15,8 @@ use crate::store::{Role, TokenRow};
 
 const PAGE: &str = include_str!("ui/index.html");
 const SCRIPT: &str = include_str!("ui/app.js");
+const RUN_SCRIPT: &str = include_str!("ui/run.js");
+const DEPLOY_SCRIPT: &str = include_str!("ui/deploy.js");
 const STYLE: &str = include_str!("ui/app.css");
 const ICON: &str = include_str!("ui/icon.svg");
 
@@ -45,6 +47,8 @@ pub(super) async fn page() -> Response {
 pub(super) async fn asset(Path(name): Path<String>) -> ApiResult {
     match name.as_str() {
         "app.js" => Ok(file("text/javascript; charset=utf-8", SCRIPT)),
+        "run.js" => Ok(file("text/javascript; charset=utf-8", RUN_SCRIPT)),
+        "deploy.js" => Ok(file("text/javascript; charset=utf-8", DEPLOY_SCRIPT)),
         "app.css" => Ok(file("text/css; charset=utf-8", STYLE)),
         "icon.svg" => Ok(file("image/svg+xml", ICON)),
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such file")),

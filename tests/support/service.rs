@@ -103,3 +103,16 @@ pub fn token(env: &Env, name: &str, role: &str) -> String {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// `pipelines/app.yaml`, a deployment type of target `app` that writes its `version`
+/// to `live`, and its `rollback:` pipeline `app-back`, which writes the release's.
+pub fn app_with_rollback(env: &Env) {
+    env.write(
+        "pipelines/app.yaml",
+        "version: 1\nname: app\ninputs: {version: {type: string, required: true}}\nconcurrency: {key: app, policy: queue}\nrollback: app-back\nnodes:\n  ship: {phase: BUILDING, uses: shell, with: {run: 'echo {{ inputs.version }} > live'}}\n",
+    );
+    env.write(
+        "pipelines/app-back.yaml",
+        "version: 1\nname: app-back\ninputs: {release: {type: object, required: true}}\nconcurrency: {key: app, policy: queue}\nnodes:\n  switch: {phase: CREATING_SYMLINKS, uses: shell, with: {run: 'echo {{ inputs.release.inputs.version }} > live'}}\n",
+    );
+}

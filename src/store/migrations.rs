@@ -30,7 +30,8 @@
 //! - 8: `notifications`, the outbox of `notify:` webhooks: written in the transaction
 //!   that ends the run, then delivered (retried with backoff, by whichever phased
 //!   process comes next if this one dies); the URL is kept as its template, never
-//!   rendered (it may hold a secret).
+//!   rendered (it may hold a secret). `deployments(pipeline, created_at)`: the newest
+//!   runs of a pipeline (the ETA reads them when a run starts).
 //!
 //! A migration is never edited once released: add a new one.
 
@@ -171,5 +172,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
         delivered_at  TEXT
     );
     CREATE INDEX notifications_due ON notifications(status, next_at);
+    -- The newest runs of a pipeline, for the ETA at every run's start.
+    CREATE INDEX deployments_pipeline ON deployments(pipeline, created_at);
     "#,
 ];

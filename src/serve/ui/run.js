@@ -270,12 +270,13 @@ function runView(id) {
   const NODE_STATE = { node_started: "running", node_succeeded: "succeeded", node_failed: "failed", node_retrying: "retrying", node_skipped: "skipped" };
 
   function apply(e) {
-    if (seen.has(e.seq)) return;
+    // Only once the run is loaded (its stream opens after that): an event is applied
+    // to the state it follows, and counted as seen only then.
+    if (!run || seen.has(e.seq)) return;
     seen.add(e.seq);
     parts.events.append(h("tr", { "data-seq": e.seq },
       h("td", { class: "num" }, e.seq), h("td", {}, when(e.ts)), h("td", {}, e.event),
       h("td", { class: "mono" }, e.node || ""), h("td", { class: "mono" }, e.phase), h("td", { class: "num" }, `${e.progress}%`)));
-    if (!run) return;
     const state = NODE_STATE[e.event];
     if (state && e.node) {
       states.set(e.node, state);
@@ -340,7 +341,10 @@ function runView(id) {
     }
   }
 
-  const loaded = load().then(openStream).catch((e) => {
+  // The run's stream opens once it is loaded, never before (the page's own stream may
+  // announce the run first).
+  let ready = false;
+  const loaded = load().then(() => { ready = true; openStream(); }).catch((e) => {
     main().replaceChildren(h("p", { class: "alert", role: "alert" }, e.status === 404 ? `No run ${id}.` : `Could not load run ${id}: ${e.message}`), h("p", {}, h("a", { href: "#/" }, "← Deployments")));
   });
 
@@ -348,7 +352,7 @@ function runView(id) {
     loaded,
     // A run resumed (a button elsewhere, the server at its start) gets its stream back.
     onEvent(e) {
-      if (e.deployment === id && !stream && (e.event === "run_resumed" || e.event === "run_queued" || e.event === "run_started")) openStream();
+      if (ready && e.deployment === id && !stream && (e.event === "run_resumed" || e.event === "run_queued" || e.event === "run_started")) openStream();
     },
     close() {
       closed = true;

@@ -463,12 +463,16 @@ async fn drive(
     driver.run(resumed).await
 }
 
+/// The newest runs of a pipeline the ETA reads: enough for the last 20 of a target
+/// among a few, and few enough that a run of many nodes starts quickly.
+const HISTORY_RUNS: usize = 60;
+
 /// The ETA of a run starting now, from the history of its pipeline (none without one,
 /// or when the history cannot be read: an estimate never stops a run).
 fn estimate(store: &dyn Store, start: &CoreStart) -> Option<eta::Eta> {
     let plan = &start.plan;
     let target = store.run(&start.deployment.id).ok().flatten().and_then(|r| r.target);
-    let history = store.node_durations(Some(&plan.name), 200).ok()?;
+    let history = store.node_durations(Some(&plan.name), HISTORY_RUNS).ok()?;
     let estimates = eta::estimates(plan, target.as_deref(), &history)?;
     let checkpoints: Vec<NodeRow> = start.checkpoints.values().cloned().collect();
     Some(eta::Eta::new(plan, estimates, &checkpoints))

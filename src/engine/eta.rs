@@ -21,7 +21,7 @@ enum State {
 }
 
 pub(crate) struct Eta {
-    ids: Vec<String>,
+    index: HashMap<String, usize>,
     needs: Vec<Vec<usize>>,
     /// In topological order.
     order: Vec<usize>,
@@ -41,20 +41,28 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
 /// Per node of `plan` (top level): its estimate in seconds, from `history` (newest
 /// first, of this pipeline). `None` when no node has a history.
 pub(crate) fn estimates(plan: &Plan, target: Option<&str>, history: &[NodeDuration]) -> Option<Vec<f64>> {
-    let of = |id: &str, same_target: bool| -> Vec<f64> {
-        history
-            .iter()
-            .filter(|d| d.succeeded && d.node == id && (!same_target || d.target.as_deref() == target))
-            .take(HISTORY)
-            .map(|d| d.seconds)
-            .collect()
-    };
+    // One pass over the history: per node, its newest successful durations of this
+    // target and of any.
+    let mut same: HashMap<&str, Vec<f64>> = HashMap::new();
+    let mut any: HashMap<&str, Vec<f64>> = HashMap::new();
+    for d in history.iter().filter(|d| d.succeeded) {
+        let all = any.entry(d.node.as_str()).or_default();
+        if all.len() < HISTORY {
+            all.push(d.seconds);
+        }
+        if target.is_some() && d.target.as_deref() == target {
+            let mine = same.entry(d.node.as_str()).or_default();
+            if mine.len() < HISTORY {
+                mine.push(d.seconds);
+            }
+        }
+    }
     let known: Vec<Option<f64>> = plan
         .nodes
         .iter()
         .map(|n| {
-            let same = if target.is_some() { median(of(&n.id, true)) } else { None };
-            same.or_else(|| median(of(&n.id, false)))
+            let id = n.id.as_str();
+            same.remove(id).and_then(median).or_else(|| any.remove(id).and_then(median))
         })
         .collect();
     // The pace of the nodes with a history, for those without: seconds per unit of weight.
@@ -76,15 +84,16 @@ impl Eta {
     /// finished).
     pub(crate) fn new(plan: &Plan, estimate: Vec<f64>, checkpoints: &[NodeRow]) -> Eta {
         let ids: Vec<String> = plan.nodes.iter().map(|n| n.id.clone()).collect();
+        let status: HashMap<&str, NodeStatus> = checkpoints.iter().map(|c| (c.node.as_str(), c.status)).collect();
         let state = ids
             .iter()
-            .map(|id| match checkpoints.iter().find(|c| &c.node == id).map(|c| c.status) {
+            .map(|id| match status.get(id.as_str()) {
                 Some(NodeStatus::Succeeded | NodeStatus::Skipped) => State::Done,
                 _ => State::Pending,
             })
             .collect();
         Eta {
-            ids,
+            index: ids.into_iter().enumerate().map(|(i, id)| (id, i)).collect(),
             needs: plan.nodes.iter().map(|n| n.needs.clone()).collect(),
             order: plan.order.clone(),
             estimate,
@@ -93,7 +102,7 @@ impl Eta {
     }
 
     fn index(&self, id: &str) -> Option<usize> {
-        self.ids.iter().position(|i| i == id)
+        self.index.get(id).copied()
     }
 
     pub(crate) fn started(&mut self, id: &str, at: SystemTime) {
@@ -110,7 +119,7 @@ impl Eta {
 
     /// Seconds left at `now`: the longest path through what has not finished.
     pub(crate) fn remaining(&self, now: SystemTime) -> f64 {
-        let mut end: HashMap<usize, f64> = HashMap::new();
+        let mut end = vec![0.0; self.estimate.len()];
         let mut longest: f64 = 0.0;
         for &i in &self.order {
             let left = match self.state[i] {
@@ -121,9 +130,9 @@ impl Eta {
                     (self.estimate[i] - ran).max(0.0)
                 }
             };
-            let start = self.needs[i].iter().map(|n| end.get(n).copied().unwrap_or(0.0)).fold(0.0, f64::max);
+            let start = self.needs[i].iter().map(|&n| end[n]).fold(0.0, f64::max);
             let finish = start + left;
-            end.insert(i, finish);
+            end[i] = finish;
             longest = longest.max(finish);
         }
         (longest * 1000.0).round() / 1000.0

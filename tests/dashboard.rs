@@ -452,10 +452,7 @@ fn a_release_is_rolled_back_to_from_its_button() {
     let env = Env::new();
     let deploy = token(&env, "ci", "deploy");
     let read = token(&env, "viewer", "read");
-    support::service::app_with_rollback(&env);
-    for (id, version) in [("a1", "v1"), ("a2", "v2")] {
-        assert_eq!(env.run(&["run", "app", "--id", id, "-i", &format!("version={version}")]).status.code(), Some(0));
-    }
+    support::service::two_releases_of_app(&env);
     let server = Service::start(&env);
     let browser = Browser::start(1280, 900);
     sign_in(&browser, &server, &read);

@@ -867,10 +867,7 @@ fn releases_rollback_and_stats_through_the_api() {
     let env = Env::new();
     let deploy = token(&env, "ci", "deploy");
     let read = token(&env, "viewer", "read");
-    support::service::app_with_rollback(&env);
-    for (id, version) in [("a1", "v1"), ("a2", "v2")] {
-        assert_eq!(env.run(&["run", "app", "--id", id, "-i", &format!("version={version}")]).status.code(), Some(0));
-    }
+    support::service::two_releases_of_app(&env);
     let server = Server::start(&env);
     let releases = server.json("/api/v1/targets/app/releases", &read);
     let ids: Vec<(&str, bool)> = releases["releases"]

@@ -105,8 +105,9 @@ pub fn token(env: &Env, name: &str, role: &str) -> String {
 }
 
 /// `pipelines/app.yaml`, a deployment type of target `app` that writes its `version`
-/// to `live`, and its `rollback:` pipeline `app-back`, which writes the release's.
-pub fn app_with_rollback(env: &Env) {
+/// to `live`, and its `rollback:` pipeline `app-back`, which writes the release's;
+/// then two releases of it, `a1` (v1) and `a2` (v2, live).
+pub fn two_releases_of_app(env: &Env) {
     env.write(
         "pipelines/app.yaml",
         "version: 1\nname: app\ninputs: {version: {type: string, required: true}}\nconcurrency: {key: app, policy: queue}\nrollback: app-back\nnodes:\n  ship: {phase: BUILDING, uses: shell, with: {run: 'echo {{ inputs.version }} > live'}}\n",
@@ -115,4 +116,7 @@ pub fn app_with_rollback(env: &Env) {
         "pipelines/app-back.yaml",
         "version: 1\nname: app-back\ninputs: {release: {type: object, required: true}}\nconcurrency: {key: app, policy: queue}\nnodes:\n  switch: {phase: CREATING_SYMLINKS, uses: shell, with: {run: 'echo {{ inputs.release.inputs.version }} > live'}}\n",
     );
+    for (id, version) in [("a1", "v1"), ("a2", "v2")] {
+        assert_eq!(env.run(&["run", "app", "--id", id, "-i", &format!("version={version}")]).status.code(), Some(0));
+    }
 }

@@ -486,3 +486,44 @@ fn a_release_is_rolled_back_to_from_its_button() {
     assert_eq!(live, json!([rollback_id, "a1"]), "the rollback and the release it made live");
     browser.screenshot("rolled-back");
 }
+
+#[test]
+fn a_deployment_can_be_started_and_followed_with_the_keyboard_alone() {
+    let env = Env::new();
+    let deploy = token(&env, "ci", "deploy");
+    env.write("pipelines/site.yaml", SITE);
+    let server = Service::start(&env);
+    let browser = Browser::start(1280, 900);
+    browser.goto(&url(&server, ""));
+    browser.wait("document.activeElement && document.activeElement.id === 'token'", "focus in the token field", WAIT);
+    browser.keys(&format!("{deploy}\u{E007}"));
+    browser.wait("document.querySelector('#runs')", "the runs page", WAIT);
+    // Tab to the Deploy button, Enter.
+    let focused =
+        |id: &str| browser.js("return document.activeElement && document.activeElement.id", vec![]) == json!(id);
+    let mut tabs = 0;
+    while !focused("deploy-link") {
+        browser.keys("\u{E004}");
+        tabs += 1;
+        assert!(tabs < 20, "the Deploy button is reachable with Tab");
+    }
+    let ring = browser.js("return getComputedStyle(document.activeElement).outlineStyle", vec![]);
+    assert_ne!(ring, json!("none"), "the focused control shows it");
+    browser.keys("\u{E007}");
+    browser.wait("document.activeElement && document.activeElement.id === 'pipeline'", "focus on the type", WAIT);
+    // The type with the arrow keys; the form takes the focus to its first field.
+    browser.keys("\u{E015}");
+    browser.wait(
+        "document.activeElement && document.activeElement.id === 'input-service'",
+        "focus in the first field",
+        WAIT,
+    );
+    browser.keys("web\u{E007}");
+    browser.wait("location.hash.startsWith('#/runs/')", "the run's page", WAIT);
+    browser.wait("document.querySelector('#run-status .status').dataset.status === 'succeeded'", "ACTIVE", WAIT);
+    // Each node's log is a button in the tab order.
+    let buttons = browser
+        .js("return [...document.querySelectorAll('#nodes-body button')].filter(b => b.tabIndex >= 0).length", vec![]);
+    assert_eq!(buttons, json!(4));
+    browser.screenshot("keyboard-run");
+}

@@ -212,3 +212,30 @@ fn a_notification_is_checked_like_the_rest_of_the_pipeline() {
         assert!(said.contains(expected) && said.contains(&format!("bad{i}.yaml:{line}")), "{expected} in {said}");
     }
 }
+
+#[test]
+fn watch_sends_the_notifications_of_each_run_it_makes() {
+    let env = Env::new();
+    let (port, got) = receiver(0);
+    env.write("site/index.html", "v1");
+    let file = env.write(
+        "watched.yaml",
+        &format!(
+            "version: 1\nname: watched\nnotify:\n  - on: [succeeded]\n    webhook: {{url: \"http://127.0.0.1:{port}/watch\"}}\nnodes:\n  build: {{phase: BUILDING, uses: shell, with: {{run: 'cat site/index.html'}}}}\n"
+        ),
+    );
+    let watch = support::Watch::start(&env, &[file.to_str().unwrap(), "--path", "site", "--debounce", "100ms"]);
+    watch.wait_runs_ended(1, std::time::Duration::from_secs(20));
+    env.write("site/index.html", "v2");
+    watch.wait_runs_ended(2, std::time::Duration::from_secs(20));
+    let begin = std::time::Instant::now();
+    while got.lock().unwrap().len() < 2 {
+        assert!(begin.elapsed() < std::time::Duration::from_secs(20), "{:?}", got.lock().unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (code, _) = watch.stop();
+    assert_eq!(code, 130);
+    let sent: Vec<Value> = got.lock().unwrap().iter().map(|(_, b)| serde_json::from_str(b).unwrap()).collect();
+    assert!(sent.iter().all(|b| b["outcome"] == "succeeded"), "{sent:?}");
+    assert_ne!(sent[0]["deployment"], sent[1]["deployment"], "one for each run");
+}

@@ -245,12 +245,15 @@ pub(super) fn watch(args: WatchArgs) -> u8 {
                 result = async { running.as_mut().expect("guarded by the condition").future.as_mut().await }, if running.is_some() => {
                     let run = running.take().expect("a run was running");
                     match result {
-                        Ok((id, outcome)) => say(format!("run {id}: {}", match outcome {
-                            Outcome::Succeeded => "ACTIVE",
-                            Outcome::Failed | Outcome::FailedEnvironment => "FAILED (fix the cause; the next change deploys again)",
-                            Outcome::Interrupted => "interrupted",
-                            Outcome::Cancelled => "superseded by newer changes",
-                        })),
+                        Ok((id, outcome)) => {
+                            say(format!("run {id}: {}", match outcome {
+                                Outcome::Succeeded => "ACTIVE",
+                                Outcome::Failed | Outcome::FailedEnvironment => "FAILED (fix the cause; the next change deploys again)",
+                                Outcome::Interrupted => "interrupted",
+                                Outcome::Cancelled => "superseded by newer changes",
+                            }));
+                            send_notifications(&args.exec.store, id);
+                        }
                         Err(e) => say(format!("run {}: {e}", run.id)),
                     }
                     if stopping {
@@ -338,4 +341,19 @@ fn start_run(
         engine::start(store, plan, inputs, Some(run_id), options).await
     });
     Running { id, stop, future }
+}
+
+/// Sends a finished run's notifications beside the watch loop (retried for a while;
+/// what is left is sent by the next phased process): watching goes on meanwhile.
+fn send_notifications(store: &crate::cli::StoreArgs, id: String) {
+    let (db, durability) = (store.db.clone(), store.durability);
+    tokio::spawn(async move {
+        let Ok(mut store) = crate::store::open(&db, durability) else { return };
+        let secrets = crate::secrets::Secrets::from_env();
+        if let Err(e) =
+            crate::notify::deliver(store.as_mut(), &secrets, Some(&id), std::time::Duration::from_secs(60)).await
+        {
+            tracing::warn!(run = %id, error = %e, "Could not send the run's notifications.");
+        }
+    });
 }

@@ -128,6 +128,14 @@ impl Browser {
             .unwrap_or_else(|e| panic!("type into {css}: {e}"));
     }
 
+    /// Types `keys` where the focus is (WebDriver keys: `\u{E004}` Tab, `\u{E007}`
+    /// Enter, `\u{E015}` arrow down), as a user at a keyboard would.
+    pub fn keys(&self, keys: &str) {
+        self.rt
+            .block_on(async { self.client().active_element().await?.send_keys(keys).await })
+            .unwrap_or_else(|e| panic!("keys {keys:?}: {e}"));
+    }
+
     /// Whether `css` finds anything on the page.
     pub fn has(&self, css: &str) -> bool {
         self.js("return document.querySelector(arguments[0]) !== null", vec![json!(css)]) == Value::Bool(true)

@@ -161,6 +161,14 @@ pub enum Write {
     Notification(NotificationRow),
 }
 
+/// Which runs a page lists (each `None`: any).
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub status: Option<String>,
+    pub pipeline: Option<String>,
+    pub target: Option<String>,
+}
+
 /// How long one node of one run took.
 #[derive(Debug, Clone)]
 pub struct NodeDuration {
@@ -217,6 +225,10 @@ pub trait Store: Send {
 
     /// Every run, newest first.
     fn runs(&self) -> Result<Vec<RunRow>, StoreError>;
+
+    /// A page of runs, newest first (in the order of [`Store::runs`]): those that pass
+    /// the filter, after run `before` when given, at most `limit`.
+    fn runs_page(&self, filter: &RunFilter, before: Option<&str>, limit: usize) -> Result<Vec<RunRow>, StoreError>;
 
     fn nodes(&self, run: &str) -> Result<Vec<NodeRow>, StoreError>;
 

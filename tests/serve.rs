@@ -694,6 +694,34 @@ fn a_thousand_runs_queued_at_once_all_run_and_a_bad_query_is_a_json_400() {
         .query_row("SELECT count(*) FROM deployments WHERE status != 'succeeded'", [], |r| r.get(0))
         .unwrap();
     assert_eq!(other, 0);
+
+    // Pages of the list, in the database's order, each after the last one's last run.
+    let expected: Vec<String> = env
+        .sqlite()
+        .prepare("SELECT id FROM deployments ORDER BY created_at DESC, id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let (mut listed, mut before) = (Vec::new(), None::<String>);
+    loop {
+        let path = match &before {
+            Some(id) => format!("/api/v1/runs?limit=300&status=succeeded&before={id}"),
+            None => "/api/v1/runs?limit=300&status=succeeded".to_string(),
+        };
+        let page = server.json(&path, &deploy);
+        let ids: Vec<String> =
+            page["runs"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+        before = ids.last().cloned();
+        listed.extend(ids);
+        if page["more"] != true {
+            break;
+        }
+    }
+    assert_eq!(listed, expected, "every run once, newest first, over four pages");
+    assert_eq!(server.call("GET", "/api/v1/runs?before=nope", Some(&deploy), &[]).0, 400);
+    assert_eq!(server.json("/api/v1/runs?status=failed", &deploy)["runs"], serde_json::json!([]));
 }
 
 #[test]

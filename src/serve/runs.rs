@@ -203,18 +203,24 @@ pub(super) async fn runs(State(app): State<Arc<App>>, q: Result<Query<RunsQuery>
         .with_store(move |store| {
             // Read first, as in `run_json`: the events after it are newer than the list.
             let last_seq = store.latest_event()?;
-            let runs = store.runs()?;
-            let start = match &q.before {
-                Some(id) => runs.iter().position(|r| &r.id == id).map_or(runs.len(), |i| i + 1),
-                None => 0,
-            };
             let limit = q.limit.unwrap_or(50).min(500);
-            let mut page: Vec<Value> = runs[start..]
+            let filter = crate::store::RunFilter {
+                status: q.status.clone(),
+                pipeline: q.pipeline.clone(),
+                target: q.target.clone(),
+            };
+            if let Some(before) = &q.before
+                && !store.run_exists(before)?
+            {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad-request",
+                    format!("`before`: no run `{before}`"),
+                ));
+            }
+            let mut page: Vec<Value> = store
+                .runs_page(&filter, q.before.as_deref(), limit + 1)?
                 .iter()
-                .filter(|r| q.status.as_deref().is_none_or(|s| r.status.as_str() == s))
-                .filter(|r| q.pipeline.as_ref().is_none_or(|p| &r.pipeline == p))
-                .filter(|r| q.target.as_ref().is_none_or(|t| r.target.as_ref() == Some(t)))
-                .take(limit + 1)
                 .map(|r| {
                     let mut row = crate::engine::view::row_json(r);
                     if let Ok(Some(eta)) = crate::engine::view::eta_now(store, r) {

@@ -15,7 +15,7 @@ mod stats;
 use super::migrations::MIGRATIONS;
 use super::{
     Admission, Alive, ClaimError, Durability, HistoryRow, Lease, NewRun, NodeDuration, NodeRow, NodeStatus,
-    NotificationRow, RunRow, RunStatus, StopRequest, Store, StoreError, TokenRow, Write,
+    NotificationRow, RunFilter, RunRow, RunStatus, StopRequest, Store, StoreError, TokenRow, Write,
 };
 use crate::raw::Policy;
 use rows::{RUN_COLUMNS, RowState, json, run_row, superseded_checkpoints};
@@ -327,6 +327,22 @@ impl Store for SqliteStore {
         let sql = format!("SELECT {RUN_COLUMNS} FROM deployments ORDER BY created_at DESC, id");
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map([], run_row)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn runs_page(&self, filter: &RunFilter, before: Option<&str>, limit: usize) -> Result<Vec<RunRow>, StoreError> {
+        // Newest first, ties by id: after `before` is older than it, or as old with a
+        // greater id.
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM deployments d WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR pipeline = ?2) \
+             AND (?3 IS NULL OR target = ?3) AND (?4 IS NULL OR EXISTS (SELECT 1 FROM deployments b WHERE b.id = ?4 \
+             AND (d.created_at < b.created_at OR (d.created_at = b.created_at AND d.id > b.id)))) \
+             ORDER BY created_at DESC, id LIMIT ?5"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt
+            .query_map(params![filter.status, filter.pipeline, filter.target, before, limit as i64], run_row)?
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
 

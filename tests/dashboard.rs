@@ -477,7 +477,8 @@ fn a_release_is_rolled_back_to_from_its_button() {
         WAIT,
     );
     assert_eq!(std::fs::read_to_string(env.path("live")).unwrap().trim(), "v1");
-    browser.wait("document.querySelector('#releases-table tr[data-live=true]')", "the live release", WAIT);
+    // The releases are read again once the run has ended: a1 becomes the live one.
+    browser.wait("document.querySelector('#releases-table tr[data-release=a1][data-live=true]')", "a1 live", WAIT);
     let live = browser.js(
         "return [...document.querySelectorAll('#releases-table tr[data-live=true]')].map(r => r.dataset.release)",
         vec![],

@@ -161,6 +161,29 @@ pub enum Write {
     Notification(NotificationRow),
 }
 
+/// The upper bounds (seconds) of the duration histograms of `/metrics`.
+pub const DURATION_BUCKETS: [f64; 9] = [0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0];
+
+/// A histogram of durations: how many are at most each of [`DURATION_BUCKETS`], how
+/// many in all, and their sum.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Histogram {
+    pub at_most: Vec<u64>,
+    pub count: u64,
+    pub sum: f64,
+}
+
+/// What `/metrics` reports, counted by the database.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    /// (pipeline, status, runs).
+    pub runs: Vec<(String, String, u64)>,
+    pub queued: u64,
+    pub run_durations: Histogram,
+    /// (pipeline, node, the durations of its finished checkpoints).
+    pub node_durations: Vec<(String, String, Histogram)>,
+}
+
 /// Which runs a page lists (each `None`: any).
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
@@ -225,6 +248,10 @@ pub trait Store: Send {
 
     /// Every run, newest first.
     fn runs(&self) -> Result<Vec<RunRow>, StoreError>;
+
+    /// Counts for `/metrics`: runs by pipeline and status, the queue, and histograms of
+    /// the durations of finished runs and nodes.
+    fn metrics(&self) -> Result<Metrics, StoreError>;
 
     /// A page of runs, newest first (in the order of [`Store::runs`]): those that pass
     /// the filter, after run `before` when given, at most `limit`.

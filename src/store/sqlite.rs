@@ -14,7 +14,7 @@ mod stats;
 
 use super::migrations::MIGRATIONS;
 use super::{
-    Admission, Alive, ClaimError, Durability, HistoryRow, Lease, NewRun, NodeDuration, NodeRow, NodeStatus,
+    Admission, Alive, ClaimError, Durability, HistoryRow, Lease, Metrics, NewRun, NodeDuration, NodeRow, NodeStatus,
     NotificationRow, RunFilter, RunRow, RunStatus, StopRequest, Store, StoreError, TokenRow, Write,
 };
 use crate::raw::Policy;
@@ -328,6 +328,10 @@ impl Store for SqliteStore {
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map([], run_row)?.collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
+    }
+
+    fn metrics(&self) -> Result<Metrics, StoreError> {
+        stats::metrics(&self.conn)
     }
 
     fn runs_page(&self, filter: &RunFilter, before: Option<&str>, limit: usize) -> Result<Vec<RunRow>, StoreError> {

@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, params};
 
-use super::super::{NodeDuration, StoreError};
+use super::super::{DURATION_BUCKETS, Histogram, Metrics, NodeDuration, StoreError};
 
 pub(super) fn node_durations(
     conn: &Connection,
@@ -47,4 +47,46 @@ pub(super) fn node_durations(
         })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
+}
+
+/// `sum(d <= b0), sum(d <= b1), ..., count(d), total(d)` over a column `d` of seconds.
+fn buckets() -> String {
+    let mut sql: Vec<String> = DURATION_BUCKETS.iter().map(|b| format!("coalesce(sum(d <= {b}), 0)")).collect();
+    sql.push("count(d)".into());
+    sql.push("total(d)".into());
+    sql.join(", ")
+}
+
+fn histogram(row: &rusqlite::Row, from: usize) -> rusqlite::Result<Histogram> {
+    let n = DURATION_BUCKETS.len();
+    let at_most = (0..n).map(|i| row.get::<_, i64>(from + i).map(|v| v as u64)).collect::<Result<_, _>>()?;
+    Ok(Histogram { at_most, count: row.get::<_, i64>(from + n)? as u64, sum: row.get(from + n + 1)? })
+}
+
+pub(super) fn metrics(conn: &Connection) -> Result<Metrics, StoreError> {
+    let mut out = Metrics::default();
+    let mut stmt = conn
+        .prepare_cached("SELECT pipeline, status, count(*) FROM deployments GROUP BY pipeline, status ORDER BY 1, 2")?;
+    out.runs =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?.collect::<Result<_, _>>()?;
+    out.queued =
+        conn.query_row("SELECT count(*) FROM deployments WHERE status = 'queued'", [], |r| r.get::<_, i64>(0))? as u64;
+    let runs = format!(
+        "SELECT {} FROM (SELECT (julianday(finished_at) - julianday(created_at)) * 86400.0 AS d \
+         FROM deployments WHERE finished_at IS NOT NULL)",
+        buckets()
+    );
+    out.run_durations = conn.query_row(&runs, [], |r| histogram(r, 0))?;
+    let nodes = format!(
+        "SELECT pipeline, node, {} FROM (SELECT d.pipeline, n.node, \
+         (julianday(n.finished_at) - julianday(n.started_at)) * 86400.0 AS d \
+         FROM node_checkpoints n JOIN deployments d ON d.id = n.deployment_id \
+         WHERE (n.status = 'succeeded' OR n.status = 'failed') AND n.started_at IS NOT NULL AND n.finished_at IS NOT NULL) \
+         GROUP BY pipeline, node ORDER BY pipeline, node",
+        buckets()
+    );
+    let mut stmt = conn.prepare_cached(&nodes)?;
+    out.node_durations =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, histogram(r, 2)?)))?.collect::<Result<_, _>>()?;
+    Ok(out)
 }

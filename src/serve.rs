@@ -79,6 +79,9 @@ pub struct Options {
     pub shutdown_grace: Duration,
     /// How long a request may take to be answered (its body read, its head written).
     pub request_timeout: Duration,
+    /// The server's address as its users reach it (behind a proxy): the dashboard's
+    /// origin.
+    pub public_url: Option<String>,
 }
 
 struct App {
@@ -101,6 +104,7 @@ struct App {
     /// Open database connections, reused by the requests (one is opened when none is
     /// free; at most [`POOL`] are kept).
     pool: std::sync::Mutex<Vec<Box<dyn Store>>>,
+    public_url: Option<String>,
 }
 
 /// The most idle database connections kept for the requests.
@@ -181,7 +185,7 @@ async fn authorize(State(app): State<Arc<App>>, mut request: Request, next: Next
     let header = request.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
     let session = if header.is_none() { auth::session_of(request.headers()) } else { None };
     let need = needed(request.method());
-    if session.is_some() && need >= Role::Deploy && !auth::same_origin(request.headers()) {
+    if session.is_some() && need >= Role::Deploy && !auth::same_origin(request.headers(), app.public_url.as_deref()) {
         return ApiError::new(
             StatusCode::FORBIDDEN,
             "cross-origin",
@@ -293,6 +297,7 @@ pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), Str
             stop_runs: tokio::sync::watch::channel(false).0,
             request_timeout: options.request_timeout,
             pool: Default::default(),
+            public_url: options.public_url,
         });
         // Notifications: the outbox of every run, whoever ran it, sent as they come due.
         let notifier = {

@@ -926,3 +926,34 @@ fn releases_rollback_and_stats_through_the_api() {
     assert_eq!((stats["runs"]["runs"].as_u64(), stats["nodes"][0]["node"].as_str()), (Some(2), Some("ship")));
     assert_eq!(server.call("GET", "/api/v1/stats?since=soon", Some(&read), &[]).0, 400);
 }
+
+#[test]
+fn behind_a_proxy_the_public_url_is_the_dashboards_origin() {
+    let env = Env::new();
+    let deploy = token(&env, "ci", "deploy");
+    env.write("pipelines/tick.yaml", "version: 1\nname: tick\nnodes:\n  a: {phase: BUILDING, uses: noop}\n");
+    let out = env.run(&["serve", "--public-url", "https://deploy.example.com/app"]);
+    assert_eq!(out.status.code(), Some(2), "a path is not an origin");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not an origin"));
+    let server = Server::start_with(&env, &["--public-url", "https://deploy.example.com"]);
+    // The proxy sends its own Host; the browser's Origin is the public one.
+    let (status, cookie, body) = sign_in(&server, &deploy, "https://deploy.example.com");
+    assert_eq!(status, 200, "{body}");
+    let cookie = cookie.unwrap();
+    assert!(cookie.contains("; Secure"), "over TLS only: {cookie}");
+    let value = cookie.split(';').next().unwrap().to_string();
+    let post = |origin: &str| {
+        let body = r#"{"pipeline": "tick"}"#;
+        let request = head("POST", "/api/v1/runs", None, &[("Cookie", value.as_str()), ("Origin", origin)])
+            .replace("Content-Length: 0", &format!("Content-Length: {}", body.len()));
+        let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        stream.write_all(body.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response.split(' ').nth(1).unwrap().parse::<u16>().unwrap()
+    };
+    assert_eq!(post("https://deploy.example.com"), 202);
+    assert_eq!(post("https://evil.example"), 403);
+    assert_eq!(post("http://deploy.example.com"), 403, "the scheme counts");
+}

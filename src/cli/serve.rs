@@ -25,6 +25,11 @@ pub(super) struct ServeArgs {
     /// until its first byte); a slower one gets 408.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     request_timeout: std::time::Duration,
+    /// The address users reach the server at, behind a proxy that rewrites `Host`
+    /// (`https://deploy.example.com`): the dashboard's origin; with `https`, its cookie
+    /// is sent over TLS only.
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
     /// Git push webhooks (YAML, checked by `phased validate` too): `POST /hooks/{name}`.
     #[arg(long, value_name = "FILE")]
     triggers: Option<std::path::PathBuf>,
@@ -57,6 +62,15 @@ pub(super) fn serve(args: ServeArgs) -> u8 {
     if tokens.is_empty() {
         note_line(format_args!("no token exists yet: every /api/ request is refused until `phased token create NAME`"));
     }
+    if let Some(url) = &args.public_url {
+        let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+        if rest.is_none_or(|r| r.is_empty() || r.trim_end_matches('/').contains('/')) {
+            return usage_error(
+                format!("`--public-url {url}` is not an origin"),
+                Some("give the scheme and host the users reach, as `https://deploy.example.com` (a port may follow)"),
+            );
+        }
+    }
     let triggers = match &args.triggers {
         None => Default::default(),
         Some(path) => {
@@ -79,6 +93,7 @@ pub(super) fn serve(args: ServeArgs) -> u8 {
     let options = crate::serve::Options {
         shutdown_grace: args.shutdown_grace,
         request_timeout: args.request_timeout,
+        public_url: args.public_url.clone(),
         triggers,
         listen: args.listen,
         db: args.store.db.clone(),

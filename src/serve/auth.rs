@@ -68,11 +68,18 @@ pub fn session_of(headers: &axum::http::HeaderMap) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// Whether a request comes from a page of this server: its `Origin` names the host the
-/// request was sent to (the browser sets both; a page elsewhere cannot forge them).
-/// Without `Origin`, `Sec-Fetch-Site: same-origin` does; without either, it does not.
-pub fn same_origin(headers: &axum::http::HeaderMap) -> bool {
+/// Whether a request comes from a page of this server: its `Origin` is `public` (the
+/// server's address as its users reach it, `--public-url`, behind a proxy that
+/// rewrites `Host`), or names the host the request was sent to (the browser sets both;
+/// a page elsewhere cannot forge them). Without `Origin`, `Sec-Fetch-Site: same-origin`
+/// does; without either, it does not.
+pub fn same_origin(headers: &axum::http::HeaderMap, public: Option<&str>) -> bool {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let (Some(origin), Some(public)) = (header("origin"), public)
+        && origin.eq_ignore_ascii_case(public.trim_end_matches('/'))
+    {
+        return true;
+    }
     match (header("origin"), header("host")) {
         (Some(origin), Some(host)) => {
             let origin = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
@@ -117,16 +124,28 @@ mod tests {
         assert_eq!(session_of(&headers(&[("cookie", "phased_session=")])), None);
     }
 
+    fn same_origin_here(headers: &axum::http::HeaderMap) -> bool {
+        same_origin(headers, None)
+    }
+
+    #[test]
+    fn behind_a_proxy_the_public_url_is_the_origin() {
+        let h = headers(&[("host", "127.0.0.1:8420"), ("origin", "https://deploy.example.com")]);
+        assert!(same_origin(&h, Some("https://deploy.example.com/")));
+        assert!(!same_origin(&h, Some("https://other.example.com")));
+        assert!(!same_origin(&h, None), "without --public-url, the Host decides");
+    }
+
     #[test]
     fn only_a_page_of_this_server_is_same_origin() {
         let host = ("host", "127.0.0.1:8420");
-        assert!(same_origin(&headers(&[host, ("origin", "http://127.0.0.1:8420")])));
-        assert!(!same_origin(&headers(&[host, ("origin", "http://evil.example")])));
-        assert!(!same_origin(&headers(&[host, ("origin", "http://127.0.0.1:8421")])));
-        assert!(!same_origin(&headers(&[host, ("origin", "null")])));
-        assert!(!same_origin(&headers(&[host])), "neither Origin nor Sec-Fetch-Site");
-        assert!(same_origin(&headers(&[host, ("sec-fetch-site", "same-origin")])));
-        assert!(!same_origin(&headers(&[host, ("sec-fetch-site", "cross-site")])));
+        assert!(same_origin_here(&headers(&[host, ("origin", "http://127.0.0.1:8420")])));
+        assert!(!same_origin_here(&headers(&[host, ("origin", "http://evil.example")])));
+        assert!(!same_origin_here(&headers(&[host, ("origin", "http://127.0.0.1:8421")])));
+        assert!(!same_origin_here(&headers(&[host, ("origin", "null")])));
+        assert!(!same_origin_here(&headers(&[host])), "neither Origin nor Sec-Fetch-Site");
+        assert!(same_origin_here(&headers(&[host, ("sec-fetch-site", "same-origin")])));
+        assert!(!same_origin_here(&headers(&[host, ("sec-fetch-site", "cross-site")])));
     }
 
     #[test]

@@ -61,9 +61,10 @@ pub(super) struct SignIn {
     token: String,
 }
 
-fn cookie(value: &str, max_age: i64, headers: &HeaderMap) -> String {
+fn cookie(value: &str, max_age: i64, headers: &HeaderMap, public: Option<&str>) -> String {
     // Behind a TLS proxy the cookie is sent over TLS only.
-    let tls = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()) == Some("https");
+    let tls = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()) == Some("https")
+        || public.is_some_and(|p| p.starts_with("https://"));
     let secure = if tls { "; Secure" } else { "" };
     format!("{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}", auth::SESSION_COOKIE)
 }
@@ -71,7 +72,7 @@ fn cookie(value: &str, max_age: i64, headers: &HeaderMap) -> String {
 /// `POST /session` `{"token"}`: checks the token and starts a session: 200 with the
 /// token's name and role and the cookie; 401 for a token that is not one of ours.
 pub(super) async fn sign_in(State(app): State<Arc<App>>, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult {
-    if !auth::same_origin(&headers) {
+    if !auth::same_origin(&headers, app.public_url.as_deref()) {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "cross-origin", "sign in from the dashboard's own page"));
     }
     let request: SignIn = serde_json::from_slice(&body)
@@ -98,20 +99,21 @@ pub(super) async fn sign_in(State(app): State<Arc<App>>, headers: HeaderMap, bod
             "this token is not valid (or was revoked)",
         ));
     };
-    let set = cookie(&secret, auth::SESSION_HOURS * 3600, &headers);
+    let set = cookie(&secret, auth::SESSION_HOURS * 3600, &headers, app.public_url.as_deref());
     Ok(([(header::SET_COOKIE, set)], axum::Json(json!({"name": token.name, "role": token.role.as_str()})))
         .into_response())
 }
 
 /// `DELETE /session`: ends the session and clears the cookie.
 pub(super) async fn sign_out(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
-    if !auth::same_origin(&headers) {
+    if !auth::same_origin(&headers, app.public_url.as_deref()) {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "cross-origin", "sign out from the dashboard's own page"));
     }
     if let Some(secret) = auth::session_of(&headers) {
         app.with_store(move |store| Ok(store.end_session(&auth::hash(&secret))?)).await?;
     }
-    Ok(([(header::SET_COOKIE, cookie("", 0, &headers))], StatusCode::NO_CONTENT).into_response())
+    Ok(([(header::SET_COOKIE, cookie("", 0, &headers, app.public_url.as_deref()))], StatusCode::NO_CONTENT)
+        .into_response())
 }
 
 /// `GET /api/v1/session`: who the request is (the token's name and role).

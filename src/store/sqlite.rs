@@ -498,10 +498,7 @@ impl Store for SqliteStore {
     }
 
     fn claim_notification(&mut self, id: i64, now_ms: i64, until_ms: i64) -> Result<bool, StoreError> {
-        Ok(self.conn.execute(
-            "UPDATE notifications SET next_at = ?3 WHERE id = ?1 AND status = 'pending' AND next_at <= ?2",
-            params![id, now_ms, until_ms],
-        )? == 1)
+        service::claim_notification(&self.conn, id, now_ms, until_ms)
     }
 
     fn notification_attempt(

@@ -179,3 +179,10 @@ pub(super) fn notifications(conn: &Connection, run: &str) -> Result<Vec<Notifica
     let rows = stmt.query_map([run], notification_row)?.collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
+
+pub(super) fn claim_notification(conn: &Connection, id: i64, now_ms: i64, until_ms: i64) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "UPDATE notifications SET next_at = ?3 WHERE id = ?1 AND status = 'pending' AND next_at <= ?2",
+        params![id, now_ms, until_ms],
+    )? == 1)
+}

@@ -33,17 +33,6 @@ fn assert_accessible(browser: &Browser, page: &str) {
     assert!(violations.is_empty(), "{page}: serious accessibility violations:\n{}", violations.join("\n"));
 }
 
-/// The sequence numbers of a run's events, as stored.
-fn stored_seqs(env: &Env, run: &str) -> Vec<i64> {
-    env.sqlite()
-        .prepare("SELECT seq FROM events WHERE deployment_id = ?1 ORDER BY seq")
-        .unwrap()
-        .query_map([run], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
-}
-
 /// The sequence numbers in the run page's event table, in the order shown.
 fn shown_seqs(browser: &Browser) -> Vec<i64> {
     let v =
@@ -184,7 +173,7 @@ fn a_deployment_started_from_the_form_reaches_active_on_screen_with_its_progress
         browser.js("return [...document.querySelectorAll('#timeline li > .mono')].map(e => e.textContent)", vec![]);
     assert_eq!(timeline, json!(["QUEUED", "BUILDING", "COPYING_FILES", "UPDATING_ROUTES", "HEALTH_CHECK", "ACTIVE"]));
     browser.wait("document.querySelector('#cancel') === null", "no cancel button once ended", WAIT);
-    assert_eq!(shown_seqs(&browser), stored_seqs(&env, &id), "every event once, in order");
+    assert_eq!(shown_seqs(&browser), env.event_seqs(Some(&id)), "every event once, in order");
 
     // A node's log.
     browser.click("#nodes-body tr[data-node=build] button");
@@ -241,7 +230,7 @@ fn a_failed_run_shows_its_failed_node_and_error_and_its_resume_button_completes_
     browser.wait("document.querySelector('#graph .node.g-succeeded[data-node=check]')", "check succeeded", WAIT);
     assert_eq!(env.marks("marks"), ["build", "check", "check"], "build had succeeded: it did not run again");
     assert_eq!(env.status("f1")["attempt"], 2);
-    let stored = stored_seqs(&env, "f1");
+    let stored = env.event_seqs(Some("f1"));
     let expression = format!("document.querySelectorAll('#events-body tr').length >= {}", stored.len());
     browser.wait(&expression, "every event of both attempts", WAIT);
     assert_eq!(shown_seqs(&browser), stored, "both attempts' events, each once");
@@ -310,7 +299,7 @@ fn a_server_restarted_mid_run_is_rejoined_with_no_row_missing_or_repeated() {
     let _server = Service::start_on(&env, port, &[], &[]);
     browser.wait("document.querySelector('#live').textContent === 'Live'", "the page back live", WAIT);
     browser.wait("document.querySelector('#run-status .status').dataset.status === 'succeeded'", "the run's end", WAIT);
-    let stored = stored_seqs(&env, "r1");
+    let stored = env.event_seqs(Some("r1"));
     browser.wait(
         &format!("document.querySelectorAll('#events-body tr').length >= {}", stored.len()),
         "every event",

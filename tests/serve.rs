@@ -172,14 +172,7 @@ fn an_event_stream_replays_exactly_what_a_reconnecting_client_missed() {
         seen.push(event);
     }
     let ids: Vec<i64> = seen.iter().map(|e| e.0).collect();
-    let stored: Vec<i64> = env
-        .sqlite()
-        .prepare("SELECT seq FROM events WHERE deployment_id = 'live-1' ORDER BY seq")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let stored = env.event_seqs(Some("live-1"));
     assert_eq!(ids, stored, "every event once, in order: none lost, none repeated");
     assert_eq!(seen.last().unwrap().1, "run_succeeded", "the stream ends after the run's last event");
     for (id, name, data) in &seen {
@@ -215,14 +208,7 @@ fn a_stream_that_falls_behind_the_live_events_reads_them_from_the_database_and_m
     }
     assert_eq!(wait_timeout(&mut run, Duration::from_secs(30)).code(), Some(0));
     let ids: Vec<i64> = seen.iter().map(|e| e.0).collect();
-    let stored: Vec<i64> = env
-        .sqlite()
-        .prepare("SELECT seq FROM events ORDER BY seq")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let stored = env.event_seqs(None);
     assert!(stored.len() > 120, "{} events", stored.len());
     assert_eq!(ids, stored, "every event once, in order");
     signal(&server.child, libc::SIGTERM);

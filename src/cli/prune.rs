@@ -20,7 +20,7 @@ use crate::store::{RunRow, RunStatus};
 #[derive(clap::Args, Debug)]
 pub(super) struct PruneArgs {
     /// Forget runs that finished (or started, if they never finished) longer ago than this (`30d`, `12h`).
-    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    #[arg(long, value_name = "AGE", value_parser = crate::duration::parse_age)]
     older_than: Duration,
     /// Succeeded runs kept per target (per pipeline without one), newest first, however old.
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
@@ -35,11 +35,6 @@ pub(super) struct PruneArgs {
     format: OutputFormat,
     #[command(flatten)]
     store: StoreArgs,
-}
-
-/// `30d`, `2w`, and everything `--timeout` takes (`12h`, `90m`).
-pub(super) fn parse_age(text: &str) -> Result<Duration, String> {
-    crate::duration::parse_age(text)
 }
 
 enum Verdict {

@@ -12,7 +12,7 @@ pub(super) struct StatsArgs {
     /// A deployment type (default: every pipeline).
     pipeline: Option<String>,
     /// Runs that finished within this long (`30d`, `2w`, `12h`).
-    #[arg(long, value_name = "AGE", default_value = "30d", value_parser = super::prune::parse_age)]
+    #[arg(long, value_name = "AGE", default_value = "30d", value_parser = crate::duration::parse_age)]
     since: Duration,
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     format: OutputFormat,

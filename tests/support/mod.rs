@@ -78,6 +78,17 @@ impl Env {
     pub fn sqlite(&self) -> rusqlite::Connection {
         rusqlite::Connection::open(self.db()).unwrap()
     }
+
+    /// The sequence numbers of the stored events (of one run, or of all), in order.
+    pub fn event_seqs(&self, run: Option<&str>) -> Vec<i64> {
+        self.sqlite()
+            .prepare("SELECT seq FROM events WHERE ?1 IS NULL OR deployment_id = ?1 ORDER BY seq")
+            .unwrap()
+            .query_map([run], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
 }
 
 /// Whether the tests run as root (servers started for them then need `user root;`).

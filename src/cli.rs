@@ -130,8 +130,12 @@ pub struct CatalogArgs {
 /// Where runs are recorded.
 #[derive(clap::Args, Debug, Clone)]
 pub struct StoreArgs {
-    /// The SQLite database of runs (created if missing).
-    #[arg(long, value_name = "PATH", env = "PHASED_DB", default_value = ".phased/phased.db")]
+    /// The database of runs: a SQLite file (created if missing), or a PostgreSQL
+    /// database shared by several phased processes, `postgres://USER@HOST[:PORT]/NAME`
+    /// (`?sslmode=require` for TLS, checked against `PGSSLROOTCERT` or the system's
+    /// roots; a password in the URL is never shown). Node logs and work folders go beside the SQLite
+    /// file, or in `PHASED_DATA_DIR` (default with PostgreSQL: `.phased`).
+    #[arg(long, value_name = "PATH|URL", env = "PHASED_DB", default_value = ".phased/phased.db")]
     pub db: PathBuf,
     /// `normal` survives a killed process; `full` also survives power loss (one fsync per commit).
     #[arg(long, value_enum, env = "PHASED_DURABILITY", default_value_t = crate::store::Durability::Normal)]

@@ -5,6 +5,7 @@
 //! the writes of one batch go in one transaction.
 
 mod migrations;
+mod postgres;
 mod rows;
 mod sqlite;
 
@@ -14,6 +15,8 @@ use serde_json::Value;
 
 use crate::event::Event;
 
+pub(crate) use postgres::redact;
+pub use postgres::{PgStore, is_url};
 pub use rows::{
     Admission, ClaimError, HistoryRow, Lease, NewRun, NodeRow, NodeStatus, NotificationRow, Role, RunRow, RunStatus,
     StopRequest, TokenRow,
@@ -30,6 +33,29 @@ pub enum StoreError {
     TooNew { path: PathBuf, found: i64, supported: i64 },
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("`{url}` is not a PostgreSQL URL phased can use: {source}")]
+    Url { url: String, source: ::postgres::Error },
+    #[error("cannot connect to the PostgreSQL database `{url}`: {}", pg_message(source))]
+    Connect { url: String, source: ::postgres::Error },
+    #[error("cannot set up TLS for PostgreSQL: {0}")]
+    Tls(String),
+    #[error("database error: {}", pg_message(.0))]
+    Postgres(#[from] ::postgres::Error),
+}
+
+/// A PostgreSQL error as the server put it (its message and detail), or as the client
+/// saw it (the connection's trouble).
+fn pg_message(e: &::postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{} ({detail})", db.message()),
+            None => db.message().to_string(),
+        },
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
 }
 
 /// What kind of trouble the database's environment is in, for messages that say what
@@ -61,6 +87,13 @@ impl StoreError {
             StoreError::Folder { source, .. } if source.kind() == std::io::ErrorKind::ReadOnlyFilesystem => {
                 return Trouble::ReadOnly;
             }
+            StoreError::Postgres(e) | StoreError::Connect { source: e, .. } => {
+                return match e.code().map(|c| c.code()) {
+                    Some("53100") => Trouble::Full,
+                    Some("25006") => Trouble::ReadOnly,
+                    _ => Trouble::Other,
+                };
+            }
             _ => return Trouble::Other,
         };
         match sql.sqlite_error_code() {
@@ -74,16 +107,22 @@ impl StoreError {
     pub fn explain(&self, db: &Path) -> (String, &'static str) {
         match self.trouble() {
             Trouble::Full => (
-                format!("the file system of the database `{}` is full ({self})", db.display()),
+                format!("the file system of the database `{}` is full ({self})", shown(db)),
                 "free some space there; the run stays resumable (`phased resume ID`)",
             ),
             Trouble::ReadOnly => (
-                format!("the database `{}` cannot be written: it is read-only ({self})", db.display()),
+                format!("the database `{}` cannot be written: it is read-only ({self})", shown(db)),
                 "read commands (`status`, `logs`) still work; to run, make it writable or pass another with --db PATH",
             ),
             Trouble::Other => (format!("{self}"), "pass another database with --db PATH (or PHASED_DB)"),
         }
     }
+}
+
+/// How a database is named in messages: its path, or its URL without the password.
+pub fn shown(db: impl AsRef<Path>) -> String {
+    let db = db.as_ref();
+    if is_url(db) { redact(&db.to_string_lossy()) } else { db.display().to_string() }
 }
 
 /// Whether a file can be made beside `path` (the probe is removed at once).
@@ -206,7 +245,7 @@ pub struct NodeDuration {
 }
 
 /// Whether the holder of a run's lease is still alive (see `engine::lease`).
-pub type Alive<'a> = &'a dyn Fn(&RunRow) -> bool;
+pub type Alive<'a> = &'a (dyn Fn(&RunRow) -> bool + Sync);
 
 /// What the engine and the commands need from a database.
 pub trait Store: Send {
@@ -371,8 +410,13 @@ pub trait Store: Send {
     fn seed_query(&self, id: &str) -> Result<Vec<Value>, StoreError>;
 }
 
-/// Opens (creating it and its folder if needed) and migrates the database at `path`.
+/// Opens (creating it and its folder if needed) and migrates the database at `path`:
+/// a SQLite file, or a PostgreSQL database when it is a `postgres://` URL (whose
+/// durability is the server's).
 pub fn open(path: &Path, durability: Durability) -> Result<Box<dyn Store>, StoreError> {
+    if is_url(path) {
+        return Ok(Box::new(PgStore::open(&path.to_string_lossy())?));
+    }
     Ok(Box::new(SqliteStore::open(path, durability)?))
 }
 

@@ -18,7 +18,10 @@ pub(super) fn notify(args: NotifyArgs) -> u8 {
     let mut store = match open_existing(&args.store) {
         Ok(Some(store)) => store,
         Ok(None) => {
-            note_line(format_args!("nothing to send: there is no database at `{}`", args.store.db.display()));
+            note_line(format_args!(
+                "nothing to send: there is no database at `{}`",
+                crate::store::shown(&args.store.db)
+            ));
             return exit::OK;
         }
         Err(code) => return code,

@@ -68,7 +68,7 @@ pub(super) fn prune(args: PruneArgs) -> u8 {
     let mut store = match open_existing(&args.store) {
         Ok(Some(store)) => store,
         Ok(None) => {
-            note_line(format_args!("nothing to prune: there is no database at `{}`", db.display()));
+            note_line(format_args!("nothing to prune: there is no database at `{}`", crate::store::shown(db)));
             return exit::OK;
         }
         Err(code) => return code,

@@ -37,7 +37,7 @@ fn what(release: &Release) -> String {
 pub(super) fn releases_command(args: ReleasesArgs) -> u8 {
     let store = match open_existing(&args.store) {
         Ok(Some(store)) => store,
-        Ok(None) => return usage_error(format!("no database at `{}`", args.store.db.display()), None),
+        Ok(None) => return usage_error(format!("no database at `{}`", crate::store::shown(&args.store.db)), None),
         Err(code) => return code,
     };
     let list = match releases(store.as_ref(), &args.target) {

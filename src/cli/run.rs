@@ -379,7 +379,7 @@ pub(super) fn pipeline_on_disk(
     let db = store.path().to_path_buf();
     let row = match store.run(id) {
         Ok(Some(row)) => row,
-        Ok(None) => return Err(usage_error(format!("no run `{id}` in `{}`", db.display()), None)),
+        Ok(None) => return Err(usage_error(format!("no run `{id}` in `{}`", crate::store::shown(&db)), None)),
         Err(e) => return Err(store_error(&e, &db)),
     };
     let files = match store.snapshot(row.snapshot_id) {

@@ -34,7 +34,7 @@ fn line(name: &str, v: &serde_json::Value) {
 pub(super) fn stats(args: StatsArgs) -> u8 {
     let store = match open_existing(&args.store) {
         Ok(Some(store)) => store,
-        Ok(None) => return usage_error(format!("no database at `{}`", args.store.db.display()), None),
+        Ok(None) => return usage_error(format!("no database at `{}`", crate::store::shown(&args.store.db)), None),
         Err(code) => return code,
     };
     let since = SystemTime::now() - args.since;

@@ -74,7 +74,7 @@ pub(super) fn status(args: StatusArgs) -> u8 {
         match &id {
             Some(id) => {
                 let Some(detail) = crate::engine::view::run_json(store.as_ref(), id)? else {
-                    return Ok(usage_error(format!("no run `{id}` in `{}`", db.display()), None));
+                    return Ok(usage_error(format!("no run `{id}` in `{}`", crate::store::shown(db)), None));
                 };
                 match args.format {
                     OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&detail).expect("JSON")),
@@ -114,11 +114,14 @@ pub(super) fn status(args: StatusArgs) -> u8 {
 fn no_database(args: &StatusArgs, db: &std::path::Path) -> u8 {
     if let Some(id) = &args.id {
         let help = "pass the database the run was started with: --db PATH (or PHASED_DB)";
-        return usage_error(format!("no run `{id}`: there is no database at `{}`", db.display()), Some(help));
+        return usage_error(
+            format!("no run `{id}`: there is no database at `{}`", crate::store::shown(db)),
+            Some(help),
+        );
     }
     match args.format {
         OutputFormat::Json => println!("[]"),
-        OutputFormat::Human => println!("no runs yet: there is no database at `{}`", db.display()),
+        OutputFormat::Human => println!("no runs yet: there is no database at `{}`", crate::store::shown(db)),
     }
     exit::OK
 }

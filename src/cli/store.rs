@@ -19,7 +19,7 @@ pub(crate) fn store_error(e: &StoreError, db: &Path) -> u8 {
 
 /// The database, if it exists: read commands never create one.
 pub(crate) fn open_existing(args: &StoreArgs) -> Result<Option<Box<dyn Store>>, u8> {
-    if !args.db.exists() {
+    if !crate::store::is_url(&args.db) && !args.db.exists() {
         return Ok(None);
     }
     match crate::store::open(&args.db, args.durability) {
@@ -35,7 +35,7 @@ pub(crate) fn open_existing(args: &StoreArgs) -> Result<Option<Box<dyn Store>>, 
 /// An existing database and the run `id` (or a unique prefix of it) names there.
 pub(crate) fn open_run(args: &StoreArgs, id: &str) -> Result<(Box<dyn Store>, String), u8> {
     let Some(store) = open_existing(args)? else {
-        let message = format!("no run `{id}`: there is no database at `{}`", args.db.display());
+        let message = format!("no run `{id}`: there is no database at `{}`", crate::store::shown(&args.db));
         let help = "pass the database the run was started with: --db PATH (or PHASED_DB)";
         return Err(crate::cli::usage_error(message, Some(help)));
     };
@@ -51,7 +51,7 @@ pub(crate) fn resolve_run(store: &dyn Store, id: &str, db: &Path) -> Result<Stri
         exit::ENVIRONMENT
     })?;
     match found.as_slice() {
-        [] => Err(crate::cli::usage_error(format!("no run `{id}` in `{}`", db.display()), None)),
+        [] => Err(crate::cli::usage_error(format!("no run `{id}` in `{}`", crate::store::shown(db)), None)),
         [only] => Ok(only.clone()),
         [first, ..] if first == id => Ok(first.clone()),
         many => {
@@ -64,8 +64,16 @@ pub(crate) fn resolve_run(store: &dyn Store, id: &str, db: &Path) -> Result<Stri
 }
 
 /// Node logs and scratch files live beside the database.
+/// `PHASED_DATA_DIR` when set; with PostgreSQL (no file to be beside), `.phased` in
+/// the current folder.
 pub(crate) fn data_dir(db: &Path) -> PathBuf {
-    db.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    let dir = match std::env::var_os("PHASED_DATA_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None if crate::store::is_url(db) => PathBuf::from(".phased"),
+        None => db.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+    };
+    // Absolute: steps run in folders of their own, and read these paths there.
+    std::path::absolute(&dir).unwrap_or(dir)
 }
 
 /// What a database writes on its own: the file, its WAL and journal files, and the

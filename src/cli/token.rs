@@ -116,7 +116,7 @@ pub(super) fn token(args: TokenArgs) -> u8 {
                 Ok(Some(db)) => db,
                 Ok(None) => {
                     return usage_error(
-                        format!("no token `{name}`: there is no database at `{}`", store.db.display()),
+                        format!("no token `{name}`: there is no database at `{}`", crate::store::shown(&store.db)),
                         None,
                     );
                 }

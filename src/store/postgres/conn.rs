@@ -1,0 +1,221 @@
+//! One connection to PostgreSQL, kept open across the store's calls: connected (and
+//! the schema migrated) on open, connected again when the server went away, and its
+//! prepared statements cached.
+//!
+//! The `postgres` client blocks on a runtime of its own, which tokio forbids on a
+//! thread that is driving async tasks (the engine's driver calls the store from one).
+//! There a call runs on a scoped thread of its own; elsewhere on the caller's thread.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use postgres::{Client, Statement};
+
+use super::super::StoreError;
+use super::schema::MIGRATIONS;
+
+/// Advisory lock keys (`pg_advisory_xact_lock`), each held to the end of a transaction.
+pub(super) mod locks {
+    /// Schema migrations: one process migrates, the others wait and find it done.
+    pub(in super::super) const MIGRATE: i64 = 0x7068_6173_0001;
+    /// Event inserts: numbers are committed in the order they are given.
+    pub(in super::super) const EVENTS: i64 = 0x7068_6173_0002;
+}
+
+/// How long a call waits for a server that went away (restarted, failed over) before
+/// it gives up and says so.
+const RECONNECT_FOR: Duration = Duration::from_secs(30);
+
+pub(super) struct Conn {
+    pub(super) client: Client,
+    statements: HashMap<&'static str, Statement>,
+    /// The last history `seq` of each run this store wrote to (only a run's lease
+    /// holder writes its history).
+    pub(super) history_seq: HashMap<String, i64>,
+}
+
+impl Conn {
+    pub(super) fn connect(url: &str) -> Result<Conn, StoreError> {
+        let config: postgres::Config = url.parse().map_err(|e| StoreError::Url { url: redact(url), source: e })?;
+        let mut config = config;
+        if config.get_application_name().is_none() {
+            config.application_name("phased");
+        }
+        let client = config.connect(tls()?).map_err(|e| StoreError::Connect { url: redact(url), source: e })?;
+        let mut conn = Conn { client, statements: HashMap::new(), history_seq: HashMap::new() };
+        conn.migrate(url)?;
+        Ok(conn)
+    }
+
+    /// A statement prepared once per connection.
+    pub(super) fn prepare(
+        statements: &mut HashMap<&'static str, Statement>,
+        client: &mut impl postgres::GenericClient,
+        sql: &'static str,
+    ) -> Result<Statement, postgres::Error> {
+        if let Some(statement) = statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = client.prepare(sql)?;
+        statements.insert(sql, statement.clone());
+        Ok(statement)
+    }
+
+    /// The cache and the client, apart (a transaction borrows the client).
+    pub(super) fn parts(&mut self) -> (&mut Client, &mut HashMap<&'static str, Statement>, &mut HashMap<String, i64>) {
+        (&mut self.client, &mut self.statements, &mut self.history_seq)
+    }
+
+    fn migrate(&mut self, url: &str) -> Result<(), StoreError> {
+        let mut tx = self.client.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&locks::MIGRATE])?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS phased_schema (version INTEGER NOT NULL)")?;
+        let found: i64 =
+            tx.query_opt("SELECT version FROM phased_schema", &[])?.map_or(0, |r| i64::from(r.get::<_, i32>(0)));
+        let supported = MIGRATIONS.len() as i64;
+        if found > supported {
+            return Err(StoreError::TooNew { path: redact(url).into(), found, supported });
+        }
+        for migration in MIGRATIONS.iter().skip(found as usize) {
+            tx.batch_execute(migration)?;
+        }
+        if found < supported {
+            tx.execute("DELETE FROM phased_schema", &[])?;
+            tx.execute("INSERT INTO phased_schema (version) VALUES ($1)", &[&(supported as i32)])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// TLS as the URL asks (`sslmode=require`); the server's certificate is checked
+/// against the system's roots, or `PGSSLROOTCERT` when set.
+fn tls() -> Result<postgres_openssl::MakeTlsConnector, StoreError> {
+    use openssl::ssl::{SslConnector, SslMethod};
+    let tls_error = |e: openssl::error::ErrorStack| StoreError::Tls(e.to_string());
+    let mut builder = SslConnector::builder(SslMethod::tls()).map_err(tls_error)?;
+    if let Some(root) = std::env::var_os("PGSSLROOTCERT") {
+        builder.set_ca_file(&root).map_err(tls_error)?;
+    }
+    Ok(postgres_openssl::MakeTlsConnector::new(builder.build()))
+}
+
+/// The URL without its password, to be shown.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user, host)) => {
+            let user = user.split_once(':').map_or(user, |(name, _)| name);
+            format!("{scheme}://{user}@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// Whether an error means the connection is gone (a new one may succeed), rather than
+/// that the statement was refused.
+pub(super) fn connection_lost(e: &StoreError) -> bool {
+    let StoreError::Postgres(e) = e else { return false };
+    if e.is_closed() {
+        return true;
+    }
+    if let Some(code) = e.code() {
+        let code = code.code();
+        return code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03");
+    }
+    std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+}
+
+/// Whether the error is a deadlock or serialization failure: the transaction is
+/// retried.
+pub(super) fn retryable(e: &StoreError) -> bool {
+    let StoreError::Postgres(e) = e else { return false };
+    e.code().is_some_and(|c| matches!(c.code(), "40P01" | "40001"))
+}
+
+/// The connection of a store, and how calls reach it.
+pub(super) struct Link {
+    url: String,
+    conn: Option<Conn>,
+}
+
+impl Link {
+    pub(super) fn open(url: &str) -> Result<Link, StoreError> {
+        let conn = off_runtime(|| Conn::connect(url))?;
+        Ok(Link { url: url.to_string(), conn: Some(conn) })
+    }
+
+    /// Runs `f` on the connection, connecting again (for up to [`RECONNECT_FOR`]) when
+    /// the server went away, and again on a deadlock.
+    pub(super) fn call<R: Send>(
+        &mut self,
+        mut f: impl FnMut(&mut Conn) -> Result<R, StoreError> + Send,
+    ) -> Result<R, StoreError> {
+        let started = Instant::now();
+        let mut tries = 0;
+        let (url, slot) = (&self.url, &mut self.conn);
+        off_runtime(move || {
+            loop {
+                let conn = match slot {
+                    Some(conn) if !conn.client.is_closed() => conn,
+                    _ => {
+                        *slot = None;
+                        match Conn::connect(url) {
+                            Ok(conn) => slot.insert(conn),
+                            Err(e) if started.elapsed() < RECONNECT_FOR => {
+                                tracing::warn!(error = %e, "PostgreSQL is unreachable; trying again.");
+                                std::thread::sleep(Duration::from_millis(250));
+                                continue;
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                };
+                match f(conn) {
+                    Err(e) if connection_lost(&e) && started.elapsed() < RECONNECT_FOR => {
+                        tracing::warn!(error = %e, "Lost the connection to PostgreSQL; connecting again.");
+                        *slot = None;
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    Err(e) if retryable(&e) && tries < 5 => tries += 1,
+                    result => return result,
+                }
+            }
+        })
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        // Closing the client blocks on its runtime too.
+        if let Some(conn) = self.conn.take() {
+            off_runtime(move || drop(conn));
+        }
+    }
+}
+
+/// Runs `f` where the client may block: on this thread, or on a scoped thread when
+/// this one is driving async tasks.
+fn off_runtime<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|scope| match scope.spawn(f).join() {
+        Ok(result) => result,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn a_password_is_never_shown() {
+        assert_eq!(redact("postgres://ops:s3cret@db.internal:5432/phased"), "postgres://ops@db.internal:5432/phased");
+        assert_eq!(redact("postgres://ops@db/phased?sslmode=require"), "postgres://ops@db/phased?sslmode=require");
+        assert_eq!(redact("postgresql://db/phased"), "postgresql://db/phased");
+        assert_eq!(redact("postgres://a:b@c@h/d"), "postgres://a@h/d");
+    }
+}

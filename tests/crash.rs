@@ -13,14 +13,14 @@ use support::{Env, Nginx};
 
 /// node -> (status, started_at) of every checkpoint.
 fn checkpoints(env: &Env, id: &str) -> HashMap<String, (String, Option<String>)> {
-    let db = env.sqlite();
-    let mut stmt =
-        db.prepare("SELECT node, status, started_at FROM node_checkpoints WHERE deployment_id = ?1").unwrap();
-    stmt.query_map([id], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?)))).unwrap().map(Result::unwrap).collect()
+    env.sql(&format!("SELECT node, status, started_at FROM node_checkpoints WHERE deployment_id = '{id}'"))
+        .into_iter()
+        .map(|r| (r[0].clone().unwrap(), (r[1].clone().unwrap(), r[2].clone())))
+        .collect()
 }
 
 fn integrity(env: &Env) -> String {
-    env.sqlite().query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap()
+    env.integrity()
 }
 
 /// The points a run passes, in order (`PHASED_CRASH_LIST`).

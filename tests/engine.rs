@@ -1,4 +1,5 @@
-//! The engine through the real binary, a real SQLite file and real processes:
+//! The engine through the real binary, a real database (a SQLite file; PostgreSQL
+//! when `PHASED_TEST_POSTGRES` names a cluster) and real processes:
 //! DAG order and parallelism, retries, timeouts, conditions, crash and resume, fail /
 //! fix / resume, concurrent resumers, signals, cancel, secrets, sub-pipelines.
 
@@ -20,19 +21,21 @@ fn stderr(out: &std::process::Output) -> String {
 /// phase_updated_at, status.
 type SeedRow = (String, String, i64, Option<String>, Option<String>, String, String);
 
-/// The seed's dashboard query, exactly as written in DESIGN.md section 7.
+/// The seed's dashboard query, exactly as written in DESIGN.md section 7 (on the
+/// SQLite file, or on PostgreSQL's `jsonb`).
 fn seed_query(env: &Env, id: &str) -> Vec<SeedRow> {
-    let conn = env.sqlite();
     let sql = "SELECT id, phase, phase_progress,
        phase_metadata->>'buildType' as build_type,
        phase_metadata->>'sourceType' as source_type,
        phase_updated_at, status
 FROM deployments WHERE id = 'deployment-id' ORDER BY phase_updated_at DESC;"
         .replace("deployment-id", id);
-    let mut stmt = conn.prepare(&sql).unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
-        .unwrap()
-        .map(Result::unwrap)
+    env.sql(&sql)
+        .into_iter()
+        .map(|r| {
+            let text = |i: usize| r[i].clone().unwrap();
+            (text(0), text(1), text(2).parse().unwrap(), r[3].clone(), r[4].clone(), text(5), text(6))
+        })
         .collect()
 }
 
@@ -103,12 +106,9 @@ fn a_diamond_runs_in_order_with_b_and_c_in_parallel_and_monotonic_progress() {
     assert_eq!((rows[0].1.as_str(), rows[0].2, rows[0].6.as_str()), ("ACTIVE", 100, "succeeded"));
     // The history keeps every phase update with its metadata: the seed's columns.
     let history: Vec<(String, Option<String>)> = env
-        .sqlite()
-        .prepare("SELECT phase, metadata->>'buildType' FROM phase_history WHERE deployment_id = 'dia' ORDER BY seq")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
+        .sql("SELECT phase, metadata->>'buildType' FROM phase_history WHERE deployment_id = 'dia' ORDER BY seq")
+        .into_iter()
+        .map(|r| (r[0].clone().unwrap(), r[1].clone()))
         .collect();
     assert!(history.contains(&("BUILDING".to_string(), Some("docker".to_string()))), "{history:?}");
     assert_eq!(history.first().unwrap().0, "QUEUED");
@@ -470,10 +470,7 @@ nodes:
         ("stderr".into(), out.stderr.clone()),
         ("status".into(), human.stdout),
     ];
-    for suffix in ["", "-wal", "-shm"] {
-        let path = env.path(&format!("state/phased.db{suffix}"));
-        places.push((path.display().to_string(), support::read_all(&path)));
-    }
+    places.extend(env.stored());
     for log in walk(&env.path("state/logs")) {
         places.push((log.display().to_string(), support::read_all(&log)));
     }
@@ -573,6 +570,12 @@ fn an_unusable_database_exits_3_and_bad_inputs_exit_2() {
     let garbage = env.write("garbage.db", &"not a database ".repeat(200));
     let out = env.command(&["status"]).env("PHASED_DB", &garbage).output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    // A PostgreSQL server nobody listens for: named, without its password.
+    let url = format!("postgres://ops:s3cret@127.0.0.1:{}/phased", support::free_port());
+    let out = env.command(&["run", file.to_str().unwrap()]).env("PHASED_DB", &url).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot connect to the PostgreSQL database `postgres://ops@127.0.0.1:"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("s3cret"), "{}", stderr(&out));
 
     let out = env.run(&["run", "tests/none.yaml"]);
     assert_eq!(out.status.code(), Some(2));

@@ -81,8 +81,7 @@ fn a_fixed_pipeline_resumes_keeping_what_finished_and_rerunning_what_changed() {
     let status = env.status("fix1");
     assert_eq!(status["status"], "succeeded");
     // The run now carries the pipeline it finished with.
-    let db = env.sqlite();
-    let snapshots: i64 = db.query_row("SELECT count(*) FROM snapshots", [], |r| r.get(0)).unwrap();
+    let snapshots = env.count("SELECT count(*) FROM snapshots");
     assert_eq!(snapshots, 2);
 }
 

@@ -106,12 +106,12 @@ fn a_release_pruned_by_keep_is_refused_and_a_killed_rollback_resumes() {
     }
     // keep: 2: the first release's folder is gone.
     assert!(!env.path("srv/tiny/releases/tiny-t1").exists());
-    let runs_before: i64 = env.sqlite().query_row("SELECT count(*) FROM deployments", [], |r| r.get(0)).unwrap();
+    let runs_before: i64 = env.count("SELECT count(*) FROM deployments");
     let out = rollback(&env, &["tiny", "--to", "tiny-t1"]);
     assert_eq!(out.status.code(), Some(1));
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("the folder of release `tiny-t1` is gone") && said.contains("keep"), "{said}");
-    let runs_after: i64 = env.sqlite().query_row("SELECT count(*) FROM deployments", [], |r| r.get(0)).unwrap();
+    let runs_after: i64 = env.count("SELECT count(*) FROM deployments");
     assert_eq!(runs_after, runs_before, "no run was started");
     assert_eq!(nginx.get("tiny.localhost", "/").unwrap().1, "<h1>t3</h1>", "nothing changed");
 

@@ -89,14 +89,7 @@ fn every_api_call_needs_a_token_of_a_high_enough_role() {
     assert_eq!(env.run(&["token", "revoke", "viewer"]).status.code(), Some(0));
     assert_eq!(server.call("GET", "/api/v1/runs", Some(&read), &[]).0, 401, "a revoked token");
     // Only hashes are stored.
-    let db = env.sqlite();
-    let stored: Vec<String> = db
-        .prepare("SELECT hash FROM tokens")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let stored: Vec<String> = env.sql("SELECT hash FROM tokens").into_iter().map(|r| r[0].clone().unwrap()).collect();
     assert!(stored.iter().all(|h| h.len() == 64 && !deploy.contains(h.as_str()) && h != &deploy));
     let list = String::from_utf8_lossy(&env.run(&["token", "list"]).stdout).into_owned();
     assert!(list.contains("ci") && list.contains("deploy") && !list.contains(&deploy), "{list}");
@@ -666,9 +659,7 @@ fn a_thousand_runs_queued_at_once_all_run_and_a_bad_query_is_a_json_400() {
     let begin = Instant::now();
     loop {
         let done = env
-            .sqlite()
-            .query_row("SELECT count(*) FROM deployments WHERE status = 'succeeded'", [], |r| r.get::<_, i64>(0))
-            .unwrap();
+            .count("SELECT count(*) FROM deployments WHERE status = 'succeeded'");
         if done == 1000 {
             break;
         }
@@ -676,19 +667,14 @@ fn a_thousand_runs_queued_at_once_all_run_and_a_bad_query_is_a_json_400() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let other: i64 = env
-        .sqlite()
-        .query_row("SELECT count(*) FROM deployments WHERE status != 'succeeded'", [], |r| r.get(0))
-        .unwrap();
+        .count("SELECT count(*) FROM deployments WHERE status != 'succeeded'");
     assert_eq!(other, 0);
 
     // Pages of the list, in the database's order, each after the last one's last run.
     let expected: Vec<String> = env
-        .sqlite()
-        .prepare("SELECT id FROM deployments ORDER BY created_at DESC, id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
+        .sql("SELECT id FROM deployments ORDER BY created_at DESC, id")
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
         .collect();
     let (mut listed, mut before) = (Vec::new(), None::<String>);
     loop {
@@ -816,12 +802,9 @@ fn a_dashboard_session_is_an_http_only_strict_cookie_checked_against_the_origin_
     let value = cookie.split(';').next().unwrap().to_string();
     assert!(value.starts_with("phased_session=") && value.len() > 40, "{value}");
     let stored: Vec<String> = env
-        .sqlite()
-        .prepare("SELECT hash FROM sessions")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
+        .sql("SELECT hash FROM sessions")
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
         .collect();
     assert_eq!(stored.len(), 1);
     assert!(!stored[0].contains(value.trim_start_matches("phased_session=")), "only the hash is stored");
@@ -859,7 +842,7 @@ fn a_dashboard_session_is_an_http_only_strict_cookie_checked_against_the_origin_
     // Revoking the token ends its sessions.
     assert_eq!(env.run(&["token", "revoke", "ci"]).status.code(), Some(0));
     assert!(get("/api/v1/session").starts_with("HTTP/1.1 401"), "the session ended with its token");
-    let left: i64 = env.sqlite().query_row("SELECT count(*) FROM sessions", [], |r| r.get(0)).unwrap();
+    let left = env.count("SELECT count(*) FROM sessions");
     assert_eq!(left, 0);
 
     // The page itself: its own files only, and never framed.

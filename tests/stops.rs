@@ -122,12 +122,13 @@ fn every_event_is_stored_with_a_sequence_that_increases_across_runs() {
     let seqs: Vec<i64> = printed.iter().map(|e| e["seq"].as_i64().expect("every printed event has its seq")).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "increasing across both runs: {seqs:?}");
 
-    let db = env.sqlite();
-    let mut stmt = db.prepare("SELECT seq, deployment_id, event, node, data FROM events ORDER BY seq").unwrap();
-    let stored: Vec<(i64, String, String, Option<String>, String)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
-        .unwrap()
-        .map(Result::unwrap)
+    let stored: Vec<(i64, String, String, Option<String>, String)> = env
+        .sql("SELECT seq, deployment_id, event, node, data FROM events ORDER BY seq")
+        .into_iter()
+        .map(|r| {
+            let text = |i: usize| r[i].clone().unwrap();
+            (text(0).parse().unwrap(), text(1), text(2), r[3].clone(), text(4))
+        })
         .collect();
     assert_eq!(stored.len(), printed.len(), "what was printed is what was stored");
     for ((seq, run, event, node, data), shown) in stored.iter().zip(&printed) {
@@ -227,8 +228,7 @@ fn a_huge_line_of_output_is_capped_where_it_is_recorded_and_kept_whole_in_the_lo
     let detail: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     let error = detail["phase_metadata"]["error"].as_str().unwrap();
     assert!(error.contains("more bytes in the node's log"), "says where the rest is: {}", &error[error.len() - 200..]);
-    let db = std::fs::metadata(env.db()).unwrap().len()
-        + std::fs::metadata(env.path("state/phased.db-wal")).map_or(0, |m| m.len());
+    let db = env.stored_size();
     assert!(db < 2_000_000, "the database stays small: {db} bytes");
     let log = std::fs::metadata(env.path("state/logs/loud/shout.log")).unwrap().len();
     assert!(log > 5_000_000, "the log keeps the whole line: {log} bytes");

@@ -5,6 +5,7 @@
 #![expect(unsafe_code, reason = "signals to the processes a test started, and the effective uid: syscalls")]
 
 pub mod browser;
+pub mod postgres;
 pub mod service;
 
 use std::io::BufRead;
@@ -15,19 +16,37 @@ use std::time::{Duration, Instant};
 
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// A fresh PostgreSQL database of the cluster `PHASED_TEST_POSTGRES` names, when
+    /// set (the suites that run on either store); else a SQLite file in `dir`.
+    postgres: Option<String>,
 }
 
 impl Env {
     pub fn new() -> Self {
-        Env { dir: tempfile::tempdir().unwrap() }
+        let postgres = std::env::var("PHASED_TEST_POSTGRES").ok().filter(|u| !u.is_empty());
+        Env { dir: tempfile::tempdir().unwrap(), postgres: postgres.map(|base| postgres::create_database(&base)) }
+    }
+
+    /// A test folder whose database is a fresh one of this PostgreSQL cluster.
+    pub fn on_postgres(cluster: &postgres::Postgres) -> Self {
+        Env { dir: tempfile::tempdir().unwrap(), postgres: Some(postgres::create_database(&cluster.base_url())) }
+    }
+
+    /// Whether the database is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.postgres.is_some()
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
+    /// The database: `--db` (and `PHASED_DB`) as the commands get it.
     pub fn db(&self) -> PathBuf {
-        self.path("state/phased.db")
+        match &self.postgres {
+            Some(url) => PathBuf::from(url),
+            None => self.path("state/phased.db"),
+        }
     }
 
     /// Writes a file into the test folder and returns its path.
@@ -41,6 +60,11 @@ impl Env {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_phased"));
         cmd.args(args).env("PHASED_DB", self.db()).env("NO_COLOR", "1").current_dir(self.dir.path());
+        // Where a PostgreSQL store's node logs and work folders go: `state`, as a SQLite
+        // file's (beside it).
+        if self.postgres.is_some() {
+            cmd.env("PHASED_DATA_DIR", self.path("state"));
+        }
         cmd.env_remove("PHASED_PIPELINES");
         cmd
     }
@@ -76,17 +100,105 @@ impl Env {
 
     /// Opens the database directly (a real SQLite file) for assertions.
     pub fn sqlite(&self) -> rusqlite::Connection {
+        assert!(self.postgres.is_none(), "this test reads the SQLite file itself");
         rusqlite::Connection::open(self.db()).unwrap()
+    }
+
+    /// The rows of a query (SQL both databases read alike), each value as text (NULL:
+    /// `None`), read directly from the database for assertions.
+    pub fn sql(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        match &self.postgres {
+            Some(url) => postgres::rows(url, sql),
+            None => {
+                let conn = self.sqlite();
+                let mut stmt = conn.prepare(sql).unwrap();
+                let n = stmt.column_count();
+                stmt.query_map([], |r| {
+                    (0..n)
+                        .map(|i| {
+                            Ok(match r.get::<_, rusqlite::types::Value>(i)? {
+                                rusqlite::types::Value::Null => None,
+                                rusqlite::types::Value::Integer(v) => Some(v.to_string()),
+                                rusqlite::types::Value::Real(v) => Some(v.to_string()),
+                                rusqlite::types::Value::Text(v) => Some(v),
+                                rusqlite::types::Value::Blob(v) => Some(String::from_utf8_lossy(&v).into_owned()),
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+            }
+        }
+    }
+
+    /// Everything the database holds, as bytes (the SQLite file and its WAL; every
+    /// row of every table of PostgreSQL as text), named by where it is.
+    pub fn stored(&self) -> Vec<(String, Vec<u8>)> {
+        match &self.postgres {
+            Some(url) => postgres::rows(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+                .into_iter()
+                .map(|t| {
+                    let table = t[0].clone().unwrap();
+                    let rows = postgres::rows(url, &format!("SELECT t::text FROM {table} t"));
+                    let text: String = rows.into_iter().map(|r| r[0].clone().unwrap_or_default() + "\n").collect();
+                    assert!(table != "deployments" || !text.is_empty(), "the runs are in PostgreSQL");
+                    (format!("{url} table {table}"), text.into_bytes())
+                })
+                .collect(),
+            None => ["", "-wal", "-shm"]
+                .iter()
+                .map(|suffix| {
+                    let path = self.path(&format!("state/phased.db{suffix}"));
+                    (path.display().to_string(), read_all(&path))
+                })
+                .collect(),
+        }
+    }
+
+    /// The one number a query counts.
+    pub fn count(&self, sql: &str) -> i64 {
+        self.sql(sql)[0][0].as_deref().unwrap().parse().unwrap()
+    }
+
+    /// The bytes the database takes (the SQLite file with its WAL, or the PostgreSQL
+    /// database's size less an empty one's).
+    pub fn stored_size(&self) -> u64 {
+        match &self.postgres {
+            Some(_) => {
+                let size = self.count("SELECT sum(pg_total_relation_size(relid)) FROM pg_catalog.pg_statio_user_tables");
+                size as u64
+            }
+            None => {
+                std::fs::metadata(self.db()).unwrap().len()
+                    + std::fs::metadata(self.path("state/phased.db-wal")).map_or(0, |m| m.len())
+            }
+        }
+    }
+
+    /// What a database's own check says: SQLite's `PRAGMA integrity_check`; on
+    /// PostgreSQL (which keeps its pages itself) that no row outlived its run.
+    pub fn integrity(&self) -> String {
+        match &self.postgres {
+            Some(_) => {
+                let orphans = self.count(
+                    "SELECT (SELECT count(*) FROM node_checkpoints n WHERE NOT EXISTS (SELECT 1 FROM deployments d WHERE d.id = n.deployment_id)) \
+                     + (SELECT count(*) FROM events e WHERE NOT EXISTS (SELECT 1 FROM deployments d WHERE d.id = e.deployment_id)) \
+                     + (SELECT count(*) FROM phase_history h WHERE NOT EXISTS (SELECT 1 FROM deployments d WHERE d.id = h.deployment_id))",
+                );
+                if orphans == 0 { "ok".into() } else { format!("{orphans} rows without their run") }
+            }
+            None => self.sqlite().query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap(),
+        }
     }
 
     /// The sequence numbers of the stored events (of one run, or of all), in order.
     pub fn event_seqs(&self, run: Option<&str>) -> Vec<i64> {
-        self.sqlite()
-            .prepare("SELECT seq FROM events WHERE ?1 IS NULL OR deployment_id = ?1 ORDER BY seq")
-            .unwrap()
-            .query_map([run], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
+        let filter = run.map_or(String::new(), |r| format!(" WHERE deployment_id = '{r}'"));
+        self.sql(&format!("SELECT seq FROM events{filter} ORDER BY seq"))
+            .into_iter()
+            .map(|row| row[0].as_deref().unwrap().parse().unwrap())
             .collect()
     }
 }

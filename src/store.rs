@@ -406,6 +406,12 @@ pub trait Store: Send {
     /// taken again from a pool may meet runs others wrote to since).
     fn forget_cached(&mut self) {}
 
+    /// Waits until new events may have been stored, by any process: SQLite polls
+    /// (`poll`); PostgreSQL waits for the writers' `NOTIFY` (or a second at most).
+    fn wait_for_events(&self, poll: std::time::Duration) {
+        std::thread::sleep(poll);
+    }
+
     /// Runs the seed's dashboard query as written (DESIGN.md section 7).
     fn seed_query(&self, id: &str) -> Result<Vec<Value>, StoreError>;
 }

@@ -574,7 +574,11 @@ fn an_unusable_database_exits_3_and_bad_inputs_exit_2() {
     let url = format!("postgres://ops:s3cret@127.0.0.1:{}/phased", support::free_port());
     let out = env.command(&["run", file.to_str().unwrap()]).env("PHASED_DB", &url).output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(stderr(&out).contains("cannot connect to the PostgreSQL database `postgres://ops@127.0.0.1:"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot connect to the PostgreSQL database `postgres://ops@127.0.0.1:"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!stderr(&out).contains("s3cret"), "{}", stderr(&out));
 
     let out = env.run(&["run", "tests/none.yaml"]);

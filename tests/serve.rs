@@ -658,16 +658,14 @@ fn a_thousand_runs_queued_at_once_all_run_and_a_bad_query_is_a_json_400() {
     }
     let begin = Instant::now();
     loop {
-        let done = env
-            .count("SELECT count(*) FROM deployments WHERE status = 'succeeded'");
+        let done = env.count("SELECT count(*) FROM deployments WHERE status = 'succeeded'");
         if done == 1000 {
             break;
         }
         assert!(begin.elapsed() < Duration::from_secs(300), "{done} of 1000 done");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let other: i64 = env
-        .count("SELECT count(*) FROM deployments WHERE status != 'succeeded'");
+    let other: i64 = env.count("SELECT count(*) FROM deployments WHERE status != 'succeeded'");
     assert_eq!(other, 0);
 
     // Pages of the list, in the database's order, each after the last one's last run.
@@ -801,11 +799,7 @@ fn a_dashboard_session_is_an_http_only_strict_cookie_checked_against_the_origin_
     }
     let value = cookie.split(';').next().unwrap().to_string();
     assert!(value.starts_with("phased_session=") && value.len() > 40, "{value}");
-    let stored: Vec<String> = env
-        .sql("SELECT hash FROM sessions")
-        .into_iter()
-        .map(|r| r[0].clone().unwrap())
-        .collect();
+    let stored: Vec<String> = env.sql("SELECT hash FROM sessions").into_iter().map(|r| r[0].clone().unwrap()).collect();
     assert_eq!(stored.len(), 1);
     assert!(!stored[0].contains(value.trim_start_matches("phased_session=")), "only the hash is stored");
 

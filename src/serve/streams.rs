@@ -164,7 +164,7 @@ pub(super) fn hub(
                     let _ = tx.send(Arc::new(event));
                 }
             }
-            Ok(_) => std::thread::sleep(HUB_POLL),
+            Ok(_) => open.wait_for_events(HUB_POLL),
             Err(_) => {
                 store = None;
                 std::thread::sleep(HUB_POLL * 100);

@@ -322,6 +322,25 @@ impl Store for PgStore {
         });
     }
 
+    fn wait_for_events(&self, _poll: std::time::Duration) {
+        let waited = self.call(|c| {
+            if !c.listening {
+                c.client.batch_execute("LISTEN phased_events")?;
+                c.listening = true;
+            }
+            use ::postgres::fallible_iterator::FallibleIterator;
+            let mut notifications = c.client.notifications();
+            if notifications.timeout_iter(std::time::Duration::from_secs(1)).next()?.is_some() {
+                // Those that came meanwhile are the same news.
+                while notifications.iter().next()?.is_some() {}
+            }
+            Ok(())
+        });
+        if waited.is_err() {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    }
+
     fn seed_query(&self, id: &str) -> Result<Vec<Value>, StoreError> {
         self.call(|c| {
             let rows = c.client.query(

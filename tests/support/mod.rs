@@ -167,7 +167,8 @@ impl Env {
     pub fn stored_size(&self) -> u64 {
         match &self.postgres {
             Some(_) => {
-                let size = self.count("SELECT sum(pg_total_relation_size(relid)) FROM pg_catalog.pg_statio_user_tables");
+                let size =
+                    self.count("SELECT sum(pg_total_relation_size(relid)) FROM pg_catalog.pg_statio_user_tables");
                 size as u64
             }
             None => {

@@ -32,6 +32,8 @@ pub(super) struct Conn {
     /// The last history `seq` of each run this store wrote to (only a run's lease
     /// holder writes its history).
     pub(super) history_seq: HashMap<String, i64>,
+    /// Whether this connection listens for `phased_events` (a new one does not).
+    pub(super) listening: bool,
 }
 
 impl Conn {
@@ -42,8 +44,14 @@ impl Conn {
             config.application_name("phased");
         }
         let client = config.connect(tls()?).map_err(|e| StoreError::Connect { url: redact(url), source: e })?;
-        let mut conn = Conn { client, statements: HashMap::new(), history_seq: HashMap::new() };
-        conn.migrate(url)?;
+        let mut conn = Conn { client, statements: HashMap::new(), history_seq: HashMap::new(), listening: false };
+        // Once per database and process: a worker connects for every run it takes.
+        static MIGRATED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        let mut migrated = MIGRATED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !migrated.iter().any(|u| u == url) {
+            conn.migrate(url)?;
+            migrated.push(url.to_string());
+        }
         Ok(conn)
     }
 

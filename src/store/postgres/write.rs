@@ -166,10 +166,12 @@ pub(super) fn insert_events(tx: &mut Transaction, events: &[&Event]) -> Result<V
     let data: Vec<String> = events.iter().map(|e| e.to_json_string()).collect();
     let at: Vec<&str> = events.iter().map(|e| e.ts.as_str()).collect();
     let params: [&(dyn ToSql + Sync); 5] = [&runs, &names, &nodes, &data, &at];
+    // The streams of every server wake on the NOTIFY, sent when this commits.
     let rows = tx.query(
-        "INSERT INTO events (deployment_id, event, node, data, created_at) \
-         SELECT r, k, n, d, t FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS e(r, k, n, d, t, i) \
-         ORDER BY i RETURNING seq",
+        "WITH stored AS (INSERT INTO events (deployment_id, event, node, data, created_at) \
+         SELECT r, k, n, d, t FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+         WITH ORDINALITY AS e(r, k, n, d, t, i) ORDER BY i RETURNING seq), \
+         woken AS (SELECT pg_notify('phased_events', '')) SELECT seq FROM stored, woken",
         &params,
     )?;
     let mut seqs: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();

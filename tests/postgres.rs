@@ -1,0 +1,245 @@
+//! Several `phased` processes on one real PostgreSQL server (Debian's, a cluster of
+//! each test's own): workers of several servers sharing the queue, a worker killed
+//! with its runs, the database server restarted under load, and an event stream
+//! served by a process other than the one running the run.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use support::postgres::Postgres;
+use support::service::{Service, head, token};
+use support::{Env, kill9};
+
+fn post_run(server: &Service, token: &str, body: serde_json::Value) -> u16 {
+    let (status, text) =
+        server.send("POST", "/api/v1/runs", Some(token), &[("Content-Type", "application/json")], &body.to_string());
+    assert_eq!(status, 202, "{text}");
+    status
+}
+
+/// Waits until `sql` counts `n`.
+fn wait_count(env: &Env, sql: &str, n: i64, limit: Duration) {
+    let begin = Instant::now();
+    loop {
+        let found = env.count(sql);
+        if found == n {
+            return;
+        }
+        assert!(begin.elapsed() < limit, "{found} of {n} after {limit:?}: {sql}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const ORDERED: &str = r#"
+version: 1
+name: ordered
+inputs:
+  target: {type: string, required: true}
+  dir: {type: string, required: true}
+concurrency: {key: "{{ inputs.target }}", policy: queue}
+nodes:
+  record:
+    phase: BUILDING
+    uses: shell
+    with: {run: 'echo "{{ deployment.id }}" >> "{{ inputs.dir }}/{{ inputs.target }}"'}
+"#;
+
+#[test]
+fn three_servers_share_300_queued_runs_each_run_once_and_in_its_targets_order() {
+    let pg = Postgres::start();
+    let env = Env::on_postgres(&pg);
+    let deploy = token(&env, "ci", "deploy");
+    env.write("pipelines/ordered.yaml", ORDERED);
+    let marks = env.path("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    let servers: Vec<Service> = (0..3).map(|_| Service::start_with(&env, &["--workers", "2"])).collect();
+    // Ten targets, thirty runs each, queued in turn through the three servers.
+    let mut expected: HashMap<String, Vec<String>> = HashMap::new();
+    for k in 0..30 {
+        for t in 0..10 {
+            let (target, id) = (format!("svc-{t}"), format!("r-{t}-{k:02}"));
+            let body = serde_json::json!({
+                "pipeline": "ordered", "id": id, "inputs": {"target": target, "dir": marks.to_str().unwrap()}
+            });
+            post_run(&servers[(k * 10 + t) % 3], &deploy, body);
+            expected.entry(target).or_default().push(id);
+        }
+    }
+    wait_count(&env, "SELECT count(*) FROM deployments WHERE status = 'succeeded'", 300, Duration::from_secs(240));
+    assert_eq!(env.count("SELECT count(*) FROM deployments WHERE status <> 'succeeded' OR attempt <> 1"), 0);
+    for (target, ids) in &expected {
+        let ran: Vec<String> =
+            std::fs::read_to_string(marks.join(target)).unwrap().lines().map(str::to_string).collect();
+        assert_eq!(&ran, ids, "{target}: each run once, in the order it was queued");
+    }
+    // Every server's workers took runs.
+    assert_eq!(env.count("SELECT count(DISTINCT lease_pid) FROM deployments"), 3);
+    // The stored events are numbered without a gap or a repeat.
+    let seqs = env.event_seqs(None);
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "increasing");
+}
+
+const SLOW: &str = r#"
+version: 1
+name: slow
+inputs:
+  dir: {type: string, required: true}
+nodes:
+  first:
+    phase: PULLING_SOURCE
+    uses: shell
+    with: {run: 'echo "first {{ deployment.id }}" >> "{{ inputs.dir }}/marks"'}
+  long:
+    phase: BUILDING
+    needs: [first]
+    uses: shell
+    with: {run: 'echo "long {{ deployment.id }}" >> "{{ inputs.dir }}/marks"; touch "{{ inputs.dir }}/long-{{ deployment.id }}"; sleep 3'}
+  last:
+    phase: HEALTH_CHECK
+    needs: [long]
+    uses: shell
+    with: {run: 'echo "last {{ deployment.id }}" >> "{{ inputs.dir }}/marks"'}
+"#;
+
+#[test]
+fn a_worker_killed_with_9_has_its_runs_finished_by_another_server_without_rerunning_finished_nodes() {
+    let pg = Postgres::start();
+    let env = Env::on_postgres(&pg);
+    let deploy = token(&env, "ci", "deploy");
+    env.write("pipelines/slow.yaml", SLOW);
+    let dir = env.path("out");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut doomed = Service::start_with(&env, &["--workers", "2"]);
+    for id in ["held-1", "held-2"] {
+        post_run(
+            &doomed,
+            &deploy,
+            serde_json::json!({"pipeline": "slow", "id": id, "inputs": {"dir": dir.to_str().unwrap()}}),
+        );
+    }
+    for id in ["held-1", "held-2"] {
+        env.wait_for(&format!("out/long-{id}"), Duration::from_secs(30));
+    }
+    // The other server is up before the first one dies: it takes the runs over.
+    let survivor = Service::start_with(&env, &["--workers", "2"]);
+    let doomed_pid = doomed.child.id();
+    kill9(&mut doomed.child);
+    let killed_at = Instant::now();
+    wait_count(
+        &env,
+        "SELECT count(*) FROM deployments WHERE status = 'succeeded' AND attempt = 2",
+        2,
+        Duration::from_secs(60),
+    );
+    let took = killed_at.elapsed();
+    assert!(took < Duration::from_secs(15 + 10), "finished within the lease time (and the run's own 3 s): {took:?}");
+    let marks = std::fs::read_to_string(dir.join("marks")).unwrap();
+    for id in ["held-1", "held-2"] {
+        let count = |node: &str| marks.lines().filter(|l| *l == format!("{node} {id}")).count();
+        assert_eq!(count("first"), 1, "a finished node is not rerun: {marks}");
+        assert_eq!(count("long"), 2, "the node that was running runs again: {marks}");
+        assert_eq!(count("last"), 1, "{marks}");
+    }
+    let holders = env.sql("SELECT DISTINCT lease_pid FROM deployments");
+    assert_eq!(holders, vec![vec![Some(survivor.child.id().to_string())]], "killed: {doomed_pid}");
+}
+
+const STEPS: &str = r#"
+version: 1
+name: steps
+inputs:
+  dir: {type: string, required: true}
+nodes:
+  a:
+    phase: BUILDING
+    uses: shell
+    with: {run: 'echo "a {{ deployment.id }}" >> "{{ inputs.dir }}/marks"; sleep 0.1'}
+  b:
+    phase: HEALTH_CHECK
+    needs: [a]
+    uses: shell
+    with: {run: 'echo "b {{ deployment.id }}" >> "{{ inputs.dir }}/marks"; sleep 0.1'}
+"#;
+
+#[test]
+fn the_database_server_restarted_under_load_loses_no_run_and_runs_no_node_twice() {
+    let pg = Postgres::start();
+    let env = Env::on_postgres(&pg);
+    let deploy = token(&env, "ci", "deploy");
+    env.write("pipelines/steps.yaml", STEPS);
+    let dir = env.path("out");
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = Service::start_with(&env, &["--workers", "3"]);
+    for k in 0..40 {
+        let body = serde_json::json!({"pipeline": "steps", "id": format!("load-{k:02}"), "inputs": {"dir": dir.to_str().unwrap()}});
+        post_run(&server, &deploy, body);
+    }
+    wait_count(
+        &env,
+        "SELECT least(count(*), 5) FROM deployments WHERE status = 'succeeded'",
+        5,
+        Duration::from_secs(60),
+    );
+    pg.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    pg.start_again();
+    wait_count(&env, "SELECT count(*) FROM deployments WHERE status = 'succeeded'", 40, Duration::from_secs(120));
+    let marks = std::fs::read_to_string(dir.join("marks")).unwrap();
+    for k in 0..40 {
+        for node in ["a", "b"] {
+            let line = format!("{node} load-{k:02}");
+            assert_eq!(marks.lines().filter(|l| *l == line).count(), 1, "{line} once: {marks}");
+        }
+    }
+    assert!(pg.log().contains("shutting down"), "the server did stop: {}", pg.log());
+    assert_eq!(env.integrity(), "ok");
+}
+
+/// The ids and names of the events of a finished SSE response.
+fn sse_events(response: &str) -> Vec<(i64, String)> {
+    let mut out = Vec::new();
+    let mut id = None;
+    for line in response.lines() {
+        if let Some(n) = line.strip_prefix("id: ") {
+            id = n.trim().parse().ok();
+        } else if let (Some(name), Some(n)) = (line.strip_prefix("event: "), id) {
+            out.push((n, name.trim().to_string()));
+            id = None;
+        }
+    }
+    out
+}
+
+#[test]
+fn a_server_streams_the_events_of_a_run_another_process_runs() {
+    let pg = Postgres::start();
+    let env = Env::on_postgres(&pg);
+    let read = token(&env, "viewer", "read");
+    let file = env.write(
+        "gated.yaml",
+        "version: 1\nname: gated\nnodes:\n  wait:\n    phase: BUILDING\n    uses: shell\n    with: {run: 'while [ ! -f go ]; do sleep 0.05; done'}\n  after:\n    phase: HEALTH_CHECK\n    needs: [wait]\n    uses: noop\n",
+    );
+    let server = Service::start(&env);
+    // The run is the CLI's: the server only reads the database.
+    let mut run = env.spawn(&["run", file.to_str().unwrap(), "--id", "elsewhere"]);
+    wait_count(&env, "SELECT count(*) FROM node_checkpoints WHERE node = 'wait'", 1, Duration::from_secs(30));
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream.write_all(head("GET", "/api/v1/runs/elsewhere/events", Some(&read), &[]).as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    env.write("go", "");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(run.wait().unwrap().success());
+    let events = sse_events(&response);
+    let names: Vec<&str> = events.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(names.first(), Some(&"run_started"), "{response}");
+    assert_eq!(names.last(), Some(&"run_succeeded"), "{response}");
+    assert!(names.contains(&"node_succeeded"), "{names:?}");
+    let seqs: Vec<i64> = events.iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, env.event_seqs(Some("elsewhere")), "every stored event, once, in order");
+}

@@ -5,6 +5,7 @@ mod init;
 mod inputs;
 mod load;
 mod logs;
+mod migrate;
 mod notify;
 mod plan;
 mod prune;
@@ -106,6 +107,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Make, list and revoke the API tokens of `phased serve`.
     Token(token::TokenArgs),
+    /// Copy a SQLite database (runs, history, checkpoints, events, tokens) into PostgreSQL.
+    Migrate(migrate::MigrateArgs),
     /// Print the JSON Schema of the pipeline format (for editors).
     Schema,
     /// List the built-in actions with their parameters and outputs.
@@ -182,6 +185,7 @@ pub fn main() -> ExitCode {
         Command::Rollback(args) => run::rollback(args),
         Command::Serve(args) => serve::serve(args),
         Command::Token(args) => token::token(args),
+        Command::Migrate(args) => migrate::migrate(args),
         Command::Watch(args) => watch::watch(args),
         Command::Schema => {
             println!("{}", crate::schema::pipeline_schema_json());

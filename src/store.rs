@@ -4,6 +4,7 @@
 //! connection per store, owned by whoever holds it (the engine's driver during a run);
 //! the writes of one batch go in one transaction.
 
+pub mod copy;
 mod migrations;
 mod postgres;
 mod rows;

@@ -243,3 +243,78 @@ fn a_server_streams_the_events_of_a_run_another_process_runs() {
     let seqs: Vec<i64> = events.iter().map(|(s, _)| *s).collect();
     assert_eq!(seqs, env.event_seqs(Some("elsewhere")), "every stored event, once, in order");
 }
+
+#[test]
+fn migrate_copies_a_sqlite_history_into_postgresql_where_it_goes_on() {
+    let pg = Postgres::start();
+    let sqlite = Env::on_sqlite();
+    let file = sqlite.write(
+        "two.yaml",
+        "version: 1\nname: two\nnodes:\n  a:\n    phase: BUILDING\n    uses: shell\n    with: {run: 'echo a >> marks; echo built'}\n    metadata: {buildType: docker}\n  b:\n    phase: HEALTH_CHECK\n    needs: [a]\n    uses: shell\n    with: {run: 'echo b >> marks; test -f fixed'}\n",
+    );
+    let file = file.to_str().unwrap();
+    assert_eq!(sqlite.run(&["run", file, "--id", "broken"]).status.code(), Some(1));
+    sqlite.write("fixed", "");
+    assert_eq!(sqlite.run(&["run", file, "--id", "fine"]).status.code(), Some(0));
+    std::fs::remove_file(sqlite.path("fixed")).unwrap();
+    token(&sqlite, "ci", "deploy");
+    let before: Vec<serde_json::Value> = ["broken", "fine"].iter().map(|id| sqlite.status(id)).collect();
+    let seqs = sqlite.event_seqs(None);
+
+    let url = support::postgres::create_database(&pg.base_url());
+    let from = format!("sqlite:{}", sqlite.db().display());
+    let out = sqlite.run(&["migrate", "--from", &from, "--to", &url]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("migrated 2 runs"), "{said}");
+    // The same folder, now on PostgreSQL: the node logs are where they were.
+    let moved = |args: &[&str]| {
+        sqlite.command(args).env("PHASED_DB", &url).env("PHASED_DATA_DIR", sqlite.path("state")).output().unwrap()
+    };
+    for (id, was) in ["broken", "fine"].iter().zip(&before) {
+        let now: serde_json::Value =
+            serde_json::from_slice(&moved(&["status", id, "--format", "json"]).stdout).unwrap();
+        assert_eq!(&now, was, "{id} reads the same");
+    }
+    let pg_seqs: Vec<i64> = support::postgres::rows(&url, "SELECT seq FROM events ORDER BY seq")
+        .into_iter()
+        .map(|r| r[0].as_deref().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(pg_seqs, seqs, "every event, with its number");
+    let logs = moved(&["logs", "fine"]);
+    assert!(String::from_utf8_lossy(&logs.stdout).contains("built"), "{}", String::from_utf8_lossy(&logs.stdout));
+    assert!(String::from_utf8_lossy(&moved(&["token", "list"]).stdout).contains("ci"));
+    // The seed's query on jsonb.
+    let seed = support::postgres::rows(
+        &url,
+        "SELECT id, phase, phase_progress, phase_metadata->>'buildType' as build_type, \
+         phase_metadata->>'sourceType' as source_type, phase_updated_at, status \
+         FROM deployments WHERE id = 'fine' ORDER BY phase_updated_at DESC",
+    );
+    assert_eq!(seed[0][1].as_deref(), Some("ACTIVE"));
+
+    // It goes on there: the failed run resumes at its failed node, new events follow.
+    std::fs::write(sqlite.path("marks"), "").unwrap();
+    sqlite.write("fixed", "");
+    let resumed = moved(&["resume", "broken"]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert_eq!(sqlite.marks("marks"), vec!["b"], "only the failed node reran");
+    let newest: i64 =
+        support::postgres::rows(&url, "SELECT min(seq) FROM events WHERE seq > 0 AND event = 'run_resumed'")[0][0]
+            .as_deref()
+            .unwrap()
+            .parse()
+            .unwrap();
+    assert!(newest > *seqs.last().unwrap(), "numbers go on after the copied ones");
+
+    // Into a database that holds runs: refused, nothing written.
+    let again = sqlite.run(&["migrate", "--from", &from, "--to", &url]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already holds runs"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let out = sqlite.run(&["migrate", "--from", "sqlite:nowhere.db", "--to", &url]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -19,8 +19,8 @@ use super::{
     Admission, Alive, ClaimError, HistoryRow, Lease, Metrics, NewRun, NodeDuration, NodeRow, NotificationRow,
     RunFilter, RunRow, StopRequest, Store, StoreError, TokenRow, Write,
 };
-pub(crate) use conn::redact;
 use conn::{Conn, Link};
+pub(crate) use conn::{client, redact};
 use rows::{NODE_COLUMNS, RUN_COLUMNS, json, node_row, run_row};
 
 /// Whether `db` names a PostgreSQL database rather than a SQLite file.

@@ -27,6 +27,11 @@ impl Env {
         Env { dir: tempfile::tempdir().unwrap(), postgres: postgres.map(|base| postgres::create_database(&base)) }
     }
 
+    /// A test folder whose database is a SQLite file, whatever `PHASED_TEST_POSTGRES` says.
+    pub fn on_sqlite() -> Self {
+        Env { dir: tempfile::tempdir().unwrap(), postgres: None }
+    }
+
     /// A test folder whose database is a fresh one of this PostgreSQL cluster.
     pub fn on_postgres(cluster: &postgres::Postgres) -> Self {
         Env { dir: tempfile::tempdir().unwrap(), postgres: Some(postgres::create_database(&cluster.base_url())) }

@@ -38,12 +38,7 @@ pub(super) struct Conn {
 
 impl Conn {
     pub(super) fn connect(url: &str) -> Result<Conn, StoreError> {
-        let config: postgres::Config = url.parse().map_err(|e| StoreError::Url { url: redact(url), source: e })?;
-        let mut config = config;
-        if config.get_application_name().is_none() {
-            config.application_name("phased");
-        }
-        let client = config.connect(tls()?).map_err(|e| StoreError::Connect { url: redact(url), source: e })?;
+        let client = client(url)?;
         let mut conn = Conn { client, statements: HashMap::new(), history_seq: HashMap::new(), listening: false };
         // Once per database and process: a worker connects for every run it takes.
         static MIGRATED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
@@ -94,6 +89,15 @@ impl Conn {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// A client of the database at `url` (no schema check).
+pub(crate) fn client(url: &str) -> Result<Client, StoreError> {
+    let mut config: postgres::Config = url.parse().map_err(|e| StoreError::Url { url: redact(url), source: e })?;
+    if config.get_application_name().is_none() {
+        config.application_name("phased");
+    }
+    config.connect(tls()?).map_err(|e| StoreError::Connect { url: redact(url), source: e })
 }
 
 /// TLS as the URL asks (`sslmode=require`); the server's certificate is checked

@@ -3,6 +3,7 @@
 
 mod blocks;
 mod checks;
+mod foreach;
 mod graph;
 pub mod inputs;
 mod node;

@@ -109,7 +109,7 @@ pub struct InputSpec {
     pub description: Option<String>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct PlanNode {
     pub(crate) id: String,
     pub(crate) id_span: Span,
@@ -129,6 +129,57 @@ pub(crate) struct PlanNode {
     pub(crate) retry: Retry,
     /// What reverses this node's effect if the run fails after it.
     pub(crate) undo: Option<Undo>,
+    /// `foreach:`: the node runs once per item of a list, each as `id[key]`.
+    pub(crate) foreach: Option<Foreach>,
+}
+
+/// `foreach:` of a node: the list it fans out over (rendered when the node starts),
+/// how each item is named, how many run at once and what a failed item does.
+#[derive(Debug, Clone)]
+pub(crate) struct Foreach {
+    pub(crate) items: Template,
+    /// Renders an item's name (`item` in scope); by default a text item is its own
+    /// name, a mapping's is its `name`, anything else its index.
+    pub(crate) key: Option<Template>,
+    /// At most this many items at once (0: as many as `--parallel` allows).
+    pub(crate) parallel: usize,
+    /// `on_failure: continue`: the other items go on, and the node fails at the end
+    /// naming each failed item; else (`fail_fast`) the first failure fails the run.
+    pub(crate) keep_going: bool,
+}
+
+impl Plan {
+    /// The pipeline instance a `foreach` node runs: one copy of the node per item,
+    /// `[key]` each (qualified under the node's id: `deploy[host-a]`), with no `needs`
+    /// among them and an equal share of the node's weight.
+    pub(crate) fn fan_out(&self, node: usize, keys: &[String]) -> Plan {
+        let spec = &self.nodes[node];
+        let nodes: Vec<PlanNode> = keys
+            .iter()
+            .map(|key| PlanNode {
+                id: format!("[{key}]"),
+                needs: Vec::new(),
+                weight: 1.0,
+                foreach: None,
+                ..spec.clone()
+            })
+            .collect();
+        Plan {
+            name: format!("{}[*]", spec.id),
+            description: None,
+            source: Arc::clone(&self.source),
+            inputs: IndexMap::new(),
+            order: (0..nodes.len()).collect(),
+            nodes,
+            outputs: IndexMap::new(),
+            on_success: None,
+            on_failure: None,
+            concurrency: None,
+            notify: Vec::new(),
+            rollback: None,
+            templates: self.templates.clone(),
+        }
+    }
 }
 
 impl PlanNode {
@@ -167,6 +218,12 @@ impl PlanNode {
                 "uses": u.action.name,
                 "with": written(&u.with),
             })),
+            "foreach": self.foreach.as_ref().map(|f| json!({
+                "items": f.items.text,
+                "key": f.key.as_ref().map(|k| &k.text),
+                "parallel": f.parallel,
+                "continue": f.keep_going,
+            })),
         })
     }
 
@@ -179,6 +236,10 @@ impl PlanNode {
         }
         if let NodeKind::Pipeline(SubPipeline::Select { expr, .. }) = &self.kind {
             out.push(expr);
+        }
+        if let Some(foreach) = &self.foreach {
+            out.push(&foreach.items);
+            out.extend(foreach.key.as_ref());
         }
         if let Some(undo) = &self.undo {
             out.extend(undo.condition.as_ref());
@@ -213,20 +274,20 @@ impl Plan {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Undo {
     pub(crate) condition: Option<Template>,
     pub(crate) action: &'static ActionSpec,
     pub(crate) with: Option<Block>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum NodeKind {
     Action(&'static ActionSpec),
     Pipeline(SubPipeline),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum SubPipeline {
     Fixed {
         name: String,

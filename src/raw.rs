@@ -267,6 +267,12 @@ pub(crate) struct RawNode {
     /// The action's parameters, or the sub-pipeline's inputs (templated).
     #[schemars(with = "Option<serde_json::Value>")]
     pub with: Option<Yaml>,
+    /// Runs the node once per item of a list, each checkpointed as `id[key]` with
+    /// `item` in scope: `"{{ inputs.hosts }}"`, or `{items: "{{ inputs.hosts }}",
+    /// key: "{{ item.name }}", parallel: 2, on_failure: continue}` (`fail_fast` by
+    /// default: the first failed item fails the run).
+    #[schemars(with = "Option<ForeachSchema>")]
+    pub foreach: Option<Yaml>,
     /// Recorded when the node starts (templated).
     #[schemars(with = "Option<IndexMap<String, serde_json::Value>>")]
     pub metadata: Option<Yaml>,
@@ -314,4 +320,32 @@ pub(crate) struct RawHook {
 enum PipelineRefSchema {
     Name(String),
     Select { select: String, from: IndexMap<String, String> },
+}
+
+/// `foreach:` as written (for the JSON Schema): a template, or its long form.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[expect(dead_code, reason = "describes the format for editors; the compiler reads the YAML")]
+pub(crate) enum ForeachSchema {
+    Items(String),
+    Full {
+        /// The list: one run of the node per item (`item` in scope).
+        items: String,
+        /// An item's name in the node id `id[name]` (`item` in scope); default: a text
+        /// item itself, a mapping's `name`, else its index.
+        key: Option<String>,
+        /// At most this many items at once.
+        parallel: Option<u32>,
+        /// `fail_fast` (default): the first failed item fails the run; `continue`: the
+        /// others go on, then the node fails naming each failed item.
+        on_failure: Option<ForeachFailure>,
+    },
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[expect(dead_code, reason = "describes the format for editors")]
+pub(crate) enum ForeachFailure {
+    FailFast,
+    Continue,
 }

@@ -221,7 +221,13 @@ impl Compiler<'_> {
             grace: node.grace.or(raw.defaults.grace).map_or(DEFAULT_GRACE, |d| d.0),
             retry,
             undo,
+            // Compiled with the other templates (`item` is in scope there).
+            foreach: None,
         };
+        // A fanned node's outputs are each item's, by name.
+        if node.foreach.is_some() {
+            declared = NodeOutputs::One(DeclaredOutputs::Names(vec!["items".into()]));
+        }
         (plan_node, declared)
     }
 

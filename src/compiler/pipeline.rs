@@ -119,6 +119,7 @@ impl Compiler<'_> {
 
         // Inputs that could not be read count as declared: they were reported already.
         let input_names: Vec<String> = raw.key_spans.inputs.keys().cloned().collect();
+        let fanned: Vec<bool> = raw.nodes.values().map(|n| n.foreach.is_some()).collect();
         let mut scope = Scope {
             inputs: &input_names,
             node_ids: &node_ids,
@@ -127,6 +128,7 @@ impl Compiler<'_> {
             needs: &needs,
             position: position.as_deref(),
             outputs: &outputs,
+            fanned: &fanned,
             used_inputs: HashSet::new(),
             uses_all_inputs: false,
         };
@@ -134,6 +136,9 @@ impl Compiler<'_> {
             let mut blocks = Blocks { source, templates: &mut templates, scope: &mut scope, out };
             for (i, node) in raw.nodes.values().enumerate() {
                 let compiled = &mut nodes[i];
+                if let Some(foreach) = &node.foreach {
+                    compiled.foreach = blocks.foreach(foreach, i);
+                }
                 let site = Site::Node(i);
                 compiled.condition = node.condition.as_ref().and_then(|c| blocks.expression(&c.value, c.span, site));
                 compiled.with = node.with.as_ref().map(|b| blocks.block(b, site));

@@ -17,6 +17,8 @@ pub const ERROR_FIELDS: &[&str] = &["message", "node", "phase", "progress", "rev
 pub(super) enum Site {
     /// `if`, `with`, `metadata`, `pipeline.select` of a node.
     Node(usize),
+    /// `foreach.items` of a node: what its `if` sees, without `item`.
+    Foreach(usize),
     /// `result_metadata` of a node: its own `outputs` are in scope too.
     NodeResult(usize),
     /// The pipeline's `outputs` and `on_success`: every node.
@@ -46,6 +48,8 @@ pub(super) struct Scope<'a> {
     /// (then ancestry is not checked).
     pub position: Option<&'a [usize]>,
     pub outputs: &'a [NodeOutputs],
+    /// Which nodes have `foreach` (`item` is in their scope).
+    pub fanned: &'a [bool],
     pub used_inputs: HashSet<String>,
     pub uses_all_inputs: bool,
 }
@@ -101,6 +105,19 @@ impl Scope<'_> {
                 _ => Ok(()),
             },
             "secrets" => Ok(()),
+            "item" => match site {
+                Site::Node(node) | Site::NodeResult(node) if self.fanned[node] => Ok(()),
+                Site::Foreach(_) => Err(OutOfScope::new(
+                    format!(
+                        "undefined variable `{var}`: `foreach.items` makes the items, so `item` is not in scope there"
+                    ),
+                    Some("build the list from `inputs` or the outputs of the node's ancestors".into()),
+                )),
+                _ => Err(OutOfScope::new(
+                    format!("undefined variable `{var}`: `item` is only in scope in a node with `foreach`"),
+                    Some("add `foreach: \"{{ inputs.<list> }}\"` to the node to run it once per item".into()),
+                )),
+            },
             "nodes" => self.check_node_ref(var, &parts, site),
             "outputs" => match site {
                 Site::NodeResult(node) => match field {
@@ -151,7 +168,7 @@ impl Scope<'_> {
                 suggest::hint(id, self.node_ids.iter().map(String::as_str)),
             ));
         };
-        if let Site::Node(node) | Site::NodeResult(node) = site {
+        if let Site::Node(node) | Site::NodeResult(node) | Site::Foreach(node) = site {
             let current = &self.node_ids[node];
             if target == node {
                 return Err(OutOfScope::new(

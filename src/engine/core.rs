@@ -5,6 +5,7 @@
 //! one, set a timer). No tokio, no SQLite, no clock: every message comes with its time.
 
 mod end;
+mod fan;
 mod finish;
 mod frame;
 mod launch;

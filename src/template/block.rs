@@ -13,7 +13,7 @@ use super::env::{ENV, GLOBALS, configured};
 use crate::source::Span;
 
 /// A compiled value: the shape of what was written, with templates where they were.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Block {
     /// No template inside: the value as written.
     Literal(serde_json::Value),
@@ -24,6 +24,7 @@ pub(crate) enum Block {
 
 /// One compiled template or expression, with its text, its place in the file and the
 /// variables it reads (dotted paths, in the order they first appear).
+#[derive(Clone)]
 pub(crate) struct Template {
     pub(crate) text: String,
     pub(crate) span: Span,
@@ -46,6 +47,7 @@ impl std::fmt::Debug for Template {
 }
 
 /// Where a pipeline's text templates are compiled and kept.
+#[derive(Clone)]
 pub(crate) struct Templates {
     env: Environment<'static>,
     /// What each distinct text compiled to: the same text (`{{ inputs.service }}` in

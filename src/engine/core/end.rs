@@ -52,7 +52,7 @@ impl Core {
             let id = self.frames[r.frame].qualified(r.node);
             let outputs =
                 self.frames[r.frame].outputs.get(&node.id).map_or_else(|| json!({}), |o| o["outputs"].clone());
-            let extra = [("outputs", outputs)];
+            let extra = self.node_scope(r, &[("outputs", outputs)]);
             let prepared = match &undo.condition {
                 Some(condition) => match self.condition(r.frame, condition, &extra) {
                     Ok(true) => self.prepare(r.frame, undo.action, undo.with.as_ref(), &extra, "undo.with").map(Some),

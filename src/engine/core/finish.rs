@@ -86,7 +86,8 @@ impl Core {
         let id = self.frames[r.frame].qualified(r.node);
         let result = match &spec.result_metadata {
             Some(block) => {
-                match self.render(r.frame, block, Purpose::Record, &[("outputs", outputs.clone())], "result_metadata") {
+                let scope = self.node_scope(r, &[("outputs", outputs.clone())]);
+                match self.render(r.frame, block, Purpose::Record, &scope, "result_metadata") {
                     Ok(v) => Some(v),
                     // The action did its work; a broken result template fails the node.
                     Err(e) => return self.fail_node(r, attempt, e, false),
@@ -108,6 +109,7 @@ impl Core {
         let node_phase = spec.phase.clone().unwrap_or_else(|| self.phase.clone());
         self.record(Change::NodeSucceeded { id, attempt, outputs, started_at, result, node_phase });
         self.frame_finished(r.frame);
+        self.settle_fan(r.frame);
     }
 
     pub(super) fn skip(&mut self, r: NodeRef) {
@@ -118,6 +120,7 @@ impl Core {
         self.update_progress();
         self.record(Change::NodeSkipped { id });
         self.frame_finished(r.frame);
+        self.settle_fan(r.frame);
     }
 
     fn frame_finished(&mut self, frame: usize) {
@@ -130,6 +133,18 @@ impl Core {
     pub(super) fn complete_child(&mut self, child: usize) {
         let (parent, node) = self.frames[child].parent.expect("a child frame has a parent");
         let parent_ref = NodeRef { frame: parent, node };
+        // Inside an item that failed already (`on_failure: continue`): nothing to finish.
+        if matches!(self.frames[parent].states[node], NodeState::Failed) {
+            return;
+        }
+        if self.frames[child].fan.is_some() {
+            self.done_share -= self.frames[parent].node_share(node);
+            if !self.frames[child].has_weight() {
+                self.done_share += self.frames[child].share;
+            }
+            let outputs = self.fan_outputs(child);
+            return self.succeed_node(parent_ref, 1, outputs);
+        }
         if !self.frames[child].has_weight() {
             self.done_share += self.frames[child].share;
         }
@@ -163,13 +178,30 @@ impl Core {
         }
         self.frames[r.frame].states[r.node] = NodeState::Failed;
         self.record(Change::NodeFailed { id: id.clone(), attempt, error: error.clone(), started_at });
+        // Inside an item that failed already: it was counted then.
+        if self.frame_dead(r.frame) {
+            return;
+        }
+        // An item of a `foreach` with `on_failure: continue` fails alone.
+        let alone = |core: &Core, frame: usize| {
+            core.accepting() && core.frames[frame].fan.as_ref().is_some_and(|fan| fan.keep_going)
+        };
+        if alone(self, r.frame) {
+            return self.item_failed(r.frame, id, error);
+        }
         let mut child = r.frame;
         while let Some((parent, node)) = self.frames[child].parent {
-            let message = format!("sub-pipeline `{}` failed at `{id}`", self.frames[child].plan.name);
+            let message = match self.frames[child].fan {
+                Some(_) => format!("`{id}` failed"),
+                None => format!("sub-pipeline `{}` failed at `{id}`", self.frames[child].plan.name),
+            };
             let parent_id = self.frames[parent].qualified(node);
             let selection = self.frames[child].selection.clone();
             self.frames[parent].states[node] = NodeState::Failed;
-            self.record(Change::FrameFailed { id: parent_id, error: message, selection });
+            self.record(Change::FrameFailed { id: parent_id.clone(), error: message, selection });
+            if alone(self, parent) {
+                return self.item_failed(parent, parent_id, format!("{error} (at `{id}`)"));
+            }
             child = parent;
         }
         if self.failure.is_none() {

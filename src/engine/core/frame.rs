@@ -33,7 +33,22 @@ pub(crate) struct Frame {
     /// started.
     pub(crate) selection: Option<Value>,
     pub(crate) started_at: Option<String>,
+    /// For the items of a `foreach` node: what each of its nodes is the copy for.
+    pub(crate) fan: Option<Fan>,
     total_weight: f64,
+}
+
+/// The items of a `foreach` node, one node of the frame each.
+#[derive(Debug)]
+pub(crate) struct Fan {
+    /// `item` of each node, by index.
+    pub(crate) items: Vec<Value>,
+    pub(crate) keys: Vec<String>,
+    /// At most this many items at once (0: no bound of its own).
+    pub(crate) limit: usize,
+    pub(crate) keep_going: bool,
+    /// The items that failed (with `keep_going`): qualified id, error.
+    pub(crate) failed: Vec<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -106,6 +121,7 @@ impl Frame {
             position,
             selection: None,
             started_at: None,
+            fan: None,
         };
         for i in 0..n {
             let row = checkpoints.get(&frame.qualified(i));
@@ -147,6 +163,11 @@ impl Frame {
 
     pub(crate) fn is_done(&self, node: usize) -> bool {
         matches!(self.states[node], NodeState::Succeeded | NodeState::Skipped)
+    }
+
+    /// How many of its nodes are under way (running, retrying, or a sub-pipeline).
+    pub(crate) fn under_way(&self) -> usize {
+        self.states.iter().filter(|s| matches!(s, NodeState::Running(_) | NodeState::Child)).count()
     }
 
     /// Pending nodes whose needs are all done.

@@ -76,16 +76,20 @@ impl Core {
         let plan = Arc::clone(&self.frames[r.frame].plan);
         let spec = &plan.nodes[r.node];
         let id = self.frames[r.frame].qualified(r.node);
+        if let Some(foreach) = &spec.foreach {
+            return self.start_fan_out(r, foreach, id);
+        }
+        let scope = self.node_scope(r, &[]);
 
         if let Some(condition) = &spec.condition {
-            match self.condition(r.frame, condition, &[]) {
+            match self.condition(r.frame, condition, &scope) {
                 Ok(true) => {}
                 Ok(false) => return self.skip(r),
                 Err(e) => return self.fail_node(r, 1, format!("`if: {}`: {e}", condition.text), false),
             }
         }
         let metadata = match &spec.metadata {
-            Some(block) => match self.render(r.frame, block, Purpose::Record, &[], "metadata") {
+            Some(block) => match self.render(r.frame, block, Purpose::Record, &scope, "metadata") {
                 Ok(v) => Some(v),
                 Err(e) => return self.fail_node(r, 1, e, false),
             },
@@ -95,7 +99,7 @@ impl Core {
         let metadata = metadata.unwrap_or_else(|| json!({}));
         match &spec.kind {
             NodeKind::Action(action) => {
-                let with = match self.prepare(r.frame, action, spec.with.as_ref(), &[], "with") {
+                let with = match self.prepare(r.frame, action, spec.with.as_ref(), &scope, "with") {
                     Ok(with) => with,
                     Err(e) => return self.fail_node(r, 1, e, false),
                 };
@@ -146,7 +150,7 @@ impl Core {
         let spec = &plan.nodes[r.node];
         let NodeKind::Action(action) = spec.kind else { return };
         let id = self.frames[r.frame].qualified(r.node);
-        match self.prepare(r.frame, action, spec.with.as_ref(), &[], "with") {
+        match self.prepare(r.frame, action, spec.with.as_ref(), &self.node_scope(r, &[]), "with") {
             Ok(with) => {
                 if let NodeState::Running(state) = &mut self.frames[r.frame].states[r.node] {
                     state.task = TaskState::Active;
@@ -228,11 +232,12 @@ impl Core {
     /// Which alternative a sub-pipeline node runs, and its inputs (`with`, rendered).
     fn select(&self, r: NodeRef, sub: &SubPipeline) -> Result<(String, Value), String> {
         let plan = &self.frames[r.frame].plan;
+        let scope = self.node_scope(r, &[]);
         let with = match &plan.nodes[r.node].with {
-            Some(block) => self.render(r.frame, block, Purpose::Action, &[], "with")?,
+            Some(block) => self.render(r.frame, block, Purpose::Action, &scope, "with")?,
             None => json!({}),
         };
-        let ctx = self.context(r.frame, Purpose::Action, &[]);
+        let ctx = self.context(r.frame, Purpose::Action, &scope);
         let (selected, _) = sub.choose(&plan.templates, &ctx).map_err(|e| self.masker.mask(&e).into_owned())?;
         Ok((selected.to_string(), with))
     }

@@ -156,9 +156,22 @@ impl Core {
         loop {
             match &self.mode {
                 Mode::Running => {
+                    // Items of a `foreach` beyond its `parallel` wait for their turn.
+                    let mut held = Vec::new();
                     while matches!(self.mode, Mode::Running) && self.running.len() < self.parallel {
-                        let Some(Reverse((frame, _, node))) = self.ready.pop() else { break };
+                        let Some(Reverse(entry)) = self.ready.pop() else { break };
+                        let (frame, _, node) = entry;
+                        if self.frame_dead(frame) {
+                            continue;
+                        }
+                        if self.frame_full(frame) {
+                            held.push(entry);
+                            continue;
+                        }
                         self.start_node(NodeRef { frame, node });
+                    }
+                    for entry in held {
+                        self.ready.push(Reverse(entry));
                     }
                     if !matches!(self.mode, Mode::Running) {
                         continue;

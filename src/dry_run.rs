@@ -54,7 +54,7 @@ pub struct DryRunError {
 
 pub fn dry_run(plan: &Plan, inputs: Map<String, serde_json::Value>) -> Result<DryRun, DryRunError> {
     let mut walker = Walker { nodes: Vec::new(), done: 0.0, total: 1.0, root: plan.name.clone() };
-    walker.walk(plan, &inputs, "", 1.0)?;
+    walker.walk(plan, &inputs, "", 1.0, None)?;
     let last = walker.nodes.len();
     if let Some(end) = walker.nodes.last_mut().filter(|_| last > 0) {
         end.progress_end = 100;
@@ -83,7 +83,7 @@ fn percent(share: f64) -> u8 {
 }
 
 impl Walker {
-    fn context(&self, inputs: &Map<String, serde_json::Value>) -> Value {
+    fn context(&self, inputs: &Map<String, serde_json::Value>, item: Option<&serde_json::Value>) -> Value {
         let deployment = json!({
             "id": "<deployment.id>",
             "short_id": "<deployment.short_id>",
@@ -100,22 +100,25 @@ impl Walker {
             ("outputs", Value::from_object(Placeholder("outputs".into()))),
         ]
         .into_iter()
+        .chain(item.map(|item| ("item", Value::from(minijinja::value::Serde(item)))))
         .collect();
         Value::from(scope)
     }
 
-    /// Walks `plan` whose nodes together are worth `share` of the whole run.
+    /// Walks `plan` whose nodes together are worth `share` of the whole run; the nodes
+    /// of a `foreach` get their `items`, one each.
     fn walk(
         &mut self,
         plan: &Plan,
         inputs: &Map<String, serde_json::Value>,
         prefix: &str,
         share: f64,
+        items: Option<&[serde_json::Value]>,
     ) -> Result<(), DryRunError> {
-        let ctx = self.context(inputs);
         let total = plan.total_weight();
         for &i in &plan.order {
             let node = &plan.nodes[i];
+            let ctx = self.context(inputs, items.map(|items| &items[i]));
             let id = format!("{prefix}{}", node.id);
             let node_share = if total > 0.0 { share * node.weight / total } else { 0.0 };
             let fail_at = |span: crate::source::Span, message: String| {
@@ -123,6 +126,42 @@ impl Walker {
                 DryRunError { node: id.clone(), message, file: plan.source.name.clone(), line, column }
             };
             let fail = |message: String| fail_at(node.id_span, message);
+            if let Some(foreach) = &node.foreach {
+                let start = percent(self.done / self.total);
+                let mut entry = PlannedNode {
+                    node: id.clone(),
+                    phase: node.phase.clone(),
+                    progress_start: start,
+                    progress_end: start,
+                    skipped: false,
+                    note: None,
+                    uses: None,
+                    pipeline: None,
+                    with: serde_json::Value::Null,
+                    metadata: serde_json::Value::Null,
+                };
+                if reads_nodes(&foreach.items) {
+                    entry.note = Some(format!("once per item of `{}`, known at run time", foreach.items.text));
+                    self.done += node_share;
+                    entry.progress_end = percent(self.done / self.total);
+                    self.nodes.push(entry);
+                    continue;
+                }
+                let (values, keys) = crate::plan::foreach_items(foreach, &plan.templates, &ctx, &|item| {
+                    self.context(inputs, Some(item))
+                })
+                .map_err(|e| fail_at(foreach.items.span, e))?;
+                entry.note = Some(format!(
+                    "once per item: {}",
+                    keys.iter().map(|k| format!("{id}[{k}]")).collect::<Vec<_>>().join(", ")
+                ));
+                let container = self.nodes.len();
+                self.nodes.push(entry);
+                let fanned = plan.fan_out(i, &keys);
+                self.walk(&fanned, inputs, &id, node_share, Some(&values))?;
+                self.nodes[container].progress_end = percent(self.done / self.total);
+                continue;
+            }
 
             let (skipped, note) = match &node.condition {
                 None => (false, None),
@@ -201,7 +240,7 @@ impl Walker {
                                 crate::compiler::inputs::resolve(&child.inputs, &child_inputs).map_err(|problems| {
                                     fail(problems.iter().map(|p| p.message.clone()).collect::<Vec<_>>().join("; "))
                                 })?;
-                            self.walk(&child, &child_inputs, &format!("{id}."), node_share)?;
+                            self.walk(&child, &child_inputs, &format!("{id}."), node_share, None)?;
                         }
                         None => self.done += node_share,
                     }

@@ -148,6 +148,76 @@ pub(crate) struct Foreach {
     pub(crate) keep_going: bool,
 }
 
+/// The longest item name, and what it may be made of (it is part of a node id).
+const KEY_MAX: usize = 64;
+
+fn valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= KEY_MAX
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@'))
+}
+
+/// The items of a `foreach` and their names: the list rendered in `ctx`, each name by
+/// `key` (rendered in `with_item(item)`) or from the item itself. The engine and
+/// `phased plan` both name items here.
+pub(crate) fn foreach_items(
+    foreach: &Foreach,
+    templates: &Templates,
+    ctx: &minijinja::Value,
+    with_item: &dyn Fn(&serde_json::Value) -> minijinja::Value,
+) -> Result<(Vec<serde_json::Value>, Vec<String>), String> {
+    use serde_json::Value;
+    let items = match foreach.items.eval(templates, ctx) {
+        Ok(Value::Array(items)) => items,
+        Ok(other) => {
+            let kind = match other {
+                Value::Object(_) => "a mapping",
+                Value::String(_) => "text",
+                Value::Null => "nothing",
+                _ => "a single value",
+            };
+            return Err(format!("`foreach` (`{}`) must give a list, and gave {kind}", foreach.items.text));
+        }
+        Err(e) => {
+            return Err(format!("`foreach` (`{}`): {}", foreach.items.text, crate::template::describe_error(&e)));
+        }
+    };
+    let mut keys: Vec<String> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let key = match &foreach.key {
+            Some(template) => match template.eval(templates, &with_item(item)) {
+                Ok(Value::String(s)) => s,
+                Ok(Value::Null) => String::new(),
+                Ok(other) => other.to_string(),
+                Err(e) => {
+                    let e = crate::template::describe_error(&e);
+                    return Err(format!("`foreach.key` (`{}`) of item {i}: {e}", template.text));
+                }
+            },
+            None => match item {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Object(o) => match o.get("name") {
+                    Some(Value::String(name)) => name.clone(),
+                    _ => i.to_string(),
+                },
+                _ => i.to_string(),
+            },
+        };
+        if !valid_key(&key) {
+            return Err(format!(
+                "item {i} of `foreach` is named `{key}`, which cannot be part of a node id: \
+                 use letters, digits and `-_.:@`, at most {KEY_MAX} (set `foreach.key`)"
+            ));
+        }
+        if keys.contains(&key) {
+            return Err(format!("two items of `foreach` are named `{key}`: set `foreach.key` to tell them apart"));
+        }
+        keys.push(key);
+    }
+    Ok((items, keys))
+}
+
 impl Plan {
     /// The pipeline instance a `foreach` node runs: one copy of the node per item,
     /// `[key]` each (qualified under the node's id: `deploy[host-a]`), with no `needs`

@@ -15,10 +15,7 @@ use crate::store::{NodeRow, Store};
 pub fn planned_nodes(store: &dyn Store, row: &crate::store::RunRow, nodes: &[NodeRow]) -> Vec<String> {
     let Ok((_, _, files)) = store.snapshot(row.snapshot_id) else { return Vec::new() };
     let Ok(plan) = Snapshot::from_json(&files).compile() else { return Vec::new() };
-    let selected = |id: &str| {
-        let row = nodes.iter().find(|n| n.node == id)?;
-        row.outputs.as_ref()?.get("$selected")?.as_str().map(str::to_string)
-    };
+    let selected = |id: &str| super::core::recorded_choice(nodes, id);
     let mut ids = Vec::new();
     planned_ids(&plan, "", &selected, &mut ids);
     ids
@@ -62,7 +59,8 @@ pub fn preview(store: &dyn Store, id: &str, reload: Option<&Plan>) -> Result<Res
         None => None,
     };
     let plan = reload.unwrap_or(&old);
-    let selected = |node: &str| checkpoints.get(node)?.outputs.as_ref()?.get("$selected")?.as_str().map(str::to_string);
+    let rows: Vec<NodeRow> = checkpoints.values().cloned().collect();
+    let selected = |node: &str| super::core::recorded_choice(&rows, node);
     let mut ids = Vec::new();
     planned_ids(plan, "", &selected, &mut ids);
     let nodes = ids

@@ -115,10 +115,7 @@ pub fn graph_json(store: &dyn Store, id: &str) -> Result<Option<Value>, StoreErr
     let Ok(plan) = super::Snapshot::from_json(&files).compile() else {
         return Ok(Some(json!({"run": id, "nodes": []})));
     };
-    let selected = |id: &str| {
-        let row = checkpoints.iter().find(|n| n.node == id)?;
-        row.outputs.as_ref()?.get("$selected")?.as_str().map(str::to_string)
-    };
+    let selected = |id: &str| super::core::recorded_choice(&checkpoints, id);
     let mut nodes = Vec::new();
     graph_of(&plan, "", None, &selected, &mut nodes);
     Ok(Some(json!({"run": id, "nodes": nodes})))
@@ -152,6 +149,17 @@ fn graph_of(
         };
         out.push(json!({"id": id, "phase": node.phase, "uses": uses, "parent": parent, "after": after}));
         ends[i] = vec![id.clone()];
+        // The items of a `foreach`, once it recorded them, inside its node.
+        if node.foreach.is_some() {
+            if let Some(keys) = selected(&format!("{id}[*]")) {
+                let keys: Vec<String> = keys.lines().map(str::to_string).collect();
+                let last = graph_of(&plan.fan_out(i, &keys), &id, Some(&id), selected, out);
+                if !last.is_empty() {
+                    ends[i] = last;
+                }
+            }
+            continue;
+        }
         if let NodeKind::Pipeline(sub) = &node.kind {
             let child = match sub {
                 SubPipeline::Fixed { plan, .. } => Some(plan),

@@ -15,15 +15,6 @@ use super::scope::Purpose;
 use super::transition::{Change, NodeRef};
 use crate::plan::Foreach;
 
-/// The longest item name, and what it may be made of (it is part of a node id).
-const KEY_MAX: usize = 64;
-
-fn valid_key(key: &str) -> bool {
-    !key.is_empty()
-        && key.len() <= KEY_MAX
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@'))
-}
-
 impl Core {
     /// The template scope of a node, plus `extra`: `item` for the items of a
     /// `foreach`.
@@ -39,63 +30,8 @@ impl Core {
     fn items_of(&self, r: NodeRef, foreach: &Foreach) -> Result<(Vec<Value>, Vec<String>), String> {
         let templates = &self.frames[r.frame].plan.templates;
         let ctx = self.context(r.frame, Purpose::Action, &[]);
-        let mask = |e: String| self.masker.mask(&e).into_owned();
-        let items = match foreach.items.eval(templates, &ctx) {
-            Ok(Value::Array(items)) => items,
-            Ok(other) => {
-                let kind = match other {
-                    Value::Object(_) => "a mapping",
-                    Value::String(_) => "text",
-                    Value::Null => "nothing",
-                    _ => "a single value",
-                };
-                return Err(format!("`foreach` (`{}`) must give a list, and gave {kind}", foreach.items.text));
-            }
-            Err(e) => {
-                return Err(mask(format!(
-                    "`foreach` (`{}`): {}",
-                    foreach.items.text,
-                    crate::template::describe_error(&e)
-                )));
-            }
-        };
-        let mut keys: Vec<String> = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            let key = match &foreach.key {
-                Some(template) => {
-                    let ctx = self.context(r.frame, Purpose::Action, &[("item", item.clone())]);
-                    match template.eval(templates, &ctx) {
-                        Ok(Value::String(s)) => s,
-                        Ok(Value::Null) => String::new(),
-                        Ok(other) => other.to_string(),
-                        Err(e) => {
-                            let e = crate::template::describe_error(&e);
-                            return Err(mask(format!("`foreach.key` (`{}`) of item {i}: {e}", template.text)));
-                        }
-                    }
-                }
-                None => match item {
-                    Value::String(s) => s.clone(),
-                    Value::Number(n) => n.to_string(),
-                    Value::Object(o) => match o.get("name") {
-                        Some(Value::String(name)) => name.clone(),
-                        _ => i.to_string(),
-                    },
-                    _ => i.to_string(),
-                },
-            };
-            if !valid_key(&key) {
-                return Err(mask(format!(
-                    "item {i} of `foreach` is named `{key}`, which cannot be part of a node id: \
-                     use letters, digits and `-_.:@`, at most {KEY_MAX} (set `foreach.key`)"
-                )));
-            }
-            if keys.contains(&key) {
-                return Err(format!("two items of `foreach` are named `{key}`: set `foreach.key` to tell them apart"));
-            }
-            keys.push(key);
-        }
-        Ok((items, keys))
+        let with_item = |item: &Value| self.context(r.frame, Purpose::Action, &[("item", item.clone())]);
+        crate::plan::foreach_items(foreach, templates, &ctx, &with_item).map_err(|e| self.masker.mask(&e).into_owned())
     }
 
     pub(super) fn start_fan_out(&mut self, r: NodeRef, foreach: &Foreach, id: String) {

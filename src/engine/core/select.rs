@@ -39,6 +39,25 @@ fn reset_in(plan: &Plan, prefix: &str, target: &str, nodes: &mut HashSet<String>
         Some((head, rest)) => (head, Some(rest)),
         None => (local, None),
     };
+    // An item of a `foreach` (`deploy[b]`, or inside it `deploy[b].run`): the item
+    // runs again, and so do its node and what comes after.
+    if let Some((base, _)) = head.split_once('[')
+        && head.ends_with(']')
+    {
+        let Some(index) = plan.nodes.iter().position(|n| n.id == base && n.foreach.is_some()) else { return false };
+        let item = format!("{prefix}{head}");
+        if rest.is_some() {
+            let NodeKind::Pipeline(sub) = &plan.nodes[index].kind else { return false };
+            let inner = format!("{item}.");
+            if !sub.plans().iter().any(|child| reset_in(child, &inner, target, nodes, prefixes)) {
+                return false;
+            }
+        } else {
+            prefixes.push(format!("{item}."));
+        }
+        nodes.insert(item);
+        return reset_in(plan, prefix, &format!("{prefix}{base}"), nodes, prefixes);
+    }
     let Some(index) = plan.nodes.iter().position(|n| n.id == head) else { return false };
     if let Some(_rest) = rest {
         let NodeKind::Pipeline(sub) = &plan.nodes[index].kind else { return false };
@@ -59,7 +78,12 @@ fn reset_in(plan: &Plan, prefix: &str, target: &str, nodes: &mut HashSet<String>
         }
         let id = format!("{prefix}{}", plan.nodes[i].id);
         if i != index || rest.is_none() {
-            if matches!(plan.nodes[i].kind, NodeKind::Pipeline(_)) {
+            if plan.nodes[i].foreach.is_some()
+                && !(i == index && nodes.iter().any(|n| n.starts_with(&format!("{id}["))))
+            {
+                // Every item, unless one item was asked for.
+                prefixes.push(format!("{id}["));
+            } else if matches!(plan.nodes[i].kind, NodeKind::Pipeline(_)) && plan.nodes[i].foreach.is_none() {
                 prefixes.push(format!("{id}."));
             }
             nodes.insert(id);
@@ -73,6 +97,28 @@ fn reset_in(plan: &Plan, prefix: &str, target: &str, nodes: &mut HashSet<String>
     true
 }
 
+/// What a run recorded of a node's choice, for [`planned_ids`]: the alternative a
+/// sub-pipeline node `id` selected, or, asked for `id[*]`, the names of the items of a
+/// `foreach` node (one a line).
+pub(crate) fn recorded_choice(nodes: &[crate::store::NodeRow], id: &str) -> Option<String> {
+    let (id, items) = match id.strip_suffix("[*]") {
+        Some(id) => (id, true),
+        None => (id, false),
+    };
+    let outputs = nodes.iter().find(|n| n.node == id)?.outputs.as_ref()?;
+    if !items {
+        return outputs.get("$selected")?.as_str().map(str::to_string);
+    }
+    let keys: Vec<String> = match (outputs.get("$items"), outputs.get("items")) {
+        (Some(serde_json::Value::Array(keys)), _) => {
+            keys.iter().filter_map(|k| k.as_str().map(str::to_string)).collect()
+        }
+        (_, Some(serde_json::Value::Object(items))) => items.keys().cloned().collect(),
+        _ => return None,
+    };
+    Some(keys.join("\n"))
+}
+
 /// The qualified ids of the nodes a run runs, in plan order, each sub-pipeline's nodes
 /// after it: of its fixed pipeline, or of the alternative `selected` says it recorded
 /// (one not chosen yet contributes none).
@@ -81,6 +127,13 @@ pub(crate) fn planned_ids(plan: &Plan, prefix: &str, selected: &dyn Fn(&str) -> 
         let node = &plan.nodes[i];
         let id = format!("{prefix}{}", node.id);
         out.push(id.clone());
+        if node.foreach.is_some() {
+            if let Some(keys) = selected(&format!("{id}[*]")) {
+                let keys: Vec<String> = keys.lines().map(str::to_string).collect();
+                planned_ids(&plan.fan_out(i, &keys), &id, selected, out);
+            }
+            continue;
+        }
         if let NodeKind::Pipeline(sub) = &node.kind {
             let child = match sub {
                 SubPipeline::Fixed { plan, .. } => Some(plan),

@@ -879,3 +879,106 @@ fn a_rollback_runs_the_old_image_again_without_a_build_and_with_zero_failed_requ
     assert!(said.contains("the image of release `back0001` is gone"), "{said}");
     assert_eq!(nginx.get(&host, "/").unwrap().1, "v3", "nothing changed");
 }
+
+/// One engine reached at an address of the test's own: a unix socket that forwards
+/// to the local engine's, opened and closed by the test (a host that is down, then
+/// back). Its threads stop with it.
+struct EngineDoor {
+    path: std::path::PathBuf,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EngineDoor {
+    fn open(path: &std::path::Path) -> EngineDoor {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        use std::sync::atomic::Ordering;
+        let listener = UnixListener::bind(path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let running = open.clone();
+        let thread = std::thread::spawn(move || {
+            while running.load(Ordering::Relaxed) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                client.set_nonblocking(false).unwrap();
+                let Ok(engine) = UnixStream::connect("/var/run/docker.sock") else { continue };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), engine.try_clone().unwrap()),
+                    (engine.try_clone().unwrap(), client.try_clone().unwrap()),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        EngineDoor { path: path.to_path_buf(), open, thread: Some(thread) }
+    }
+}
+
+impl Drop for EngineDoor {
+    fn drop(&mut self) {
+        self.open.store(false, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[test]
+fn the_fleet_deploys_on_three_engines_goes_on_past_one_that_is_down_and_a_resume_deploys_only_there() {
+    let env = Env::new();
+    let services = [Service::new("fleet-a"), Service::new("fleet-b"), Service::new("fleet-c")];
+    let door = env.path("engine-c.sock");
+    // Three addresses of engines: the local socket, tcp with TLS, and one that is down.
+    let hosts = json!([
+        {"name": "local", "docker_host": "unix:///var/run/docker.sock", "service": services[0].0},
+        {"name": "tls", "docker_host": TLS_HOST, "service": services[1].0},
+        {"name": "flaky", "docker_host": format!("unix://{}", door.display()), "service": services[2].0},
+    ]);
+    let inputs = json!({
+        "service": services[0].0,
+        "source": embedded(&env, busybox_app("<h1>fleet</h1>", true, "0")),
+        "health_path": "/health",
+        "hosts": hosts,
+    });
+    let file = env.write("fleet.inputs.yaml", &inputs.to_string());
+    let tls = [("DOCKER_TLS_VERIFY", "1"), ("DOCKER_CERT_PATH", TLS_DIR)];
+    let run = ["run", "docker-fleet", "--id", "fleet001", "--inputs", file.to_str().unwrap(), "--format", "jsonl"];
+    let out = env.command(&run).envs(tls).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let status = env.status("fleet001");
+    let error = status["error"].as_str().unwrap();
+    assert!(error.contains("1 of 3 items failed (hosts[flaky])"), "{error}");
+    assert!(error.contains(&format!("cannot reach the Docker engine at unix://{}", door.display())), "{error}");
+    // The two engines that were up serve the new container.
+    for service in &services[..2] {
+        let containers = service.containers();
+        assert_eq!(containers.len(), 1, "{containers:?}");
+        assert!(containers[0].contains(" running "), "{containers:?}");
+    }
+    assert!(services[2].containers().is_empty());
+
+    // The third host is back: the resume deploys there only.
+    let _door = EngineDoor::open(&door);
+    let out = env.command(&["resume", "fleet001", "--format", "jsonl"]).envs(tls).output().unwrap();
+    assert_ok(&out);
+    let started = started(&out);
+    assert!(started.contains(&"hosts[flaky].build".to_string()), "{started:?}");
+    for kept in ["source.generate", "hosts[local].build", "hosts[tls].build", "hosts[local].serve.container"] {
+        assert!(!started.contains(&kept.to_string()), "{kept} finished before: {started:?}");
+    }
+    let status = env.status("fleet001");
+    assert_eq!(status["status"], "succeeded");
+    let served = &status["phase_metadata"]["hosts"];
+    for name in ["local", "tls", "flaky"] {
+        let port = served[name]["host_port"].as_u64().unwrap_or_else(|| panic!("{name}: {served}")) as u16;
+        assert_eq!(support::http_get(port, "127.0.0.1", "/").unwrap(), (200, "<h1>fleet</h1>".to_string()), "{name}");
+    }
+    assert_eq!(services[2].containers().len(), 1);
+}

@@ -33,7 +33,10 @@ impl Core {
         let mut queue = Vec::new();
         for (f, frame) in self.frames.iter().enumerate() {
             for &n in &frame.plan.order {
-                if matches!(frame.states[n], NodeState::Succeeded) && frame.plan.nodes[n].undo.is_some() {
+                if matches!(frame.states[n], NodeState::Succeeded)
+                    && frame.plan.nodes[n].undo.is_some()
+                    && !self.kept_by_fan(NodeRef { frame: f, node: n })
+                {
                     queue.push(NodeRef { frame: f, node: n });
                 }
             }

@@ -87,6 +87,23 @@ impl Core {
         false
     }
 
+    /// Whether a node is part of an item that succeeded in a `foreach` with
+    /// `on_failure: continue`: what it did stays when the run fails (only the failed
+    /// items are resumed), so it is not undone.
+    pub(super) fn kept_by_fan(&self, r: NodeRef) -> bool {
+        let (mut frame, mut node) = (r.frame, r.node);
+        loop {
+            let f = &self.frames[frame];
+            if f.fan.as_ref().is_some_and(|fan| fan.keep_going) && matches!(f.states[node], NodeState::Succeeded) {
+                return true;
+            }
+            match f.parent {
+                Some((parent, at)) => (frame, node) = (parent, at),
+                None => return false,
+            }
+        }
+    }
+
     /// The outputs of a `foreach` node whose items all finished: each item's, by name.
     pub(super) fn fan_outputs(&self, frame: usize) -> Value {
         let f = &self.frames[frame];

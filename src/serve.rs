@@ -321,8 +321,8 @@ pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), Str
             })
         };
         let hub_thread = {
-            let (db, durability, tx) = (app.db.clone(), app.durability, app.events.clone());
-            std::thread::spawn(move || streams::hub(db, durability, tx, shutdown))
+            let (db, durability, tx, wake) = (app.db.clone(), app.durability, app.events.clone(), app.queued.clone());
+            std::thread::spawn(move || streams::hub(db, durability, tx, wake, shutdown))
         };
         // Interrupted runs whose holder is gone go to the workers first.
         let requeued = app

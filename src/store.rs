@@ -115,6 +115,11 @@ impl StoreError {
                 format!("the database `{}` cannot be written: it is read-only ({self})", shown(db)),
                 "read commands (`status`, `logs`) still work; to run, make it writable or pass another with --db PATH",
             ),
+            Trouble::Other if is_url(db) => (
+                format!("{self}"),
+                "check that the server is up and the URL's host, port, user, database and sslmode \
+                 (PGSSLROOTCERT: the certificate to trust for TLS), or pass another with --db (or PHASED_DB)",
+            ),
             Trouble::Other => (format!("{self}"), "pass another database with --db PATH (or PHASED_DB)"),
         }
     }

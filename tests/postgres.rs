@@ -318,3 +318,30 @@ fn migrate_copies_a_sqlite_history_into_postgresql_where_it_goes_on() {
     let out = sqlite.run(&["migrate", "--from", "sqlite:nowhere.db", "--to", &url]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_url_that_asks_for_tls_gets_it_checked_against_the_servers_certificate() {
+    let pg = Postgres::start_tls();
+    let env = Env::new();
+    let file = env.write("one.yaml", "version: 1\nname: one\nnodes:\n  a: {phase: BUILDING, uses: noop}\n");
+    let base = format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port);
+    let run = |url: &str, root: Option<&std::path::Path>| {
+        let mut cmd = env.command(&["run", file.to_str().unwrap()]);
+        cmd.env("PHASED_DB", url).env("PHASED_DATA_DIR", env.path("state"));
+        match root {
+            Some(root) => cmd.env("PGSSLROOTCERT", root),
+            None => cmd.env_remove("PGSSLROOTCERT"),
+        };
+        cmd.output().unwrap()
+    };
+    // This server refuses connections without TLS.
+    let out = run(&format!("{base}?sslmode=disable"), None);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect to the PostgreSQL database"));
+    // TLS against the system's roots: its self-signed certificate is not trusted.
+    let out = run(&format!("{base}?sslmode=require"), None);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    // Trusting its certificate: the run is recorded over TLS.
+    let out = run(&format!("{base}?sslmode=require"), Some(&pg.certificate()));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}

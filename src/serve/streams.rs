@@ -136,6 +136,7 @@ pub(super) fn hub(
     db: PathBuf,
     durability: Durability,
     tx: tokio::sync::broadcast::Sender<Arc<Value>>,
+    wake: Arc<super::workers::Wake>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut last = None;
@@ -159,9 +160,17 @@ pub(super) fn hub(
         last = Some(after);
         match open.events(None, after, STREAM_PAGE) {
             Ok(events) if !events.is_empty() => {
+                // A run queued, or one that ended (its target is free), by any process
+                // on the database: the workers look again at once.
+                let news = events.iter().any(|e| {
+                    matches!(e["event"].as_str(), Some("run_queued" | "run_succeeded" | "run_failed" | "run_interrupted"))
+                });
                 for event in events {
                     last = event["seq"].as_i64().or(last);
                     let _ = tx.send(Arc::new(event));
+                }
+                if news {
+                    wake.bump();
                 }
             }
             Ok(_) => open.wait_for_events(HUB_POLL),

@@ -64,7 +64,8 @@ impl Store for PgStore {
 
     fn snapshot(&self, id: i64) -> Result<(String, String, Value), StoreError> {
         self.call(|c| {
-            let row = c.client.query_one("SELECT root, hash, files FROM snapshots WHERE id = $1", &[&id])?;
+            let st = c.cached("SELECT root, hash, files FROM snapshots WHERE id = $1")?;
+            let row = c.client.query_one(&st, &[&id])?;
             Ok((row.get(0), row.get(1), json(row.get(2))))
         })
     }
@@ -104,7 +105,10 @@ impl Store for PgStore {
 
     fn run(&self, id: &str) -> Result<Option<RunRow>, StoreError> {
         let sql = format!("SELECT {RUN_COLUMNS} FROM deployments WHERE id = $1");
-        self.call(|c| Ok(c.client.query_opt(&sql, &[&id])?.as_ref().map(run_row)))
+        self.call(|c| {
+            let st = c.cached(&sql)?;
+            Ok(c.client.query_opt(&st, &[&id])?.as_ref().map(run_row))
+        })
     }
 
     fn runs(&self) -> Result<Vec<RunRow>, StoreError> {
@@ -136,7 +140,10 @@ impl Store for PgStore {
             "SELECT {NODE_COLUMNS} FROM node_checkpoints WHERE deployment_id = $1 \
              ORDER BY COALESCE(started_at, finished_at) NULLS FIRST, node"
         );
-        self.call(|c| Ok(c.client.query(&sql, &[&run])?.iter().map(|r| node_row(run, r)).collect()))
+        self.call(|c| {
+            let st = c.cached(&sql)?;
+            Ok(c.client.query(&st, &[&run])?.iter().map(|r| node_row(run, r)).collect())
+        })
     }
 
     fn history(&self, run: &str) -> Result<Vec<HistoryRow>, StoreError> {
@@ -160,11 +167,11 @@ impl Store for PgStore {
 
     fn events(&self, run: Option<&str>, after: i64, limit: usize) -> Result<Vec<Value>, StoreError> {
         self.call(|c| {
-            let rows = c.client.query(
+            let st = c.cached(
                 "SELECT seq, data FROM events WHERE seq > $1 AND ($2::text IS NULL OR deployment_id = $2) \
                  ORDER BY seq LIMIT $3",
-                &[&after, &run, &(limit as i64)],
             )?;
+            let rows = c.client.query(&st, &[&after, &run, &(limit as i64)])?;
             Ok(rows
                 .iter()
                 .map(|r| {
@@ -220,7 +227,8 @@ impl Store for PgStore {
 
     fn stop_requested(&self, id: &str) -> Result<StopRequest, StoreError> {
         let value: i32 = self.call(|c| {
-            Ok(c.client.query_one("SELECT cancel_requested FROM deployments WHERE id = $1", &[&id])?.get(0))
+            let st = c.cached("SELECT cancel_requested FROM deployments WHERE id = $1")?;
+            Ok(c.client.query_one(&st, &[&id])?.get(0))
         })?;
         Ok(match value {
             0 => StopRequest::None,

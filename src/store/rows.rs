@@ -224,3 +224,20 @@ pub struct NotificationRow {
     pub created_at: String,
     pub delivered_at: Option<String>,
 }
+
+/// Which checkpoint writes of a batch a later write of the same node replaces (a node
+/// that started and finished within one transaction is written once). A reset in
+/// between keeps both.
+pub(super) fn superseded_checkpoints(batch: &[super::Write]) -> Vec<bool> {
+    let mut superseded = vec![false; batch.len()];
+    let mut later = std::collections::HashSet::new();
+    for (i, write) in batch.iter().enumerate().rev() {
+        match write {
+            super::Write::Node(n) => superseded[i] = !later.insert((n.run.as_str(), n.node.as_str())),
+            super::Write::ResetNodes { .. } => later.clear(),
+            _ => {}
+        }
+    }
+    superseded
+}
+

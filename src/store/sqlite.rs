@@ -18,7 +18,8 @@ use super::{
     NotificationRow, RunFilter, RunRow, RunStatus, StopRequest, Store, StoreError, TokenRow, Write,
 };
 use crate::raw::Policy;
-use rows::{RUN_COLUMNS, RowState, json, run_row, superseded_checkpoints};
+use super::rows::superseded_checkpoints;
+use rows::{RUN_COLUMNS, RowState, json, run_row};
 
 pub struct SqliteStore {
     conn: Connection,

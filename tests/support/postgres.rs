@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub struct Postgres {
     dir: tempfile::TempDir,
     pub port: u16,
+    tls: bool,
 }
 
 fn script() -> PathBuf {
@@ -18,11 +19,25 @@ fn script() -> PathBuf {
 impl Postgres {
     /// Initializes and starts a cluster (about a second).
     pub fn start() -> Postgres {
+        Postgres::start_with(false)
+    }
+
+    /// A cluster that takes TLS connections only ([`Postgres::certificate`]).
+    pub fn start_tls() -> Postgres {
+        Postgres::start_with(true)
+    }
+
+    /// The self-signed certificate of a TLS cluster.
+    pub fn certificate(&self) -> PathBuf {
+        self.dir.path().join("pg/server.crt")
+    }
+
+    fn start_with(tls: bool) -> Postgres {
         let dir = tempfile::tempdir().unwrap();
         // The server runs as `postgres` when the tests run as root: it must reach its folder.
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         // Tests run in parallel: a free port may be taken before the server binds it.
-        let mut pg = Postgres { dir, port: 0 };
+        let mut pg = Postgres { dir, port: 0, tls };
         for _ in 0..5 {
             pg.port = super::free_port();
             if pg.try_server("start").is_ok() {
@@ -35,7 +50,14 @@ impl Postgres {
 
     fn try_server(&self, action: &str) -> Result<(), String> {
         let data = self.dir.path().join("pg");
-        let out = Command::new(script()).arg(action).arg(&data).arg(self.port.to_string()).output().unwrap();
+        let tls = if self.tls { "1" } else { "" };
+        let out = Command::new(script())
+            .arg(action)
+            .arg(&data)
+            .arg(self.port.to_string())
+            .env("PHASED_PG_TLS", tls)
+            .output()
+            .unwrap();
         if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).into_owned()) }
     }
 

@@ -28,7 +28,7 @@ const RECONNECT_FOR: Duration = Duration::from_secs(30);
 
 pub(super) struct Conn {
     pub(super) client: Client,
-    statements: HashMap<&'static str, Statement>,
+    statements: HashMap<String, Statement>,
     /// The last history `seq` of each run this store wrote to (only a run's lease
     /// holder writes its history).
     pub(super) history_seq: HashMap<String, i64>,
@@ -52,20 +52,30 @@ impl Conn {
 
     /// A statement prepared once per connection.
     pub(super) fn prepare(
-        statements: &mut HashMap<&'static str, Statement>,
+        statements: &mut HashMap<String, Statement>,
         client: &mut impl postgres::GenericClient,
-        sql: &'static str,
+        sql: &str,
     ) -> Result<Statement, postgres::Error> {
         if let Some(statement) = statements.get(sql) {
             return Ok(statement.clone());
         }
         let statement = client.prepare(sql)?;
-        statements.insert(sql, statement.clone());
+        statements.insert(sql.to_string(), statement.clone());
         Ok(statement)
     }
 
+    /// A transaction whose statements are prepared once per connection.
+    pub(super) fn begin(&mut self) -> Result<Tx<'_>, postgres::Error> {
+        Ok(Tx { tx: self.client.transaction()?, statements: &mut self.statements })
+    }
+
+    /// A statement of this connection's cache, outside a transaction.
+    pub(super) fn cached(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
+        Conn::prepare(&mut self.statements, &mut self.client, sql)
+    }
+
     /// The cache and the client, apart (a transaction borrows the client).
-    pub(super) fn parts(&mut self) -> (&mut Client, &mut HashMap<&'static str, Statement>, &mut HashMap<String, i64>) {
+    pub(super) fn parts(&mut self) -> (&mut Client, &mut HashMap<String, Statement>, &mut HashMap<String, i64>) {
         (&mut self.client, &mut self.statements, &mut self.history_seq)
     }
 
@@ -152,9 +162,31 @@ pub(super) struct Link {
     conn: Option<Conn>,
 }
 
+/// Connections a store of this process closed, kept for the next store of the same
+/// database (a worker opens one for every run it takes; a connection costs a few
+/// milliseconds, a statement tens of microseconds).
+static IDLE: std::sync::Mutex<Vec<(String, Conn)>> = std::sync::Mutex::new(Vec::new());
+const IDLE_MAX: usize = 8;
+
+fn idle() -> std::sync::MutexGuard<'static, Vec<(String, Conn)>> {
+    IDLE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Link {
     pub(super) fn open(url: &str) -> Result<Link, StoreError> {
-        let conn = off_runtime(|| Conn::connect(url))?;
+        let kept = {
+            let mut idle = idle();
+            let at = idle.iter().position(|(u, c)| u == url && !c.client.is_closed());
+            at.map(|at| idle.swap_remove(at).1)
+        };
+        let conn = match kept {
+            Some(mut conn) => {
+                // Others may have written the runs it remembers.
+                conn.history_seq.clear();
+                conn
+            }
+            None => off_runtime(|| Conn::connect(url))?,
+        };
         Ok(Link { url: url.to_string(), conn: Some(conn) })
     }
 
@@ -200,10 +232,17 @@ impl Link {
 
 impl Drop for Link {
     fn drop(&mut self) {
-        // Closing the client blocks on its runtime too.
-        if let Some(conn) = self.conn.take() {
-            off_runtime(move || drop(conn));
+        let Some(conn) = self.conn.take() else { return };
+        // A listening connection would gather notifications nobody reads.
+        if !conn.listening && !conn.client.is_closed() {
+            let mut idle = idle();
+            if idle.len() < IDLE_MAX {
+                idle.push((self.url.clone(), conn));
+                return;
+            }
         }
+        // Closing the client blocks on its runtime too.
+        off_runtime(move || drop(conn));
     }
 }
 
@@ -229,5 +268,43 @@ mod tests {
         assert_eq!(redact("postgres://ops@db/phased?sslmode=require"), "postgres://ops@db/phased?sslmode=require");
         assert_eq!(redact("postgresql://db/phased"), "postgresql://db/phased");
         assert_eq!(redact("postgres://a:b@c@h/d"), "postgres://a@h/d");
+    }
+}
+
+/// A transaction of a [`Conn`]: each statement is prepared once per connection.
+pub(super) struct Tx<'a> {
+    pub(super) tx: postgres::Transaction<'a>,
+    pub(super) statements: &'a mut HashMap<String, Statement>,
+}
+
+type Params<'p> = &'p [&'p (dyn postgres::types::ToSql + Sync)];
+
+impl Tx<'_> {
+    fn statement(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
+        Conn::prepare(self.statements, &mut self.tx, sql)
+    }
+
+    pub(super) fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<postgres::Row>, postgres::Error> {
+        let st = self.statement(sql)?;
+        self.tx.query(&st, params)
+    }
+
+    pub(super) fn query_one(&mut self, sql: &str, params: Params<'_>) -> Result<postgres::Row, postgres::Error> {
+        let st = self.statement(sql)?;
+        self.tx.query_one(&st, params)
+    }
+
+    pub(super) fn query_opt(&mut self, sql: &str, params: Params<'_>) -> Result<Option<postgres::Row>, postgres::Error> {
+        let st = self.statement(sql)?;
+        self.tx.query_opt(&st, params)
+    }
+
+    pub(super) fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, postgres::Error> {
+        let st = self.statement(sql)?;
+        self.tx.execute(&st, params)
+    }
+
+    pub(super) fn commit(self) -> Result<(), postgres::Error> {
+        self.tx.commit()
     }
 }

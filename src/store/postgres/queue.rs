@@ -6,20 +6,19 @@
 //! `(1, hashtext(target))`), held to the end of the transaction; a run's own changes by
 //! its row lock.
 
-use postgres::Transaction;
 
 use super::super::{Admission, Alive, ClaimError, Lease, NewRun, RunRow, RunStatus, StoreError};
-use super::conn::Conn;
+use super::conn::{Conn, Tx};
 use super::rows::{RUN_COLUMNS, queue_seq, run_row};
 use super::write::insert_run_event;
 use crate::raw::Policy;
 
-fn lock_target(tx: &mut Transaction, target: &str) -> Result<(), StoreError> {
+fn lock_target(tx: &mut Tx, target: &str) -> Result<(), StoreError> {
     tx.execute("SELECT pg_advisory_xact_lock(1, hashtext($1))", &[&target])?;
     Ok(())
 }
 
-fn try_lock_target(tx: &mut Transaction, target: &str) -> Result<bool, StoreError> {
+fn try_lock_target(tx: &mut Tx, target: &str) -> Result<bool, StoreError> {
     Ok(tx.query_one("SELECT pg_try_advisory_xact_lock(1, hashtext($1))", &[&target])?.get(0))
 }
 
@@ -27,7 +26,7 @@ fn try_lock_target(tx: &mut Transaction, target: &str) -> Result<bool, StoreErro
 /// queued (ahead of `seq`, when given) by a live process or by nobody yet; oldest
 /// first.
 fn live_of_target(
-    tx: &mut Transaction,
+    tx: &mut Tx,
     target: &str,
     id: &str,
     seq: Option<i64>,
@@ -42,7 +41,7 @@ fn live_of_target(
 }
 
 pub(super) fn create_run(conn: &mut Conn, run: &NewRun, alive: Alive<'_>) -> Result<Admission, StoreError> {
-    let mut tx = conn.client.transaction()?;
+    let mut tx = conn.begin()?;
     let mut queued_behind = None;
     if let Some((target, policy)) = run.target {
         lock_target(&mut tx, target)?;
@@ -115,7 +114,7 @@ pub(super) fn create_run(conn: &mut Conn, run: &NewRun, alive: Alive<'_>) -> Res
 }
 
 pub(super) fn admit(conn: &mut Conn, id: &str, now_ms: i64, alive: Alive<'_>) -> Result<Admission, StoreError> {
-    let mut tx = conn.client.transaction()?;
+    let mut tx = conn.begin()?;
     let sql = format!("SELECT {RUN_COLUMNS} FROM deployments WHERE id = $1");
     let found = tx.query_one(&sql, &[&id])?;
     let (me, seq) = (run_row(&found), queue_seq(&found));
@@ -159,7 +158,7 @@ pub(super) fn claim_next(
     now_ms: i64,
     alive: Alive<'_>,
 ) -> Result<Option<RunRow>, StoreError> {
-    let mut tx = conn.client.transaction()?;
+    let mut tx = conn.begin()?;
     let take = format!(
         "UPDATE deployments SET status = 'running', attempt = attempt + CASE WHEN status = 'running' THEN 1 ELSE 0 END, \
          lease_owner = $2, lease_pid = $3, lease_pid_start = $4, lease_host = $5, heartbeat_at = $6 WHERE id = $1 RETURNING {RUN_COLUMNS}"
@@ -227,7 +226,7 @@ pub(super) fn claim(
     now_ms: i64,
     alive: Alive<'_>,
 ) -> Result<Result<(RunRow, RunRow), ClaimError>, StoreError> {
-    let mut tx = conn.client.transaction()?;
+    let mut tx = conn.begin()?;
     let sql = format!("SELECT {RUN_COLUMNS} FROM deployments WHERE id = $1 FOR UPDATE");
     let Some(found) = tx.query_opt(&sql, &[&id])? else { return Ok(Err(ClaimError::Missing(id.to_string()))) };
     let before = run_row(&found);
@@ -254,7 +253,7 @@ pub(super) fn claim(
 }
 
 pub(super) fn request_cancel(conn: &mut Conn, id: &str, alive: Alive<'_>) -> Result<Option<RunRow>, StoreError> {
-    let mut tx = conn.client.transaction()?;
+    let mut tx = conn.begin()?;
     let sql = format!("SELECT {RUN_COLUMNS} FROM deployments WHERE id = $1 FOR UPDATE");
     let Some(found) = tx.query_opt(&sql, &[&id])? else { return Ok(None) };
     let row = run_row(&found);

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use postgres::Transaction;
+use postgres::{Statement, Transaction};
 use postgres::types::ToSql;
 use serde_json::Value;
 
@@ -27,8 +27,11 @@ pub(super) fn write(conn: &mut Conn, batch: &[Write]) -> Result<Vec<i64>, StoreE
     // Counters move only when the transaction commits.
     let mut seqs_of: HashMap<String, i64> = HashMap::new();
     let mut events = Vec::new();
-    for write in batch {
+    let superseded = super::super::rows::superseded_checkpoints(batch);
+    for (i, write) in batch.iter().enumerate() {
         match write {
+            // A later write of the same checkpoint in this batch replaces it.
+            Write::Node(_) if superseded[i] => {}
             Write::Phase { run, phase, progress, metadata, node, at } => {
                 let seq = match seqs_of.get_mut(run) {
                     Some(seq) => seq,
@@ -136,7 +139,7 @@ pub(super) fn write(conn: &mut Conn, batch: &[Write]) -> Result<Vec<i64>, StoreE
         )?;
         tx.execute(&update, &[&run, &phase, &progress, &at, &state.metadata, &state.best])?;
     }
-    let seqs = insert_events(&mut tx, &events)?;
+    let seqs = insert_events(&mut tx, statements, &events)?;
     tx.commit()?;
     history_seq.extend(seqs_of);
     Ok(seqs)
@@ -155,11 +158,16 @@ fn row_state<'a, 'r>(latest: &'a mut Vec<(&'r str, RowState)>, run: &'r str) -> 
 
 /// Inserts events in one statement, under the events lock (held to the commit: the
 /// numbers they get are committed in order). Returns their numbers, in order.
-pub(super) fn insert_events(tx: &mut Transaction, events: &[&Event]) -> Result<Vec<i64>, StoreError> {
+pub(super) fn insert_events(
+    tx: &mut Transaction,
+    statements: &mut HashMap<String, Statement>,
+    events: &[&Event],
+) -> Result<Vec<i64>, StoreError> {
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&locks::EVENTS])?;
+    let lock = Conn::prepare(statements, tx, "SELECT pg_advisory_xact_lock($1)")?;
+    tx.execute(&lock, &[&locks::EVENTS])?;
     let runs: Vec<&str> = events.iter().map(|e| e.deployment.as_str()).collect();
     let names: Vec<&str> = events.iter().map(|e| e.name()).collect();
     let nodes: Vec<Option<&str>> = events.iter().map(|e| e.node()).collect();
@@ -167,13 +175,15 @@ pub(super) fn insert_events(tx: &mut Transaction, events: &[&Event]) -> Result<V
     let at: Vec<&str> = events.iter().map(|e| e.ts.as_str()).collect();
     let params: [&(dyn ToSql + Sync); 5] = [&runs, &names, &nodes, &data, &at];
     // The streams of every server wake on the NOTIFY, sent when this commits.
-    let rows = tx.query(
+    let insert = Conn::prepare(
+        statements,
+        tx,
         "WITH stored AS (INSERT INTO events (deployment_id, event, node, data, created_at) \
          SELECT r, k, n, d, t FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) \
          WITH ORDINALITY AS e(r, k, n, d, t, i) ORDER BY i RETURNING seq), \
          woken AS (SELECT pg_notify('phased_events', '')) SELECT seq FROM stored, woken",
-        &params,
     )?;
+    let rows = tx.query(&insert, &params)?;
     let mut seqs: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
     seqs.sort_unstable();
     Ok(seqs)
@@ -182,7 +192,7 @@ pub(super) fn insert_events(tx: &mut Transaction, events: &[&Event]) -> Result<V
 /// An event the store itself writes, in the transaction that makes it true: a run
 /// queued, or a run nobody held cancelled.
 pub(super) fn insert_run_event(
-    tx: &mut Transaction,
+    tx: &mut super::conn::Tx,
     run: &str,
     phase: &str,
     progress: u8,
@@ -198,7 +208,7 @@ pub(super) fn insert_run_event(
         kind,
         eta_seconds: None,
     };
-    insert_events(tx, &[&event])?;
+    insert_events(&mut tx.tx, tx.statements, &[&event])?;
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::super::{Lease, RunRow, RunStatus, Write};
+use super::super::{Lease, RunRow, RunStatus};
 
 /// The latest state of a run's row within one batch.
 #[derive(Default)]
@@ -24,22 +24,6 @@ impl RowState {
         };
         &mut latest[i].1
     }
-}
-
-/// Which checkpoint writes of a batch a later write of the same node replaces (a node
-/// that started and finished within one transaction is written once). A reset in
-/// between keeps both.
-pub(super) fn superseded_checkpoints(batch: &[Write]) -> Vec<bool> {
-    let mut superseded = vec![false; batch.len()];
-    let mut later = std::collections::HashSet::new();
-    for (i, write) in batch.iter().enumerate().rev() {
-        match write {
-            Write::Node(n) => superseded[i] = !later.insert((n.run.as_str(), n.node.as_str())),
-            Write::ResetNodes { .. } => later.clear(),
-            _ => {}
-        }
-    }
-    superseded
 }
 
 pub(super) fn json(text: Option<String>) -> Value {

@@ -1,0 +1,220 @@
+//! Benchmark: the shared store. Against baselines measured in the same run (the
+//! machines are shared and noisy), on a throw-away PostgreSQL cluster of its own
+//! (`scripts/postgres`, Debian's server with its defaults but `fsync=off` as in the
+//! tests; SQLite in WAL with `synchronous=NORMAL`, the default, does not fsync each
+//! commit either):
+//!
+//! - runs per second through `phased serve` with 1, 2 and 4 worker processes (each
+//!   its own `phased serve --workers 1`, as on separate machines) on one PostgreSQL
+//!   database, against one worker on a SQLite file: N two-node `noop` runs queued at
+//!   once through the API, timed from the first POST until the database counts them
+//!   all succeeded;
+//! - per-node overhead on PostgreSQL: `phased run` of a chain of 200 `noop` nodes less
+//!   a chain of 1, per node, as a ratio to one PostgreSQL commit (a one-row INSERT, by
+//!   a client on the same socket).
+//!
+//! Prints figures; asserts nothing about time. Run: `cargo bench --bench shared [-- N]`
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PHASED: &str = env!("CARGO_BIN_EXE_phased");
+
+const TICK: &str = "version: 1\nname: tick\nnodes:\n  a: {phase: BUILDING, uses: noop}\n  b: {phase: HEALTH_CHECK, needs: [a], uses: noop}\n";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A cluster of this bench's own, stopped (by its pid file) when dropped.
+struct Cluster {
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Cluster {
+    fn start(dir: &Path) -> Cluster {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let port = free_port();
+        let out = Command::new(script()).args(["start", dir.join("pg").to_str().unwrap(), &port.to_string()]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        Cluster { dir: dir.to_path_buf(), port }
+    }
+
+    fn database(&self, name: &str) -> String {
+        let base = format!("postgres://postgres@127.0.0.1:{}", self.port);
+        let mut client = postgres::Client::connect(&format!("{base}/postgres"), postgres::NoTls).unwrap();
+        client.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        format!("{base}/{name}")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new(script()).args(["stop", self.dir.join("pg").to_str().unwrap()]).output();
+    }
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/postgres")
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn phased(dir: &Path, db: &str) -> Command {
+    let mut cmd = Command::new(PHASED);
+    cmd.current_dir(dir).env("PHASED_DB", db).env("PHASED_DATA_DIR", dir.join("data")).env("NO_COLOR", "1");
+    cmd
+}
+
+fn serve(dir: &Path, db: &str) -> (Server, u16) {
+    let port = free_port();
+    let child = phased(dir, db)
+        .args(["serve", "--workers", "1", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let begin = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(begin.elapsed() < Duration::from_secs(20), "the server did not listen");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (Server(child), port)
+}
+
+fn post(port: u16, token: &str) {
+    let body = r#"{"pipeline": "tick"}"#;
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "POST /api/v1/runs HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 202"), "{response}");
+}
+
+fn token(dir: &Path, db: &str) -> String {
+    let out = phased(dir, db).args(["token", "create", "bench", "--role", "deploy"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// How many runs `phased status` counts as succeeded.
+fn succeeded(dir: &Path, db: &str) -> usize {
+    let out = phased(dir, db).args(["status", "--format", "json"]).output().unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let list = runs.get("runs").and_then(|r| r.as_array()).or_else(|| runs.as_array()).cloned().unwrap_or_default();
+    list.iter().filter(|r| r["status"] == "succeeded").count()
+}
+
+/// Runs per second of `workers` servers on `db`, `n` runs queued at once.
+fn runs_per_second(dir: &Path, db: &str, workers: usize, n: usize) -> f64 {
+    std::fs::create_dir_all(dir.join("pipelines")).unwrap();
+    std::fs::write(dir.join("pipelines/tick.yaml"), TICK).unwrap();
+    let token = token(dir, db);
+    let servers: Vec<(Server, u16)> = (0..workers).map(|_| serve(dir, db)).collect();
+    let begin = Instant::now();
+    for i in 0..n {
+        post(servers[i % workers].1, &token);
+    }
+    while succeeded(dir, db) < n {
+        assert!(begin.elapsed() < Duration::from_secs(600), "not done");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    n as f64 / begin.elapsed().as_secs_f64()
+}
+
+fn chain(dir: &Path, nodes: usize) -> PathBuf {
+    let mut text = format!("version: 1\nname: chain{nodes}\nnodes:\n");
+    for i in 0..nodes {
+        let needs = if i == 0 { String::new() } else { format!(", needs: [n{}]", i - 1) };
+        text.push_str(&format!("  n{i}: {{phase: BUILDING, uses: noop{needs}}}\n"));
+    }
+    let file = dir.join(format!("chain{nodes}.yaml"));
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn run_time(dir: &Path, db: &str, file: &Path, runs: usize) -> Duration {
+    median(
+        (0..runs)
+            .map(|_| {
+                let begin = Instant::now();
+                let out = phased(dir, db).args(["run", file.to_str().unwrap(), "--format", "jsonl"]).output().unwrap();
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                begin.elapsed()
+            })
+            .collect(),
+    )
+}
+
+/// One PostgreSQL commit: a one-row INSERT in its own transaction (median of 1,000).
+fn commit(url: &str) -> Duration {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    client.batch_execute("CREATE TABLE IF NOT EXISTS bench_commit (v bigint)").unwrap();
+    let insert = client.prepare("INSERT INTO bench_commit (v) VALUES ($1)").unwrap();
+    median(
+        (0..1000i64)
+            .map(|i| {
+                let begin = Instant::now();
+                client.execute(&insert, &[&i]).unwrap();
+                begin.elapsed()
+            })
+            .collect(),
+    )
+}
+
+fn main() {
+    let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(300);
+    let root = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(&root.path().join("cluster"));
+    println!("runs per second through `phased serve`, {n} two-node noop runs queued at once");
+    let sqlite_dir = root.path().join("sqlite");
+    std::fs::create_dir_all(&sqlite_dir).unwrap();
+    let sqlite_db = sqlite_dir.join("phased.db");
+    let baseline = runs_per_second(&sqlite_dir, sqlite_db.to_str().unwrap(), 1, n);
+    println!("  SQLite, 1 worker (baseline)      {baseline:8.1} runs/s");
+    for workers in [1, 2, 4] {
+        let dir = root.path().join(format!("pg{workers}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = cluster.database(&format!("bench{workers}"));
+        let rate = runs_per_second(&dir, &db, workers, n);
+        println!("  PostgreSQL, {workers} worker{}            {rate:8.1} runs/s  ({:.2}x the baseline)", if workers == 1 { " " } else { "s" }, rate / baseline);
+    }
+
+    let dir = root.path().join("nodes");
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = cluster.database("nodes");
+    let (one, many) = (chain(&dir, 1), chain(&dir, 200));
+    let base = run_time(&dir, &db, &one, 5);
+    let long = run_time(&dir, &db, &many, 5);
+    let per_node = long.saturating_sub(base) / 199;
+    let commit = commit(&db);
+    println!("per-node overhead on PostgreSQL (`phased run`, 200 chained noop nodes less 1)");
+    println!(
+        "  per node {:7.1} us; one PostgreSQL commit {:6.1} us; ratio {:.2}",
+        per_node.as_secs_f64() * 1e6,
+        commit.as_secs_f64() * 1e6,
+        per_node.as_secs_f64() / commit.as_secs_f64()
+    );
+}

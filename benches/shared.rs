@@ -40,7 +40,10 @@ impl Cluster {
         std::fs::create_dir_all(dir).unwrap();
         std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         let port = free_port();
-        let out = Command::new(script()).args(["start", dir.join("pg").to_str().unwrap(), &port.to_string()]).output().unwrap();
+        let out = Command::new(script())
+            .args(["start", dir.join("pg").to_str().unwrap(), &port.to_string()])
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         Cluster { dir: dir.to_path_buf(), port }
     }
@@ -199,7 +202,11 @@ fn main() {
         std::fs::create_dir_all(&dir).unwrap();
         let db = cluster.database(&format!("bench{workers}"));
         let rate = runs_per_second(&dir, &db, workers, n);
-        println!("  PostgreSQL, {workers} worker{}            {rate:8.1} runs/s  ({:.2}x the baseline)", if workers == 1 { " " } else { "s" }, rate / baseline);
+        println!(
+            "  PostgreSQL, {workers} worker{}            {rate:8.1} runs/s  ({:.2}x the baseline)",
+            if workers == 1 { " " } else { "s" },
+            rate / baseline
+        );
     }
 
     let dir = root.path().join("nodes");

@@ -517,3 +517,38 @@ fn a_deployment_can_be_started_and_followed_with_the_keyboard_alone() {
     assert_eq!(buttons, json!(4));
     browser.screenshot("keyboard-run");
 }
+
+#[test]
+fn a_fanned_out_node_shows_each_item_with_its_own_state() {
+    let env = Env::new();
+    let read = token(&env, "viewer", "read");
+    env.write(
+        "wave.yaml",
+        r#"version: 1
+name: wave
+nodes:
+  prep: {phase: BUILDING, uses: noop}
+  deploy:
+    phase: UPDATING_ROUTES
+    needs: [prep]
+    foreach: {items: '{{ ["eu-1", "eu-2", "us-1"] }}', on_failure: continue}
+    uses: shell
+    with: {run: 'test "{{ item }}" != eu-2 || { echo "eu-2 refused the connection" >&2; exit 1; }'}
+  check: {phase: HEALTH_CHECK, needs: [deploy], uses: noop}
+"#,
+    );
+    assert_eq!(env.run(&["run", "wave.yaml", "--id", "w1"]).status.code(), Some(1));
+    let server = Service::start(&env);
+    let browser = Browser::start(1280, 900);
+    sign_in(&browser, &server, &read);
+    browser.goto(&url(&server, "#/runs/w1"));
+    browser.wait("document.querySelector('#failure')", "the failure", WAIT);
+    let failure = browser.text("#failure");
+    assert!(failure.contains("1 of 3 items failed (deploy[eu-2])"), "{failure}");
+    for (node, state) in [("deploy[eu-1]", "succeeded"), ("deploy[eu-2]", "failed"), ("deploy[us-1]", "succeeded")] {
+        let selector = format!("#graph .node.g-{state}[data-node=\"{node}\"]");
+        assert!(browser.has(&selector), "{selector}");
+    }
+    assert_accessible(&browser, "a fanned-out run");
+    browser.screenshot("run-foreach");
+}

@@ -163,7 +163,10 @@ pub(super) fn hub(
                 // A run queued, or one that ended (its target is free), by any process
                 // on the database: the workers look again at once.
                 let news = events.iter().any(|e| {
-                    matches!(e["event"].as_str(), Some("run_queued" | "run_succeeded" | "run_failed" | "run_interrupted"))
+                    matches!(
+                        e["event"].as_str(),
+                        Some("run_queued" | "run_succeeded" | "run_failed" | "run_interrupted")
+                    )
                 });
                 for event in events {
                     last = event["seq"].as_i64().or(last);

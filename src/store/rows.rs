@@ -240,4 +240,3 @@ pub(super) fn superseded_checkpoints(batch: &[super::Write]) -> Vec<bool> {
     }
     superseded
 }
-

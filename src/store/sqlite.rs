@@ -13,12 +13,12 @@ mod service;
 mod stats;
 
 use super::migrations::MIGRATIONS;
+use super::rows::superseded_checkpoints;
 use super::{
     Admission, Alive, ClaimError, Durability, HistoryRow, Lease, Metrics, NewRun, NodeDuration, NodeRow, NodeStatus,
     NotificationRow, RunFilter, RunRow, RunStatus, StopRequest, Store, StoreError, TokenRow, Write,
 };
 use crate::raw::Policy;
-use super::rows::superseded_checkpoints;
 use rows::{RUN_COLUMNS, RowState, json, run_row};
 
 pub struct SqliteStore {

@@ -177,7 +177,12 @@ impl Core {
             started_at = Some(state.started_at.clone());
         }
         self.frames[r.frame].states[r.node] = NodeState::Failed;
-        self.record(Change::NodeFailed { id: id.clone(), attempt, error: error.clone(), started_at });
+        // A `foreach` node keeps the names of its items with its failure.
+        let fanned = self.frames.iter().find(|f| f.parent == Some((r.frame, r.node)) && f.fan.is_some());
+        match fanned.map(|f| f.selection.clone()) {
+            Some(selection) => self.record(Change::FrameFailed { id: id.clone(), error: error.clone(), selection }),
+            None => self.record(Change::NodeFailed { id: id.clone(), attempt, error: error.clone(), started_at }),
+        }
         // Inside an item that failed already: it was counted then.
         if self.frame_dead(r.frame) {
             return;

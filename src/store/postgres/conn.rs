@@ -294,7 +294,11 @@ impl Tx<'_> {
         self.tx.query_one(&st, params)
     }
 
-    pub(super) fn query_opt(&mut self, sql: &str, params: Params<'_>) -> Result<Option<postgres::Row>, postgres::Error> {
+    pub(super) fn query_opt(
+        &mut self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Option<postgres::Row>, postgres::Error> {
         let st = self.statement(sql)?;
         self.tx.query_opt(&st, params)
     }

@@ -6,7 +6,6 @@
 //! `(1, hashtext(target))`), held to the end of the transaction; a run's own changes by
 //! its row lock.
 
-
 use super::super::{Admission, Alive, ClaimError, Lease, NewRun, RunRow, RunStatus, StoreError};
 use super::conn::{Conn, Tx};
 use super::rows::{RUN_COLUMNS, queue_seq, run_row};

@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
-use postgres::{Statement, Transaction};
 use postgres::types::ToSql;
+use postgres::{Statement, Transaction};
 use serde_json::Value;
 
 use super::super::{NotificationRow, StoreError, Write};

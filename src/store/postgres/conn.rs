@@ -258,19 +258,6 @@ fn off_runtime<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn a_password_is_never_shown() {
-        assert_eq!(redact("postgres://ops:s3cret@db.internal:5432/phased"), "postgres://ops@db.internal:5432/phased");
-        assert_eq!(redact("postgres://ops@db/phased?sslmode=require"), "postgres://ops@db/phased?sslmode=require");
-        assert_eq!(redact("postgresql://db/phased"), "postgresql://db/phased");
-        assert_eq!(redact("postgres://a:b@c@h/d"), "postgres://a@h/d");
-    }
-}
-
 /// A transaction of a [`Conn`]: each statement is prepared once per connection.
 pub(super) struct Tx<'a> {
     pub(super) tx: postgres::Transaction<'a>,
@@ -310,5 +297,18 @@ impl Tx<'_> {
 
     pub(super) fn commit(self) -> Result<(), postgres::Error> {
         self.tx.commit()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn a_password_is_never_shown() {
+        assert_eq!(redact("postgres://ops:s3cret@db.internal:5432/phased"), "postgres://ops@db.internal:5432/phased");
+        assert_eq!(redact("postgres://ops@db/phased?sslmode=require"), "postgres://ops@db/phased?sslmode=require");
+        assert_eq!(redact("postgresql://db/phased"), "postgresql://db/phased");
+        assert_eq!(redact("postgres://a:b@c@h/d"), "postgres://a@h/d");
     }
 }

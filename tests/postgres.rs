@@ -345,3 +345,68 @@ fn a_url_that_asks_for_tls_gets_it_checked_against_the_servers_certificate() {
     let out = run(&format!("{base}?sslmode=require"), Some(&pg.certificate()));
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `phased serve` as if on another machine: in a UTS namespace of its own with another
+/// host name, so that its lease is judged by its heartbeat alone.
+fn serve_elsewhere(env: &Env, host: &str) -> Service {
+    let port = support::free_port();
+    let script = format!("hostname {host} && exec \"$0\" \"$@\"");
+    let child = std::process::Command::new("unshare")
+        .args(["--uts", "--", "sh", "-c", &script, env!("CARGO_BIN_EXE_phased")])
+        .args(["serve", "--workers", "1", "--listen", &format!("127.0.0.1:{port}")])
+        .env("PHASED_DB", env.db())
+        .env("PHASED_DATA_DIR", env.path("state"))
+        .env("NO_COLOR", "1")
+        .current_dir(env.dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let begin = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(begin.elapsed() < Duration::from_secs(20), "the server did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Service { child, port }
+}
+
+#[test]
+fn a_worker_on_another_machine_is_presumed_dead_only_once_its_heartbeat_is_stale() {
+    assert!(support::running_as_root(), "a UTS namespace needs root");
+    let pg = Postgres::start();
+    let env = Env::on_postgres(&pg);
+    let deploy = token(&env, "ci", "deploy");
+    env.write("pipelines/slow.yaml", SLOW);
+    let dir = env.path("out");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut remote = serve_elsewhere(&env, "far-away-host");
+    post_run(
+        &remote,
+        &deploy,
+        serde_json::json!({"pipeline": "slow", "id": "far", "inputs": {"dir": dir.to_str().unwrap()}}),
+    );
+    env.wait_for("out/long-far", Duration::from_secs(30));
+    assert_eq!(
+        env.sql("SELECT lease_host FROM deployments WHERE id = 'far'"),
+        vec![vec![Some("far-away-host".into())]]
+    );
+    let survivor = Service::start_with(&env, &["--workers", "1"]);
+    kill9(&mut remote.child);
+    let killed = Instant::now();
+    // Its last heartbeat is recent: nobody takes the run over yet.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(env.count("SELECT attempt FROM deployments WHERE id = 'far'"), 1, "the lease still holds");
+    wait_count(
+        &env,
+        "SELECT count(*) FROM deployments WHERE id = 'far' AND status = 'succeeded'",
+        1,
+        Duration::from_secs(60),
+    );
+    let took = killed.elapsed();
+    assert!(took >= Duration::from_secs(10), "taken over once the lease (15 s) went stale: {took:?}");
+    assert_eq!(env.count("SELECT attempt FROM deployments WHERE id = 'far'"), 2);
+    let marks = std::fs::read_to_string(dir.join("marks")).unwrap();
+    assert_eq!(marks.lines().filter(|l| *l == "first far").count(), 1, "{marks}");
+    assert_eq!(marks.lines().filter(|l| *l == "last far").count(), 1, "{marks}");
+    drop(survivor);
+}

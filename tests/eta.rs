@@ -16,14 +16,17 @@ fn seed(env: &Env, service: &str, n: usize, durations: [(&str, f64); 3]) {
     let out = env.run(&["run", "eta.yaml", "--id", &id, "-i", &format!("service={service}")]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     for (node, seconds) in durations {
-        env.sqlite()
-            .execute(
-                "UPDATE node_checkpoints SET started_at = '2026-01-01T00:00:00.000Z', \
-                 finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', '2026-01-01T00:00:00.000Z', ?3 || ' seconds') \
-                 WHERE deployment_id = ?1 AND node = ?2",
-                rusqlite::params![id, node, seconds.to_string()],
-            )
-            .unwrap();
+        let sqlite = format!(
+            "UPDATE node_checkpoints SET started_at = '2026-01-01T00:00:00.000Z', \
+             finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', '2026-01-01T00:00:00.000Z', '{seconds} seconds') \
+             WHERE deployment_id = '{id}' AND node = '{node}'"
+        );
+        let postgres = format!(
+            "UPDATE node_checkpoints SET started_at = '2026-01-01T00:00:00.000Z', \
+             finished_at = to_char(('2026-01-01T00:00:00Z'::timestamptz + interval '{seconds} seconds') AT TIME ZONE 'UTC', \
+             'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') WHERE deployment_id = '{id}' AND node = '{node}'"
+        );
+        assert_eq!(env.execute(&sqlite, &postgres), 1);
     }
 }
 

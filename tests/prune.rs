@@ -24,17 +24,22 @@ nodes:
 "#;
 
 fn backdate(env: &Env, ids: &[&str], days: u32) {
-    let db = env.sqlite();
     for id in ids {
-        let at = format!("-{days} days");
-        let changed = db
-            .execute(
-                "UPDATE deployments SET created_at = strftime('%Y-%m-%dT%H:%M:%fZ', created_at, ?2), \
-                 finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', finished_at, ?2) WHERE id = ?1",
-                rusqlite::params![id, at],
+        let sqlite = format!(
+            "UPDATE deployments SET created_at = strftime('%Y-%m-%dT%H:%M:%fZ', created_at, '-{days} days'), \
+             finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', finished_at, '-{days} days') WHERE id = '{id}'"
+        );
+        let back = |column: &str| {
+            format!(
+                "to_char(({column}::timestamptz - interval '{days} days') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
             )
-            .unwrap();
-        assert_eq!(changed, 1, "{id}");
+        };
+        let postgres = format!(
+            "UPDATE deployments SET created_at = {}, finished_at = {} WHERE id = '{id}'",
+            back("created_at"),
+            back("finished_at")
+        );
+        assert_eq!(env.execute(&sqlite, &postgres), 1, "{id}");
     }
 }
 
@@ -102,16 +107,9 @@ fn prune_forgets_old_runs_but_never_the_releases_kept_or_a_resumable_run() {
         assert!(exists(&env, kept), "{kept} stays");
     }
     assert!(logs.join("web5/build.log").exists());
-    let db = env.sqlite();
-    let orphans: i64 = db
-        .query_row("SELECT count(*) FROM events WHERE deployment_id NOT IN (SELECT id FROM deployments)", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let orphans = env.count("SELECT count(*) FROM events WHERE deployment_id NOT IN (SELECT id FROM deployments)");
     assert_eq!(orphans, 0, "nothing recorded about a forgotten run is left");
-    let check: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
-    assert_eq!(check, "ok");
-    drop(db);
+    assert_eq!(env.integrity(), "ok");
     // The interrupted run still resumes (its step is interrupted again here).
     assert!(env.status("cut1")["nodes"].as_array().is_some());
 

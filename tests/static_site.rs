@@ -142,16 +142,11 @@ fn a_second_deploy_from_an_upload_switches_with_zero_failed_requests() {
     assert!(result.ok > 50, "the loop ran through the deploy");
     // The route does not change (it points at the live link), so the switch is one rename.
     assert_eq!(result.seen, vec!["<h1>v1</h1>", "<h1>v2</h1>"], "old, then new, never back");
-    let (upload_type, files): (String, i64) = env
-        .sqlite()
-        .query_row(
-            "SELECT metadata->>'uploadType', metadata->>'files' FROM phase_history \
-             WHERE deployment_id = 'shop-2' AND metadata->>'extractionStatus' = 'completed'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    assert_eq!((upload_type.as_str(), files), ("direct_file", 2001));
+    let row = env.sql(
+        "SELECT metadata->>'uploadType', metadata->>'files' FROM phase_history \
+         WHERE deployment_id = 'shop-2' AND metadata->>'extractionStatus' = 'completed'",
+    );
+    assert_eq!((row[0][0].as_deref(), row[0][1].as_deref()), (Some("direct_file"), Some("2001")));
 }
 
 #[test]

@@ -208,7 +208,8 @@ fn an_edit_of_a_sub_pipeline_is_revalidated_and_redeploys() {
 
 #[test]
 fn a_database_inside_the_watched_folder_is_ignored_but_the_rest_of_the_folder_is_not() {
-    let env = Env::new();
+    // About a database file: SQLite's, whatever `PHASED_TEST_POSTGRES` says.
+    let env = Env::on_sqlite();
     let file = env.write(
         "deploy.yaml",
         "version: 1\nname: here\nnodes:\n  copy:\n    phase: COPYING_FILES\n    uses: shell\n    with: {run: 'echo $(cat site/version) >> deploys.log', writes: [deploys.log]}\n",

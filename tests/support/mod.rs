@@ -162,6 +162,18 @@ impl Env {
         }
     }
 
+    /// Runs a statement (its SQLite text, or its PostgreSQL one on PostgreSQL);
+    /// returns how many rows it changed.
+    pub fn execute(&self, sqlite: &str, postgres: &str) -> u64 {
+        match &self.postgres {
+            Some(url) => {
+                let mut client = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
+                client.execute(postgres, &[]).unwrap()
+            }
+            None => self.sqlite().execute(sqlite, []).unwrap() as u64,
+        }
+    }
+
     /// The one number a query counts.
     pub fn count(&self, sql: &str) -> i64 {
         self.sql(sql)[0][0].as_deref().unwrap().parse().unwrap()
@@ -206,6 +218,15 @@ impl Env {
             .into_iter()
             .map(|row| row[0].as_deref().unwrap().parse().unwrap())
             .collect()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // A test's PostgreSQL database goes with its folder (the cluster's disk is shared).
+        if let Some(url) = &self.postgres {
+            postgres::drop_database(url);
+        }
     }
 }
 

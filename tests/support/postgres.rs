@@ -102,6 +102,15 @@ pub fn create_database(base: &str) -> String {
     format!("{base}/{name}")
 }
 
+/// Drops a test's database, closing what is still connected to it (best effort: this
+/// runs while a failed test unwinds too).
+pub fn drop_database(url: &str) {
+    let Some((base, name)) = url.rsplit_once('/') else { return };
+    if let Ok(mut client) = postgres::Client::connect(&format!("{base}/postgres"), postgres::NoTls) {
+        let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    }
+}
+
 fn rand_suffix() -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
     format!("{nanos:x}")

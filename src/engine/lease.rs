@@ -5,8 +5,26 @@
 use crate::process;
 use crate::store::{Lease, RunRow, RunStatus, Store, StoreError, Write};
 
-/// A heartbeat older than this means the holder (on another machine) is gone.
+/// A heartbeat older than this means the holder (on another machine) is gone: the
+/// lease time, unless `PHASED_LEASE_TIME` (a duration: `30s`) says otherwise.
 pub const STALE_MS: i64 = 15_000;
+
+/// The lease time in milliseconds: `PHASED_LEASE_TIME`, else [`STALE_MS`]. Every
+/// process on a database should agree (a holder heart-beats every second).
+pub fn lease_ms() -> i64 {
+    static LEASE: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *LEASE.get_or_init(|| {
+        let given = std::env::var("PHASED_LEASE_TIME").ok().filter(|v| !v.trim().is_empty());
+        match given.as_deref().map(crate::duration::Duration::parse) {
+            Some(Ok(d)) if d.0.as_millis() >= 3_000 => d.0.as_millis() as i64,
+            Some(_) => {
+                tracing::warn!(given = ?given, "PHASED_LEASE_TIME is not a duration of 3s or more; using 15s.");
+                STALE_MS
+            }
+            None => STALE_MS,
+        }
+    })
+}
 
 /// The lease this process takes on the runs it executes.
 pub fn this_process() -> Lease {
@@ -25,7 +43,7 @@ pub fn holder_alive(row: &RunRow, now_ms: i64) -> bool {
     if lease.host == process::hostname() {
         return process::alive(lease.pid, lease.pid_start);
     }
-    row.heartbeat_at.is_some_and(|at| now_ms - at < STALE_MS)
+    row.heartbeat_at.is_some_and(|at| now_ms - at < lease_ms())
 }
 
 /// Marks `running` runs (and `queued` ones a process waited for) whose holder is gone

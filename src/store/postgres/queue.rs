@@ -164,7 +164,7 @@ pub(super) fn claim_next(
     );
     let lease_params = (i64::from(lease.pid), lease.pid_start as i64);
     // A run whose holder died first: it was taken before anything queued now.
-    let stale = now_ms - crate::engine::lease::STALE_MS;
+    let stale = now_ms - crate::engine::lease::lease_ms();
     let held = tx.query(
         &format!(
             "SELECT {RUN_COLUMNS} FROM deployments WHERE status = 'running' AND lease_owner IS NOT NULL \

@@ -272,8 +272,9 @@ pub trait Store: Send {
     /// (`reject`).
     fn create_run(&mut self, run: &NewRun, alive: Alive<'_>) -> Result<Admission, StoreError>;
 
-    /// For `phased serve`'s workers: takes the oldest run queued for workers whose
-    /// target is free (status `running`, held by `lease`), if any.
+    /// For `phased serve`'s workers: takes a `running` run whose holder is gone
+    /// (`alive`), its attempt bumped, to resume it; else the oldest run queued for
+    /// workers whose target is free (status `running`, held by `lease`), if any.
     fn claim_next(&mut self, lease: &Lease, now_ms: i64, alive: Alive<'_>) -> Result<Option<RunRow>, StoreError>;
 
     /// For a `queued` run: runs it now (status `running`) when nothing of its target is

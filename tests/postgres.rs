@@ -1,5 +1,5 @@
 //! Several `phased` processes on one real PostgreSQL server (Debian's, a cluster of
-//! each test's own): workers of several servers sharing the queue, a worker killed
+//! each test's own; one test on a SQLite file): workers of several servers sharing the queue, a worker killed
 //! with its runs, the database server restarted under load, and an event stream
 //! served by a process other than the one running the run.
 
@@ -108,12 +108,21 @@ nodes:
 #[test]
 fn a_worker_killed_with_9_has_its_runs_finished_by_another_server_without_rerunning_finished_nodes() {
     let pg = Postgres::start();
-    let env = Env::on_postgres(&pg);
-    let deploy = token(&env, "ci", "deploy");
+    worker_killed(&Env::on_postgres(&pg));
+}
+
+#[test]
+fn on_sqlite_too_a_killed_workers_runs_are_taken_over_by_another_server_on_the_same_file() {
+    worker_killed(&Env::on_sqlite());
+}
+
+/// Two servers on one database; the first, holding two runs, is killed with 9.
+fn worker_killed(env: &Env) {
+    let deploy = token(env, "ci", "deploy");
     env.write("pipelines/slow.yaml", SLOW);
     let dir = env.path("out");
     std::fs::create_dir_all(&dir).unwrap();
-    let mut doomed = Service::start_with(&env, &["--workers", "2"]);
+    let mut doomed = Service::start_with(env, &["--workers", "2"]);
     for id in ["held-1", "held-2"] {
         post_run(
             &doomed,
@@ -125,12 +134,12 @@ fn a_worker_killed_with_9_has_its_runs_finished_by_another_server_without_rerunn
         env.wait_for(&format!("out/long-{id}"), Duration::from_secs(30));
     }
     // The other server is up before the first one dies: it takes the runs over.
-    let survivor = Service::start_with(&env, &["--workers", "2"]);
+    let survivor = Service::start_with(env, &["--workers", "2"]);
     let doomed_pid = doomed.child.id();
     kill9(&mut doomed.child);
     let killed_at = Instant::now();
     wait_count(
-        &env,
+        env,
         "SELECT count(*) FROM deployments WHERE status = 'succeeded' AND attempt = 2",
         2,
         Duration::from_secs(60),

@@ -64,6 +64,23 @@ pub(super) fn claim_next(
     alive: Alive<'_>,
 ) -> Result<Option<RunRow>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // A run whose holder died first (a process of this machine that is gone, or a
+    // heartbeat gone stale): taken over with its attempt bumped, and resumed.
+    let held = format!(
+        "SELECT {RUN_COLUMNS} FROM deployments WHERE status = 'running' AND lease_owner IS NOT NULL ORDER BY rowid"
+    );
+    let abandoned: Vec<RunRow> = tx.prepare_cached(&held)?.query_map([], run_row)?.collect::<rusqlite::Result<_>>()?;
+    if let Some(row) = abandoned.into_iter().find(|r| !alive(r)) {
+        tx.execute(
+            "UPDATE deployments SET attempt = attempt + 1, lease_owner = ?2, lease_pid = ?3, lease_pid_start = ?4, \
+             lease_host = ?5, heartbeat_at = ?6 WHERE id = ?1",
+            params![row.id, lease.owner, lease.pid, lease.pid_start as i64, lease.host, now_ms],
+        )?;
+        let claimed =
+            tx.query_row(&format!("SELECT {RUN_COLUMNS} FROM deployments WHERE id = ?1"), [&row.id], run_row)?;
+        tx.commit()?;
+        return Ok(Some(claimed));
+    }
     let sql = format!(
         "SELECT {RUN_COLUMNS}, rowid FROM deployments WHERE status = 'queued' AND lease_owner IS NULL ORDER BY rowid"
     );

@@ -42,6 +42,10 @@ pub enum StoreError {
     Tls(String),
     #[error("database error: {}", pg_message(.0))]
     Postgres(#[from] ::postgres::Error),
+    /// A write of a holder whose lease another process has taken (its heartbeat came
+    /// too late): refused, so that only one process records a run.
+    #[error("run `{run}` is no longer held by this process: another took it over after its heartbeat went stale")]
+    LeaseLost { run: String },
 }
 
 /// A PostgreSQL error as the server put it (its message and detail), or as the client
@@ -114,6 +118,11 @@ impl StoreError {
             Trouble::ReadOnly => (
                 format!("the database `{}` cannot be written: it is read-only ({self})", shown(db)),
                 "read commands (`status`, `logs`) still work; to run, make it writable or pass another with --db PATH",
+            ),
+            Trouble::Other if matches!(self, StoreError::LeaseLost { .. }) => (
+                format!("{self}"),
+                "this process stopped its part of the run, writing nothing more; see where the run is with \
+                 `phased status ID` (the lease time is PHASED_LEASE_TIME, 15s by default)",
             ),
             Trouble::Other if is_url(db) => (
                 format!("{self}"),

@@ -421,3 +421,51 @@ fn a_worker_on_another_machine_is_presumed_dead_only_once_its_heartbeat_is_stale
     assert_eq!(marks.lines().filter(|l| *l == "last far").count(), 1, "{marks}");
     drop(survivor);
 }
+
+#[test]
+fn a_holder_that_lost_its_lease_has_its_writes_refused_and_stops() {
+    assert!(support::running_as_root(), "a UTS namespace needs root");
+    let pg = Postgres::start();
+    let env = Env::on_postgres(&pg);
+    let file = env.write("slow.yaml", SLOW);
+    let dir = env.path("out");
+    std::fs::create_dir_all(&dir).unwrap();
+    // The holder, as if on another machine, with a lease of 5 s.
+    let script = "hostname far-host && exec \"$0\" \"$@\"";
+    let mut holder = std::process::Command::new("unshare")
+        .args(["--uts", "--", "sh", "-c", script, env!("CARGO_BIN_EXE_phased")])
+        .args(["run", file.to_str().unwrap(), "--id", "fenced", "-i", &format!("dir={}", dir.display())])
+        .env("PHASED_DB", env.db())
+        .env("PHASED_DATA_DIR", env.path("state"))
+        .env("PHASED_LEASE_TIME", "5s")
+        .env("NO_COLOR", "1")
+        .current_dir(env.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    env.wait_for("out/long-fenced", Duration::from_secs(30));
+    // It stops answering (a pause, a partition): its heartbeat goes stale, and another
+    // server takes the run over and finishes it.
+    support::signal(&holder, libc::SIGSTOP);
+    let _survivor = Service::start_full(&env, &["--workers", "1"], &[("PHASED_LEASE_TIME", "5s")]);
+    wait_count(
+        &env,
+        "SELECT count(*) FROM deployments WHERE id = 'fenced' AND status = 'succeeded' AND attempt = 2",
+        1,
+        Duration::from_secs(60),
+    );
+    let recorded = env.event_seqs(Some("fenced"));
+    // Back, it finds its lease gone: its batch is refused whole and it stops.
+    support::signal(&holder, libc::SIGCONT);
+    let code = support::wait_timeout(&mut holder, Duration::from_secs(30)).code();
+    let mut stderr = String::new();
+    holder.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("run `fenced` is no longer held by this process"), "{stderr}");
+    assert_eq!(env.event_seqs(Some("fenced")), recorded, "it recorded nothing more");
+    let status = env.status("fenced");
+    assert_eq!((status["status"].as_str(), status["attempt"].as_u64()), (Some("succeeded"), Some(2)));
+    let marks = std::fs::read_to_string(dir.join("marks")).unwrap();
+    assert_eq!(marks.lines().filter(|l| *l == "last fenced").count(), 1, "{marks}");
+}

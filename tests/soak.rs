@@ -160,7 +160,12 @@ fn racing_resumers_leave_exactly_one_holder_and_the_run_active() {
         );
         let id = format!("race{trial}");
         let mut child = env.spawn(&["run", "race.yaml", "--id", &id]);
-        env.wait_for("marks", Duration::from_secs(10));
+        // The line itself, not only the file (made an instant before it is written).
+        let begin = std::time::Instant::now();
+        while !env.marks("marks").contains(&"first".to_string()) {
+            assert!(begin.elapsed() < Duration::from_secs(10), "trial {trial}: `first` did not start");
+            std::thread::sleep(Duration::from_millis(5));
+        }
         kill9(&mut child);
         let racers = 3 + rng.below(4) as usize;
         let mut children: Vec<_> = (0..racers).map(|_| env.spawn(&["resume", &id])).collect();

@@ -316,7 +316,11 @@ impl<'r> Driver<'r> {
             return Ok(());
         }
         self.unflushed_since = None;
-        let batch = std::mem::take(&mut self.batch);
+        // Every batch first checks (and renews) this process's lease: the batch of a
+        // holder another process took the run from is refused whole.
+        let beat =
+            Write::Heartbeat { run: self.core.run_id().to_string(), owner: self.lease.owner.clone(), at_ms: now_ms() };
+        let batch: Vec<Write> = std::iter::once(beat).chain(std::mem::take(&mut self.batch)).collect();
         crate::crash::point("before a commit");
         let mut seqs = self.store.write(&batch)?.into_iter();
         crate::crash::point("after a commit");

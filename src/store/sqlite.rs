@@ -13,7 +13,6 @@ mod service;
 mod stats;
 
 use super::migrations::MIGRATIONS;
-use super::rows::superseded_checkpoints;
 use super::{
     Admission, Alive, ClaimError, Durability, HistoryRow, Lease, Metrics, NewRun, NodeDuration, NodeRow, NodeStatus,
     NotificationRow, RunFilter, RunRow, RunStatus, StopRequest, Store, StoreError, TokenRow, Write,
@@ -210,7 +209,7 @@ impl Store for SqliteStore {
         // The run's own row is updated once per batch, with its latest state; every
         // phase update still gets its history row.
         let mut latest: Vec<(&str, RowState)> = Vec::new();
-        let superseded = superseded_checkpoints(batch);
+        let superseded = super::rows::superseded_checkpoints(batch);
         let mut events = Vec::new();
         for (i, write) in batch.iter().enumerate() {
             match write {
@@ -299,8 +298,10 @@ impl Store for SqliteStore {
                     )?;
                 }
                 Write::Heartbeat { run, owner, at_ms } => {
-                    tx.prepare_cached("UPDATE deployments SET heartbeat_at = ?3 WHERE id = ?1 AND lease_owner = ?2")?
-                        .execute(params![run, owner, at_ms])?;
+                    let sql = "UPDATE deployments SET heartbeat_at = ?3 WHERE id = ?1 AND lease_owner = ?2";
+                    if tx.prepare_cached(sql)?.execute(params![run, owner, at_ms])? == 0 {
+                        return Err(StoreError::LeaseLost { run: run.clone() });
+                    }
                 }
                 Write::Event(event) => events.push(event),
                 Write::Notification(n) => service::insert_notification(&tx, n)?,

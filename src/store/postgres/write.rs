@@ -123,7 +123,10 @@ pub(super) fn write(conn: &mut Conn, batch: &[Write]) -> Result<Vec<i64>, StoreE
                     &mut tx,
                     "UPDATE deployments SET heartbeat_at = $3 WHERE id = $1 AND lease_owner = $2",
                 )?;
-                tx.execute(&beat, &[run, owner, at_ms])?;
+                // The batch of a holder that lost its lease is refused whole.
+                if tx.execute(&beat, &[run, owner, at_ms])? == 0 {
+                    return Err(StoreError::LeaseLost { run: run.clone() });
+                }
             }
             Write::Event(event) => events.push(event),
             Write::Notification(n) => insert_notification(&mut tx, n)?,

@@ -133,6 +133,31 @@ fn static_campaign(fresh: bool) -> Summary {
     summary
 }
 
+/// Each node ran once after a crash at point `k`, or twice if its success was not yet
+/// committed when the run crashed (at least once); a node recorded as succeeded never
+/// ran again.
+fn once_each(
+    nodes: &[&str],
+    ran: &[String],
+    before: &HashMap<String, (String, Option<String>)>,
+    k: usize,
+    point: &str,
+) -> &'static str {
+    let mut verdict = "ok";
+    for node in nodes {
+        let times = ran.iter().filter(|m| m == node).count();
+        let finished = before.get(*node).is_some_and(|(s, _)| s == "succeeded");
+        match times {
+            1 => {}
+            2 if !finished => verdict = "ok, at-least-once: a node ran again whose success was not yet committed",
+            _ => panic!(
+                "point {k} ({point}): `{node}` ran {times} times (finished before the crash: {finished}): {ran:?}"
+            ),
+        }
+    }
+    verdict
+}
+
 impl Summary {
     /// Most points must have been crashed at (a run may group its commits differently
     /// from the listed one; the actions' own points are always reached).
@@ -199,18 +224,7 @@ nodes:
         assert_eq!(integrity(&env), "ok");
         let ran = env.marks("marks");
         std::fs::rename(env.path("marks"), env.path(&marks)).unwrap();
-        let mut verdict = "ok";
-        for node in ["one", "two", "side", "three"] {
-            let times = ran.iter().filter(|m| *m == node).count();
-            let finished = before.get(node).is_some_and(|(s, _)| s == "succeeded");
-            match times {
-                1 => {}
-                2 if !finished => verdict = "ok, at-least-once: a node ran again whose success was not yet committed",
-                _ => panic!(
-                    "point {k} ({point}): `{node}` ran {times} times (finished before the crash: {finished}): {ran:?}"
-                ),
-            }
-        }
+        let verdict = once_each(&["one", "two", "side", "three"], &ran, &before, k, point);
         summary.rows.push((k, point.clone(), verdict));
     }
     summary.check("shell pipeline");
@@ -256,18 +270,7 @@ nodes:
         assert_eq!(resumed.status.code(), Some(0), "point {k}: {}", String::from_utf8_lossy(&resumed.stderr));
         assert_eq!(integrity(&env), "ok");
         let ran = env.marks("marks");
-        let mut verdict = "ok";
-        for node in ["prep", "hosts[a]", "hosts[b]", "hosts[c]", "done"] {
-            let times = ran.iter().filter(|m| *m == node).count();
-            let finished = before.get(node).is_some_and(|(s, _)| s == "succeeded");
-            match times {
-                1 => {}
-                2 if !finished => verdict = "ok, at-least-once: a node ran again whose success was not yet committed",
-                _ => panic!(
-                    "point {k} ({point}): `{node}` ran {times} times (finished before the crash: {finished}): {ran:?}"
-                ),
-            }
-        }
+        let verdict = once_each(&["prep", "hosts[a]", "hosts[b]", "hosts[c]", "done"], &ran, &before, k, point);
         let status = env.status(&id);
         assert_eq!(status["status"], "succeeded", "point {k}");
         summary.rows.push((k, point.clone(), verdict));

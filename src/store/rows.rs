@@ -240,3 +240,33 @@ pub(super) fn superseded_checkpoints(batch: &[super::Write]) -> Vec<bool> {
     }
     superseded
 }
+
+/// The status a notification has after an attempt: delivered, or not (pending again
+/// when `next_at` says when, failed when no attempt is left).
+pub(super) fn attempt_status(delivered: bool, next_at: Option<i64>) -> &'static str {
+    match (delivered, next_at) {
+        (true, _) => "delivered",
+        (false, Some(_)) => "pending",
+        (false, None) => "failed",
+    }
+}
+
+/// An event the store itself writes, in the transaction that makes it true: a run
+/// queued, or a run nobody held cancelled.
+pub(super) fn run_event(
+    run: &str,
+    phase: &str,
+    progress: u8,
+    at: &str,
+    kind: crate::event::EventKind,
+) -> crate::event::Event {
+    crate::event::Event {
+        seq: None,
+        ts: at.to_string(),
+        deployment: run.to_string(),
+        phase: phase.to_string(),
+        progress,
+        kind,
+        eta_seconds: None,
+    }
+}

@@ -123,11 +123,7 @@ pub(super) fn notification_attempt(
     next_at: Option<i64>,
     at: &str,
 ) -> Result<(), StoreError> {
-    let status = match (delivered, next_at) {
-        (true, _) => "delivered",
-        (false, Some(_)) => "pending",
-        (false, None) => "failed",
-    };
+    let status = super::super::rows::attempt_status(delivered, next_at);
     client.execute(
         "UPDATE notifications SET status = $2, attempts = attempts + 1, last_error = $3, \
          next_at = COALESCE($4, next_at), delivered_at = CASE WHEN $2 = 'delivered' THEN $5 ELSE delivered_at END \

@@ -38,14 +38,6 @@ pub(super) fn insert_run_event(
     at: &str,
     kind: crate::event::EventKind,
 ) -> rusqlite::Result<()> {
-    let event = Event {
-        seq: None,
-        ts: at.to_string(),
-        deployment: run.to_string(),
-        phase: phase.to_string(),
-        progress,
-        kind,
-        eta_seconds: None,
-    };
+    let event = super::super::rows::run_event(run, phase, progress, at, kind);
     insert_events(tx, &[&event], &mut Vec::new())
 }

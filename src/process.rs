@@ -118,6 +118,13 @@ pub(crate) fn configure(cmd: &mut tokio::process::Command, run_id: &str, run_key
         .env("PHASED_NODE", node)
         .process_group(0)
         .kill_on_drop(true);
+    // A step never sees the database's password (a PostgreSQL URL may hold one).
+    if let Some(db) = std::env::var_os("PHASED_DB") {
+        let db = std::path::PathBuf::from(db);
+        if crate::store::is_url(&db) {
+            cmd.env("PHASED_DB", crate::store::shown(&db));
+        }
+    }
     // Started now, so that it exists before the first step does.
     supervisor();
 }

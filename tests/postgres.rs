@@ -469,3 +469,32 @@ fn a_holder_that_lost_its_lease_has_its_writes_refused_and_stops() {
     let marks = std::fs::read_to_string(dir.join("marks")).unwrap();
     assert_eq!(marks.lines().filter(|l| *l == "last fenced").count(), 1, "{marks}");
 }
+
+#[test]
+fn a_password_in_the_url_reaches_no_output_no_log_no_step_and_no_table() {
+    let pg = Postgres::start();
+    let env = Env::on_postgres(&pg);
+    let url = env.db().to_string_lossy().replace("postgres://postgres@", "postgres://postgres:hunter2@");
+    let file = env.write(
+        "envy.yaml",
+        "version: 1\nname: envy\nnodes:\n  a: {phase: BUILDING, uses: shell, with: {run: 'echo \"db=$PHASED_DB\"; env'}}\n  b: {phase: HEALTH_CHECK, needs: [a], uses: shell, with: {run: 'exit 1'}}\n",
+    );
+    let with_password = |args: &[&str]| env.command(args).env("PHASED_DB", &url).output().unwrap();
+    let run = with_password(&["run", file.to_str().unwrap(), "--id", "envy", "-v"]);
+    assert_eq!(run.status.code(), Some(1), "{}", String::from_utf8_lossy(&run.stderr));
+    let status = with_password(&["status", "envy"]);
+    let logs = with_password(&["logs", "envy"]);
+    assert!(
+        String::from_utf8_lossy(&logs.stdout).contains("db=postgres://postgres@127.0.0.1"),
+        "the step saw it, redacted"
+    );
+    let mut places = vec![
+        ("run".to_string(), [run.stdout, run.stderr].concat()),
+        ("status".to_string(), [status.stdout, status.stderr].concat()),
+        ("logs".to_string(), logs.stdout),
+    ];
+    places.extend(env.stored());
+    for (place, bytes) in places {
+        assert!(!String::from_utf8_lossy(&bytes).contains("hunter2"), "the password is in {place}");
+    }
+}

@@ -122,17 +122,23 @@ fn tls() -> Result<postgres_openssl::MakeTlsConnector, StoreError> {
     Ok(postgres_openssl::MakeTlsConnector::new(builder.build()))
 }
 
-/// The URL without its password, to be shown.
+/// The URL without its password (in the user part, or as `password=` among its
+/// parameters), to be shown.
 pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
     let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((user, host)) => {
-            let user = user.split_once(':').map_or(user, |(name, _)| name);
-            format!("{scheme}://{user}@{host}{tail}")
+    let authority = match authority.rsplit_once('@') {
+        Some((user, host)) => format!("{}@{host}", user.split_once(':').map_or(user, |(name, _)| name)),
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let kept: Vec<&str> = query.split('&').filter(|p| !p.starts_with("password=")).collect();
+            if kept.is_empty() { path.to_string() } else { format!("{path}?{}", kept.join("&")) }
         }
-        None => url.to_string(),
-    }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 /// Whether an error means the connection is gone (a new one may succeed), rather than
@@ -310,5 +316,10 @@ mod tests {
         assert_eq!(redact("postgres://ops@db/phased?sslmode=require"), "postgres://ops@db/phased?sslmode=require");
         assert_eq!(redact("postgresql://db/phased"), "postgresql://db/phased");
         assert_eq!(redact("postgres://a:b@c@h/d"), "postgres://a@h/d");
+        assert_eq!(
+            redact("postgres://ops@db/phased?password=s3cret&sslmode=require"),
+            "postgres://ops@db/phased?sslmode=require"
+        );
+        assert_eq!(redact("postgres://db/phased?password=s3cret"), "postgres://db/phased");
     }
 }

@@ -1,4 +1,5 @@
-//! Paths compared as the user means them, whether or not they exist yet.
+//! Paths compared as the user means them, whether or not they exist yet; and the
+//! `--db` that is a PostgreSQL URL instead of a file.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -16,4 +17,47 @@ pub(crate) fn normalize(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// Whether `--db` names a PostgreSQL database rather than a SQLite file.
+pub(crate) fn is_database_url(db: &Path) -> bool {
+    let text = db.as_os_str().to_string_lossy();
+    text.starts_with("postgres://") || text.starts_with("postgresql://")
+}
+
+/// The URL without its password (in the user part, or as `password=` among its
+/// parameters), to be shown.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    let authority = match authority.rsplit_once('@') {
+        Some((user, host)) => format!("{}@{host}", user.split_once(':').map_or(user, |(name, _)| name)),
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let kept: Vec<&str> = query.split('&').filter(|p| !p.starts_with("password=")).collect();
+            if kept.is_empty() { path.to_string() } else { format!("{path}?{}", kept.join("&")) }
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url as redact;
+
+    #[test]
+    fn a_password_is_never_shown() {
+        assert_eq!(redact("postgres://ops:s3cret@db.internal:5432/phased"), "postgres://ops@db.internal:5432/phased");
+        assert_eq!(redact("postgres://ops@db/phased?sslmode=require"), "postgres://ops@db/phased?sslmode=require");
+        assert_eq!(redact("postgresql://db/phased"), "postgresql://db/phased");
+        assert_eq!(redact("postgres://a:b@c@h/d"), "postgres://a@h/d");
+        assert_eq!(
+            redact("postgres://ops@db/phased?password=s3cret&sslmode=require"),
+            "postgres://ops@db/phased?sslmode=require"
+        );
+        assert_eq!(redact("postgres://db/phased?password=s3cret"), "postgres://db/phased");
+    }
 }

@@ -121,8 +121,8 @@ pub(crate) fn configure(cmd: &mut tokio::process::Command, run_id: &str, run_key
     // A step never sees the database's password (a PostgreSQL URL may hold one).
     if let Some(db) = std::env::var_os("PHASED_DB") {
         let db = std::path::PathBuf::from(db);
-        if crate::store::is_url(&db) {
-            cmd.env("PHASED_DB", crate::store::shown(&db));
+        if crate::paths::is_database_url(&db) {
+            cmd.env("PHASED_DB", crate::paths::redact_url(&db.to_string_lossy()));
         }
     }
     // Started now, so that it exists before the first step does.

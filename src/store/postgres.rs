@@ -19,14 +19,18 @@ use super::{
     Admission, Alive, ClaimError, HistoryRow, Lease, Metrics, NewRun, NodeDuration, NodeRow, NotificationRow,
     RunFilter, RunRow, StopRequest, Store, StoreError, TokenRow, Write,
 };
+pub(crate) use conn::client;
 use conn::{Conn, Link};
-pub(crate) use conn::{client, redact};
 use rows::{NODE_COLUMNS, RUN_COLUMNS, json, node_row, run_row};
 
 /// Whether `db` names a PostgreSQL database rather than a SQLite file.
 pub fn is_url(db: &Path) -> bool {
-    let text = db.as_os_str().to_string_lossy();
-    text.starts_with("postgres://") || text.starts_with("postgresql://")
+    crate::paths::is_database_url(db)
+}
+
+/// The URL without its password, to be shown.
+pub(crate) fn redact(url: &str) -> String {
+    crate::paths::redact_url(url)
 }
 
 pub struct PgStore {

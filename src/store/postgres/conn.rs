@@ -87,7 +87,7 @@ impl Conn {
             tx.query_opt("SELECT version FROM phased_schema", &[])?.map_or(0, |r| i64::from(r.get::<_, i32>(0)));
         let supported = MIGRATIONS.len() as i64;
         if found > supported {
-            return Err(StoreError::TooNew { path: redact(url).into(), found, supported });
+            return Err(StoreError::TooNew { path: crate::paths::redact_url(url).into(), found, supported });
         }
         for migration in MIGRATIONS.iter().skip(found as usize) {
             tx.batch_execute(migration)?;
@@ -103,11 +103,12 @@ impl Conn {
 
 /// A client of the database at `url` (no schema check).
 pub(crate) fn client(url: &str) -> Result<Client, StoreError> {
-    let mut config: postgres::Config = url.parse().map_err(|e| StoreError::Url { url: redact(url), source: e })?;
+    let mut config: postgres::Config =
+        url.parse().map_err(|e| StoreError::Url { url: crate::paths::redact_url(url), source: e })?;
     if config.get_application_name().is_none() {
         config.application_name("phased");
     }
-    config.connect(tls()?).map_err(|e| StoreError::Connect { url: redact(url), source: e })
+    config.connect(tls()?).map_err(|e| StoreError::Connect { url: crate::paths::redact_url(url), source: e })
 }
 
 /// TLS as the URL asks (`sslmode=require`); the server's certificate is checked
@@ -120,25 +121,6 @@ fn tls() -> Result<postgres_openssl::MakeTlsConnector, StoreError> {
         builder.set_ca_file(&root).map_err(tls_error)?;
     }
     Ok(postgres_openssl::MakeTlsConnector::new(builder.build()))
-}
-
-/// The URL without its password (in the user part, or as `password=` among its
-/// parameters), to be shown.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
-    let authority = match authority.rsplit_once('@') {
-        Some((user, host)) => format!("{}@{host}", user.split_once(':').map_or(user, |(name, _)| name)),
-        None => authority.to_string(),
-    };
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let kept: Vec<&str> = query.split('&').filter(|p| !p.starts_with("password=")).collect();
-            if kept.is_empty() { path.to_string() } else { format!("{path}?{}", kept.join("&")) }
-        }
-        None => tail.to_string(),
-    };
-    format!("{scheme}://{authority}{tail}")
 }
 
 /// Whether an error means the connection is gone (a new one may succeed), rather than
@@ -303,23 +285,5 @@ impl Tx<'_> {
 
     pub(super) fn commit(self) -> Result<(), postgres::Error> {
         self.tx.commit()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn a_password_is_never_shown() {
-        assert_eq!(redact("postgres://ops:s3cret@db.internal:5432/phased"), "postgres://ops@db.internal:5432/phased");
-        assert_eq!(redact("postgres://ops@db/phased?sslmode=require"), "postgres://ops@db/phased?sslmode=require");
-        assert_eq!(redact("postgresql://db/phased"), "postgresql://db/phased");
-        assert_eq!(redact("postgres://a:b@c@h/d"), "postgres://a@h/d");
-        assert_eq!(
-            redact("postgres://ops@db/phased?password=s3cret&sslmode=require"),
-            "postgres://ops@db/phased?sslmode=require"
-        );
-        assert_eq!(redact("postgres://db/phased?password=s3cret"), "postgres://db/phased");
     }
 }

@@ -183,18 +183,27 @@ fn an_event_stream_replays_exactly_what_a_reconnecting_client_missed() {
 fn a_stream_that_falls_behind_the_live_events_reads_them_from_the_database_and_misses_none() {
     let env = Env::new();
     let read = token(&env, "viewer", "read");
-    let mut pipeline = String::from("version: 1\nname: wide\nnodes:\n");
+    // The first node waits for a gate; the 60 after it come in a burst.
+    let mut pipeline = String::from(
+        "version: 1\nname: wide\nnodes:\n  gate: {phase: BUILDING, uses: shell, with: {run: 'while [ ! -f go ]; do sleep 0.01; done'}}\n",
+    );
     for i in 0..60 {
-        pipeline.push_str(&format!("  n{i}: {{phase: BUILDING, uses: noop}}\n"));
+        pipeline.push_str(&format!("  n{i}: {{phase: BUILDING, needs: [gate], uses: noop}}\n"));
     }
     env.write("wide.yaml", &pipeline);
     // The hub holds two events for the streams behind it (4096 by default): a stream
     // falls behind as soon as more than two events come between two of its reads.
     let mut server = Server::start_full(&env, &[], &[("PHASED_HUB_CAPACITY", "2"), ("PHASED_LOG", "info")]);
     let mut stream = Stream::open(&server, "/api/v1/events", &read, None);
-    let mut run = env.spawn(&["run", "wide.yaml", "--id", "wide-1"]);
+    // All 60 at once: their events are committed together, and reach the hub together.
+    let mut run = env.spawn(&["run", "wide.yaml", "--id", "wide-1", "--parallel", "64"]);
     let mut seen = vec![stream.next().expect("the first event")];
-    // A slow client: the run goes on meanwhile.
+    // Live by now (the gate's start comes through the hub), then a slow client: the
+    // burst goes on meanwhile.
+    while seen.last().unwrap().1 != "node_started" {
+        seen.push(stream.next().expect("the gate's start"));
+    }
+    env.write("go", "");
     std::thread::sleep(Duration::from_millis(500));
     while seen.last().unwrap().1 != "run_succeeded" {
         seen.push(stream.next().expect("events until the run's end"));

@@ -270,7 +270,10 @@ fn a_resume_kills_what_an_earlier_attempt_left_running() {
     // beyond the supervisor's reach; the run's marker in its environment still finds
     // it before the resume.
     let env = Env::new();
-    let escape = "env -u PHASED_ENGINE setsid sleep 60 & touch second-running;";
+    // `second-running` only once the escaped process runs in its own session (before
+    // that, a kill of the step's group would take it too).
+    let escape = "env -u PHASED_ENGINE setsid sh -c \"touch escaped; exec sleep 60\" & \
+                  while [ ! -f escaped ]; do sleep 0.01; done; touch second-running;";
     let file = env.write("three.yaml", &THREE.replace("touch second-running;", escape));
     let mut child = env.spawn(&["run", file.to_str().unwrap(), "--id", "escaped"]);
     env.wait_for("second-running", Duration::from_secs(20));

@@ -133,6 +133,39 @@ fn static_campaign(fresh: bool) -> Summary {
     summary
 }
 
+/// A pipeline of quick `shell` steps (each appends its node's name to `marks`),
+/// crashed at each of its points in turn, then resumed: ACTIVE, each node run once,
+/// or twice when its success was not yet committed at the crash.
+fn step_campaign(env: &Env, file: &str, nodes: &[&str]) -> Summary {
+    let list = env.path("points.txt");
+    let listed = env.command(&["run", file, "--id", "count"]).env("PHASED_CRASH_LIST", &list).output().unwrap();
+    assert_eq!(listed.status.code(), Some(0));
+    let points = points_of(&list);
+    let mut summary = Summary { rows: Vec::new() };
+    for (i, point) in points.iter().enumerate() {
+        let k = i + 1;
+        let id = format!("c{k}");
+        std::fs::remove_file(env.path("marks")).ok();
+        let out = env.command(&["run", file, "--id", &id]).env("PHASED_CRASH_AT", k.to_string()).output().unwrap();
+        if out.status.code() == Some(0) {
+            // Steps this quick finish in one batch or in two, as it happens.
+            summary.rows.push((k, point.clone(), "not reached: fewer commits this time"));
+            continue;
+        }
+        assert_eq!(out.status.signal(), Some(libc::SIGABRT), "point {k} ({point})");
+        let before = checkpoints(env, &id);
+        let resumed = env.run(&["resume", &id]);
+        assert_eq!(resumed.status.code(), Some(0), "point {k}: {}", String::from_utf8_lossy(&resumed.stderr));
+        assert_eq!(integrity(env), "ok");
+        let ran = env.marks("marks");
+        std::fs::rename(env.path("marks"), env.path(&format!("marks-{k}"))).unwrap();
+        let verdict = once_each(nodes, &ran, &before, k, point);
+        assert_eq!(env.status(&id)["status"], "succeeded", "point {k}");
+        summary.rows.push((k, point.clone(), verdict));
+    }
+    summary
+}
+
 /// Each node ran once after a crash at point `k`, or twice if its success was not yet
 /// committed when the run crashed (at least once); a node recorded as succeeded never
 /// ran again.
@@ -193,40 +226,7 @@ nodes:
   three: {phase: HEALTH_CHECK, needs: [two, side], uses: shell, with: {run: 'echo three >> marks'}}
 "#,
     );
-    let list = env.path("points.txt");
-    assert_eq!(
-        env.command(&["run", "steps.yaml", "--id", "count"])
-            .env("PHASED_CRASH_LIST", &list)
-            .output()
-            .unwrap()
-            .status
-            .code(),
-        Some(0)
-    );
-    let points = points_of(&list);
-    let mut summary = Summary { rows: Vec::new() };
-    for (i, point) in points.iter().enumerate() {
-        let k = i + 1;
-        let id = format!("c{k}");
-        let marks = format!("marks-{k}");
-        std::fs::remove_file(env.path("marks")).ok();
-        let out =
-            env.command(&["run", "steps.yaml", "--id", &id]).env("PHASED_CRASH_AT", k.to_string()).output().unwrap();
-        if out.status.code() == Some(0) {
-            // Steps this quick finish in one batch or in two, as it happens.
-            summary.rows.push((k, point.clone(), "not reached: fewer commits this time"));
-            continue;
-        }
-        assert_eq!(out.status.signal(), Some(libc::SIGABRT), "point {k} ({point})");
-        let before = checkpoints(&env, &id);
-        let resumed = env.run(&["resume", &id]);
-        assert_eq!(resumed.status.code(), Some(0), "point {k}: {}", String::from_utf8_lossy(&resumed.stderr));
-        assert_eq!(integrity(&env), "ok");
-        let ran = env.marks("marks");
-        std::fs::rename(env.path("marks"), env.path(&marks)).unwrap();
-        let verdict = once_each(&["one", "two", "side", "three"], &ran, &before, k, point);
-        summary.rows.push((k, point.clone(), verdict));
-    }
+    let summary = step_campaign(&env, "steps.yaml", &["one", "two", "side", "three"]);
     summary.check("shell pipeline");
 }
 
@@ -249,31 +249,6 @@ nodes:
   done: {phase: HEALTH_CHECK, needs: [hosts], uses: shell, with: {run: 'echo done >> marks'}}
 "#,
     );
-    let list = env.path("points.txt");
-    let listed = env.command(&["run", "fan.yaml", "--id", "count"]).env("PHASED_CRASH_LIST", &list).output().unwrap();
-    assert_eq!(listed.status.code(), Some(0));
-    let points = points_of(&list);
-    let mut summary = Summary { rows: Vec::new() };
-    for (i, point) in points.iter().enumerate() {
-        let k = i + 1;
-        let id = format!("f{k}");
-        std::fs::remove_file(env.path("marks")).ok();
-        let out =
-            env.command(&["run", "fan.yaml", "--id", &id]).env("PHASED_CRASH_AT", k.to_string()).output().unwrap();
-        if out.status.code() == Some(0) {
-            summary.rows.push((k, point.clone(), "not reached: fewer commits this time"));
-            continue;
-        }
-        assert_eq!(out.status.signal(), Some(libc::SIGABRT), "point {k} ({point})");
-        let before = checkpoints(&env, &id);
-        let resumed = env.run(&["resume", &id]);
-        assert_eq!(resumed.status.code(), Some(0), "point {k}: {}", String::from_utf8_lossy(&resumed.stderr));
-        assert_eq!(integrity(&env), "ok");
-        let ran = env.marks("marks");
-        let verdict = once_each(&["prep", "hosts[a]", "hosts[b]", "hosts[c]", "done"], &ran, &before, k, point);
-        let status = env.status(&id);
-        assert_eq!(status["status"], "succeeded", "point {k}");
-        summary.rows.push((k, point.clone(), verdict));
-    }
+    let summary = step_campaign(&env, "fan.yaml", &["prep", "hosts[a]", "hosts[b]", "hosts[c]", "done"]);
     summary.check("fanned-out shell pipeline");
 }

@@ -326,6 +326,18 @@ fn migrate_copies_a_sqlite_history_into_postgresql_where_it_goes_on() {
     );
     let out = sqlite.run(&["migrate", "--from", "sqlite:nowhere.db", "--to", &url]);
     assert_eq!(out.status.code(), Some(2));
+
+    // From a database a live process is running a run in: refused, naming the run.
+    let gated = sqlite.write("gated.yaml", "version: 1\nname: gated\nnodes:\n  wait: {phase: BUILDING, uses: shell, with: {run: 'touch waiting; while [ ! -f open ]; do sleep 0.05; done'}}\n");
+    let mut live = sqlite.spawn(&["run", gated.to_str().unwrap(), "--id", "live"]);
+    sqlite.wait_for("waiting", Duration::from_secs(20));
+    let empty = support::postgres::create_database(&pg.base_url());
+    let refused = sqlite.run(&["migrate", "--from", &from, "--to", &empty]);
+    assert_eq!(refused.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("run `live` is running") && said.contains("stop the phased processes"), "{said}");
+    sqlite.write("open", "");
+    assert!(live.wait().unwrap().success());
 }
 
 #[test]

@@ -37,11 +37,6 @@ impl Env {
         Env { dir: tempfile::tempdir().unwrap(), postgres: Some(postgres::create_database(&cluster.base_url())) }
     }
 
-    /// Whether the database is PostgreSQL.
-    pub fn is_postgres(&self) -> bool {
-        self.postgres.is_some()
-    }
-
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }

@@ -5,6 +5,7 @@ mod blocks;
 mod checks;
 mod foreach;
 mod graph;
+mod injection;
 pub mod inputs;
 mod node;
 mod pipeline;

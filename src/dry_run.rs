@@ -84,10 +84,18 @@ fn percent(share: f64) -> u8 {
 
 impl Walker {
     fn context(&self, inputs: &Map<String, serde_json::Value>, item: Option<&serde_json::Value>) -> Value {
+        context(&self.root, inputs, item)
+    }
+}
+
+/// What a template sees before a run: the inputs, `deployment` and node outputs as
+/// placeholders, secrets as `***`.
+pub(crate) fn context(root: &str, inputs: &Map<String, serde_json::Value>, item: Option<&serde_json::Value>) -> Value {
+    {
         let deployment = json!({
             "id": "<deployment.id>",
             "short_id": "<deployment.short_id>",
-            "pipeline": self.root,
+            "pipeline": root,
             "attempt": 1,
             "started_at": "<deployment.started_at>",
             "work_dir": "<deployment.work_dir>",
@@ -104,7 +112,9 @@ impl Walker {
         .collect();
         Value::from(scope)
     }
+}
 
+impl Walker {
     /// Walks `plan` whose nodes together are worth `share` of the whole run; the nodes
     /// of a `foreach` get their `items`, one each.
     fn walk(

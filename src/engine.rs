@@ -56,8 +56,8 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("a run with id `{0}` already exists")]
     DuplicateId(String),
-    #[error("invalid run id `{0}`: use letters, digits, `-`, `_` and `.` (at most 64)")]
-    InvalidId(String),
+    #[error("invalid run id `{id}`: {why}")]
+    InvalidId { id: String, why: String },
     #[error(transparent)]
     Claim(#[from] ClaimError),
     #[error("the pipeline snapshot of run `{run}` no longer compiles")]
@@ -100,10 +100,6 @@ pub struct Halt {
     pub ignore_signals: bool,
 }
 
-fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
 /// Checks the id, saves the snapshot and records a new run, its place in its target's
 /// queue decided in the same transaction: held by `lease`, or queued for the workers.
 fn new_run(
@@ -115,8 +111,8 @@ fn new_run(
     for_workers: bool,
 ) -> Result<Recorded, EngineError> {
     let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    if !valid_id(&id) {
-        return Err(EngineError::InvalidId(id));
+    if let Err(why) = crate::names::check_run_id(&id) {
+        return Err(EngineError::InvalidId { id, why });
     }
     if store.run_exists(&id)? {
         return Err(EngineError::DuplicateId(id));

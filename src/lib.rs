@@ -1,6 +1,7 @@
 //! Phased: declarative, resumable deployment pipelines.
 
 pub mod action;
+mod admit;
 pub mod catalog;
 pub mod cli;
 mod clock;

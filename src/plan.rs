@@ -107,6 +107,12 @@ pub struct InputSpec {
     pub allowed: Option<Vec<serde_json::Value>>,
     pub pattern: Option<Regex>,
     pub description: Option<String>,
+    /// The value names a file or folder: from a caller that is not the operator, it
+    /// must lie under the server's data folder or an `--allow-path` root.
+    pub path: bool,
+    /// Only the operator sets it (the command line, the server's triggers): an API
+    /// `deploy` token or a webhook that gives it is refused.
+    pub operator: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -33,9 +33,16 @@ pub(crate) fn run_key(run_id: &str, db: &std::path::Path) -> String {
 }
 
 /// A command for `argv`: the program and its arguments, run directly (no shell).
+/// It does not inherit phased's secrets (`PHASED_SECRET_*`, the webhook keys among
+/// them): a step gets a secret only through its own `env:`.
 pub(crate) fn command(argv: &[String]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..]);
+    for (name, _) in std::env::vars_os() {
+        if name.as_encoded_bytes().starts_with(crate::secrets::PREFIX.as_bytes()) {
+            cmd.env_remove(name);
+        }
+    }
     cmd
 }
 

@@ -212,6 +212,16 @@ pub struct RawInput {
     #[schemars(with = "Option<String>")]
     pub pattern: Option<Spanned<String>>,
     pub description: Option<String>,
+    /// The value is a file or folder path. Given by an API `deploy` token or a
+    /// webhook, it must lie under the server's data folder or an `--allow-path` folder.
+    #[serde(default)]
+    #[schemars(with = "bool")]
+    pub path: Option<Spanned<bool>>,
+    /// Only the operator may set it (the command line, an `admin` token, the server's
+    /// triggers file): a proxy's configuration, a base folder, a Docker engine, the
+    /// name of a secret. A `deploy` token or a webhook that gives it is refused (403).
+    #[serde(default)]
+    pub operator: bool,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]

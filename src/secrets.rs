@@ -44,10 +44,84 @@ impl Secrets {
 
     pub fn masker(&self) -> Masker {
         let mut values: Vec<String> = self.values.values().filter(|v| !v.is_empty()).cloned().collect();
+        let encoded: Vec<String> =
+            values.iter().filter(|v| v.len() >= ENCODED_MIN).flat_map(|v| encodings(v)).collect();
+        values.extend(encoded);
         // Longest first, so that a secret containing another is masked whole.
         values.sort_by_key(|v| std::cmp::Reverse(v.len()));
         values.dedup();
         Masker { values }
+    }
+}
+
+/// Secrets at least this long are also masked in their encoded forms (shorter ones
+/// would mask ordinary text: the base64 of `abc` is `YWJj`).
+const ENCODED_MIN: usize = 8;
+
+/// The forms a step may print a secret in besides its text: base64 (standard and
+/// URL-safe, whole, and the part that stays the same wherever the value starts in a
+/// longer encoded text), percent-encoding (as in a URL, and as in a form, `+` for a
+/// space), and hex (either case).
+fn encodings(value: &str) -> Vec<String> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let bytes = value.as_bytes();
+    let mut out = Vec::new();
+    for engine in [&STANDARD, &URL_SAFE] {
+        out.push(engine.encode(bytes));
+    }
+    for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+        // Inside a longer text the value starts 0, 1 or 2 bytes into a 3-byte group:
+        // the characters made only of its own bytes are the same each time.
+        for shift in 0..3usize {
+            let mut shifted = vec![0u8; shift];
+            shifted.extend_from_slice(bytes);
+            let text = engine.encode(&shifted);
+            let start = if shift == 0 { 0 } else { 4 };
+            let end = (shifted.len() / 3) * 4;
+            if end > start && end - start >= ENCODED_MIN {
+                out.push(text[start..end].to_string());
+            }
+        }
+    }
+    let percent = |space_plus: bool| -> String {
+        let mut text = String::new();
+        for &b in bytes {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => text.push(b as char),
+                b' ' if space_plus => text.push('+'),
+                _ => text.push_str(&format!("%{b:02X}")),
+            }
+        }
+        text
+    };
+    for encoded in [percent(false), percent(true)] {
+        out.push(encoded.to_lowercase_percent());
+        out.push(encoded);
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    out.push(hex.to_uppercase());
+    out.push(hex);
+    out.retain(|e| e != value && e.len() >= ENCODED_MIN);
+    out
+}
+
+/// `%2F` and `%2f` are the same escape; some encoders write the lower case.
+trait LowercasePercent {
+    fn to_lowercase_percent(&self) -> String;
+}
+
+impl LowercasePercent for String {
+    fn to_lowercase_percent(&self) -> String {
+        let mut out = String::with_capacity(self.len());
+        let mut chars = self.chars();
+        while let Some(c) = chars.next() {
+            out.push(c);
+            if c == '%' {
+                out.extend(chars.by_ref().take(2).map(|h| h.to_ascii_lowercase()));
+            }
+        }
+        out
     }
 }
 
@@ -107,6 +181,37 @@ impl Masker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoded_forms_of_a_long_secret_are_masked_too() {
+        use base64::Engine;
+        let value = "hunter2-Is/Secret+Key";
+        let m = Secrets::from_vars([("PHASED_SECRET_K".to_string(), value.to_string())]).masker();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(value);
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value);
+        let hex: String = value.bytes().map(|b| format!("{b:02x}")).collect();
+        for shown in [
+            b64.clone(),
+            url,
+            hex.clone(),
+            hex.to_uppercase(),
+            "hunter2-Is%2FSecret%2BKey".to_string(),
+            "hunter2-Is%2fSecret%2bKey".to_string(),
+        ] {
+            let text = format!("x {shown} y");
+            let masked = m.mask(&text);
+            assert!(!masked.contains(&shown), "{shown} -> {masked}");
+        }
+        // Inside a longer base64 text (`user:<secret>` as in a Basic header), at any offset.
+        for prefix in ["u:", "us:", "use:"] {
+            let text = base64::engine::general_purpose::STANDARD.encode(format!("{prefix}{value}"));
+            let masked = m.mask(&text);
+            assert!(masked.contains(MASK), "{prefix}: {text} -> {masked}");
+        }
+        // A short secret is masked as written only: its encodings are ordinary text.
+        let short = Secrets::from_vars([("PHASED_SECRET_S".to_string(), "abc".to_string())]).masker();
+        assert_eq!(short.mask("YWJj 616263"), "YWJj 616263");
+    }
 
     #[test]
     fn secrets_come_from_prefixed_variables_and_are_masked_everywhere() {

@@ -73,6 +73,8 @@ pub struct Options {
     pub workers: usize,
     /// Beside the database: node logs and work folders.
     pub data_dir: PathBuf,
+    /// Folders besides the data folder that paths from the API and webhooks may name.
+    pub allow_paths: Vec<PathBuf>,
     /// Git push webhooks, by name (`POST /hooks/{name}`).
     pub triggers: indexmap::IndexMap<String, triggers::Trigger>,
     /// On SIGTERM, how long running nodes get to finish before they are stopped.
@@ -87,6 +89,8 @@ pub struct Options {
 struct App {
     db: PathBuf,
     data_dir: PathBuf,
+    /// Where paths from the API and webhooks may point ([`crate::admit`]).
+    roots: crate::admit::Roots,
     durability: Durability,
     pipelines: PathBuf,
     streams: Arc<tokio::sync::Semaphore>,
@@ -284,6 +288,7 @@ pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), Str
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let app = Arc::new(App {
+            roots: crate::admit::Roots::new(&options.data_dir, &options.allow_paths),
             data_dir: options.data_dir.clone(),
             db: options.db,
             durability: options.durability,

@@ -34,6 +34,16 @@ impl From<minijinja::Error> for TemplateError {
     }
 }
 
+/// The variables an expression (the inside of `{{ }}`) reads, as dotted paths;
+/// `None` when it does not compile (reported elsewhere).
+pub(crate) fn expression_variables(expr: &str) -> Option<Vec<String>> {
+    let expression = env::ENV.compile_expression(expr).ok()?;
+    let mut vars: Vec<String> =
+        expression.undeclared_variables(true).into_iter().filter(|v| !env::GLOBALS.contains(&root_of(v))).collect();
+    vars.sort();
+    Some(vars)
+}
+
 /// The first segment of a dotted path.
 pub(crate) fn root_of(path: &str) -> &str {
     path.split('.').next().unwrap_or(path)

@@ -22,12 +22,12 @@ nodes:
   work:
     phase: BUILDING
     uses: shell
-    with: {{run: 'echo "start {{{{ inputs.label }}}}" >> marks; while [ ! -f go-{{{{ inputs.label }}}} ]; do sleep 0.02; done; echo "end {{{{ inputs.label }}}}" >> marks'}}
+    with: {{run: 'echo "start $L" >> marks; while [ ! -f "go-$L" ]; do sleep 0.02; done; echo "end $L" >> marks', env: {{L: '{{{{ inputs.label }}}}'}}}}
   after:
     phase: HEALTH_CHECK
     needs: [work]
     uses: shell
-    with: {{run: 'echo "after {{{{ inputs.label }}}}" >> marks'}}
+    with: {{run: 'echo "after $L" >> marks', env: {{L: '{{{{ inputs.label }}}}'}}}}
 "#
     )
 }

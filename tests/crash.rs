@@ -245,7 +245,7 @@ nodes:
     needs: [prep]
     foreach: {items: '{{ ["a", "b", "c"] }}', parallel: 2, on_failure: continue}
     uses: shell
-    with: {run: 'echo "hosts[{{ item }}]" >> marks'}
+    with: {run: 'echo "hosts[$ITEM]" >> marks', env: {ITEM: '{{ item }}'}}
   done: {phase: HEALTH_CHECK, needs: [hosts], uses: shell, with: {run: 'echo done >> marks'}}
 "#,
     );

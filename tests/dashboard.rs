@@ -50,7 +50,7 @@ inputs:
   mode: {type: string, enum: [fast, careful], default: fast}
 concurrency: {key: "{{ inputs.service }}", policy: queue}
 nodes:
-  build: {phase: BUILDING, uses: shell, metadata: {buildType: static}, with: {run: 'echo building {{ inputs.service }}; sleep 0.6'}}
+  build: {phase: BUILDING, uses: shell, metadata: {buildType: static}, with: {run: 'echo "building $S"; sleep 0.6', env: {S: '{{ inputs.service }}'}}}
   copy: {phase: COPYING_FILES, needs: [build], uses: shell, with: {run: 'sleep 0.6'}}
   route: {phase: UPDATING_ROUTES, needs: [copy], uses: shell, with: {run: 'sleep 0.6'}}
   check: {phase: HEALTH_CHECK, needs: [route], uses: shell, with: {run: 'sleep 0.6; echo healthy'}}
@@ -533,7 +533,7 @@ nodes:
     needs: [prep]
     foreach: {items: '{{ ["eu-1", "eu-2", "us-1"] }}', on_failure: continue}
     uses: shell
-    with: {run: 'test "{{ item }}" != eu-2 || { echo "eu-2 refused the connection" >&2; exit 1; }'}
+    with: {run: 'test "$ITEM" != eu-2 || { echo "eu-2 refused the connection" >&2; exit 1; }', env: {ITEM: '{{ item }}'}}
   check: {phase: HEALTH_CHECK, needs: [deploy], uses: noop}
 "#,
     );

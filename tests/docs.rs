@@ -62,9 +62,9 @@ fn the_tutorial_validates_deploys_fails_and_resumes_as_written() {
     // Section 5: break the check, run, put it back, resume with --reload.
     let api = env.path("pipelines/api.yaml");
     let good = std::fs::read_to_string(&api).unwrap();
-    let needle = r#"grep -q "{{ inputs.version }}""#;
+    let needle = r#"grep -qF -- "$VERSION""#;
     assert!(good.contains(needle), "the tutorial's check line");
-    std::fs::write(&api, good.replace(needle, r#"grep -q "{{ inputs.version }}-beta""#)).unwrap();
+    std::fs::write(&api, good.replace(needle, r#"grep -qF -- "$VERSION-beta""#)).unwrap();
     let failed = env.run(&["run", "api", "-i", "service=shop", "--id", "tut2"]);
     assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
     let status = env.status("tut2");

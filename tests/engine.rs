@@ -446,15 +446,15 @@ nodes:
     phase: BUILDING
     uses: shell
     with:
-      run: 'echo "token is $TOKEN"; echo "token=$TOKEN" >> "$PHASED_OUTPUT"; test "$TOKEN" = "{{ secrets.token }}" && echo ok >> marks'
-      env: {TOKEN: "{{ secrets.token }}"}
+      run: 'echo "token is $TOKEN"; echo "token=$TOKEN" >> "$PHASED_OUTPUT"; test "$TOKEN" = "$AGAIN" && test -n "$TOKEN" && echo ok >> marks'
+      env: {TOKEN: "{{ secrets.token }}", AGAIN: "{{ secrets.token }}"}
     metadata: {auth: "{{ secrets.token }}"}
     result_metadata: {seen: "{{ outputs.token }}"}
   leak:
     phase: HEALTH_CHECK
     needs: [use]
     uses: shell
-    with: {run: 'echo "failing with {{ secrets.token }}" >&2; exit 1'}
+    with: {run: 'echo "failing with $TOKEN" >&2; exit 1', env: {TOKEN: "{{ secrets.token }}"}}
 "#,
     );
     let out = env
@@ -508,13 +508,13 @@ nodes:
   fetch:
     phase: PULLING_SOURCE
     uses: shell
-    with: {run: 'echo "fetch-{{ inputs.label }}" >> marks'}
+    with: {run: 'echo "fetch-$L" >> marks', env: {L: '{{ inputs.label }}'}}
     metadata: {sourceType: "{{ inputs.type }}"}
   unpack:
     phase: PULLING_SOURCE
     needs: [fetch]
     uses: shell
-    with: {run: 'echo unpack >> marks; touch unpacking; while [ ! -f go ]; do sleep 0.05; done; echo path=/srv/{{ inputs.label }} >> "$PHASED_OUTPUT"'}
+    with: {run: 'echo unpack >> marks; touch unpacking; while [ ! -f go ]; do sleep 0.05; done; echo "path=/srv/$L" >> "$PHASED_OUTPUT"', env: {L: '{{ inputs.label }}'}}
 outputs:
   path: "{{ nodes.unpack.outputs.path }}"
 "#,

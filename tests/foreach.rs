@@ -33,11 +33,12 @@ nodes:
     uses: shell
     with:
       run: |
-        mkdir -p busy && touch "busy/{{ item }}" && ls busy | wc -l >> counts
-        echo "{{ item }} {{ nodes.prep.outputs.version }}" >> marks
+        mkdir -p busy && touch "busy/$ITEM" && ls busy | wc -l >> counts
+        echo "$ITEM {{ nodes.prep.outputs.version }}" >> marks
         sleep 0.4
-        rm "busy/{{ item }}"
-        test ! -f "broken-{{ item }}" && echo "host={{ item }}" >> "$PHASED_OUTPUT"
+        rm "busy/$ITEM"
+        test ! -f "broken-$ITEM" && echo "host=$ITEM" >> "$PHASED_OUTPUT"
+      env: {ITEM: "{{ item }}"}
     metadata: {host: "{{ item }}"}
   after:
     phase: HEALTH_CHECK
@@ -108,7 +109,7 @@ nodes:
     phase: UPDATING_ROUTES
     foreach: '{{ ["one", "two", "three"] }}'
     uses: shell
-    with: {run: 'if [ "{{ item }}" = two ]; then exit 3; fi; sleep 20; echo "{{ item }}" >> marks'}
+    with: {run: 'if [ "$ITEM" = two ]; then exit 3; fi; sleep 20; echo "$ITEM" >> marks', env: {ITEM: '{{ item }}'}}
 "#,
     );
     let out = env.run(&["run", file.to_str().unwrap(), "--id", "fast"]);
@@ -135,12 +136,12 @@ nodes:
   upload:
     phase: COPYING_FILES
     uses: shell
-    with: {run: 'echo "upload {{ inputs.name }}" >> marks; if [ -f "hold-{{ inputs.name }}" ]; then touch "held-{{ inputs.name }}"; while [ ! -f go ]; do sleep 0.05; done; fi'}
+    with: {run: 'echo "upload $N" >> marks; if [ -f "hold-$N" ]; then touch "held-$N"; while [ ! -f go ]; do sleep 0.05; done; fi', env: {N: '{{ inputs.name }}'}}
   restart:
     phase: HEALTH_CHECK
     needs: [upload]
     uses: shell
-    with: {run: 'echo "restart {{ inputs.name }}" >> marks; echo "at={{ inputs.name }}" >> "$PHASED_OUTPUT"'}
+    with: {run: 'echo "restart $N" >> marks; echo "at=$N" >> "$PHASED_OUTPUT"', env: {N: '{{ inputs.name }}'}}
 outputs:
   at: "{{ nodes.restart.outputs.at }}"
 "#;
@@ -244,7 +245,7 @@ nodes:
   a:
     phase: BUILDING
     uses: shell
-    with: {run: 'echo {{ item }}'}
+    with: {run: 'echo "$ITEM"', env: {ITEM: '{{ item }}'}}
   b:
     phase: BUILDING
     foreach: {items: "{{ item.hosts }}", parallel: 0, on_failure: later, sort: true}

@@ -30,7 +30,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("pipeline files", &["de", "raw", "reader", "catalog"]),
     ("actions", &["action"]),
-    ("compiler and plan", &["compiler", "plan", "dry_run", "schema"]),
+    ("compiler and plan", &["compiler", "plan", "dry_run", "schema", "admit"]),
     ("engine and store", &["engine", "store", "notify"]),
     ("command line", &["cli", "reporter", "report", "watch", "serve"]),
 ];

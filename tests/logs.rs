@@ -14,7 +14,7 @@ const TWO: &str = r#"
 version: 1
 name: two
 nodes:
-  build: {phase: BUILDING, uses: shell, with: {run: 'echo compiling; echo "token is $PHASED_SECRET_TOKEN"'}}
+  build: {phase: BUILDING, uses: shell, with: {run: 'echo compiling; echo "token is $TOKEN"', env: {TOKEN: '{{ secrets.token }}'}}}
   quiet: {phase: BUILDING, needs: [build], uses: shell, with: {run: 'true'}}
   check: {phase: HEALTH_CHECK, needs: [quiet], uses: shell, with: {run: 'echo healthy'}}
 "#;

@@ -55,7 +55,7 @@ nodes:
     phase: BUILDING
     needs: [first]
     uses: shell
-    with: {run: "echo {{ inputs.items[3] }}"}
+    with: {run: 'echo "$X"', env: {X: "{{ inputs.items[3] }}"}}
 "#,
     );
     let file = file.to_str().unwrap();
@@ -65,9 +65,9 @@ nodes:
     let status = env.status("broken");
     assert_eq!(status["phase_metadata"]["failedNode"], "deploy");
     let error = status["phase_metadata"]["error"].as_str().unwrap();
-    assert!(error.starts_with("`with.run` (`echo {{ inputs.items[3] }}`): "), "{error}");
+    assert!(error.starts_with("`with.env.X` (`{{ inputs.items[3] }}`): "), "{error}");
     let summary = status["error"].as_str().unwrap();
-    assert!(summary.starts_with("node `deploy` (BUILDING): `with.run`"), "{summary}");
+    assert!(summary.starts_with("node `deploy` (BUILDING): `with.env.X`"), "{summary}");
 }
 
 #[test]

@@ -103,8 +103,8 @@ fn a_plan_that_cannot_be_rendered_names_the_file_line_and_column_of_the_template
             "run: \"{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}\"",
             "does too much work",
         ),
-        ("index", "run: \"echo {{ inputs.items[5] }}\"", "undefined"),
-        ("maths", "run: \"echo {{ 1 / inputs.zero }}\"", "unable to calculate"),
+        ("index", "cwd: \"/{{ inputs.items[5] }}\"\n      run: \"true\"", "undefined"),
+        ("maths", "cwd: \"/{{ 1 / inputs.zero }}\"\n      run: \"true\"", "unable to calculate"),
     ];
     for (name, with, said) in cases {
         let text = format!(

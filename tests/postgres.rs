@@ -45,7 +45,7 @@ nodes:
   record:
     phase: BUILDING
     uses: shell
-    with: {run: 'echo "{{ deployment.id }}" >> "{{ inputs.dir }}/{{ inputs.target }}"'}
+    with: {run: 'echo "{{ deployment.id }}" >> "$D/$T"', env: {D: '{{ inputs.dir }}', T: '{{ inputs.target }}'}}
 "#;
 
 #[test]
@@ -92,17 +92,17 @@ nodes:
   first:
     phase: PULLING_SOURCE
     uses: shell
-    with: {run: 'echo "first {{ deployment.id }}" >> "{{ inputs.dir }}/marks"'}
+    with: {run: 'echo "first {{ deployment.id }}" >> "$D/marks"', env: {D: '{{ inputs.dir }}'}}
   long:
     phase: BUILDING
     needs: [first]
     uses: shell
-    with: {run: 'echo "long {{ deployment.id }}" >> "{{ inputs.dir }}/marks"; touch "{{ inputs.dir }}/long-{{ deployment.id }}"; sleep 3'}
+    with: {run: 'echo "long {{ deployment.id }}" >> "$D/marks"; touch "$D/long-{{ deployment.id }}"; sleep 3', env: {D: '{{ inputs.dir }}'}}
   last:
     phase: HEALTH_CHECK
     needs: [long]
     uses: shell
-    with: {run: 'echo "last {{ deployment.id }}" >> "{{ inputs.dir }}/marks"'}
+    with: {run: 'echo "last {{ deployment.id }}" >> "$D/marks"', env: {D: '{{ inputs.dir }}'}}
 "#;
 
 #[test]
@@ -166,12 +166,12 @@ nodes:
   a:
     phase: BUILDING
     uses: shell
-    with: {run: 'echo "a {{ deployment.id }}" >> "{{ inputs.dir }}/marks"; sleep 0.1'}
+    with: {run: 'echo "a {{ deployment.id }}" >> "$D/marks"; sleep 0.1', env: {D: '{{ inputs.dir }}'}}
   b:
     phase: HEALTH_CHECK
     needs: [a]
     uses: shell
-    with: {run: 'echo "b {{ deployment.id }}" >> "{{ inputs.dir }}/marks"; sleep 0.1'}
+    with: {run: 'echo "b {{ deployment.id }}" >> "$D/marks"; sleep 0.1', env: {D: '{{ inputs.dir }}'}}
 "#;
 
 #[test]

@@ -20,7 +20,7 @@ nodes:
   build:
     phase: BUILDING
     uses: shell
-    with: {run: 'echo building {{ inputs.service }}; mkdir -p "{{ deployment.work_dir }}"; echo x > "{{ deployment.work_dir }}/scratch"; {{ "true" if inputs.ok else "exit 1" }}'}
+    with: {run: 'echo "building $S"; mkdir -p "{{ deployment.work_dir }}"; echo x > "{{ deployment.work_dir }}/scratch"; test "$OK" = true', env: {S: '{{ inputs.service }}', OK: '{{ "true" if inputs.ok else "false" }}'}}
 "#;
 
 fn backdate(env: &Env, ids: &[&str], days: u32) {

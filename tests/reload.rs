@@ -23,7 +23,8 @@ nodes:
     phase: PULLING_SOURCE
     uses: shell
     with:
-      run: 'echo fetch >> marks; echo "path=/src/{{{{ inputs.service }}}}" >> "$PHASED_OUTPUT"'
+      run: 'echo fetch >> marks; echo "path=/src/$S" >> "$PHASED_OUTPUT"'
+      env: {{S: '{{{{ inputs.service }}}}'}}
   build:
     phase: BUILDING
     needs: [fetch]
@@ -97,7 +98,7 @@ fn what_depends_on_a_changed_node_runs_again_and_new_inputs_get_their_defaults()
 
     // build changes (and reads a new input); deploy is fixed.
     let v2 = pipeline(
-        "echo {{ inputs.flavour }} >> marks",
+        "echo {{ inputs.flavour | shell_quote }} >> marks",
         "nodes.fetch.outputs.path",
         "  flavour: {type: string, default: fast}",
     );

@@ -270,7 +270,7 @@ inputs:
   label: {type: string}
 concurrency: {key: "{{ inputs.service }}", policy: queue}
 nodes:
-  work: {phase: BUILDING, uses: shell, with: {run: 'echo "start {{ inputs.label }}" >> marks; sleep 0.2; echo "end {{ inputs.label }}" >> marks'}}
+  work: {phase: BUILDING, uses: shell, with: {run: 'echo "start $L" >> marks; sleep 0.2; echo "end $L" >> marks', env: {L: '{{ inputs.label }}'}}}
 "#;
 
 fn post_run(server: &Server, token: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
@@ -375,7 +375,7 @@ fn two_servers_on_one_database_run_each_queued_run_once() {
     let deploy = token(&env, "ci", "deploy");
     env.write(
         "pipelines/once.yaml",
-        "version: 1\nname: once\ninputs: {label: {type: string}}\nnodes:\n  mark: {phase: BUILDING, uses: shell, with: {run: 'echo {{ inputs.label }} >> marks; sleep 0.05'}}\n",
+        "version: 1\nname: once\ninputs: {label: {type: string}}\nnodes:\n  mark: {phase: BUILDING, uses: shell, with: {run: 'echo \"$L\" >> marks; sleep 0.05', env: {L: '{{ inputs.label }}'}}}\n",
     );
     let (one, two) = (Server::start_with(&env, &["--workers", "2"]), Server::start_with(&env, &["--workers", "2"]));
     let mut ids = Vec::new();
@@ -562,7 +562,7 @@ fn gitea_gitlab_and_generic_pushes_are_checked_and_deployed_and_a_refused_delive
     let read = token(&env, "viewer", "read");
     env.write(
         "pipelines/record.yaml",
-        "version: 1\nname: record\ninputs: {who: {type: string}, commit: {type: string}}\nconcurrency: {key: \"{{ inputs.who }}\", policy: reject}\nnodes:\n  mark: {phase: BUILDING, uses: shell, with: {run: 'echo {{ inputs.commit }} >> {{ inputs.who }}.marks; while [ ! -f go ]; do sleep 0.02; done'}}\n",
+        "version: 1\nname: record\ninputs: {who: {type: string}, commit: {type: string}}\nconcurrency: {key: \"{{ inputs.who }}\", policy: reject}\nnodes:\n  mark: {phase: BUILDING, uses: shell, with: {run: 'echo \"$C\" >> \"$W.marks\"; while [ ! -f go ]; do sleep 0.02; done', env: {C: '{{ inputs.commit }}', W: '{{ inputs.who }}'}}}\n",
     );
     let mut file = String::from("triggers:\n");
     for provider in ["gitea", "gitlab", "generic"] {
@@ -712,7 +712,7 @@ fn a_newer_run_through_the_api_supersedes_the_running_one_at_its_next_node() {
     let deploy = token(&env, "ci", "deploy");
     env.write(
         "pipelines/latest.yaml",
-        "version: 1\nname: latest\ninputs: {label: {type: string}}\nconcurrency: {key: site, policy: supersede}\nnodes:\n  build: {phase: BUILDING, uses: shell, with: {run: 'echo \"build {{ inputs.label }}\" >> marks; while [ ! -f go-{{ inputs.label }} ]; do sleep 0.02; done'}}\n  ship: {phase: HEALTH_CHECK, needs: [build], uses: shell, with: {run: 'echo \"ship {{ inputs.label }}\" >> marks'}}\n",
+        "version: 1\nname: latest\ninputs: {label: {type: string}}\nconcurrency: {key: site, policy: supersede}\nnodes:\n  build: {phase: BUILDING, uses: shell, with: {run: 'echo \"build $L\" >> marks; while [ ! -f \"go-$L\" ]; do sleep 0.02; done', env: {L: '{{ inputs.label }}'}}}\n  ship: {phase: HEALTH_CHECK, needs: [build], uses: shell, with: {run: 'echo \"ship $L\" >> marks', env: {L: '{{ inputs.label }}'}}}\n",
     );
     let server = Server::start_with(&env, &["--workers", "2"]);
     assert_eq!(
@@ -744,7 +744,7 @@ fn a_queued_run_cancelled_through_the_api_never_runs_and_its_stream_says_so() {
     let deploy = token(&env, "ci", "deploy");
     env.write(
         "pipelines/held.yaml",
-        "version: 1\nname: held\ninputs: {label: {type: string}}\nconcurrency: {key: site, policy: queue}\nnodes:\n  work: {phase: BUILDING, uses: shell, with: {run: 'echo {{ inputs.label }} >> marks; while [ ! -f go ]; do sleep 0.02; done'}}\n",
+        "version: 1\nname: held\ninputs: {label: {type: string}}\nconcurrency: {key: site, policy: queue}\nnodes:\n  work: {phase: BUILDING, uses: shell, with: {run: 'echo \"$L\" >> marks; while [ ! -f go ]; do sleep 0.02; done', env: {L: '{{ inputs.label }}'}}}\n",
     );
     let server = Server::start_with(&env, &["--workers", "2"]);
     for label in ["first", "second", "third"] {

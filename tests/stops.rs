@@ -159,7 +159,7 @@ nodes:
   emit:
     phase: BUILDING
     uses: shell
-    with: {run: 'echo "token=$PHASED_SECRET_TOKEN" >> "$PHASED_OUTPUT"; echo "plain=visible" >> "$PHASED_OUTPUT"'}
+    with: {run: 'echo "token=$TOKEN" >> "$PHASED_OUTPUT"; echo "plain=visible" >> "$PHASED_OUTPUT"', env: {TOKEN: '{{ secrets.token }}'}}
   use:
     phase: BUILDING
     needs: [emit]
@@ -169,7 +169,7 @@ nodes:
     phase: HEALTH_CHECK
     needs: [use]
     uses: shell
-    with: {run: 'echo "again=$PHASED_SECRET_TOKEN" >> "$PHASED_OUTPUT"; exit 1'}
+    with: {run: 'echo "again=$TOKEN" >> "$PHASED_OUTPUT"; exit 1', env: {TOKEN: '{{ secrets.token }}'}}
 "#,
     );
     let run = |args: &[&str]| env.command(args).env("PHASED_SECRET_TOKEN", "s3cr3t-value").output().unwrap();
@@ -184,7 +184,7 @@ nodes:
     // Killed with phased: the next resume clears what the step had written.
     let slow = env.write(
         "slow.yaml",
-        "version: 1\nname: slow\nnodes:\n  hold: {phase: BUILDING, uses: shell, with: {run: 'echo \"t=$PHASED_SECRET_TOKEN\" >> \"$PHASED_OUTPUT\"; touch holding; while [ ! -f go ]; do sleep 0.05; done'}}\n",
+        "version: 1\nname: slow\nnodes:\n  hold: {phase: BUILDING, uses: shell, with: {run: 'echo \"t=$TOKEN\" >> \"$PHASED_OUTPUT\"; touch holding; while [ ! -f go ]; do sleep 0.05; done', env: {TOKEN: '{{ secrets.token }}'}}}\n",
     );
     let mut child = env
         .command(&["run", slow.to_str().unwrap(), "--id", "slow"])

@@ -18,7 +18,8 @@ nodes:
     phase: COPYING_FILES
     uses: shell
     with:
-      run: 'v=$(cat site/version 2>/dev/null); n=$(ls site | wc -l); touch "read-$v"; sleep {{ inputs.delay }}; echo "files=$n version=$v" >> deploys.log'
+      run: 'v=$(cat site/version 2>/dev/null); n=$(ls site | wc -l); touch "read-$v"; sleep "$DELAY"; echo "files=$n version=$v" >> deploys.log'
+      env: {DELAY: "{{ inputs.delay }}"}
 "#;
 
 #[test]

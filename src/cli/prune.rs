@@ -108,7 +108,7 @@ pub(super) fn prune(args: PruneArgs) -> u8 {
     }
     let data = data_dir(db);
     let mut bytes = 0;
-    for run in &forget {
+    for run in forget.iter().filter(|r| crate::names::check_run_id(&r.id).is_ok()) {
         for folder in ["logs", "work"] {
             bytes += size_of(&data.join(folder).join(&run.id));
         }
@@ -121,6 +121,12 @@ pub(super) fn prune(args: PruneArgs) -> u8 {
         // The rows go first: a folder left by a crash here is only disk space, never
         // a run that points at files that are gone.
         for id in &ids {
+            // A run recorded before ids were checked may be called `..` or `.`: its
+            // folders would be the data folder itself. Its rows go; no folder is touched.
+            if let Err(why) = crate::names::check_run_id(id) {
+                crate::reporter::err_line(format_args!("warning: not removing the folders of run `{id}`: {why}"));
+                continue;
+            }
             for folder in ["logs", "work"] {
                 let path = data.join(folder).join(id);
                 if let Err(e) = std::fs::remove_dir_all(&path)

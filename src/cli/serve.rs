@@ -33,6 +33,11 @@ pub(super) struct ServeArgs {
     /// Git push webhooks (YAML, checked by `phased validate` too): `POST /hooks/{name}`.
     #[arg(long, value_name = "FILE")]
     triggers: Option<std::path::PathBuf>,
+    /// A folder that paths given through the API or a webhook may name (inputs declared
+    /// `path: true`), besides the data folder; repeat it for several
+    /// (`PHASED_ALLOW_PATH`: folders separated by `:`).
+    #[arg(long = "allow-path", value_name = "DIR", env = "PHASED_ALLOW_PATH", value_delimiter = ':')]
+    allow_paths: Vec<std::path::PathBuf>,
     #[command(flatten)]
     catalog: CatalogArgs,
     #[command(flatten)]
@@ -102,6 +107,7 @@ pub(super) fn serve(args: ServeArgs) -> u8 {
         max_streams: args.max_streams,
         workers: usize::from(args.workers),
         data_dir: crate::cli::store::data_dir(&args.store.db),
+        allow_paths: args.allow_paths.clone(),
     };
     let ready = |address: SocketAddr| note_line(format_args!("phased serve: listening on http://{address}"));
     match crate::serve::serve(options, ready) {

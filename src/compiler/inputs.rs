@@ -87,8 +87,14 @@ pub fn declare(
             format!("input `{name}` is required but has a default; the default is never used"),
         ));
     }
+    let path = raw.path.as_ref().is_some_and(|p| p.value);
+    if let Some(p) = raw.path.as_ref().filter(|p| p.value && ty != InputType::String) {
+        out.push(Diagnostic::error("invalid-value", source, p.span, "`path` applies only to string inputs"));
+    }
     InputSpec {
         name: name.to_string(),
+        path,
+        operator: raw.operator,
         ty,
         required: raw.required,
         default,

@@ -11,8 +11,8 @@ use super::Compiler;
 use super::blocks::Blocks;
 use super::checks::{check_metadata_shape, declare_phases, report_cycle, warn_phase_order};
 use super::graph;
-use super::inputs;
 use super::scope::{Scope, Site};
+use super::{injection, inputs};
 use crate::diagnostic::Diagnostic;
 use crate::plan::{Concurrency, NodeKind, Plan, SubPipeline};
 use crate::raw::RawPipeline;
@@ -142,6 +142,12 @@ impl Compiler<'_> {
                 let site = Site::Node(i);
                 compiled.condition = node.condition.as_ref().and_then(|c| blocks.expression(&c.value, c.span, site));
                 compiled.with = node.with.as_ref().map(|b| blocks.block(b, site));
+                let in_scope = injection::InScope { inputs: &input_names, item: node.foreach.is_some() };
+                if let (NodeKind::Action(spec), Some(with)) = (&compiled.kind, &compiled.with)
+                    && spec.name == "shell"
+                {
+                    injection::check_shell(source, with, &in_scope, blocks.out);
+                }
                 compiled.metadata = node.metadata.as_ref().map(|b| blocks.block(b, site));
                 if let NodeKind::Pipeline(SubPipeline::Select { expr, .. }) = &compiled.kind {
                     blocks.check(expr, site);
@@ -152,6 +158,9 @@ impl Compiler<'_> {
                     undo.condition =
                         raw_undo.condition.as_ref().and_then(|c| blocks.expression(&c.value, c.span, site));
                     undo.with = raw_undo.with.as_ref().map(|b| blocks.block(b, site));
+                    if let Some(with) = undo.with.as_ref().filter(|_| undo.action.name == "shell") {
+                        injection::check_shell(source, with, &in_scope, blocks.out);
+                    }
                 }
             }
             let outputs: IndexMap<String, Block> =

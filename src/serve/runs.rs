@@ -88,7 +88,17 @@ pub(super) fn bad_request(code: &'static str, message: impl Into<String>, diagno
 /// and wakes a worker. 202 with its id; 400 for an invalid request, pipeline or input
 /// (with the diagnostics `validate --format json` gives); 409 for a taken id or a
 /// `reject` policy whose target is busy.
-pub(super) async fn start_run(State(app): State<Arc<App>>, body: axum::body::Bytes) -> ApiResult {
+pub(super) async fn start_run(
+    State(app): State<Arc<App>>,
+    token: Option<axum::Extension<crate::store::TokenRow>>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    // An `admin` token is the operator's; a `deploy` token (or its dashboard session)
+    // gives data only ([`crate::admit`]).
+    let caller = match token.map(|t| t.0.role) {
+        Some(crate::store::Role::Admin) => crate::admit::Caller::Operator,
+        _ => crate::admit::Caller::Untrusted,
+    };
     let request: NewRunBody = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => {
@@ -96,7 +106,11 @@ pub(super) async fn start_run(State(app): State<Arc<App>>, body: axum::body::Byt
             return Ok(bad_request("bad-request", message, Vec::new()));
         }
     };
+    if let Some(Err(why)) = request.id.as_deref().map(crate::names::check_run_id) {
+        return Ok(bad_request("invalid-id", why, Vec::new()));
+    }
     let pipelines = app.pipelines.clone();
+    let roots = app.roots.clone();
     let outcome = app
         .with_store(move |store| {
             let catalog = crate::catalog::Catalog::new().with_dir(&pipelines).with_builtin();
@@ -125,6 +139,11 @@ pub(super) async fn start_run(State(app): State<Arc<App>>, body: axum::body::Byt
                     return Ok(Err(bad_request("invalid-inputs", "the inputs do not fit the pipeline", list)));
                 }
             };
+            let given: Vec<String> = request.inputs.keys().cloned().collect();
+            let refused = crate::admit::check(&plan, &inputs, &given, caller, &roots);
+            if !refused.is_empty() {
+                return Ok(Err(forbidden_inputs(&refused)));
+            }
             Ok(Ok(crate::engine::enqueue(store, &plan, inputs, request.id)))
         })
         .await?;
@@ -148,6 +167,18 @@ pub(super) async fn start_run(State(app): State<Arc<App>>, body: axum::body::Byt
         Err(crate::engine::EngineError::Store(e)) => Err(e.into()),
         Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "bad-request", e.to_string())),
     }
+}
+
+/// 403 naming each input the caller may not give, with the diagnostics' shape.
+pub(super) fn forbidden_inputs(refused: &[crate::admit::Refusal]) -> Response {
+    let list: Vec<Value> = refused
+        .iter()
+        .map(|r| json!({"severity": "error", "code": "forbidden-input", "input": r.input, "message": r.message, "help": r.help}))
+        .collect();
+    let names: Vec<String> = refused.iter().map(|r| format!("`{}`", r.input)).collect();
+    let message = format!("not allowed for this caller: {}", names.join(", "));
+    let body = json!({"error": {"code": "forbidden-input", "message": message, "diagnostics": list}});
+    (StatusCode::FORBIDDEN, axum::Json(body)).into_response()
 }
 
 #[derive(serde::Deserialize, Default)]

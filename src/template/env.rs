@@ -35,7 +35,27 @@ pub(super) fn configured() -> Environment<'static> {
     env.set_recursion_limit(64);
     env.add_function("now", now);
     env.add_function("secret_values", secret_values);
+    env.add_filter("shell_quote", shell_quote);
     env
+}
+
+/// `{{ inputs.version | shell_quote }}`: the value as one POSIX sh word, in single
+/// quotes (a `'` inside becomes `'\''`), so that a script can hold it as data. Text is
+/// quoted as it is; other values as they render (`true`, `8080`, JSON for a list or a
+/// mapping).
+pub(crate) fn shell_quote(value: &Value) -> String {
+    let text = match value.as_str() {
+        Some(text) => text.to_string(),
+        None if value.is_none() || value.is_undefined() => String::new(),
+        None => match value.kind() {
+            minijinja::value::ValueKind::Map | minijinja::value::ValueKind::Seq => {
+                serde_json::to_string(value).unwrap_or_default()
+            }
+            minijinja::value::ValueKind::Bool => value.is_true().to_string(),
+            _ => value.to_string(),
+        },
+    };
+    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 /// The shared environment, for single expressions (they need no template store).

@@ -110,11 +110,11 @@ pub fn token(env: &Env, name: &str, role: &str) -> String {
 pub fn two_releases_of_app(env: &Env) {
     env.write(
         "pipelines/app.yaml",
-        "version: 1\nname: app\ninputs: {version: {type: string, required: true}}\nconcurrency: {key: app, policy: queue}\nrollback: app-back\nnodes:\n  ship: {phase: BUILDING, uses: shell, with: {run: 'echo {{ inputs.version }} > live'}}\n",
+        "version: 1\nname: app\ninputs: {version: {type: string, required: true}}\nconcurrency: {key: app, policy: queue}\nrollback: app-back\nnodes:\n  ship: {phase: BUILDING, uses: shell, with: {run: 'echo \"$V\" > live', env: {V: '{{ inputs.version }}'}}}\n",
     );
     env.write(
         "pipelines/app-back.yaml",
-        "version: 1\nname: app-back\ninputs: {release: {type: object, required: true}}\nconcurrency: {key: app, policy: queue}\nnodes:\n  switch: {phase: CREATING_SYMLINKS, uses: shell, with: {run: 'echo {{ inputs.release.inputs.version }} > live'}}\n",
+        "version: 1\nname: app-back\ninputs: {release: {type: object, required: true}}\nconcurrency: {key: app, policy: queue}\nnodes:\n  switch: {phase: CREATING_SYMLINKS, uses: shell, with: {run: 'echo \"$V\" > live', env: {V: '{{ inputs.release.inputs.version }}'}}}\n",
     );
     for (id, version) in [("a1", "v1"), ("a2", "v2")] {
         assert_eq!(env.run(&["run", "app", "--id", id, "-i", &format!("version={version}")]).status.code(), Some(0));

@@ -32,14 +32,22 @@ pub struct Packed {
 }
 
 impl BuildContext {
-    /// `dockerfile` is relative to `root`, or a path anywhere.
+    /// `dockerfile` is relative to `root` (and must stay inside it, links followed: the
+    /// source is the caller's, and may hold a link to any file), or an absolute path
+    /// (a pipeline's own generated file).
     pub fn new(root: &Path, dockerfile: &Path, exclude: Vec<String>) -> Result<BuildContext, String> {
         let path = if dockerfile.is_absolute() { dockerfile.to_path_buf() } else { root.join(dockerfile) };
-        let text = std::fs::read(&path).map_err(|e| format!("cannot read the Dockerfile `{}`: {e}", path.display()))?;
         let inside = std::fs::canonicalize(&path)
             .ok()
             .zip(std::fs::canonicalize(root).ok())
             .and_then(|(file, root)| file.strip_prefix(&root).ok().map(Path::to_path_buf));
+        if !dockerfile.is_absolute() && inside.is_none() && path.exists() {
+            return Err(format!(
+                "the Dockerfile `{}` leads outside the source folder (through `..` or a symbolic link)",
+                dockerfile.display()
+            ));
+        }
+        let text = std::fs::read(&path).map_err(|e| format!("cannot read the Dockerfile `{}`: {e}", path.display()))?;
         let dockerfile_name = match inside {
             Some(rel) => rel.to_string_lossy().replace('\\', "/"),
             None => format!(".dockerfile.phased-{}", &hex(&sha2::Sha256::digest(&text))[..12]),

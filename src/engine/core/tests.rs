@@ -343,11 +343,11 @@ fn a_failure_stops_the_others_then_undoes_what_succeeded_latest_first() {
 const SOURCES: [(&str, &str); 2] = [
     (
         "sources/git",
-        "version: 1\nname: git\ninputs: {type: {type: string}, url: {type: string, required: true}}\nnodes:\n  clone: {phase: PULLING_SOURCE, uses: shell, with: {run: \"clone {{ inputs.url }}\"}}\noutputs: {path: \"{{ nodes.clone.outputs.dir }}\"}\n",
+        "version: 1\nname: git\ninputs: {type: {type: string}, url: {type: string, required: true}}\nnodes:\n  clone: {phase: PULLING_SOURCE, uses: shell, with: {run: clone, env: {URL: \"{{ inputs.url }}\"}}}\noutputs: {path: \"{{ nodes.clone.outputs.dir }}\"}\n",
     ),
     (
         "sources/upload",
-        "version: 1\nname: upload\ninputs: {type: {type: string}, file: {type: string, required: true}}\nnodes:\n  unpack: {phase: PULLING_SOURCE, uses: shell, with: {run: \"unpack {{ inputs.file }}\"}}\n  verify: {phase: PULLING_SOURCE, needs: [unpack], uses: noop}\noutputs: {path: \"{{ nodes.unpack.outputs.dir }}\"}\n",
+        "version: 1\nname: upload\ninputs: {type: {type: string}, file: {type: string, required: true}}\nnodes:\n  unpack: {phase: PULLING_SOURCE, uses: shell, with: {run: unpack, env: {FILE: \"{{ inputs.file }}\"}}}\n  verify: {phase: PULLING_SOURCE, needs: [unpack], uses: noop}\noutputs: {path: \"{{ nodes.unpack.outputs.dir }}\"}\n",
     ),
 ];
 
@@ -463,13 +463,13 @@ fn progress_reports_move_the_bar_forward_only() {
 
 #[test]
 fn a_rendering_error_at_run_time_names_the_node_key_and_template() {
-    let broken = "version: 1\nname: broken\ninputs: {items: {type: array, default: [1]}}\nnodes:\n  go: {phase: BUILDING, uses: shell, with: {run: \"echo {{ inputs.items[3] }}\"}}\n";
+    let broken = "version: 1\nname: broken\ninputs: {items: {type: array, default: [1]}}\nnodes:\n  go: {phase: BUILDING, uses: shell, with: {run: echo, env: {X: \"{{ inputs.items[3] }}\"}}}\n";
     let mut run = Run::new(compile(broken, &[]), json!({}), vec![], 8);
     assert!(run.running().is_empty());
     assert_eq!(run.outcome(), Some(Outcome::Failed));
     let failed = run.last_event("run_failed");
     let error = failed["error"].as_str().unwrap();
-    assert!(error.starts_with("`with.run` (`echo {{ inputs.items[3] }}`): "), "{error}");
+    assert!(error.starts_with("`with.env.X` (`{{ inputs.items[3] }}`): "), "{error}");
     assert_eq!(failed["node"], "go");
     run.send(Msg::Cancel);
     assert_eq!(run.outcome(), Some(Outcome::Failed), "an ended run takes no more messages");
@@ -477,9 +477,9 @@ fn a_rendering_error_at_run_time_names_the_node_key_and_template() {
 
 #[test]
 fn an_environment_failure_ends_failed_environment_and_secrets_never_reach_records() {
-    let docker = "version: 1\nname: env\nnodes:\n  go: {phase: BUILDING, uses: shell, with: {run: \"deploy {{ secrets.token }}\"}, metadata: {token: \"{{ secrets.token }}\"}}\n";
+    let docker = "version: 1\nname: env\nnodes:\n  go: {phase: BUILDING, uses: shell, with: {run: deploy, env: {TOKEN: \"{{ secrets.token }}\"}}, metadata: {token: \"{{ secrets.token }}\"}}\n";
     let mut run = Run::new(compile(docker, &[]), json!({}), vec![], 8);
-    assert_eq!(run.launches[0].2["run"], "deploy s3cr3t", "the action gets the secret");
+    assert_eq!(run.launches[0].2["env"]["TOKEN"], "s3cr3t", "the action gets the secret");
     assert_eq!(run.last_event("node_started")["metadata"]["token"], "***", "records get the mask");
     let task = run.task("go");
     run.send(Msg::Done { task, result: Err(TaskError { message: "engine unreachable".into(), environment: true }) });

@@ -52,6 +52,15 @@ impl Secrets {
         values.dedup();
         Masker { values }
     }
+
+    /// These secrets, less the ones named (as in templates: `hook_web`, any case):
+    /// what `phased serve` gives its runs, which never see the server's webhook keys.
+    pub fn without<'a>(mut self, names: impl IntoIterator<Item = &'a str>) -> Self {
+        for name in names {
+            self.values.remove(&name.to_lowercase());
+        }
+        self
+    }
 }
 
 /// Secrets at least this long are also masked in their encoded forms (shorter ones

@@ -17,6 +17,7 @@
 
 pub mod auth;
 mod metrics;
+mod push;
 mod runs;
 mod streams;
 pub mod triggers;
@@ -306,10 +307,11 @@ pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), Str
         });
         // Notifications: the outbox of every run, whoever ran it, sent as they come due.
         let notifier = {
+            let hook_keys: Vec<String> = webhook::keys_of(&app.triggers).into_iter().map(String::from).collect();
             let (db, durability, mut stop) = (app.db.clone(), app.durability, shutdown.clone());
             std::thread::spawn(move || {
                 let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-                let secrets = crate::secrets::Secrets::from_env();
+                let secrets = crate::secrets::Secrets::from_env().without(hook_keys.iter().map(String::as_str));
                 runtime.block_on(async move {
                     while !*stop.borrow() {
                         if let Ok(mut store) = crate::store::open(&db, durability)

@@ -95,6 +95,17 @@ pub(super) fn serve(args: ServeArgs) -> u8 {
             }
         }
     };
+    // An empty key would let anyone sign a delivery: `validate` cannot see the
+    // environment, so the server does not start.
+    let unkeyed = crate::serve::triggers::unkeyed(&triggers, &crate::secrets::Secrets::from_env());
+    if !unkeyed.is_empty() {
+        let each: Vec<String> =
+            unkeyed.iter().map(|(name, var)| format!("trigger `{name}`: `{var}` is empty or not set")).collect();
+        return usage_error(
+            format!("{}: anyone could sign a delivery with an empty key", each.join("; ")),
+            Some("set each to the webhook secret configured at the forge (a long random value)"),
+        );
+    }
     let options = crate::serve::Options {
         shutdown_grace: args.shutdown_grace,
         request_timeout: args.request_timeout,

@@ -11,7 +11,11 @@
 //!     branch: main
 //!     pipeline: docker
 //!     inputs: {service: web, source: {type: git, url: "{{ push.clone_url }}", ref: "{{ push.commit }}"}}
+//!     max_age: 24h                        # optional: refuse a push whose head commit is older
 //! ```
+//!
+//! A trigger's key must not be empty: `phased serve` does not start with one that is
+//! (see [`unkeyed`]), and [`signed`] never accepts an empty key.
 
 use std::sync::Arc;
 
@@ -30,7 +34,8 @@ pub enum Provider {
     Gitlab,
     Gitea,
     /// `X-Phased-Signature-256: sha256=<hex HMAC-SHA256 of the body>`, and a body of
-    /// `{ref, commit, repository, clone_url}`.
+    /// `{ref, commit, repository, clone_url}` (and `timestamp`, RFC 3339, the head
+    /// commit's time that `max_age` reads).
     Generic,
 }
 
@@ -48,6 +53,10 @@ pub struct Trigger {
     /// `push.repository`, `push.clone_url` are in scope.
     #[serde(default)]
     pub inputs: serde_json::Map<String, Value>,
+    /// A push whose head commit was made longer ago than this is not deployed (an
+    /// old delivery sent again); a push that gives no time for it neither.
+    #[serde(default)]
+    pub(crate) max_age: Option<crate::duration::Duration>,
 }
 
 #[derive(serde::Deserialize)]
@@ -114,6 +123,19 @@ pub fn load(source: &Arc<Source>, catalog: &Catalog) -> (Option<IndexMap<String,
                 place,
                 format!("trigger `{name}`: `secret`, `repository` and `branch` must not be empty"),
             ));
+        } else if !super::push::is_repository(&trigger.repository) || !super::push::is_ref(&trigger.branch) {
+            problems.push(
+                Diagnostic::error(
+                    "invalid-trigger",
+                    source,
+                    place,
+                    format!(
+                        "trigger `{name}`: `{}@{}` is not a repository and a branch",
+                        trigger.repository, trigger.branch
+                    ),
+                )
+                .with_help("`repository` is `owner/name` as the forge names it; `branch` a git branch name (`main`)"),
+            );
         }
         let mut templates = crate::template::Templates::default();
         let mut texts = Vec::new();
@@ -180,20 +202,73 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Whether a key may authenticate anything: an empty one (or only spaces) never does,
+/// as anyone can compute an HMAC over it, or send an empty token.
+fn usable(secret: &str) -> bool {
+    !secret.trim().is_empty()
+}
+
+/// The signature a delivery's headers give (the hex HMAC), for the providers that sign.
+fn signature(provider: Provider, headers: &axum::http::HeaderMap) -> Option<&str> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let given = match provider {
+        Provider::Github => header("x-hub-signature-256")?.strip_prefix("sha256=")?,
+        Provider::Generic => header("x-phased-signature-256")?.strip_prefix("sha256=")?,
+        Provider::Gitea => header("x-gitea-signature")?,
+        Provider::Gitlab => return None,
+    };
+    (given.len() == 64 && given.bytes().all(|b| b.is_ascii_hexdigit())).then_some(given)
+}
+
+/// What the headers alone tell, before the body is read: false when the delivery
+/// cannot be genuine (no usable key, no signature of the right form, a wrong GitLab
+/// token, which needs no body), so that it is refused without waiting for its body.
+pub fn may_be_signed(provider: Provider, secret: &str, headers: &axum::http::HeaderMap) -> bool {
+    if !usable(secret) {
+        return false;
+    }
+    match provider {
+        Provider::Gitlab => headers
+            .get("x-gitlab-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .is_some_and(|given| same(given.as_bytes(), secret.as_bytes())),
+        _ => signature(provider, headers).is_some(),
+    }
+}
+
 /// Whether a delivery carries the right signature (or token, for GitLab).
 pub fn signed(provider: Provider, secret: &str, headers: &axum::http::HeaderMap, body: &[u8]) -> bool {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    if !may_be_signed(provider, secret, headers) {
+        return false;
+    }
     let expected = hex(&hmac_sha256(secret.as_bytes(), body));
     match provider {
-        Provider::Github => header("x-hub-signature-256")
-            .and_then(|v| v.strip_prefix("sha256="))
-            .is_some_and(|given| same(given.as_bytes(), expected.as_bytes())),
-        Provider::Generic => header("x-phased-signature-256")
-            .and_then(|v| v.strip_prefix("sha256="))
-            .is_some_and(|given| same(given.as_bytes(), expected.as_bytes())),
-        Provider::Gitea => header("x-gitea-signature").is_some_and(|given| same(given.as_bytes(), expected.as_bytes())),
-        Provider::Gitlab => header("x-gitlab-token").is_some_and(|given| same(given.as_bytes(), secret.as_bytes())),
+        Provider::Gitlab => true,
+        _ => signature(provider, headers)
+            .is_some_and(|given| same(given.to_ascii_lowercase().as_bytes(), expected.as_bytes())),
     }
+}
+
+/// The triggers whose key is empty or not set, each with its variable: `phased serve`
+/// does not start with any.
+pub fn unkeyed<'t>(
+    triggers: &'t IndexMap<String, Trigger>,
+    secrets: &crate::secrets::Secrets,
+) -> Vec<(&'t str, String)> {
+    triggers
+        .iter()
+        .filter(|(_, t)| !secrets.values().get(&t.secret.to_lowercase()).is_some_and(|k| usable(k)))
+        .map(|(name, t)| (name.as_str(), format!("{}{}", crate::secrets::PREFIX, t.secret.to_uppercase())))
+        .collect()
+}
+
+/// The key a delivery is known by apart from its id: its signed body, with the
+/// trigger's name, so that the same delivery sent again under another id (or none)
+/// is seen as the one it is.
+pub fn body_key(trigger: &str, body: &[u8]) -> String {
+    let digest = Sha256::new().chain_update(trigger.as_bytes()).chain_update(b"\n").chain_update(body).finalize();
+    format!("sha256:{}", hex(&digest))
 }
 
 /// The id of a delivery, to run each once.
@@ -310,6 +385,52 @@ mod tests {
             &headers(&[("x-hub-signature-256", &format!("sha256={mac}"))]),
             b"{}"
         ));
+    }
+
+    #[test]
+    fn an_empty_key_never_authenticates_and_a_missing_signature_is_seen_from_the_headers() {
+        let body = br#"{"ref": "refs/heads/main"}"#;
+        for key in ["", " "] {
+            let mac = hex(&hmac_sha256(key.as_bytes(), body));
+            let forged = [
+                (Provider::Github, "x-hub-signature-256", format!("sha256={mac}")),
+                (Provider::Generic, "x-phased-signature-256", format!("sha256={mac}")),
+                (Provider::Gitea, "x-gitea-signature", mac.clone()),
+                (Provider::Gitlab, "x-gitlab-token", key.to_string()),
+            ];
+            for (provider, header, value) in &forged {
+                let headers = headers(&[(header, value.as_str())]);
+                assert!(!signed(*provider, key, &headers, body), "{provider:?} with the key {key:?}");
+            }
+        }
+        let (github, gitlab) = (Provider::Github, Provider::Gitlab);
+        assert!(!may_be_signed(github, "k", &headers(&[])), "no signature");
+        assert!(!may_be_signed(github, "k", &headers(&[("x-hub-signature-256", "sha256=abc")])), "too short");
+        assert!(may_be_signed(
+            github,
+            "k",
+            &headers(&[("x-hub-signature-256", &format!("sha256={}", "a".repeat(64)))])
+        ));
+        assert!(!may_be_signed(gitlab, "k3y", &headers(&[("x-gitlab-token", "k3")])), "a token is checked at once");
+        assert!(may_be_signed(gitlab, "k3y", &headers(&[("x-gitlab-token", "k3y")])));
+        let secrets = crate::secrets::Secrets::from_vars([
+            ("PHASED_SECRET_HOOK_A".to_string(), "k".to_string()),
+            ("PHASED_SECRET_HOOK_B".to_string(), String::new()),
+        ]);
+        let trigger = |secret: &str| Trigger {
+            provider: github,
+            secret: secret.into(),
+            repository: "a/b".into(),
+            branch: "main".into(),
+            pipeline: "p".into(),
+            inputs: Default::default(),
+            max_age: None,
+        };
+        let triggers: IndexMap<String, Trigger> =
+            [("a", "hook_a"), ("b", "hook_b"), ("c", "hook_c")].map(|(n, s)| (n.to_string(), trigger(s))).into();
+        let unkeyed = unkeyed(&triggers, &secrets);
+        assert_eq!(unkeyed, [("b", "PHASED_SECRET_HOOK_B".to_string()), ("c", "PHASED_SECRET_HOOK_C".to_string())]);
+        assert_ne!(body_key("a", body), body_key("b", body), "the trigger is part of the key");
     }
 
     #[test]

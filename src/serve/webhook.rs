@@ -2,45 +2,51 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiResult, App, triggers};
+use super::{ApiError, ApiResult, App, push, triggers};
 use crate::store::Store;
 
 /// A delivery recorded this long ago that queued no run (its server died before it
 /// could) is taken again when the provider redelivers it.
 const UNQUEUED_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// `POST /hooks/{trigger}`: a git push. The signature is checked first, in constant
-/// time (401 and nothing queued when it is bad or missing); a delivery seen before is
-/// not run again; a push to another repository or branch is acknowledged (202) with
-/// nothing queued; else the push's commit is deployed.
-pub(super) async fn hook(
-    State(app): State<Arc<App>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> ApiResult {
+/// `POST /hooks/{trigger}`: a git push. The headers are looked at first: without a
+/// usable key, a signature of the right form (or GitLab's right token) the answer is
+/// 401 at once, before the body is read; then the signature over the (bounded) body
+/// is checked in constant time (401 when wrong). Nothing else is looked at before.
+/// Then: a push's fields are held to their kind (400 naming the field); a push to
+/// another repository or branch, one that deletes the branch, one older than the
+/// trigger's `max_age`, and one received before (the same signed body, or the same
+/// delivery id) are acknowledged (202) with nothing queued; else the push's commit is
+/// deployed.
+pub(super) async fn hook(State(app): State<Arc<App>>, Path(name): Path<String>, request: Request) -> ApiResult {
     let Some(trigger) = app.triggers.get(&name).cloned() else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such trigger"));
     };
+    let unsigned =
+        || ApiError::new(StatusCode::UNAUTHORIZED, "bad-signature", "the delivery's signature is missing or wrong");
     let secret = crate::secrets::Secrets::from_env().values().get(&trigger.secret.to_lowercase()).cloned();
-    let signed = secret.as_deref().is_some_and(|s| triggers::signed(trigger.provider, s, &headers, &body));
-    if !signed {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "bad-signature",
-            "the delivery's signature is missing or wrong",
-        ));
+    let Some(secret) = secret.filter(|s| triggers::may_be_signed(trigger.provider, s, request.headers())) else {
+        return Err(unsigned());
+    };
+    let headers = request.headers().clone();
+    // The body, within the server's body limit (`DefaultBodyLimit`).
+    let body = axum::body::Bytes::from_request(request, &())
+        .await
+        .map_err(|e| ApiError::new(e.status(), "bad-request", e.body_text()))?;
+    if !triggers::signed(trigger.provider, &secret, &headers, &body) {
+        return Err(unsigned());
     }
     let payload: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad-request", format!("the payload: {e}")))?;
     let Some(push) = triggers::push_of(trigger.provider, &payload) else {
-        return Ok((StatusCode::ACCEPTED, axum::Json(json!({"queued": false, "reason": "not a push"}))).into_response());
+        return Ok(nothing_queued("not a push"));
     };
+    push::check(&push).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad-push", e))?;
     if push["repository"] != trigger.repository.as_str() || push["branch"] != trigger.branch.as_str() {
         let reason = format!(
             "a push to {}@{}, not {}@{}",
@@ -49,47 +55,104 @@ pub(super) async fn hook(
             trigger.repository,
             trigger.branch
         );
-        return Ok((StatusCode::ACCEPTED, axum::Json(json!({"queued": false, "reason": reason}))).into_response());
+        return Ok(nothing_queued(&reason));
+    }
+    if push::deletes(&payload, &push) {
+        tracing::info!(trigger = %name, "A push deleted the branch: nothing to deploy.");
+        return Ok(nothing_queued("branch deleted: nothing to deploy"));
+    }
+    if let Some(reason) = too_old(&trigger, &payload, &push) {
+        tracing::info!(trigger = %name, reason, "A push was refused.");
+        return Ok(nothing_queued(&reason));
     }
     let inputs =
         triggers::inputs_for(&trigger, &push).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad-trigger", e))?;
-    let delivery = triggers::delivery_id(trigger.provider, &headers);
+    // Known by its signed body first (a replay under a new id, or none, is the same
+    // delivery), and by the provider's id when it gives one.
+    let mut keys = vec![triggers::body_key(&name, &body)];
+    keys.extend(triggers::delivery_id(trigger.provider, &headers));
     let pipelines = app.pipelines.clone();
     let (trigger_name, pipeline) = (name.clone(), trigger.pipeline.clone());
-    let outcome = app
-        .with_store(move |store| {
-            if let Some(id) = &delivery {
-                let now = std::time::SystemTime::now();
-                let stale = humantime::format_rfc3339_millis(now - UNQUEUED_RETRY).to_string();
-                if !store.record_delivery(&trigger_name, id, &crate::clock::now(), &stale)? {
-                    return Ok(None);
-                }
-            }
-            match queue(store, &pipelines, &pipeline, &inputs) {
-                Ok(run) => {
-                    if let Some(delivery) = &delivery {
-                        store.delivery_run(&trigger_name, delivery, &run)?;
-                    }
-                    Ok(Some(run))
-                }
-                // Nothing was queued: the provider's redelivery is taken.
-                Err(e) => {
-                    if let Some(delivery) = &delivery {
-                        store.forget_delivery(&trigger_name, delivery)?;
-                    }
-                    Err(e)
-                }
-            }
-        })
-        .await?;
+    let outcome =
+        app.with_store(move |store| deliver(store, &trigger_name, &keys, &pipelines, &pipeline, &inputs)).await?;
     match outcome {
-        Some(id) => {
+        Ok(id) => {
             app.queued.bump();
             Ok((StatusCode::ACCEPTED, axum::Json(json!({"queued": true, "id": id, "commit": push["commit"]})))
                 .into_response())
         }
-        None => Ok((StatusCode::OK, axum::Json(json!({"queued": false, "reason": "this delivery was seen before"})))
-            .into_response()),
+        Err(Seen::Body) => {
+            Ok(nothing_queued("already received: this push (the same signed body) was delivered before"))
+        }
+        Err(Seen::Id(id)) => Ok(nothing_queued(&format!("already received: the delivery `{id}` was seen before"))),
+    }
+}
+
+/// 202 with nothing queued, and why.
+fn nothing_queued(reason: &str) -> Response {
+    (StatusCode::ACCEPTED, axum::Json(json!({"queued": false, "reason": reason}))).into_response()
+}
+
+/// Why a push is refused by the trigger's `max_age`, if it is.
+fn too_old(trigger: &triggers::Trigger, payload: &Value, push: &Value) -> Option<String> {
+    let max_age = trigger.max_age?;
+    let Some(made) = push::head_time(payload, push["commit"].as_str().unwrap_or_default()) else {
+        return Some(format!(
+            "the push gives no time for its head commit, and `max_age` ({max_age}) is set: nothing queued"
+        ));
+    };
+    let age = std::time::SystemTime::now().duration_since(made).unwrap_or_default();
+    (age > max_age.0).then(|| {
+        format!(
+            "the head commit was made {} ago, longer than `max_age` ({max_age}): an old delivery sent again? \
+             nothing queued",
+            humantime::format_duration(std::time::Duration::from_secs(age.as_secs()))
+        )
+    })
+}
+
+/// Why a delivery was not queued again: its body, or its id, was received before.
+enum Seen {
+    Body,
+    Id(String),
+}
+
+/// Records the delivery under each of its keys (the first is its body's), then queues
+/// its run. A delivery seen before under any key queues nothing. One whose run could
+/// not be queued is forgotten under every key, so that the provider's redelivery is
+/// taken.
+fn deliver(
+    store: &mut dyn Store,
+    trigger: &str,
+    keys: &[String],
+    pipelines: &std::path::Path,
+    pipeline: &str,
+    inputs: &serde_json::Map<String, Value>,
+) -> Result<Result<String, Seen>, ApiError> {
+    let stale = humantime::format_rfc3339_millis(std::time::SystemTime::now() - UNQUEUED_RETRY).to_string();
+    let now = crate::clock::now();
+    for (i, key) in keys.iter().enumerate() {
+        if !store.record_delivery(trigger, key, &now, &stale)? {
+            for taken in &keys[..i] {
+                store.forget_delivery(trigger, taken)?;
+            }
+            return Ok(Err(if i == 0 { Seen::Body } else { Seen::Id(key.clone()) }));
+        }
+    }
+    match queue(store, pipelines, pipeline, inputs) {
+        Ok(run) => {
+            for key in keys {
+                store.delivery_run(trigger, key, &run)?;
+            }
+            Ok(Ok(run))
+        }
+        // Nothing was queued: the provider's redelivery is taken.
+        Err(e) => {
+            for key in keys {
+                store.forget_delivery(trigger, key)?;
+            }
+            Err(e)
+        }
     }
 }
 
@@ -114,4 +177,9 @@ fn queue(
     })?;
     crate::engine::enqueue(store, &plan, inputs, None)
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, "not-queued", e.to_string()))
+}
+
+/// The webhook keys of these triggers, by secret name: what a run is never given.
+pub(super) fn keys_of(triggers: &indexmap::IndexMap<String, triggers::Trigger>) -> Vec<&str> {
+    triggers.values().map(|t| t.secret.as_str()).collect()
 }

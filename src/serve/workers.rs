@@ -54,7 +54,8 @@ pub(super) fn worker(app: Arc<App>, data_dir: PathBuf) {
                 };
                 let options = crate::engine::Options {
                     parallel: 8,
-                    secrets: crate::secrets::Secrets::from_env(),
+                    // The server's webhook keys are its own: never a run's.
+                    secrets: crate::secrets::Secrets::from_env().without(super::webhook::keys_of(&app.triggers)),
                     reporter: &mut reporter,
                     data_dir: data_dir.clone(),
                     stop: Some(halt),

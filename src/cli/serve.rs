@@ -34,6 +34,8 @@ pub(super) struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     triggers: Option<std::path::PathBuf>,
     #[command(flatten)]
+    notify: crate::cli::notify::NotifyTargets,
+    #[command(flatten)]
     catalog: CatalogArgs,
     #[command(flatten)]
     store: StoreArgs,
@@ -102,6 +104,7 @@ pub(super) fn serve(args: ServeArgs) -> u8 {
         max_streams: args.max_streams,
         workers: usize::from(args.workers),
         data_dir: crate::cli::store::data_dir(&args.store.db),
+        notify: args.notify.guard(),
     };
     let ready = |address: SocketAddr| note_line(format_args!("phased serve: listening on http://{address}"));
     match crate::serve::serve(options, ready) {

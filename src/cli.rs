@@ -15,6 +15,7 @@ mod serve;
 mod stats;
 mod status;
 mod store;
+mod terminal;
 mod token;
 mod validate;
 mod watch;

@@ -113,6 +113,13 @@ nodes:
     let state = env.path("state");
     let mut child = under_umask(&env, &["run", "quiet.yaml", "--id", "m1"]);
     env.wait_for("started", std::time::Duration::from_secs(30));
+    // The step's line reaches its log through a pipe that phased reads: wait for it.
+    let log = state.join("logs/m1/build.log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("a line for the log") {
+        assert!(std::time::Instant::now() < deadline, "the step's line never reached {}", log.display());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     // While the run holds the database open: its WAL and shared-memory files too.
     let private = [
         state.clone(),

@@ -15,6 +15,7 @@ mod serve;
 mod stats;
 mod status;
 mod store;
+mod terminal;
 mod token;
 mod validate;
 mod watch;
@@ -45,7 +46,8 @@ flag or input, an unknown run, a pipeline that does not compile); 3 the environm
 failed (database, Docker), the run stays resumable; 130 stopped (Ctrl-C, cancel), resumable.
 
 Environment: PHASED_DB (--db), PHASED_PIPELINES (--pipelines), PHASED_DURABILITY,
-PHASED_SECRET_<NAME> (secrets.<name> in templates), PHASED_LOG (e.g. debug).
+PHASED_SECRET_<NAME> (secrets.<name> in templates), PHASED_LOG (e.g. debug),
+PHASED_ALLOW_PRIVATE_NOTIFY (--allow-private-notify).
 
 Docs: README.md (quick start), docs/tutorial.md (your own deployment type),
 docs/pipeline-format.md (the YAML format), docs/events.md (--format jsonl),

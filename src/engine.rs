@@ -440,6 +440,7 @@ async fn drive(
     resumed: bool,
 ) -> Result<Outcome, StoreError> {
     let work_dir = start.deployment.work_dir.clone();
+    private_folders(&options.data_dir, &work_dir);
     let masker = start.secrets.masker();
     let eta = estimate(store.as_ref(), &start);
     let plan = Arc::clone(&start.plan);
@@ -457,6 +458,21 @@ async fn drive(
         plan,
     });
     driver.run(resumed).await
+}
+
+/// The run's work folder made for phased's user only (0700), before any step writes
+/// there; the node logs and work folders of older versions (0755) lose group and other
+/// access, and so does the data folder when it is phased's own `.phased` (another
+/// name may be a folder of the user's, the current one or `/tmp`). A folder that cannot
+/// be made is said by the step that needs it.
+fn private_folders(data_dir: &std::path::Path, work_dir: &std::path::Path) {
+    if data_dir.file_name().is_some_and(|name| name == ".phased") {
+        crate::paths::make_private(data_dir);
+    }
+    for folder in ["logs", "work"] {
+        crate::paths::make_private(&data_dir.join(folder));
+    }
+    let _ = crate::paths::private_dir_all(work_dir);
 }
 
 /// The newest runs of a pipeline the ETA reads: enough for the last 20 of a target

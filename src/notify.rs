@@ -4,6 +4,7 @@
 //! process comes next (`phased notify`, the next run, `phased serve`) if it dies. A
 //! failed delivery never changes the run. The URL is stored as written (it may name a
 //! secret) and rendered only to send; the body holds what the run recorded (masked).
+//! Where it may go is checked when it is sent (`guard`): an input can name its host.
 
 use std::time::Duration;
 
@@ -13,6 +14,10 @@ use crate::plan::Plan;
 use crate::raw::{NotifyFormat, NotifyOn};
 use crate::secrets::Secrets;
 use crate::store::{NotificationRow, RunRow, Store, StoreError, Write};
+
+mod guard;
+
+pub(crate) use guard::{Allowed, Guard};
 
 /// Attempts before a notification is given up (`failed`).
 pub(crate) const MOST_ATTEMPTS: u32 = 8;
@@ -99,20 +104,6 @@ fn url(row: &NotificationRow, secrets: &Secrets, inputs: &Value) -> Result<Strin
         .map_err(|e| format!("the URL does not render: {e}"))
 }
 
-/// Sends one notification: `Ok` on a 2xx answer.
-async fn send(client: &reqwest::Client, url: &str, body: &str) -> Result<(), String> {
-    let response = client
-        .post(url)
-        .header("content-type", "application/json")
-        .header("user-agent", concat!("phased/", env!("CARGO_PKG_VERSION")))
-        .body(body.to_string())
-        .send()
-        .await
-        // Never the URL in what is recorded: it may hold a secret.
-        .map_err(|e| e.without_url().to_string())?;
-    if response.status().is_success() { Ok(()) } else { Err(format!("the receiver answered {}", response.status())) }
-}
-
 /// What one pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Pass {
@@ -124,6 +115,7 @@ pub(crate) struct Pass {
 pub(crate) async fn deliver_due(
     store: &mut dyn Store,
     secrets: &Secrets,
+    guard: &Guard,
     run: Option<&str>,
 ) -> Result<Pass, StoreError> {
     let now = crate::clock::now_ms();
@@ -132,7 +124,6 @@ pub(crate) async fn deliver_due(
     if due.is_empty() {
         return Ok(pass);
     }
-    let client = reqwest::Client::builder().timeout(SEND_TIMEOUT).build().unwrap_or_else(|_| reqwest::Client::new());
     let masker = secrets.masker();
     for row in due {
         let until = now + 3 * SEND_TIMEOUT.as_millis() as i64;
@@ -141,8 +132,8 @@ pub(crate) async fn deliver_due(
         }
         let inputs = store.run(&row.run)?.map(|r| r.inputs).unwrap_or(Value::Null);
         let result = match url(&row, secrets, &inputs) {
-            Ok(url) => send(&client, &url, &row.body).await,
-            Err(e) => Err(e),
+            Ok(url) => guard.send(&url, &row.body, SEND_TIMEOUT).await,
+            Err(message) => Err(guard::Failure { message, last: false }),
         };
         let at = crate::clock::now();
         match result {
@@ -150,11 +141,12 @@ pub(crate) async fn deliver_due(
                 store.notification_attempt(row.id, true, None, None, &at)?;
                 pass.delivered += 1;
             }
-            Err(error) => {
-                let error = masker.mask(&error).into_owned();
+            Err(failure) => {
+                let error = masker.mask(&failure.message).into_owned();
                 let attempts = row.attempts + 1;
-                let next =
-                    (attempts < MOST_ATTEMPTS).then(|| crate::clock::now_ms() + backoff(attempts).as_millis() as i64);
+                // A refused address or a redirect stays so: it is failed at once.
+                let next = (attempts < MOST_ATTEMPTS && !failure.last)
+                    .then(|| crate::clock::now_ms() + backoff(attempts).as_millis() as i64);
                 tracing::warn!(run = %row.run, attempt = attempts, error = %error, "A notification was not delivered.");
                 store.notification_attempt(row.id, false, Some(&error), next, &at)?;
                 pass.failed += 1;
@@ -169,12 +161,13 @@ pub(crate) async fn deliver_due(
 pub(crate) async fn deliver(
     store: &mut dyn Store,
     secrets: &Secrets,
+    guard: &Guard,
     run: Option<&str>,
     budget: Duration,
 ) -> Result<(), StoreError> {
     let deadline = tokio::time::Instant::now() + budget;
     loop {
-        deliver_due(store, secrets, run).await?;
+        deliver_due(store, secrets, guard, run).await?;
         let pending = match run {
             Some(run) => {
                 store.notifications(run)?.into_iter().filter(|n| n.status == "pending").map(|n| n.next_at).min()

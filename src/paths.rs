@@ -1,5 +1,6 @@
-//! Paths compared as the user means them, whether or not they exist yet; and the
-//! `--db` that is a PostgreSQL URL instead of a file.
+//! Paths compared as the user means them, whether or not they exist yet; the `--db`
+//! that is a PostgreSQL URL instead of a file; and the files and folders of phased's
+//! own, made for its user only.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -17,6 +18,35 @@ pub(crate) fn normalize(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// Creates a folder of phased's own (the database's, node logs, work folders) and the
+/// parents it lacks, 0700 whatever the umask: logs and step outputs may hold what no
+/// other user should read. The umask itself is left alone: steps inherit it, and the
+/// release folders they write must stay readable by a web server.
+pub(crate) fn private_dir_all(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path)
+}
+
+/// Opens a file of phased's own for appending, creating it 0600 whatever the umask.
+pub(crate) fn private_append(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)
+}
+
+/// Takes group and other access away from an existing file or folder of phased's own
+/// (made by an older version, or by hand). What is missing, a symbolic link, or not this
+/// user's to change (a read-only file system) is left as it is.
+pub(crate) fn make_private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && !meta.file_type().is_symlink()
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        let mode = meta.permissions().mode() & 0o7700;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+    }
 }
 
 /// Whether `--db` names a PostgreSQL database rather than a SQLite file.

@@ -85,6 +85,8 @@ pub struct Options {
     /// The server's address as its users reach it (behind a proxy): the dashboard's
     /// origin.
     pub public_url: Option<String>,
+    /// Where notifications may go (public addresses only, unless the operator allows more).
+    pub(crate) notify: crate::notify::Guard,
 }
 
 struct App {
@@ -309,13 +311,14 @@ pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), Str
         let notifier = {
             let hook_keys: Vec<String> = webhook::keys_of(&app.triggers).into_iter().map(String::from).collect();
             let (db, durability, mut stop) = (app.db.clone(), app.durability, shutdown.clone());
+            let guard = options.notify.clone();
             std::thread::spawn(move || {
                 let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
                 let secrets = crate::secrets::Secrets::from_env().without(hook_keys.iter().map(String::as_str));
                 runtime.block_on(async move {
                     while !*stop.borrow() {
                         if let Ok(mut store) = crate::store::open(&db, durability)
-                            && let Err(e) = crate::notify::deliver_due(store.as_mut(), &secrets, None).await
+                            && let Err(e) = crate::notify::deliver_due(store.as_mut(), &secrets, &guard, None).await
                         {
                             tracing::warn!(error = %e, "Could not read the notifications.");
                         }

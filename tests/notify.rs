@@ -1,6 +1,8 @@
 //! Notifications against a real local HTTP receiver: retried while it fails, sent
 //! after the process is killed between the run's end and the delivery, never changing
-//! the run's outcome, and never storing the secret in the URL.
+//! the run's outcome, and never storing the secret in the URL. The receiver is on
+//! 127.0.0.1, a loopback address: every command here allows private targets
+//! (`PHASED_ALLOW_PRIVATE_NOTIFY`); tests/notify_ssrf.rs tests the refusal.
 
 mod support;
 
@@ -73,6 +75,13 @@ nodes:
 
 const SECRET: &str = "s3cr3t-t0ken";
 
+/// A command of `env` that may send notifications to the local receiver.
+fn command(env: &Env, args: &[&str]) -> std::process::Command {
+    let mut command = env.command(args);
+    command.env("PHASED_ALLOW_PRIVATE_NOTIFY", "1");
+    command
+}
+
 #[test]
 fn a_failure_is_sent_to_each_receiver_retried_while_it_fails_and_the_secret_url_is_never_stored() {
     let env = Env::new();
@@ -80,8 +89,7 @@ fn a_failure_is_sent_to_each_receiver_retried_while_it_fails_and_the_secret_url_
     env.write("noisy.yaml", &pipeline(port));
     assert_eq!(env.run(&["validate", "noisy.yaml"]).status.code(), Some(0));
     let hook = format!("http://127.0.0.1:{port}/slack?token={SECRET}");
-    let out = env
-        .command(&["run", "noisy.yaml", "--id", "n1", "-i", "fail=true"])
+    let out = command(&env, &["run", "noisy.yaml", "--id", "n1", "-i", "fail=true"])
         .env("PHASED_SECRET_HOOK_URL", &hook)
         .output()
         .unwrap();
@@ -127,7 +135,7 @@ fn a_process_killed_before_it_sends_leaves_them_pending_and_the_next_one_sends_t
     let hook = format!("http://127.0.0.1:{port}/slack?token={SECRET}");
     // Where the point between the run's end and the sending is, counted on a run.
     let list = env.path("points");
-    let out = env.command(&["run", "noisy.yaml", "--id", "count"]).env("PHASED_CRASH_LIST", &list).output().unwrap();
+    let out = command(&env, &["run", "noisy.yaml", "--id", "count"]).env("PHASED_CRASH_LIST", &list).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     let points = std::fs::read_to_string(&list).unwrap();
     let at = points
@@ -140,8 +148,7 @@ fn a_process_killed_before_it_sends_leaves_them_pending_and_the_next_one_sends_t
         .to_string();
     got.lock().unwrap().clear();
 
-    let out = env
-        .command(&["run", "noisy.yaml", "--id", "k1", "-i", "fail=true"])
+    let out = command(&env, &["run", "noisy.yaml", "--id", "k1", "-i", "fail=true"])
         .env("PHASED_SECRET_HOOK_URL", &hook)
         .env("PHASED_CRASH_AT", &at)
         .output()
@@ -154,7 +161,7 @@ fn a_process_killed_before_it_sends_leaves_them_pending_and_the_next_one_sends_t
         status["notifications"].as_array().unwrap().iter().map(|n| n["status"].as_str().unwrap()).collect();
     assert_eq!(pending, ["pending", "pending"]);
 
-    let out = env.command(&["notify"]).env("PHASED_SECRET_HOOK_URL", &hook).output().unwrap();
+    let out = command(&env, &["notify"]).env("PHASED_SECRET_HOOK_URL", &hook).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let paths: Vec<String> = got.lock().unwrap().iter().map(|(p, _)| p.clone()).collect();
     assert_eq!(paths.len(), 2, "{paths:?}");
@@ -167,7 +174,7 @@ fn a_process_killed_before_it_sends_leaves_them_pending_and_the_next_one_sends_t
         .collect();
     assert_eq!(delivered, ["delivered", "delivered"]);
     // Sent once: nothing more to send.
-    let out = env.command(&["notify", "--wait", "1s"]).env("PHASED_SECRET_HOOK_URL", &hook).output().unwrap();
+    let out = command(&env, &["notify", "--wait", "1s"]).env("PHASED_SECRET_HOOK_URL", &hook).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(got.lock().unwrap().len(), 2);
 }
@@ -178,14 +185,14 @@ fn a_receiver_that_never_answers_leaves_the_run_as_it_ended_and_says_so() {
     // A port nothing listens on.
     let port = support::free_port();
     env.write("noisy.yaml", &pipeline(port));
-    let out = env.command(&["run", "noisy.yaml", "--id", "q1"]).output().unwrap();
+    let out = command(&env, &["run", "noisy.yaml", "--id", "q1"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "ACTIVE whatever the receiver does");
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("notification of run q1 was not delivered") && said.contains("phased notify"), "{said}");
     let n = &env.status("q1")["notifications"][0];
     assert_eq!(n["status"], "pending");
     assert!(n["attempts"].as_u64().unwrap() >= 2, "retried within the wait: {n}");
-    let out = env.run(&["notify", "--wait", "1s"]);
+    let out = command(&env, &["notify", "--wait", "1s"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "still pending");
     assert!(String::from_utf8_lossy(&out.stderr).contains("pending: the `succeeded` notification of run q1"));
 }
@@ -224,7 +231,8 @@ fn watch_sends_the_notifications_of_each_run_it_makes() {
             "version: 1\nname: watched\nnotify:\n  - on: [succeeded]\n    webhook: {{url: \"http://127.0.0.1:{port}/watch\"}}\nnodes:\n  build: {{phase: BUILDING, uses: shell, with: {{run: 'cat site/index.html'}}}}\n"
         ),
     );
-    let watch = support::Watch::start(&env, &[file.to_str().unwrap(), "--path", "site", "--debounce", "100ms"]);
+    let args = ["watch", "--format", "jsonl", file.to_str().unwrap(), "--path", "site", "--debounce", "100ms"];
+    let watch = support::Watch::spawn(command(&env, &args));
     watch.wait_runs_ended(1, std::time::Duration::from_secs(20));
     env.write("site/index.html", "v2");
     watch.wait_runs_ended(2, std::time::Duration::from_secs(20));

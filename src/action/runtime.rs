@@ -194,8 +194,8 @@ impl NodeLog {
         {
             *file = path
                 .parent()
-                .and_then(|d| std::fs::create_dir_all(d).ok())
-                .and_then(|_| std::fs::OpenOptions::new().create(true).append(true).open(path).ok());
+                .and_then(|d| crate::paths::private_dir_all(d).ok())
+                .and_then(|_| crate::paths::private_append(path).ok());
         }
         if let Some(file) = file.as_mut() {
             if let Some(header) = self.header.lock().expect("log lock").take() {

@@ -59,7 +59,7 @@ fn run(ctx: ActionCtx, params: ShellParams) -> ActionFuture {
             _ => return Err(ActionError::new("give `run` or `command`")),
         };
         let mut cmd = process::command(&argv);
-        std::fs::create_dir_all(&ctx.work_dir)
+        crate::paths::private_dir_all(&ctx.work_dir)
             .map_err(|e| ActionError::new(format!("cannot create `{}`: {e}", ctx.work_dir.display())))?;
         let output_file = ctx.work_dir.join(format!("{}.{}.output", ctx.node, ctx.attempt));
         let _ = std::fs::remove_file(&output_file);

@@ -1,7 +1,7 @@
 //! `phased logs RUN [NODE] [-f]`: what a run's steps printed (masked, as recorded in
 //! `<database folder>/logs/<run>/<node>.log`). Without NODE, every node's lines, each
 //! prefixed with its node, nodes in the order they started; `-f` follows until the run
-//! ends.
+//! ends. Terminal control sequences a step printed are removed (`terminal`).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::store::{data_dir, open_run};
+use crate::cli::terminal::clean;
 use crate::cli::{StoreArgs, exit, usage_error};
 use crate::reporter::out_line;
 use crate::store::{RunStatus, Store};
@@ -25,6 +26,8 @@ pub(super) struct LogsArgs {
     /// `jsonl`: one JSON object per line, `{"node": ..., "line": ...}`.
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
     format: LogFormat,
+    #[command(flatten)]
+    color: crate::cli::terminal::ColorArg,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -52,6 +55,7 @@ pub(super) fn logs(args: LogsArgs) -> u8 {
     {
         return missing_node(store.as_ref(), &run, node);
     }
+    let colors = args.color.colors();
     let mut readers: BTreeMap<String, Reader> = BTreeMap::new();
     let mut printed = false;
     loop {
@@ -66,8 +70,8 @@ pub(super) fn logs(args: LogsArgs) -> u8 {
                     (LogFormat::Jsonl, _) => {
                         out_line(format_args!("{}", serde_json::json!({"node": node, "line": line})));
                     }
-                    (LogFormat::Human, Some(_)) => out_line(format_args!("{line}")),
-                    (LogFormat::Human, None) => out_line(format_args!("{node} | {line}")),
+                    (LogFormat::Human, Some(_)) => out_line(format_args!("{}", clean(&line, colors))),
+                    (LogFormat::Human, None) => out_line(format_args!("{node} | {}", clean(&line, colors))),
                 }
             }
         }

@@ -11,7 +11,30 @@ pub(super) struct NotifyArgs {
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = super::serve::parse_duration)]
     wait: std::time::Duration,
     #[command(flatten)]
+    targets: NotifyTargets,
+    #[command(flatten)]
     store: StoreArgs,
+}
+
+/// Where notifications may go: public addresses only, unless the operator says more
+/// (every command that sends them: `run`, `resume`, `rollback`, `watch`, `notify`, `serve`).
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct NotifyTargets {
+    /// Send notifications to loopback, link-local and private addresses too (refused by
+    /// default: a `notify:` URL, or an input in it, could reach services on this host
+    /// or its network).
+    #[arg(long, env = "PHASED_ALLOW_PRIVATE_NOTIFY", value_parser = clap::builder::BoolishValueParser::new())]
+    allow_private_notify: bool,
+    /// A host (with a port: only that port) notifications may reach at any address, a
+    /// private one included; repeat for several.
+    #[arg(long = "notify-allow", value_name = "HOST[:PORT]")]
+    notify_allow: Vec<crate::notify::Allowed>,
+}
+
+impl NotifyTargets {
+    pub(crate) fn guard(&self) -> crate::notify::Guard {
+        crate::notify::Guard { allow_private: self.allow_private_notify, allow: self.notify_allow.clone() }
+    }
 }
 
 pub(super) fn notify(args: NotifyArgs) -> u8 {
@@ -29,7 +52,7 @@ pub(super) fn notify(args: NotifyArgs) -> u8 {
     let secrets = crate::secrets::Secrets::from_env();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts");
     let left = runtime.block_on(async {
-        crate::notify::deliver(store.as_mut(), &secrets, None, args.wait).await?;
+        crate::notify::deliver(store.as_mut(), &secrets, &args.targets.guard(), None, args.wait).await?;
         store.due_notifications(None, i64::MAX)
     });
     match left {

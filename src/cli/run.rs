@@ -96,6 +96,8 @@ pub(super) struct ExecArgs {
     #[arg(long)]
     pub(super) show_output: bool,
     #[command(flatten)]
+    pub(super) notify: crate::cli::notify::NotifyTargets,
+    #[command(flatten)]
     pub(super) store: StoreArgs,
 }
 
@@ -150,13 +152,14 @@ const NOTIFY_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Sends the run's notifications (and any left by an earlier process), then says what
 /// stays pending.
-fn notify(store_args: &StoreArgs, id: &str) {
+fn notify(exec: &ExecArgs, id: &str) {
     crate::crash::point("run ended: its notifications recorded, not sent yet");
+    let store_args = &exec.store;
     let Ok(mut store) = crate::store::open(&store_args.db, store_args.durability) else { return };
-    let secrets = Secrets::from_env();
+    let (secrets, guard) = (Secrets::from_env(), exec.notify.guard());
     let pending = runtime().block_on(async {
-        crate::notify::deliver(store.as_mut(), &secrets, Some(id), NOTIFY_BUDGET).await?;
-        crate::notify::deliver_due(store.as_mut(), &secrets, None).await?;
+        crate::notify::deliver(store.as_mut(), &secrets, &guard, Some(id), NOTIFY_BUDGET).await?;
+        crate::notify::deliver_due(store.as_mut(), &secrets, &guard, None).await?;
         store.notifications(id)
     });
     if let Ok(rows) = pending {
@@ -173,8 +176,9 @@ fn notify(store_args: &StoreArgs, id: &str) {
 
 /// After a run: its notifications, then a closing line for people (stderr), or the
 /// status as JSON.
-fn conclude(store_args: &StoreArgs, format: RunFormat, id: &str, outcome: Outcome) {
-    notify(store_args, id);
+fn conclude(exec: &ExecArgs, id: &str, outcome: Outcome) {
+    let (store_args, format) = (&exec.store, exec.format);
+    notify(exec, id);
     if outcome == Outcome::FailedEnvironment {
         // Whatever the format, an environment problem is said on stderr: scripts that
         // read stdout as JSON still show people why the command exited with 3.
@@ -267,7 +271,7 @@ pub(super) fn run(args: RunArgs) -> u8 {
     match runtime().block_on(engine::start(store, plan, resolved, args.id, options)) {
         Ok((id, outcome)) => {
             drop(reporter);
-            conclude(&args.exec.store, args.exec.format, &id, outcome);
+            conclude(&args.exec, &id, outcome);
             exit_code(outcome)
         }
         Err(e) => engine_error(e, &args.exec.store.db),
@@ -349,7 +353,7 @@ pub(super) fn resume(args: ResumeArgs) -> u8 {
         let code = match runtime().block_on(resumed) {
             Ok(outcome) => {
                 drop(reporter);
-                conclude(&args.exec.store, args.exec.format, &id, outcome);
+                conclude(&args.exec, &id, outcome);
                 exit_code(outcome)
             }
             Err(e) => engine_error(e, &args.exec.store.db),
@@ -447,7 +451,7 @@ pub(super) fn rollback(args: RollbackArgs) -> u8 {
     match runtime().block_on(engine::start(store, prepared.plan, resolved, args.id, options)) {
         Ok((id, outcome)) => {
             drop(reporter);
-            conclude(&args.exec.store, args.exec.format, &id, outcome);
+            conclude(&args.exec, &id, outcome);
             exit_code(outcome)
         }
         Err(e) => engine_error(e, &args.exec.store.db),

@@ -39,6 +39,8 @@ pub(super) struct ServeArgs {
     #[arg(long = "allow-path", value_name = "DIR", env = "PHASED_ALLOW_PATH", value_delimiter = ':')]
     allow_paths: Vec<std::path::PathBuf>,
     #[command(flatten)]
+    notify: crate::cli::notify::NotifyTargets,
+    #[command(flatten)]
     catalog: CatalogArgs,
     #[command(flatten)]
     store: StoreArgs,
@@ -119,6 +121,7 @@ pub(super) fn serve(args: ServeArgs) -> u8 {
         workers: usize::from(args.workers),
         data_dir: crate::cli::store::data_dir(&args.store.db),
         allow_paths: args.allow_paths.clone(),
+        notify: args.notify.guard(),
     };
     let ready = |address: SocketAddr| note_line(format_args!("phased serve: listening on http://{address}"));
     match crate::serve::serve(options, ready) {

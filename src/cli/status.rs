@@ -1,10 +1,14 @@
-//! `phased status [ID]` and `phased cancel ID`.
+//! `phased status [ID]` and `phased cancel ID`. What a run recorded from its steps
+//! (errors, outputs, a target from an input) is shown without terminal control
+//! sequences (`terminal`).
 
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::cli::store::{open_existing, open_run, resolve_run};
+use crate::cli::terminal::clean;
 use crate::cli::{OutputFormat, StoreArgs, exit, usage_error};
 use crate::engine::{self, lease};
 use crate::store::{RunRow, RunStatus, Store, StoreError};
@@ -27,6 +31,8 @@ pub(super) struct StatusArgs {
     limit: Option<usize>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     format: OutputFormat,
+    #[command(flatten)]
+    color: crate::cli::terminal::ColorArg,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -79,11 +85,12 @@ pub(super) fn status(args: StatusArgs) -> u8 {
                 match args.format {
                     OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&detail).expect("JSON")),
                     OutputFormat::Human => {
-                        print_detail(&detail);
+                        let mut shown = detail_text(&detail);
                         let logs = crate::cli::store::data_dir(&args.store.db).join("logs").join(id);
                         if logs.is_dir() {
-                            println!("\n  logs      {}/<node>.log (`phased logs {id}`)", logs.display());
+                            let _ = writeln!(shown, "\n  logs      {}/<node>.log (`phased logs {id}`)", logs.display());
                         }
+                        print!("{}", clean(&shown, args.color.colors()));
                     }
                 }
             }
@@ -101,7 +108,7 @@ pub(super) fn status(args: StatusArgs) -> u8 {
                         let list: Vec<Value> = runs.iter().map(crate::engine::view::row_json).collect();
                         println!("{}", serde_json::to_string_pretty(&list).expect("JSON"));
                     }
-                    OutputFormat::Human => print_table(&runs),
+                    OutputFormat::Human => print!("{}", clean(&table(&runs), args.color.colors())),
                 }
             }
         }
@@ -126,18 +133,21 @@ fn no_database(args: &StatusArgs, db: &std::path::Path) -> u8 {
     exit::OK
 }
 
-fn print_table(runs: &[RunRow]) {
+fn table(runs: &[RunRow]) -> String {
+    let mut out = String::new();
     if runs.is_empty() {
-        println!("no runs yet; start one with `phased run PIPELINE`");
-        return;
+        let _ = writeln!(out, "no runs yet; start one with `phased run PIPELINE`");
+        return out;
     }
     let width = runs.iter().filter_map(|r| r.target.as_ref()).map(String::len).max().unwrap_or(1).clamp(6, 24);
-    println!(
+    let _ = writeln!(
+        out,
         "{:<36}  {:<14}  {:<width$}  {:<11}  {:<17}  {:>4}  updated",
         "id", "pipeline", "target", "status", "phase", "%"
     );
     for r in runs {
-        println!(
+        let _ = writeln!(
+            out,
             "{:<36}  {:<14}  {:<width$}  {:<11}  {:<17}  {:>4}  {}",
             r.id,
             r.pipeline,
@@ -148,56 +158,60 @@ fn print_table(runs: &[RunRow]) {
             r.phase_updated_at
         );
     }
+    out
 }
 
-fn print_detail(d: &Value) {
+fn detail_text(d: &Value) -> String {
+    let mut out = String::new();
     let text = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
-    println!("run       {}", text(&d["id"]));
-    println!("pipeline  {}", text(&d["pipeline"]));
+    let _ = writeln!(out, "run       {}", text(&d["id"]));
+    let _ = writeln!(out, "pipeline  {}", text(&d["pipeline"]));
     if !d["target"].is_null() {
-        println!("target    {}", text(&d["target"]));
+        let _ = writeln!(out, "target    {}", text(&d["target"]));
     }
-    println!("status    {} (attempt {})", text(&d["status"]), d["attempt"]);
-    println!("phase     {} at {}%", text(&d["phase"]), d["phase_progress"]);
-    println!("started   {}", text(&d["created_at"]));
+    let _ = writeln!(out, "status    {} (attempt {})", text(&d["status"]), d["attempt"]);
+    let _ = writeln!(out, "phase     {} at {}%", text(&d["phase"]), d["phase_progress"]);
+    let _ = writeln!(out, "started   {}", text(&d["created_at"]));
     if let Some(eta) = d["eta_seconds"].as_f64() {
-        println!("eta       {eta:.0}s left (the median durations of its nodes' last runs)");
+        let _ = writeln!(out, "eta       {eta:.0}s left (the median durations of its nodes' last runs)");
     }
     if !d["finished_at"].is_null() {
-        println!("finished  {}", text(&d["finished_at"]));
+        let _ = writeln!(out, "finished  {}", text(&d["finished_at"]));
     }
     if !d["supersededBy"].is_null() {
-        println!("superseded by {}", text(&d["supersededBy"]));
+        let _ = writeln!(out, "superseded by {}", text(&d["supersededBy"]));
     }
     if !d["error"].is_null() {
-        println!("error     {}", text(&d["error"]).lines().next().unwrap_or(""));
+        let _ = writeln!(out, "error     {}", text(&d["error"]).lines().next().unwrap_or(""));
     }
-    println!("metadata  {}", d["phase_metadata"]);
+    let _ = writeln!(out, "metadata  {}", d["phase_metadata"]);
     for n in d["notifications"].as_array().into_iter().flatten() {
         let text = |v: &Value| v.as_str().unwrap_or("").to_string();
         let detail = match n["status"].as_str() {
             Some("delivered") => format!("delivered at {}", text(&n["delivered_at"])),
             _ => format!("{} after {} attempt(s): {}", text(&n["status"]), n["attempts"], text(&n["last_error"])),
         };
-        println!("notify    {} ({}): {detail}", text(&n["outcome"]), text(&n["format"]));
+        let _ = writeln!(out, "notify    {} ({}): {detail}", text(&n["outcome"]), text(&n["format"]));
     }
-    println!();
-    println!("  {:<28}  {:<10}  {:>7}  {:>9}", "node", "status", "attempt", "duration");
+    let _ = writeln!(out);
+    let _ = writeln!(out, "  {:<28}  {:<10}  {:>7}  {:>9}", "node", "status", "attempt", "duration");
     for n in d["nodes"].as_array().into_iter().flatten() {
         let duration = n["duration_ms"].as_u64().map_or("-".to_string(), |ms| format!("{:.2}s", ms as f64 / 1000.0));
         let attempt = n["attempt"].as_u64().unwrap_or(0);
-        println!("  {:<28}  {:<10}  {:>7}  {:>9}", text(&n["node"]), text(&n["status"]), attempt, duration);
+        let _ =
+            writeln!(out, "  {:<28}  {:<10}  {:>7}  {:>9}", text(&n["node"]), text(&n["status"]), attempt, duration);
         if let Some(error) = n["error"].as_str() {
             for line in error.lines().take(6) {
-                println!("      {line}");
+                let _ = writeln!(out, "      {line}");
             }
         }
     }
-    println!();
-    println!("  history");
+    let _ = writeln!(out);
+    let _ = writeln!(out, "  history");
     for h in d["history"].as_array().into_iter().flatten() {
         let node = h["node"].as_str().unwrap_or("");
-        println!(
+        let _ = writeln!(
+            out,
             "  {}  {:<17} {:>3}%  {:<20} {}",
             text(&h["at"]),
             text(&h["phase"]),
@@ -206,6 +220,7 @@ fn print_detail(d: &Value) {
             h["metadata"]
         );
     }
+    out
 }
 
 pub(super) fn cancel(args: CancelArgs) -> u8 {

@@ -252,7 +252,7 @@ pub(super) fn watch(args: WatchArgs) -> u8 {
                                 Outcome::Interrupted => "interrupted",
                                 Outcome::Cancelled => "superseded by newer changes",
                             }));
-                            send_notifications(&args.exec.store, id);
+                            send_notifications(&args.exec, id);
                         }
                         Err(e) => say(format!("run {}: {e}", run.id)),
                     }
@@ -345,14 +345,13 @@ fn start_run(
 
 /// Sends a finished run's notifications beside the watch loop (retried for a while;
 /// what is left is sent by the next phased process): watching goes on meanwhile.
-fn send_notifications(store: &crate::cli::StoreArgs, id: String) {
-    let (db, durability) = (store.db.clone(), store.durability);
+fn send_notifications(exec: &super::run::ExecArgs, id: String) {
+    let (db, durability, guard) = (exec.store.db.clone(), exec.store.durability, exec.notify.guard());
     tokio::spawn(async move {
         let Ok(mut store) = crate::store::open(&db, durability) else { return };
         let secrets = crate::secrets::Secrets::from_env();
-        if let Err(e) =
-            crate::notify::deliver(store.as_mut(), &secrets, Some(&id), std::time::Duration::from_secs(60)).await
-        {
+        let wait = std::time::Duration::from_secs(60);
+        if let Err(e) = crate::notify::deliver(store.as_mut(), &secrets, &guard, Some(&id), wait).await {
             tracing::warn!(run = %id, error = %e, "Could not send the run's notifications.");
         }
     });

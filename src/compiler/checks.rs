@@ -210,3 +210,22 @@ pub(super) fn warn_phase_order(
         }
     }
 }
+
+/// What is wrong with a webhook URL, as far as its written part tells: a scheme other
+/// than `http` or `https` (`file://`, `gopher://`), or a URL written in full that does
+/// not parse. The part a template renders is checked when it is sent.
+pub(super) fn webhook_url_problem(url: &str) -> Option<String> {
+    let written = &url[..url.find(['{']).unwrap_or(url.len())];
+    if written.len() == url.len()
+        && let Err(e) = reqwest::Url::parse(url)
+    {
+        return Some(format!("the webhook URL `{url}` is not an absolute URL: {e}"));
+    }
+    let (scheme, _) = written.split_once(':')?;
+    let is_scheme = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !is_scheme || matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
+        return None;
+    }
+    Some(format!("a webhook URL is sent over `http` or `https` only, not `{scheme}:`"))
+}

@@ -9,7 +9,7 @@ use indexmap::IndexMap;
 
 use super::Compiler;
 use super::blocks::Blocks;
-use super::checks::{check_metadata_shape, declare_phases, report_cycle, warn_phase_order};
+use super::checks::{check_metadata_shape, declare_phases, report_cycle, warn_phase_order, webhook_url_problem};
 use super::graph;
 use super::scope::{Scope, Site};
 use super::{injection, inputs};
@@ -229,6 +229,13 @@ impl Compiler<'_> {
                                 Diagnostic::error("undefined-variable", source, url.span, format!("undefined variable `{var}` in a webhook URL"))
                                     .with_help("a webhook URL is rendered when it is sent: only `secrets`, `inputs` and `deployment` are in scope"),
                             );
+                            return None;
+                        }
+                        if let Some(problem) = webhook_url_problem(&url.value) {
+                            out.push(Diagnostic::error("notify-url", source, url.span, problem).with_help(
+                                "a notification is an HTTP POST: give an `https://` (or `http://`) URL; \
+                                 a URL from a secret or an input is checked when it is sent",
+                            ));
                             return None;
                         }
                         Some(crate::plan::Notify { on: n.on.clone(), url: url.value.clone(), format: n.webhook.format })

@@ -28,12 +28,32 @@ pub struct SqliteStore {
     history_seq: std::collections::HashMap<String, i64>,
 }
 
+/// The database file and its companions for its user only: a new file is made 0600
+/// before SQLite opens it (SQLite gives the `-wal` and `-shm` files the database file's
+/// mode); an existing one, and its companions, lose group and other access.
+fn make_private(path: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.exists() {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut name = path.as_os_str().to_os_string();
+            name.push(suffix);
+            crate::paths::make_private(Path::new(&name));
+        }
+    } else {
+        // An empty file is a new database to SQLite. If it cannot be made, SQLite's own
+        // open says why.
+        let _ = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating it and its folder if needed) and migrates the database.
     pub fn open(path: &Path, durability: Durability) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder { path: dir.to_path_buf(), source })?;
+            crate::paths::private_dir_all(dir)
+                .map_err(|source| StoreError::Folder { path: dir.to_path_buf(), source })?;
         }
+        make_private(path);
         let open_err = |source| StoreError::Open { path: path.to_path_buf(), source };
         let conn = Connection::open(path).map_err(open_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(open_err)?;

@@ -228,6 +228,11 @@ impl Following {
             let folders = self.inner.folders.clone();
             match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
                 let Ok(event) = event else { return };
+                // A follower's own reads (opening, reading, closing) change nothing; waking
+                // on them would have every follower wake every other, without end.
+                if matches!(event.kind, notify::EventKind::Access(_)) {
+                    return;
+                }
                 let folders = lock(&folders);
                 for path in &event.paths {
                     for folder in [Some(path.as_path()), path.parent()].into_iter().flatten() {

@@ -106,6 +106,8 @@ fn main() {
     let port = free_port();
     let child = Command::new(PHASED)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--workers", "4", "--max-streams", "1100"])
+        // The 1,000 stream clients all come from 127.0.0.1.
+        .args(["--max-connections", "1100", "--max-connections-per-ip", "1100"])
         .current_dir(dir.path())
         .env("PHASED_DB", dir.path().join("p.db"))
         .stdout(Stdio::null())

@@ -13,9 +13,12 @@
 //! At start, every interrupted run whose holder is gone is handed to the workers.
 //!
 //! Limits: a body of at most 1 MiB, `--request-timeout` to answer, `--max-streams`
-//! event streams at once.
+//! event streams and followed logs at once, and the connections' limits ([`conn`]):
+//! timeouts, caps, and descriptors kept for the runs.
 
 pub mod auth;
+mod conn;
+mod follow;
 mod metrics;
 mod push;
 mod runs;
@@ -39,10 +42,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use crate::store::{Durability, Role, RunStatus, Store, StoreError};
+use crate::store::{Durability, Role, RunStatus, Store, StoreError, TokenRow};
 
-/// How long a stream waits before it reads the database again after an error, and how
-/// often a followed log is looked at.
+pub use conn::Limits;
+
+/// A tenth of how long a stream waits before it reads the database again after an
+/// error.
 const STREAM_POLL: Duration = Duration::from_millis(50);
 
 /// How often the hub looks for newly committed events (one query for every client).
@@ -87,6 +92,10 @@ pub struct Options {
     pub public_url: Option<String>,
     /// Where notifications may go (public addresses only, unless the operator allows more).
     pub(crate) notify: crate::notify::Guard,
+    /// How long connections may wait, and how many there may be.
+    pub connections: Limits,
+    /// `/metrics` without a token.
+    pub public_metrics: bool,
 }
 
 struct App {
@@ -111,11 +120,25 @@ struct App {
     /// Open database connections, reused by the requests (one is opened when none is
     /// free; at most [`POOL`] are kept).
     pool: std::sync::Mutex<Vec<Box<dyn Store>>>,
+    /// Database connections in use by the requests: at most [`STORES`] at once, so
+    /// that many clients cannot take the descriptors the runs need.
+    stores: tokio::sync::Semaphore,
     public_url: Option<String>,
+    /// The followed log folders.
+    logs: follow::LogWatch,
+    /// When this server last recorded each token's use (by name).
+    touched: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    public_metrics: bool,
 }
 
 /// The most idle database connections kept for the requests.
 const POOL: usize = 8;
+
+/// The most database connections the requests use at once (more wait their turn).
+const STORES: usize = 16;
+
+/// A token's last use is recorded at most this often (not at each request).
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
 /// A JSON error: `{"error": {"code", "message"}}` with its status.
 struct ApiError {
@@ -158,7 +181,8 @@ impl App {
         f: impl FnOnce(&mut dyn Store) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
         let app = self.clone();
-        tokio::task::spawn_blocking(move || {
+        let permit = self.stores.acquire().await;
+        let answer = tokio::task::spawn_blocking(move || {
             let idle = app.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
             let mut store = match idle {
                 Some(mut store) => {
@@ -174,8 +198,32 @@ impl App {
             }
             result
         })
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .await;
+        drop(permit);
+        answer.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    }
+
+    /// Records the use of `token` (for `phased token list`), unless this server or
+    /// another did less than [`TOUCH_EVERY`] ago; in the background: a request never
+    /// waits for it, nor fails with it.
+    fn touch(self: &Arc<Self>, token: &TokenRow) {
+        let recent = token
+            .last_used_at
+            .as_deref()
+            .and_then(|at| humantime::parse_rfc3339(at).ok())
+            .and_then(|at| at.elapsed().ok())
+            .is_some_and(|ago| ago < TOUCH_EVERY);
+        let mut touched = self.touched.lock().unwrap_or_else(|e| e.into_inner());
+        if recent || touched.get(&token.name).is_some_and(|at| at.elapsed() < TOUCH_EVERY) {
+            return;
+        }
+        touched.insert(token.name.clone(), std::time::Instant::now());
+        let (app, name, at) = (self.clone(), token.name.clone(), crate::clock::now());
+        tokio::spawn(async move {
+            if let Err(e) = app.with_store(move |store| Ok(store.touch_token(&name, &at)?)).await {
+                tracing::debug!(error = %e.message, "Could not record a token's use.");
+            }
+        });
     }
 }
 
@@ -209,6 +257,7 @@ async fn authorize(State(app): State<Arc<App>>, mut request: Request, next: Next
         .await;
     match verdict {
         Ok(Ok(token)) => {
+            app.touch(&token);
             request.extensions_mut().insert(token);
             next.run(request).await
         }
@@ -258,17 +307,25 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/v1/stats", get(runs::stats))
         .route("/api/v1/runs/{id}/cancel", post(runs::cancel))
         .route("/api/v1/runs/{id}/resume", post(runs::resume))
-        .route("/api/v1/runs/{id}/nodes/{node}/log", get(streams::node_log))
+        .route("/api/v1/runs/{id}/nodes/{node}/log", get(follow::node_log))
         .route("/api/v1/runs/{id}/events", get(streams::run_events))
         .route("/api/v1/events", get(streams::all_events))
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), authorize));
+    // Metrics name every pipeline and node: a `read` token sees them, unless
+    // `--public-metrics`.
+    let metrics = Router::new().route("/metrics", get(metrics::metrics));
+    let metrics = if app.public_metrics {
+        metrics
+    } else {
+        metrics.route_layer(axum::middleware::from_fn_with_state(app.clone(), authorize))
+    };
     Router::new()
         .route("/", get(ui::page))
         .route("/ui/{file}", get(ui::asset))
         .route("/session", post(ui::sign_in).delete(ui::sign_out))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics::metrics))
         .route("/hooks/{trigger}", post(webhook::hook))
+        .merge(metrics)
         .merge(api)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint") })
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
@@ -285,9 +342,7 @@ pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), Str
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(options.listen)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
+        let listener = conn::listen(options.listen).map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let app = Arc::new(App {
@@ -305,7 +360,11 @@ pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), Str
             stop_runs: tokio::sync::watch::channel(false).0,
             request_timeout: options.request_timeout,
             pool: Default::default(),
+            stores: tokio::sync::Semaphore::new(STORES),
             public_url: options.public_url,
+            logs: Default::default(),
+            touched: Default::default(),
+            public_metrics: options.public_metrics,
         });
         // Notifications: the outbox of every run, whoever ran it, sent as they come due.
         let notifier = {
@@ -358,11 +417,17 @@ pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), Str
                 std::thread::spawn(move || workers::worker(app, data_dir))
             })
             .collect();
+        let (allowed, why) = conn::room(&options.connections, options.workers.max(1), STORES);
+        match why {
+            Some((true, why)) => tracing::warn!("{why}"),
+            Some((false, why)) => tracing::info!("{why}"),
+            None => {}
+        }
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+        let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
         ready(address);
         let signals = async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
-            let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
@@ -371,8 +436,9 @@ pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), Str
             let _ = stop.send(true);
         };
         let (waker, halting) = (app.queued.clone(), app.clone());
-        let served =
-            axum::serve(listener, router(app)).with_graceful_shutdown(signals).await.map_err(|e| e.to_string());
+        tokio::spawn(signals);
+        let stopping = app.shutdown.clone();
+        conn::serve(listener, router(app), options.connections, allowed, stopping).await;
         // The running nodes get the grace period to finish (nothing new starts); then
         // they are stopped. What did not finish is left interrupted, resumed at the next
         // start.
@@ -386,6 +452,6 @@ pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), Str
         for worker in workers.into_iter().chain([hub_thread, notifier]) {
             let _ = tokio::task::spawn_blocking(move || worker.join()).await;
         }
-        served
+        Ok(())
     })
 }

@@ -418,6 +418,9 @@ pub trait Store: Send {
     /// The token whose hash this is, if any.
     fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>, StoreError>;
 
+    /// Records that token `name` was used at `at` (`phased token list` shows it).
+    fn touch_token(&mut self, name: &str, at: &str) -> Result<(), StoreError>;
+
     /// Forgets what this connection remembers of the runs it wrote to (a connection
     /// taken again from a pool may meet runs others wrote to since).
     fn forget_cached(&mut self) {}

@@ -426,7 +426,7 @@ fn a_server_killed_mid_run_resumes_it_at_its_next_start_and_reruns_nothing_finis
     assert_eq!(status, 200);
     assert_eq!(log.lines().filter(|l| !l.starts_with("==")).count(), 0, "the step printed nothing: {log:?}");
     assert_eq!(server.call("GET", "/api/v1/runs/k9/nodes/..%2Fx/log", Some(&deploy), &[]).0, 400);
-    let (status, metrics) = server.call("GET", "/metrics", None, &[]);
+    let (status, metrics) = server.call("GET", "/metrics", Some(&deploy), &[]);
     assert_eq!(status, 200);
     assert!(metrics.contains("phased_runs{pipeline=\"long\",status=\"succeeded\"} 1"), "{metrics}");
     assert!(

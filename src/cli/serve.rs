@@ -11,9 +11,29 @@ pub(super) struct ServeArgs {
     /// Where to listen. Beyond loopback only once a token exists (`phased token create`).
     #[arg(long, default_value = "127.0.0.1:8420")]
     listen: SocketAddr,
-    /// The most event streams open at once (more get 503).
+    /// The most event streams and followed logs open at once (more get 503).
     #[arg(long, default_value_t = 1000)]
     max_streams: usize,
+    /// The most connections open at once; past it, new ones wait to be accepted. Also
+    /// kept under the descriptor limit (`ulimit -n`), beside what the runs need.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// The most connections open at once from one client address; more get 503 (behind
+    /// a proxy, every client has the proxy's address).
+    #[arg(long, value_name = "N", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections_per_ip: u32,
+    /// How long a client may take to send a request's head (from connecting, or from
+    /// the first byte of a later request on the same connection); then it is closed.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
+    header_timeout: std::time::Duration,
+    /// How long a connection may stay open with no request after an answer, or with an
+    /// answer its client does not read; then it is closed.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
+    idle_timeout: std::time::Duration,
+    /// Serve `/metrics` without a token. By default it needs a `read` token (it names
+    /// every pipeline and node): `Authorization: Bearer <token>`.
+    #[arg(long)]
+    public_metrics: bool,
     /// How many runs execute at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     workers: u16,
@@ -48,6 +68,14 @@ pub(super) struct ServeArgs {
 
 pub(super) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     crate::duration::Duration::parse(text).map(|d| d.0)
+}
+
+/// A duration longer than zero.
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    match parse_duration(text)? {
+        d if d.is_zero() => Err("a timeout must be longer than zero, as `10s`".into()),
+        d => Ok(d),
+    }
 }
 
 pub(super) fn serve(args: ServeArgs) -> u8 {
@@ -118,6 +146,13 @@ pub(super) fn serve(args: ServeArgs) -> u8 {
         durability: args.store.durability,
         pipelines: args.catalog.pipelines.clone(),
         max_streams: args.max_streams,
+        connections: crate::serve::Limits {
+            header_timeout: args.header_timeout,
+            idle_timeout: args.idle_timeout,
+            max_connections: args.max_connections as usize,
+            max_per_address: args.max_connections_per_ip as usize,
+        },
+        public_metrics: args.public_metrics,
         workers: usize::from(args.workers),
         data_dir: crate::cli::store::data_dir(&args.store.db),
         allow_paths: args.allow_paths.clone(),

@@ -33,9 +33,17 @@ pub enum Refusal {
     TooLow { have: Role, need: Role },
 }
 
+/// The credentials of an `Authorization: Bearer <token>` header. The scheme's name is
+/// case-insensitive (RFC 7235): `bearer` and `BEARER` do too.
+pub fn bearer(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim_start().split_once([' ', '\t'])?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// The token of an `Authorization: Bearer <token>` header, if it may do `need`.
 pub fn check(store: &dyn Store, header: Option<&str>, need: Role) -> Result<Result<TokenRow, Refusal>, StoreError> {
-    let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim).filter(|t| !t.is_empty()) else {
+    let Some(token) = header.and_then(bearer) else {
         return Ok(Err(Refusal::Unknown));
     };
     let presented = hash(token);
@@ -157,6 +165,16 @@ mod tests {
         assert_ne!(hash(&a), hash(&b));
         assert!(equal_in_constant_time(b"abc", b"abc") && !equal_in_constant_time(b"abc", b"abd"));
         assert!(!equal_in_constant_time(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for header in ["Bearer abc", "bearer abc", "BEARER abc", "bEaReR  abc ", "Bearer\tabc"] {
+            assert_eq!(bearer(header), Some("abc"), "{header:?}");
+        }
+        for header in ["Bearer", "Bearer ", "Basic abc", "Bearerabc", "Token abc", ""] {
+            assert_eq!(bearer(header), None, "{header:?}");
+        }
     }
 
     #[test]

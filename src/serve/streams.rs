@@ -1,5 +1,5 @@
-//! Event streams and followed logs. One hub reads new events for every stream; a
-//! stream replays what it missed from the database first.
+//! Event streams. One hub reads new events for every stream (and wakes the followed
+//! logs, [`super::follow`]); a stream replays what it missed from the database first.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,80 +13,6 @@ use serde_json::Value;
 
 use super::{ApiError, ApiResult, App, HUB_POLL, STREAM_PAGE, STREAM_POLL, bad_query};
 use crate::store::{Durability, RunStatus};
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct LogQuery {
-    #[serde(default)]
-    follow: bool,
-}
-
-/// `GET /api/v1/runs/{id}/nodes/{node}/log[?follow=true]`: the node's log (masked, as
-/// recorded); followed, it goes on until the run ends.
-pub(super) async fn node_log(
-    State(app): State<Arc<App>>,
-    Path((id, node)): Path<(String, String)>,
-    q: Result<Query<LogQuery>, QueryRejection>,
-) -> ApiResult {
-    let Query(q) = q.map_err(bad_query)?;
-    if node.contains('/') || node.starts_with('.') || id.contains('/') || id.starts_with('.') {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad-request", "not a node id"));
-    }
-    let check = id.clone();
-    if app.with_store(move |store| Ok(store.run(&check)?)).await?.is_none() {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such run"));
-    }
-    let path = app.data_dir.join("logs").join(&id).join(format!("{node}.log"));
-    if !q.follow {
-        let text = tokio::fs::read_to_string(&path).await.unwrap_or_default();
-        return Ok(([("content-type", "text/plain; charset=utf-8")], text).into_response());
-    }
-    struct Tail {
-        app: Arc<App>,
-        id: String,
-        path: PathBuf,
-        offset: u64,
-        done: bool,
-    }
-    let tail = Tail { app, id, path, offset: 0, done: false };
-    let body = futures_util::stream::unfold(tail, |mut t| async move {
-        loop {
-            if t.done {
-                return None;
-            }
-            let (id, at) = (t.id.clone(), t.offset);
-            let ended = t
-                .app
-                .with_store(move |store| {
-                    Ok(store.run(&id)?.is_none_or(|r| !matches!(r.status, RunStatus::Running | RunStatus::Queued)))
-                })
-                .await
-                .unwrap_or(true);
-            let chunk = read_from(&t.path, at).await;
-            if !chunk.is_empty() {
-                t.offset += chunk.len() as u64;
-                return Some((Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(chunk)), t));
-            }
-            if ended || *t.app.shutdown.borrow() {
-                t.done = true;
-                continue;
-            }
-            tokio::time::sleep(STREAM_POLL).await;
-        }
-    });
-    Ok(([("content-type", "text/plain; charset=utf-8")], axum::body::Body::from_stream(body)).into_response())
-}
-
-async fn read_from(path: &std::path::Path, offset: u64) -> Vec<u8> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let Ok(mut file) = tokio::fs::File::open(path).await else { return Vec::new() };
-    if file.seek(std::io::SeekFrom::Start(offset)).await.is_err() {
-        return Vec::new();
-    }
-    let mut chunk = Vec::new();
-    let _ = file.take(64 * 1024).read_to_end(&mut chunk).await;
-    chunk
-}
 
 /// Where a stream starts: after `Last-Event-ID` (or `?after=`), else from the start.
 fn start_after(headers: &HeaderMap, query: &StreamQuery) -> i64 {
@@ -185,17 +111,23 @@ pub(super) fn hub(
     }
 }
 
+/// One of the `--max-streams` places, for an event stream or a followed log; 503 when
+/// none is free.
+pub(super) fn stream_permit(app: &Arc<App>) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    app.streams.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too-many-streams",
+            "too many event streams and followed logs are open (--max-streams); close one, or try again later",
+        )
+    })
+}
+
 /// An SSE stream of the events after `after` (of one run, or of all): replayed from the
 /// database, then live from the hub; a run's stream ends once the run has ended and
 /// every event was sent.
 fn stream(app: Arc<App>, run: Option<String>, after: i64) -> ApiResult {
-    let Ok(permit) = app.streams.clone().try_acquire_owned() else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too-many-streams",
-            "too many event streams are open",
-        ));
-    };
+    let permit = stream_permit(&app)?;
     struct Cursor {
         app: Arc<App>,
         run: Option<String>,

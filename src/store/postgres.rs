@@ -327,6 +327,13 @@ impl Store for PgStore {
         self.call(|c| service::token_by_hash(&mut c.client, hash))
     }
 
+    fn touch_token(&mut self, name: &str, at: &str) -> Result<(), StoreError> {
+        self.call(|c| {
+            c.client.execute("UPDATE tokens SET last_used_at = $2 WHERE name = $1", &[&name, &at])?;
+            Ok(())
+        })
+    }
+
     fn forget_cached(&mut self) {
         let _ = self.call(|c| {
             c.history_seq.clear();

@@ -505,6 +505,11 @@ impl Store for SqliteStore {
         service::token_by_hash(&self.conn, hash)
     }
 
+    fn touch_token(&mut self, name: &str, at: &str) -> Result<(), StoreError> {
+        self.conn.execute("UPDATE tokens SET last_used_at = ?2 WHERE name = ?1", [name, at])?;
+        Ok(())
+    }
+
     fn record_delivery(
         &mut self,
         trigger: &str,

@@ -36,6 +36,15 @@ struct Fence {
     termed: bool,
     /// SIGKILL was sent: a group of the run announced now is killed at once.
     killed: bool,
+    /// Phased gave the run up (`~`) after SIGTERM: the fence goes once SIGKILL is sent,
+    /// and a new holder of the run in this process (`=`) starts a fence of its own.
+    released: bool,
+}
+
+impl Fence {
+    fn new(term_at: i64, kill_at: i64) -> Fence {
+        Fence { term_at, kill_at, termed: false, killed: false, released: false }
+    }
 }
 
 /// What the supervisor knows: the live step groups (with their run's key), and the
@@ -91,19 +100,20 @@ fn apply(pending: &mut Vec<u8>, state: &mut State) {
             }
             ('=', (Some(term_at), Some(kill_at))) => {
                 let (Ok(term_at), Ok(kill_at)) = (term_at.parse(), kill_at.parse()) else { continue };
-                let fence = state.fences.entry(first.to_string()).or_insert(Fence {
-                    term_at,
-                    kill_at,
-                    termed: false,
-                    killed: false,
-                });
-                if !fence.termed {
+                let fence = state.fences.entry(first.to_string()).or_insert(Fence::new(term_at, kill_at));
+                if fence.released {
+                    *fence = Fence::new(term_at, kill_at);
+                } else if !fence.termed {
                     (fence.term_at, fence.kill_at) = (term_at, kill_at);
                 }
             }
-            ('~', _) => {
-                state.fences.remove(first);
-            }
+            // Given up after SIGTERM, the steps still get their SIGKILL.
+            ('~', _) => match state.fences.get_mut(first) {
+                Some(fence) if fence.termed && !fence.killed => fence.released = true,
+                _ => {
+                    state.fences.remove(first);
+                }
+            },
             _ => {}
         }
     }
@@ -148,6 +158,7 @@ fn enforce(state: &mut State, now: i64) {
     }
     let fences = &state.fences;
     state.groups.retain(|_, key| key.as_ref().and_then(|k| fences.get(k)).is_none_or(|f| !f.killed));
+    state.fences.retain(|_, f| !(f.killed && f.released));
 }
 
 /// How long to sleep: until the next fence is due, at most a second.
@@ -247,9 +258,20 @@ mod tests {
         pending.extend_from_slice(b"=r@k 900 990\n");
         apply(&mut pending, &mut state);
         assert_eq!(state.fences["r@k"].term_at, 150, "a late renewal changes nothing");
+        // Given up between SIGTERM and SIGKILL: SIGKILL still comes, then the fence goes.
         pending.extend_from_slice(b"~r@k\n");
         apply(&mut pending, &mut state);
+        assert!(state.fences["r@k"].released);
+        enforce(&mut state, 250);
         assert!(state.fences.is_empty());
         assert_eq!(patience(&state, 0), 1000);
+        // A new holder of the run in this process has a fence of its own.
+        pending.extend_from_slice(b"=r@k 400 500\n~r@k\n=r@k 600 700\n");
+        apply(&mut pending, &mut state);
+        assert_eq!(state.fences["r@k"], Fence::new(600, 700), "given up before its fence, it simply goes");
+        enforce(&mut state, 600);
+        pending.extend_from_slice(b"~r@k\n=r@k 2000 2100\n");
+        apply(&mut pending, &mut state);
+        assert_eq!(state.fences["r@k"], Fence::new(2000, 2100), "a new holder after one that gave up");
     }
 }

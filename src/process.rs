@@ -300,7 +300,12 @@ pub(crate) fn marked(run_key: &str) -> Vec<u32> {
 
 /// Every live process (other than this one) whose environment has `name=value`.
 pub(crate) fn carrying(name: &str, value: &str) -> Vec<u32> {
-    let marker = format!("{name}={value}");
+    carrying_all(&[(name, value)])
+}
+
+/// Every live process (other than this one) whose environment has each `name=value`.
+pub(crate) fn carrying_all(vars: &[(&str, &str)]) -> Vec<u32> {
+    let markers: Vec<String> = vars.iter().map(|(name, value)| format!("{name}={value}")).collect();
     let me = std::process::id();
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     entries
@@ -308,7 +313,10 @@ pub(crate) fn carrying(name: &str, value: &str) -> Vec<u32> {
         .filter(|&pid| pid != me)
         .filter(|&pid| {
             std::fs::read(format!("/proc/{pid}/environ"))
-                .map(|env| env.split(|&b| b == 0).any(|var| var == marker.as_bytes()))
+                .map(|env| {
+                    let env: Vec<&[u8]> = env.split(|&b| b == 0).collect();
+                    markers.iter().all(|m| env.contains(&m.as_bytes()))
+                })
                 .unwrap_or(false)
         })
         .filter(|&pid| !is_zombie(pid))

@@ -128,8 +128,10 @@ fn kill_group(pgid: i32, signal: i32) {
 }
 
 /// Stops the steps of every run whose fence is due at `now` (read before the pipe was
-/// drained, so that a renewal written before then counts).
-fn enforce(state: &mut State, now: i64) {
+/// drained, so that a renewal written before then counts). `engine`: the marker of the
+/// phased process watched, when known: of the processes that carry a run's key, only
+/// those it started are killed (another process on this machine may hold the run next).
+fn enforce(state: &mut State, now: i64, engine: Option<&str>) {
     for (key, fence) in &mut state.fences {
         let groups: Vec<i32> =
             state.groups.iter().filter(|(_, k)| k.as_deref() == Some(key.as_str())).map(|(&g, _)| g).collect();
@@ -147,8 +149,10 @@ fn enforce(state: &mut State, now: i64) {
             fence.killed = true;
             groups.iter().for_each(|&g| kill_group(g, libc::SIGKILL));
             // What left its group (`setsid`) still carries the run's key.
+            let mut marks = vec![(crate::process::RUN_KEY, key.as_str())];
+            marks.extend(engine.map(|e| (crate::process::ENGINE_MARKER, e)));
             for _ in 0..20 {
-                let left = crate::process::marked(key);
+                let left = crate::process::carrying_all(&marks);
                 if left.is_empty() {
                     break;
                 }
@@ -201,7 +205,7 @@ pub fn main(args: &[String]) -> i32 {
         if hung_up || !open {
             break;
         }
-        enforce(&mut state, now);
+        enforce(&mut state, now, args.first().map(String::as_str));
     }
     for pgid in state.groups.into_keys() {
         kill_group(pgid, libc::SIGKILL);
@@ -252,7 +256,7 @@ mod tests {
         assert_eq!((state.fences["r@k"].term_at, state.fences["r@k"].kill_at), (150, 250));
         assert_eq!(patience(&state, 100), 50, "it wakes when the fence is due");
         // Past it (nothing to signal: no group is listed), a renewal comes too late.
-        enforce(&mut state, 150);
+        enforce(&mut state, 150, None);
         assert!(state.fences["r@k"].termed && !state.fences["r@k"].killed);
         assert_eq!(patience(&state, 150), 100, "then when SIGKILL is due");
         pending.extend_from_slice(b"=r@k 900 990\n");
@@ -262,14 +266,14 @@ mod tests {
         pending.extend_from_slice(b"~r@k\n");
         apply(&mut pending, &mut state);
         assert!(state.fences["r@k"].released);
-        enforce(&mut state, 250);
+        enforce(&mut state, 250, None);
         assert!(state.fences.is_empty());
         assert_eq!(patience(&state, 0), 1000);
         // A new holder of the run in this process has a fence of its own.
         pending.extend_from_slice(b"=r@k 400 500\n~r@k\n=r@k 600 700\n");
         apply(&mut pending, &mut state);
         assert_eq!(state.fences["r@k"], Fence::new(600, 700), "given up before its fence, it simply goes");
-        enforce(&mut state, 600);
+        enforce(&mut state, 600, None);
         pending.extend_from_slice(b"~r@k\n=r@k 2000 2100\n");
         apply(&mut pending, &mut state);
         assert_eq!(state.fences["r@k"], Fence::new(2000, 2100), "a new holder after one that gave up");

@@ -156,8 +156,10 @@ pub async fn start(
     options: Options<'_>,
 ) -> Result<(String, Outcome), EngineError> {
     let lease = lease::this_process();
+    let mut held_since = crate::process::monotonic_ms();
     let Recorded { id, at, target, admission } = new_run(store.as_mut(), &plan, &inputs, id, &lease, false)?;
-    if let Some(outcome) = wait_for_target(store.as_mut(), &id, target.as_ref(), admission, options.reporter).await? {
+    let waited = wait_for_target(store.as_mut(), &id, target.as_ref(), admission, options.reporter, &mut held_since);
+    if let Some(outcome) = waited.await? {
         return Ok((id, outcome));
     }
     tracing::info!(run = %id, pipeline = %plan.name, "Run started.");
@@ -172,7 +174,7 @@ pub async fn start(
         phase: crate::phase::QUEUED.to_string(),
         parallel: options.parallel,
     };
-    let outcome = drive(core, target.is_some(), store, lease, options, false).await?;
+    let outcome = drive(core, target.is_some(), store, (lease, held_since), options, false).await?;
     tracing::info!(run = %id, ?outcome, "Run ended.");
     Ok((id, outcome))
 }
@@ -226,10 +228,13 @@ pub fn requeue(store: &mut dyn Store, id: &str, from: Option<&str>) -> Result<()
 }
 
 /// Runs a run a worker claimed (status `running`, held by `lease`) from its snapshot.
+/// `held_since`: when the claim began, on [`crate::process::monotonic_ms`]'s clock
+/// (the run's steps are stopped if the lease goes unrenewed for [`lease::fence_ms`]).
 pub async fn run_claimed(
     store: Box<dyn Store>,
     row: crate::store::RunRow,
     lease: crate::store::Lease,
+    held_since: i64,
     options: Options<'_>,
 ) -> Result<Outcome, EngineError> {
     let (_, _, files) = store.snapshot(row.snapshot_id)?;
@@ -253,7 +258,7 @@ pub async fn run_claimed(
         phase: row.phase.clone(),
         parallel: options.parallel,
     };
-    Ok(drive(core, supersedable, store, lease, options, resumed).await?)
+    Ok(drive(core, supersedable, store, (lease, held_since), options, resumed).await?)
 }
 
 /// What `resume` found before it ran.
@@ -281,6 +286,7 @@ pub async fn resume(
     before_run: impl FnOnce(&ResumeInfo),
 ) -> Result<Outcome, EngineError> {
     let lease = lease::this_process();
+    let mut held_since = crate::process::monotonic_ms();
     let now = now_ms();
     let (row, before) = store.claim(id, &lease, now, &|r| lease::holder_alive(r, now))?;
     tracing::info!(run = %id, attempt = row.attempt, "Run claimed for resuming.");
@@ -345,14 +351,15 @@ pub async fn resume(
     };
     if let Some((name, policy)) = &target {
         store.write(&[Write::Queue { run: id.to_string(), target: name.clone() }])?;
+        held_since = crate::process::monotonic_ms();
         let at = now_ms();
         let admission = store.admit(id, at, &|r| lease::holder_alive(r, at))?;
         if let (crate::raw::Policy::Reject, Admission::Queued { behind }) = (policy, &admission) {
             release(store.as_mut(), &before)?;
             return Err(EngineError::Rejected { target: name.clone(), by: behind.clone() });
         }
-        if let Some(outcome) = wait_for_target(store.as_mut(), id, target.as_ref(), admission, options.reporter).await?
-        {
+        let waited = wait_for_target(store.as_mut(), id, target.as_ref(), admission, options.reporter, &mut held_since);
+        if let Some(outcome) = waited.await? {
             return Ok(outcome);
         }
     }
@@ -372,20 +379,22 @@ pub async fn resume(
         phase: row.phase.clone(),
         parallel: options.parallel,
     };
-    let outcome = drive(core, target.is_some(), store, lease, options, true).await?;
+    let outcome = drive(core, target.is_some(), store, (lease, held_since), options, true).await?;
     tracing::info!(run = %id, ?outcome, "Resumed run ended.");
     Ok(outcome)
 }
 
 /// Waits while the run is `queued` behind another run of its target (saying so once
 /// per run it waits for). `Some` when it ends without running: interrupted while
-/// waiting (it stays resumable), or superseded or cancelled meanwhile.
+/// waiting (it stays resumable), or superseded or cancelled meanwhile. Each look
+/// renews the lease: `held_since` becomes when the last one began.
 async fn wait_for_target(
     store: &mut dyn Store,
     id: &str,
     target: Option<&(String, crate::raw::Policy)>,
     mut admission: Admission,
     reporter: &mut dyn Reporter,
+    held_since: &mut i64,
 ) -> Result<Option<Outcome>, EngineError> {
     use tokio::signal::unix::{SignalKind, signal};
     let name = target.map(|(t, _)| t.as_str()).unwrap_or_default();
@@ -426,16 +435,19 @@ async fn wait_for_target(
             }])?;
             return Ok(Some(Outcome::Interrupted));
         }
+        *held_since = crate::process::monotonic_ms();
         let at = now_ms();
         admission = store.admit(id, at, &|r| lease::holder_alive(r, at))?;
     }
 }
 
+/// Runs the run to its end; `held`: its lease, and when (monotonic ms) the write that
+/// took or last renewed it began.
 async fn drive(
     start: CoreStart,
     supersedable: bool,
     store: Box<dyn Store>,
-    lease: crate::store::Lease,
+    held: (crate::store::Lease, i64),
     options: Options<'_>,
     resumed: bool,
 ) -> Result<Outcome, StoreError> {
@@ -447,7 +459,8 @@ async fn drive(
     let driver = Driver::new(DriverStart {
         core: Core::new(start),
         store,
-        lease,
+        lease: held.0,
+        held_since: held.1,
         reporter: options.reporter,
         masker,
         data_dir: options.data_dir,

@@ -7,7 +7,10 @@
 //! markers `PHASED_RUN=<run id>` and
 //! `PHASED_RUN_KEY=<run id>@<database key>`, inherited by everything it starts.
 //! Before a run is resumed, every process still carrying its key is killed, so two
-//! copies of a step never run at once.
+//! copies of a step never run at once. And a run's holder gives the supervisor the
+//! deadline of its lease ([`fence`]): a holder that stops renewing it (paused, cut off
+//! from its database) has its steps stopped by the supervisor before another process
+//! may take the run over.
 
 #![expect(
     unsafe_code,
@@ -68,6 +71,69 @@ pub(crate) fn engine_marker() -> &'static str {
     })
 }
 
+/// Milliseconds on this machine's monotonic clock (`CLOCK_MONOTONIC`: never set back,
+/// one clock for every process here), in which a holder tells its supervisor when to
+/// stop a run's steps.
+pub(crate) fn monotonic_ms() -> i64 {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into a timespec we own; CLOCK_MONOTONIC always exists.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now);
+    }
+    now.tv_sec * 1000 + now.tv_nsec / 1_000_000
+}
+
+/// The fences of the runs this process holds: by run key, when (monotonic ms) their
+/// steps get SIGTERM and then SIGKILL unless the holder renews the lease first. Kept
+/// here so that a supervisor started after a fence was set is told it, and under one
+/// lock with the knowledge that the supervisor runs, so that no fence is missed.
+struct Fences {
+    deadlines: std::collections::BTreeMap<String, (i64, i64)>,
+    /// The supervisor's pipe, once it runs.
+    pipe: Option<std::os::fd::RawFd>,
+}
+
+static FENCES: std::sync::Mutex<Fences> =
+    std::sync::Mutex::new(Fences { deadlines: std::collections::BTreeMap::new(), pipe: None });
+
+fn fences() -> std::sync::MutexGuard<'static, Fences> {
+    FENCES.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Sets (or moves) the fence of the run `key`: past `term_at` its steps get SIGTERM
+/// from the supervisor, past `kill_at` SIGKILL with every process carrying the key.
+pub(crate) fn fence(key: &str, term_at: i64, kill_at: i64) {
+    let mut fences = fences();
+    fences.deadlines.insert(key.to_string(), (term_at, kill_at));
+    if let Some(fd) = fences.pipe {
+        write_line(fd, &format!("={key} {term_at} {kill_at}\n"));
+    }
+}
+
+/// The run `key` is no longer held here: its fence goes.
+pub(crate) fn unfence(key: &str) {
+    let mut fences = fences();
+    if fences.deadlines.remove(key).is_some()
+        && let Some(fd) = fences.pipe
+    {
+        write_line(fd, &format!("~{key}\n"));
+    }
+}
+
+/// Whether the fence of the run `key` has been passed: its steps are being stopped,
+/// and none may start.
+pub(crate) fn fenced(key: &str) -> bool {
+    fences().deadlines.get(key).is_some_and(|&(term_at, _)| monotonic_ms() >= term_at)
+}
+
+/// One `write` of a whole line to the supervisor's pipe (atomic on a pipe).
+fn write_line(fd: std::os::fd::RawFd, line: &str) {
+    // SAFETY: `write` on a pipe this process owns, from a live buffer.
+    unsafe {
+        libc::write(fd, line.as_ptr().cast(), line.len());
+    }
+}
+
 /// The write end of the pipe to this process's supervisor (`supervise.rs`),
 /// started with the first step; `None` where there is no supervisor binary.
 fn supervisor() -> Option<std::os::fd::RawFd> {
@@ -91,6 +157,12 @@ fn supervisor() -> Option<std::os::fd::RawFd> {
                 unsafe {
                     libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&stdin), libc::F_SETPIPE_SZ, 1 << 20);
                 }
+                // The fences set before it ran, then every later one (same lock).
+                let mut fences = fences();
+                for (key, (term_at, kill_at)) in &fences.deadlines {
+                    write_line(stdin.as_raw_fd(), &format!("={key} {term_at} {kill_at}\n"));
+                }
+                fences.pipe = Some(stdin.as_raw_fd());
                 Some(stdin)
             }
             Err(e) => {
@@ -103,14 +175,11 @@ fn supervisor() -> Option<std::os::fd::RawFd> {
     .map(|stdin| stdin.as_raw_fd())
 }
 
-/// Writes `+pgid` or `-pgid` to the supervisor, in one `write` (atomic on a pipe).
-fn tell_supervisor(sign: char, pgid: i32) {
+/// Tells the supervisor a step's group: `+PGID RUN_KEY` when it is made, `-PGID` when
+/// it is gone.
+fn tell_supervisor(line: &str) {
     if let Some(fd) = supervisor() {
-        let line = format!("{sign}{pgid}\n");
-        // SAFETY: `write` on a pipe this process owns, from a live buffer.
-        unsafe {
-            libc::write(fd, line.as_ptr().cast(), line.len());
-        }
+        write_line(fd, line);
     }
 }
 
@@ -143,14 +212,19 @@ pub(crate) struct GroupGuard {
 }
 
 impl GroupGuard {
-    /// Takes charge of a step's group (its leader's pid) and announces it to the
-    /// supervisor.
-    pub(crate) fn new(pid: Option<u32>) -> Self {
+    /// Takes charge of a step's group (its leader's pid) of the run `run_key` and
+    /// announces it to the supervisor. A step that started past its run's fence (the
+    /// holder could not renew the lease) is killed at once.
+    pub(crate) fn new(pid: Option<u32>, run_key: &str) -> Self {
         let pgid = pid.map(|p| p as i32);
+        let mut guard = GroupGuard { pgid };
         if let Some(pgid) = pgid {
-            tell_supervisor('+', pgid);
+            tell_supervisor(&format!("+{pgid} {run_key}\n"));
+            if fenced(run_key) {
+                guard.kill();
+            }
         }
-        GroupGuard { pgid }
+        guard
     }
 
     /// Asks the group to stop (SIGTERM: a step's `trap ... TERM` runs).
@@ -174,7 +248,7 @@ impl GroupGuard {
             unsafe {
                 libc::kill(-pgid, libc::SIGKILL);
             }
-            tell_supervisor('-', pgid);
+            tell_supervisor(&format!("-{pgid}\n"));
         }
     }
 }
@@ -233,7 +307,12 @@ pub(crate) fn marked(run_key: &str) -> Vec<u32> {
 
 /// Every live process (other than this one) whose environment has `name=value`.
 pub(crate) fn carrying(name: &str, value: &str) -> Vec<u32> {
-    let marker = format!("{name}={value}");
+    carrying_all(&[(name, value)])
+}
+
+/// Every live process (other than this one) whose environment has each `name=value`.
+pub(crate) fn carrying_all(vars: &[(&str, &str)]) -> Vec<u32> {
+    let markers: Vec<String> = vars.iter().map(|(name, value)| format!("{name}={value}")).collect();
     let me = std::process::id();
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     entries
@@ -241,7 +320,10 @@ pub(crate) fn carrying(name: &str, value: &str) -> Vec<u32> {
         .filter(|&pid| pid != me)
         .filter(|&pid| {
             std::fs::read(format!("/proc/{pid}/environ"))
-                .map(|env| env.split(|&b| b == 0).any(|var| var == marker.as_bytes()))
+                .map(|env| {
+                    let env: Vec<&[u8]> = env.split(|&b| b == 0).collect();
+                    markers.iter().all(|m| env.contains(&m.as_bytes()))
+                })
                 .unwrap_or(false)
         })
         .filter(|&pid| !is_zombie(pid))

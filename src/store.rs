@@ -46,6 +46,16 @@ pub enum StoreError {
     /// too late): refused, so that only one process records a run.
     #[error("run `{run}` is no longer held by this process: another took it over after its heartbeat went stale")]
     LeaseLost { run: String },
+    /// A holder that could not renew its lease in time (paused, or its database
+    /// unreachable) had its steps stopped, and gives the run up without writing.
+    #[error(
+        "run `{run}` is no longer held by this process: it could not renew its lease for {:.1} s, so its steps \
+         were stopped before the lease ({:.0} s) could expire and another process take the run over; it recorded \
+         nothing more",
+        *.silent_ms as f64 / 1000.0,
+        *.lease_ms as f64 / 1000.0
+    )]
+    Fenced { run: String, silent_ms: i64, lease_ms: i64 },
 }
 
 /// A PostgreSQL error as the server put it (its message and detail), or as the client
@@ -119,7 +129,7 @@ impl StoreError {
                 format!("the database `{}` cannot be written: it is read-only ({self})", shown(db)),
                 "read commands (`status`, `logs`) still work; to run, make it writable or pass another with --db PATH",
             ),
-            Trouble::Other if matches!(self, StoreError::LeaseLost { .. }) => (
+            Trouble::Other if matches!(self, StoreError::LeaseLost { .. } | StoreError::Fenced { .. }) => (
                 format!("{self}"),
                 "this process stopped its part of the run, writing nothing more; see where the run is with \
                  `phased status ID` (the lease time is PHASED_LEASE_TIME, 15s by default)",

@@ -79,7 +79,7 @@ fn run(ctx: ActionCtx, params: ShellParams) -> ActionFuture {
             let place = params.cwd.as_deref().map(|c| format!(" in `{c}`")).unwrap_or_default();
             ActionError::new(format!("cannot start {shown}{place}: {e}"))
         })?;
-        let group = GroupGuard::new(child.id());
+        let group = GroupGuard::new(child.id(), &ctx.run_key);
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
         let read_out = read_lines(stdout, ctx.log.clone());

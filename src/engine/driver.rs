@@ -23,6 +23,7 @@ use tokio::sync::watch;
 
 use super::Outcome;
 use super::core::{Core, Launch, Msg, Task, TaskError, Transition};
+use super::lease::Fence;
 use super::record::record;
 use crate::action::{ActionCtx, ActionError, ActionOutputs, NodeLog, ProgressReporter, StopSignal, capped};
 use crate::clock::{now, now_ms};
@@ -77,6 +78,8 @@ pub(crate) struct Driver<'r> {
     eta: Option<super::eta::Eta>,
     /// The root pipeline (its `notify:` entries).
     plan: std::sync::Arc<crate::plan::Plan>,
+    /// When the run's steps must stop unless the lease is renewed (see [`Fence`]).
+    fence: Fence,
 }
 
 pub(crate) struct DriverStart<'r> {
@@ -91,14 +94,18 @@ pub(crate) struct DriverStart<'r> {
     pub(crate) supersedable: bool,
     pub(crate) eta: Option<super::eta::Eta>,
     pub(crate) plan: std::sync::Arc<crate::plan::Plan>,
+    /// When (monotonic ms) the write that took or last renewed the lease began.
+    pub(crate) held_since: i64,
 }
 
 impl<'r> Driver<'r> {
     pub(crate) fn new(start: DriverStart<'r>) -> Self {
         let (tx, rx) = unbounded_channel();
         let run = start.core.run_id().to_string();
+        let run_key = crate::process::run_key(&run, start.store.path());
         Driver {
-            run_key: crate::process::run_key(&run, start.store.path()),
+            fence: Fence::new(&run, &run_key, start.held_since),
+            run_key,
             logs: start.data_dir.join("logs").join(&run),
             work: start.work_dir,
             core: start.core,
@@ -121,8 +128,24 @@ impl<'r> Driver<'r> {
         }
     }
 
-    /// Runs to the end: ACTIVE, FAILED, or stopped (signal, cancel, superseded).
+    /// Runs to the end: ACTIVE, FAILED, or stopped (signal, cancel, superseded); or
+    /// gives the run up, having written nothing more, once its fence is passed
+    /// (whatever the store said meanwhile: the database unreachable, most likely).
     pub(crate) async fn run(mut self, resumed: bool) -> Result<Outcome, StoreError> {
+        let result = self.turns(resumed).await;
+        match result {
+            Err(e) if self.fence.passed() => {
+                if !matches!(e, StoreError::Fenced { .. }) {
+                    tracing::warn!(run = %self.core.run_id(), error = %e, "The lease could not be renewed.");
+                }
+                super::lease::give_up(&self.lease.owner);
+                Err(self.fence.error())
+            }
+            result => result,
+        }
+    }
+
+    async fn turns(&mut self, resumed: bool) -> Result<Outcome, StoreError> {
         use tokio::signal::unix::{SignalKind, signal};
         // A server handles the signals itself (it drains its runs, then stops them).
         let own_signals = self.halt.as_ref().is_none_or(|h| !h.ignore_signals);
@@ -208,7 +231,8 @@ impl<'r> Driver<'r> {
                         self.handle(msg);
                     }
                 }
-                _ = heartbeat.tick() => {
+                // Past the fence, the flush at the top of the loop gives the run up.
+                _ = heartbeat.tick() => if !self.fence.passed() {
                     let run = self.core.run_id().to_string();
                     let beat = Write::Heartbeat { run: run.clone(), owner: self.lease.owner.clone(), at_ms: now_ms() };
                     self.batch.push(beat);
@@ -240,8 +264,13 @@ impl<'r> Driver<'r> {
         Ok(())
     }
 
-    /// Gives the core one message and carries out what it returns.
+    /// Gives the core one message and carries out what it returns; nothing once the
+    /// fence is passed (a step the supervisor stopped is not a failure to record, and
+    /// nothing more may start).
     fn handle(&mut self, msg: Msg) {
+        if self.fence.passed() {
+            return;
+        }
         if let Msg::Done { task, .. } = &msg {
             self.tasks.remove(task);
             if self.supersedable
@@ -310,19 +339,24 @@ impl<'r> Driver<'r> {
     }
 
     /// Writes the batch in one transaction, then reports its events with their
-    /// sequence numbers.
+    /// sequence numbers. Nothing once the fence is passed.
     fn flush(&mut self) -> Result<(), StoreError> {
+        if self.fence.passed() {
+            return Err(self.fence.error());
+        }
         if self.batch.is_empty() {
             return Ok(());
         }
         self.unflushed_since = None;
         // Every batch first checks (and renews) this process's lease: the batch of a
         // holder another process took the run from is refused whole.
+        let began = crate::process::monotonic_ms();
         let beat =
             Write::Heartbeat { run: self.core.run_id().to_string(), owner: self.lease.owner.clone(), at_ms: now_ms() };
         let batch: Vec<Write> = std::iter::once(beat).chain(std::mem::take(&mut self.batch)).collect();
         crate::crash::point("before a commit");
         let mut seqs = self.store.write(&batch)?.into_iter();
+        self.fence.renewed(began)?;
         crate::crash::point("after a commit");
         for write in batch {
             if let Write::Event(mut event) = write {

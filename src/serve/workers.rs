@@ -34,6 +34,7 @@ pub(super) fn worker(app: Arc<App>, data_dir: PathBuf) {
     let mut seen = 0;
     while !*app.shutdown.borrow() {
         let lease = crate::engine::lease::this_process();
+        let held_since = crate::process::monotonic_ms();
         let now = crate::clock::now_ms();
         let claimed = crate::store::open(&app.db, app.durability).and_then(|mut store| {
             Ok((store.claim_next(&lease, now, &|r| crate::engine::lease::holder_alive(r, now))?, store))
@@ -60,7 +61,7 @@ pub(super) fn worker(app: Arc<App>, data_dir: PathBuf) {
                     data_dir: data_dir.clone(),
                     stop: Some(halt),
                 };
-                match runtime.block_on(crate::engine::run_claimed(store, row, lease, options)) {
+                match runtime.block_on(crate::engine::run_claimed(store, row, lease, held_since, options)) {
                     Ok(outcome) => tracing::info!(run = %id, ?outcome, "Worker finished a run."),
                     Err(e) => tracing::warn!(run = %id, error = %e, "Worker could not run it."),
                 }

@@ -8,7 +8,7 @@
 
 use super::super::{Admission, Alive, ClaimError, Lease, NewRun, RunRow, RunStatus, StoreError};
 use super::conn::{Conn, Tx};
-use super::rows::{RUN_COLUMNS, queue_seq, run_row};
+use super::rows::{DB_NOW_MS, RUN_COLUMNS, queue_seq, run_row};
 use super::write::insert_run_event;
 use crate::raw::Policy;
 
@@ -76,9 +76,12 @@ pub(super) fn create_run(conn: &mut Conn, run: &NewRun, alive: Alive<'_>) -> Res
     let status = if queued_behind.is_some() || run.for_workers { "queued" } else { "running" };
     let held = !run.for_workers;
     tx.execute(
-        "INSERT INTO deployments (id, pipeline, status, phase, phase_progress, phase_metadata, phase_updated_at, \
-         inputs, snapshot_id, created_at, lease_owner, lease_pid, lease_pid_start, lease_host, heartbeat_at, target) \
-         VALUES ($1, $2, $11, 'QUEUED', 0, '{}', $3, $4, $5, $3, $6, $7, $8, $9, $10, $12)",
+        &format!(
+            "INSERT INTO deployments (id, pipeline, status, phase, phase_progress, phase_metadata, phase_updated_at, \
+             inputs, snapshot_id, created_at, lease_owner, lease_pid, lease_pid_start, lease_host, heartbeat_at, target) \
+             VALUES ($1, $2, $11, 'QUEUED', 0, '{{}}', $3, $4, $5, $3, $6, $7, $8, $9, \
+             CASE WHEN $10 THEN {DB_NOW_MS} END, $12)"
+        ),
         &[
             &run.id,
             &run.pipeline,
@@ -89,7 +92,7 @@ pub(super) fn create_run(conn: &mut Conn, run: &NewRun, alive: Alive<'_>) -> Res
             &held.then_some(i64::from(run.lease.pid)),
             &held.then_some(run.lease.pid_start as i64),
             &held.then_some(&run.lease.host),
-            &held.then_some(run.at_ms),
+            &held,
             &status,
             &run.target.map(|(t, _)| t),
         ],
@@ -112,7 +115,8 @@ pub(super) fn create_run(conn: &mut Conn, run: &NewRun, alive: Alive<'_>) -> Res
     })
 }
 
-pub(super) fn admit(conn: &mut Conn, id: &str, now_ms: i64, alive: Alive<'_>) -> Result<Admission, StoreError> {
+/// `_now_ms` is the caller's clock: the heartbeat is the database's (see [`DB_NOW_MS`]).
+pub(super) fn admit(conn: &mut Conn, id: &str, _now_ms: i64, alive: Alive<'_>) -> Result<Admission, StoreError> {
     let mut tx = conn.begin()?;
     let sql = format!("SELECT {RUN_COLUMNS} FROM deployments WHERE id = $1");
     let found = tx.query_one(&sql, &[&id])?;
@@ -133,13 +137,16 @@ pub(super) fn admit(conn: &mut Conn, id: &str, now_ms: i64, alive: Alive<'_>) ->
     };
     let admission = match live.last() {
         Some(other) => {
-            tx.execute("UPDATE deployments SET heartbeat_at = $2 WHERE id = $1", &[&id, &now_ms])?;
+            tx.execute(&format!("UPDATE deployments SET heartbeat_at = {DB_NOW_MS} WHERE id = $1"), &[&id])?;
             Admission::Queued { behind: other.id.clone() }
         }
         None => {
             tx.execute(
-                "UPDATE deployments SET status = 'running', heartbeat_at = $2 WHERE id = $1 AND status = 'queued'",
-                &[&id, &now_ms],
+                &format!(
+                    "UPDATE deployments SET status = 'running', heartbeat_at = {DB_NOW_MS} WHERE id = $1 \
+                     AND status = 'queued'"
+                ),
+                &[&id],
             )?;
             Admission::Admitted
         }
@@ -154,23 +161,27 @@ const CANDIDATES: i64 = 64;
 pub(super) fn claim_next(
     conn: &mut Conn,
     lease: &Lease,
-    now_ms: i64,
+    _now_ms: i64,
     alive: Alive<'_>,
 ) -> Result<Option<RunRow>, StoreError> {
     let mut tx = conn.begin()?;
     let take = format!(
         "UPDATE deployments SET status = 'running', attempt = attempt + CASE WHEN status = 'running' THEN 1 ELSE 0 END, \
-         lease_owner = $2, lease_pid = $3, lease_pid_start = $4, lease_host = $5, heartbeat_at = $6 WHERE id = $1 RETURNING {RUN_COLUMNS}"
+         lease_owner = $2, lease_pid = $3, lease_pid_start = $4, lease_host = $5, heartbeat_at = {DB_NOW_MS} \
+         WHERE id = $1 RETURNING {RUN_COLUMNS}"
     );
     let lease_params = (i64::from(lease.pid), lease.pid_start as i64);
-    // A run whose holder died first: it was taken before anything queued now.
-    let stale = now_ms - crate::engine::lease::lease_ms();
+    // A run whose holder died first: it was taken before anything queued now. Its
+    // heartbeat is stale by the database's clock, which wrote it: a full lease time
+    // since the holder's last renewal, whatever the machines' clocks say.
+    let lease_ms = crate::engine::lease::lease_ms();
     let held = tx.query(
         &format!(
             "SELECT {RUN_COLUMNS} FROM deployments WHERE status = 'running' AND lease_owner IS NOT NULL \
-             AND (heartbeat_at IS NULL OR heartbeat_at < $1 OR lease_host = $2) ORDER BY queue_seq LIMIT {CANDIDATES}"
+             AND (heartbeat_at IS NULL OR heartbeat_at < {DB_NOW_MS} - $1 OR lease_host = $2) \
+             ORDER BY queue_seq LIMIT {CANDIDATES}"
         ),
-        &[&stale, &lease.host],
+        &[&lease_ms, &lease.host],
     )?;
     for row in held.iter().map(run_row).filter(|r| !alive(r)) {
         let owner = row.lease.as_ref().map(|l| l.owner.clone());
@@ -181,8 +192,7 @@ pub(super) fn claim_next(
         if locked.is_none() {
             continue;
         }
-        let claimed =
-            tx.query_one(&take, &[&row.id, &lease.owner, &lease_params.0, &lease_params.1, &lease.host, &now_ms])?;
+        let claimed = tx.query_one(&take, &[&row.id, &lease.owner, &lease_params.0, &lease_params.1, &lease.host])?;
         tx.commit()?;
         return Ok(Some(run_row(&claimed)));
     }
@@ -210,8 +220,7 @@ pub(super) fn claim_next(
                 continue;
             }
         }
-        let claimed =
-            tx.query_one(&take, &[&row.id, &lease.owner, &lease_params.0, &lease_params.1, &lease.host, &now_ms])?;
+        let claimed = tx.query_one(&take, &[&row.id, &lease.owner, &lease_params.0, &lease_params.1, &lease.host])?;
         tx.commit()?;
         return Ok(Some(run_row(&claimed)));
     }
@@ -222,7 +231,7 @@ pub(super) fn claim(
     conn: &mut Conn,
     id: &str,
     lease: &Lease,
-    now_ms: i64,
+    _now_ms: i64,
     alive: Alive<'_>,
 ) -> Result<Result<(RunRow, RunRow), ClaimError>, StoreError> {
     let mut tx = conn.begin()?;
@@ -242,10 +251,10 @@ pub(super) fn claim(
     let claimed = tx.query_one(
         &format!(
             "UPDATE deployments SET status = 'running', attempt = attempt + 1, lease_owner = $2, lease_pid = $3, \
-             lease_pid_start = $4, lease_host = $5, heartbeat_at = $6, cancel_requested = 0, finished_at = NULL, \
+             lease_pid_start = $4, lease_host = $5, heartbeat_at = {DB_NOW_MS}, cancel_requested = 0, finished_at = NULL, \
              error = NULL WHERE id = $1 RETURNING {RUN_COLUMNS}"
         ),
-        &[&id, &lease.owner, &i64::from(lease.pid), &(lease.pid_start as i64), &lease.host, &now_ms],
+        &[&id, &lease.owner, &i64::from(lease.pid), &(lease.pid_start as i64), &lease.host],
     )?;
     tx.commit()?;
     Ok(Ok((run_row(&claimed), before)))

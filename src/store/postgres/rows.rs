@@ -5,9 +5,24 @@ use serde_json::Value;
 
 use super::super::{Lease, NodeRow, NodeStatus, NotificationRow, Role, RunRow, RunStatus, TokenRow};
 
-pub(super) const RUN_COLUMNS: &str = "id, pipeline, status, phase, phase_progress, phase_metadata, phase_updated_at, inputs, \
+/// The database server's clock in Unix milliseconds: heartbeats are written and judged
+/// by it alone, so that holders and takers on machines whose clocks differ agree.
+macro_rules! db_now_ms {
+    () => {
+        "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+    };
+}
+pub(super) const DB_NOW_MS: &str = db_now_ms!();
+
+/// Column 18 is the heartbeat relative to the database's clock now (zero or less):
+/// [`run_row`] places it on this process's clock, which the lease checks read.
+pub(super) const RUN_COLUMNS: &str = concat!(
+    "id, pipeline, status, phase, phase_progress, phase_metadata, phase_updated_at, inputs, \
      snapshot_id, attempt, best_progress, error, created_at, finished_at, lease_owner, lease_pid, lease_pid_start, \
-     lease_host, heartbeat_at, cancel_requested, target, superseded_by, queue_seq";
+     lease_host, heartbeat_at - ",
+    db_now_ms!(),
+    ", cancel_requested, target, superseded_by, queue_seq"
+);
 
 pub(super) fn json(text: Option<String>) -> Value {
     text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null)
@@ -37,7 +52,7 @@ pub(super) fn run_row(row: &Row) -> RunRow {
         created_at: row.get(12),
         finished_at: row.get(13),
         lease,
-        heartbeat_at: row.get(18),
+        heartbeat_at: row.get::<_, Option<i64>>(18).map(|ago| crate::clock::now_ms() + ago),
         cancel_requested: row.get::<_, i32>(19) != 0,
         target: row.get(20),
         superseded_by: row.get(21),

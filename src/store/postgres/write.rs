@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::super::{NotificationRow, StoreError, Write};
 use super::conn::{Conn, locks};
+use super::rows::DB_NOW_MS;
 use crate::event::Event;
 
 /// The latest state of a run's row within one batch.
@@ -117,14 +118,14 @@ pub(super) fn write(conn: &mut Conn, batch: &[Write]) -> Result<Vec<i64>, StoreE
                     &[run, snapshot_id, &inputs.to_string()],
                 )?;
             }
-            Write::Heartbeat { run, owner, at_ms } => {
-                let beat = Conn::prepare(
-                    statements,
-                    &mut tx,
-                    "UPDATE deployments SET heartbeat_at = $3 WHERE id = $1 AND lease_owner = $2",
-                )?;
+            // The database's clock, not the holder's: takers compare with it (`at_ms` is
+            // the SQLite store's, whose processes share one machine's clock).
+            Write::Heartbeat { run, owner, .. } => {
+                let sql =
+                    format!("UPDATE deployments SET heartbeat_at = {DB_NOW_MS} WHERE id = $1 AND lease_owner = $2");
+                let beat = Conn::prepare(statements, &mut tx, &sql)?;
                 // The batch of a holder that lost its lease is refused whole.
-                if tx.execute(&beat, &[run, owner, at_ms])? == 0 {
+                if tx.execute(&beat, &[run, owner])? == 0 {
                     return Err(StoreError::LeaseLost { run: run.clone() });
                 }
             }

@@ -474,7 +474,7 @@ nodes:
         ("status".into(), human.stdout),
     ];
     places.extend(env.stored());
-    for log in walk(&env.path("state/logs")) {
+    for log in support::files_under(&env.path("state/logs")) {
         places.push((log.display().to_string(), support::read_all(&log)));
     }
     assert!(places.len() > 6, "the node logs exist: {:?}", places.iter().map(|p| &p.0).collect::<Vec<_>>());
@@ -482,15 +482,6 @@ nodes:
         let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
         assert!(!found, "the secret leaked into {place}");
     }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
-    }
-    out
 }
 
 #[test]

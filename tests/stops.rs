@@ -175,7 +175,7 @@ nodes:
     let run = |args: &[&str]| env.command(args).env("PHASED_SECRET_TOKEN", "s3cr3t-value").output().unwrap();
     assert_eq!(run(&["run", file.to_str().unwrap(), "--id", "leak"]).status.code(), Some(1));
     assert_eq!(std::fs::read_to_string(env.path("received")).unwrap(), "*** visible", "documented: masked");
-    let leftovers: Vec<std::path::PathBuf> = walk(&env.path("state"))
+    let leftovers: Vec<std::path::PathBuf> = support::files_under(&env.path("state"))
         .into_iter()
         .filter(|p| std::fs::read(p).is_ok_and(|b| String::from_utf8_lossy(&b).contains("s3cr3t-value")))
         .collect();
@@ -198,19 +198,6 @@ nodes:
     env.write("go", "");
     assert_eq!(run(&["resume", "slow"]).status.code(), Some(0));
     assert!(!written.exists());
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 #[test]

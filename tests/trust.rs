@@ -272,18 +272,9 @@ fn a_step_gets_only_the_secrets_it_names_and_no_encoded_copy_is_recorded() {
         for (place, bytes) in env.stored() {
             assert!(!String::from_utf8_lossy(&bytes).contains(form), "`{form}` stored in {place}");
         }
-        for entry in walk(&env.path("state")) {
+        for entry in support::files_under(&env.path("state")) {
             let bytes = std::fs::read(&entry).unwrap_or_default();
             assert!(!String::from_utf8_lossy(&bytes).contains(form), "`{form}` written to {}", entry.display());
         }
     }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
-    }
-    out
 }

@@ -293,6 +293,16 @@ pub fn wait_timeout(child: &mut Child, limit: Duration) -> std::process::ExitSta
     }
 }
 
+/// Every file under `dir`, in every sub-folder (a missing folder has none).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() { out.extend(files_under(&path)) } else { out.push(path) }
+    }
+    out
+}
+
 pub fn read_all(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_default()
 }

@@ -58,6 +58,11 @@ pub(super) fn end_session(conn: &Connection, hash: &str) -> Result<(), StoreErro
     Ok(())
 }
 
+pub(super) fn touch_token(conn: &Connection, name: &str, at: &str) -> Result<(), StoreError> {
+    conn.execute("UPDATE tokens SET last_used_at = ?2 WHERE name = ?1", [name, at])?;
+    Ok(())
+}
+
 pub(super) fn token_by_hash(conn: &Connection, hash: &str) -> Result<Option<TokenRow>, StoreError> {
     Ok(conn
         .query_row("SELECT name, role, hash, created_at, last_used_at FROM tokens WHERE hash = ?1", [hash], token_row)

@@ -1,0 +1,89 @@
+//! Opening a SQLite database: its file and folder private to its user, WAL mode, the
+//! schema migrated; or read-only, for a database that cannot be written.
+
+use std::path::Path;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::SqliteStore;
+use crate::store::migrations::MIGRATIONS;
+use crate::store::{Durability, StoreError};
+
+/// The database file and its companions for its user only: a new file is made 0600
+/// before SQLite opens it (SQLite gives the `-wal` and `-shm` files the database file's
+/// mode); an existing one, and its companions, lose group and other access.
+fn make_private(path: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.exists() {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut name = path.as_os_str().to_os_string();
+            name.push(suffix);
+            crate::paths::make_private(Path::new(&name));
+        }
+    } else {
+        // An empty file is a new database to SQLite. If it cannot be made, SQLite's own
+        // open says why.
+        let _ = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its folder if needed) and migrates the database.
+    pub fn open(path: &Path, durability: Durability) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            crate::paths::private_dir_all(dir)
+                .map_err(|source| StoreError::Folder { path: dir.to_path_buf(), source })?;
+        }
+        make_private(path);
+        let open_err = |source| StoreError::Open { path: path.to_path_buf(), source };
+        let conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(open_err)?;
+        let sync = match durability {
+            Durability::Normal => "NORMAL",
+            Durability::Full => "FULL",
+        };
+        conn.execute_batch(&format!("PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON;"))
+            .map_err(open_err)?;
+        let mut store = SqliteStore { conn, path: path.to_path_buf(), history_seq: Default::default() };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// For reading a database that cannot be written: `immutable` tells SQLite that no
+    /// one changes it meanwhile, so it needs no WAL index (which it could not create).
+    pub fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
+        let open_err = |source| StoreError::Open { path: path.to_path_buf(), source };
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let mut uri = String::from("file:");
+        for byte in absolute.as_os_str().as_encoded_bytes() {
+            match byte {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => uri.push(*byte as char),
+                other => uri.push_str(&format!("%{other:02X}")),
+            }
+        }
+        uri.push_str("?immutable=1");
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(uri, flags).map_err(open_err)?;
+        Ok(SqliteStore { conn, path: path.to_path_buf(), history_seq: Default::default() })
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let supported = MIGRATIONS.len() as i64;
+        if version > supported {
+            return Err(StoreError::TooNew { path: self.path.clone(), found: version, supported });
+        }
+        if version == supported {
+            return Ok(());
+        }
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Another process may have migrated while we waited for the lock.
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(migration)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}

@@ -49,8 +49,15 @@ fn run_once(plan: &Arc<Plan>, durability: Durability, parallel: usize, dir: &Pat
         stop: None,
     };
     let start = Instant::now();
-    let (_, outcome) =
-        runtime.block_on(engine::start(store, Arc::clone(plan), Default::default(), None, options)).unwrap();
+    let (_, outcome) = runtime
+        .block_on(engine::start(
+            store,
+            Arc::clone(plan),
+            Default::default(),
+            (None, &phased::actor::Actor::cli()),
+            options,
+        ))
+        .unwrap();
     let elapsed = start.elapsed();
     assert_eq!(outcome, Outcome::Succeeded);
     elapsed

@@ -107,6 +107,7 @@ fn new_run(
     plan: &Plan,
     inputs: &Map<String, Value>,
     id: Option<String>,
+    actor: &crate::actor::Actor,
     lease: &crate::store::Lease,
     for_workers: bool,
 ) -> Result<Recorded, EngineError> {
@@ -122,6 +123,7 @@ fn new_run(
     let at = now();
     let snapshot_id = store.save_snapshot(&snapshot.hash, &plan.name, &snapshot.to_json(), &at)?;
     let at_ms = now_ms();
+    let actor = actor.to_string();
     let admission = store.create_run(
         &NewRun {
             id: &id,
@@ -133,6 +135,7 @@ fn new_run(
             at_ms,
             target: target.as_ref().map(|(t, p)| (t.as_str(), *p)),
             for_workers,
+            actor: &actor,
         },
         &|r| lease::holder_alive(r, at_ms),
     )?;
@@ -147,17 +150,17 @@ struct Recorded {
     admission: Admission,
 }
 
-/// Starts a new run of `plan` with resolved inputs.
+/// Starts a new run of `plan` with resolved inputs, recording who started it.
 pub async fn start(
     mut store: Box<dyn Store>,
     plan: Arc<Plan>,
     inputs: Map<String, Value>,
-    id: Option<String>,
+    (id, actor): (Option<String>, &crate::actor::Actor),
     options: Options<'_>,
 ) -> Result<(String, Outcome), EngineError> {
     let lease = lease::this_process();
     let mut held_since = crate::process::monotonic_ms();
-    let Recorded { id, at, target, admission } = new_run(store.as_mut(), &plan, &inputs, id, &lease, false)?;
+    let Recorded { id, at, target, admission } = new_run(store.as_mut(), &plan, &inputs, id, actor, &lease, false)?;
     let waited = wait_for_target(store.as_mut(), &id, target.as_ref(), admission, options.reporter, &mut held_since);
     if let Some(outcome) = waited.await? {
         return Ok((id, outcome));
@@ -187,9 +190,10 @@ pub fn enqueue(
     store: &mut dyn Store,
     plan: &Plan,
     inputs: Map<String, Value>,
-    id: Option<String>,
+    (id, actor): (Option<String>, &crate::actor::Actor),
 ) -> Result<String, EngineError> {
-    let Recorded { id, target, admission, .. } = new_run(store, plan, &inputs, id, &lease::this_process(), true)?;
+    let lease = lease::this_process();
+    let Recorded { id, target, admission, .. } = new_run(store, plan, &inputs, id, actor, &lease, true)?;
     match admission {
         Admission::Rejected { by } => {
             Err(EngineError::Rejected { target: target.map(|(t, _)| t).unwrap_or_default(), by })

@@ -1,6 +1,7 @@
 //! Phased: declarative, resumable deployment pipelines.
 
 pub mod action;
+pub mod actor;
 mod admit;
 pub mod catalog;
 pub mod cli;

@@ -26,6 +26,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "process",
             "supervise",
             "crash",
+            "actor",
         ],
     ),
     ("pipeline files", &["de", "raw", "reader", "catalog"]),

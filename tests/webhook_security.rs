@@ -264,7 +264,8 @@ fn a_captured_delivery_sent_again_with_a_new_id_or_none_is_not_queued_again() {
     let body = github_push(C1, &now).to_string();
     let (status, answer) = deliver(&server, "web", &signed("github", "k-web", &body, Some("d1")), &body);
     assert_eq!((status, answer["queued"].as_bool()), (202, Some(true)), "{answer}");
-    ended(&env, answer["id"].as_str().unwrap());
+    let first = ended(&env, answer["id"].as_str().unwrap());
+    assert_eq!(first["actor"], "webhook:web#d1", "the run records the trigger and the delivery that started it");
     for delivery in [Some("d2"), None] {
         let (status, answer) = deliver(&server, "web", &signed("github", "k-web", &body, delivery), &body);
         assert_eq!((status, answer["queued"].as_bool()), (202, Some(false)), "replayed as {delivery:?}: {answer}");

@@ -268,7 +268,8 @@ pub(super) fn run(args: RunArgs) -> u8 {
     };
     let mut reporter = reporter(&args.exec);
     let options = args.exec.options(reporter.as_mut());
-    match runtime().block_on(engine::start(store, plan, resolved, args.id, options)) {
+    let actor = crate::actor::Actor::cli();
+    match runtime().block_on(engine::start(store, plan, resolved, (args.id, &actor), options)) {
         Ok((id, outcome)) => {
             drop(reporter);
             conclude(&args.exec, &id, outcome);
@@ -448,7 +449,9 @@ pub(super) fn rollback(args: RollbackArgs) -> u8 {
     note_line(format_args!("rolling `{}` back to release {}", args.target, prepared.release));
     let mut reporter = reporter(&args.exec);
     let options = args.exec.options(reporter.as_mut());
-    match runtime().block_on(engine::start(store, prepared.plan, resolved, args.id, options)) {
+    let actor =
+        crate::actor::Actor::Rollback { of: prepared.release.clone(), by: Box::new(crate::actor::Actor::cli()) };
+    match runtime().block_on(engine::start(store, prepared.plan, resolved, (args.id, &actor), options)) {
         Ok((id, outcome)) => {
             drop(reporter);
             conclude(&args.exec, &id, outcome);

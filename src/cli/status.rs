@@ -161,6 +161,28 @@ fn table(runs: &[RunRow]) -> String {
     out
 }
 
+/// What a run deployed, in one line: the release, image and commit it recorded, else
+/// its scalar inputs (`version=1.10 domain=example.com`).
+fn deployed_line(deployed: &Value, inputs: &Value) -> Option<String> {
+    let recorded: Vec<String> = ["release", "image", "commit"]
+        .iter()
+        .filter_map(|key| Some(format!("{key} {}", deployed.get(*key)?.as_str()?)))
+        .collect();
+    if !recorded.is_empty() {
+        return Some(recorded.join(", "));
+    }
+    let scalars: Vec<String> = inputs
+        .as_object()?
+        .iter()
+        .filter_map(|(name, value)| match value {
+            Value::String(s) => Some(format!("{name}={s}")),
+            Value::Number(_) | Value::Bool(_) => Some(format!("{name}={value}")),
+            _ => None,
+        })
+        .collect();
+    (!scalars.is_empty()).then(|| scalars.join(" "))
+}
+
 fn detail_text(d: &Value) -> String {
     let mut out = String::new();
     let text = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
@@ -172,14 +194,20 @@ fn detail_text(d: &Value) -> String {
     let _ = writeln!(out, "status    {} (attempt {})", text(&d["status"]), d["attempt"]);
     let _ = writeln!(out, "phase     {} at {}%", text(&d["phase"]), d["phase_progress"]);
     let _ = writeln!(out, "started   {}", text(&d["created_at"]));
+    if let Some(actor) = d["actor"].as_str() {
+        let _ = writeln!(out, "by        {}", crate::actor::Actor::parse(actor).describe());
+    }
+    if let Some(line) = deployed_line(&d["deployed"], &d["inputs"]) {
+        let _ = writeln!(out, "deployed  {line}");
+    }
     if let Some(eta) = d["eta_seconds"].as_f64() {
         let _ = writeln!(out, "eta       {eta:.0}s left (the median durations of its nodes' last runs)");
     }
     if !d["finished_at"].is_null() {
         let _ = writeln!(out, "finished  {}", text(&d["finished_at"]));
     }
-    if !d["supersededBy"].is_null() {
-        let _ = writeln!(out, "superseded by {}", text(&d["supersededBy"]));
+    if !d["superseded_by"].is_null() {
+        let _ = writeln!(out, "superseded by {}", text(&d["superseded_by"]));
     }
     if !d["error"].is_null() {
         let _ = writeln!(out, "error     {}", text(&d["error"]).lines().next().unwrap_or(""));

@@ -338,7 +338,7 @@ fn start_run(
         let data_dir = crate::cli::store::data_dir(&store_args.db);
         let options =
             Options { parallel, secrets: Secrets::from_env(), reporter: &mut reporter, data_dir, stop: Some(halt) };
-        engine::start(store, plan, inputs, Some(run_id), options).await
+        engine::start(store, plan, inputs, (Some(run_id), &crate::actor::Actor::watch()), options).await
     });
     Running { id, stop, future }
 }

@@ -37,7 +37,8 @@ pub fn rollback_of(run: &RunRow) -> Option<String> {
     run.inputs.get("release")?.get("id")?.as_str().map(str::to_string)
 }
 
-fn deployed(store: &dyn Store, run: &RunRow) -> Result<Value, StoreError> {
+/// What a run deployed, as far as it recorded it: `release`, `image`, `commit`.
+pub fn deployed(store: &dyn Store, run: &RunRow) -> Result<Value, StoreError> {
     let meta = &run.metadata;
     let mut out = Map::new();
     if let Some(release) = meta.get("release").and_then(Value::as_str).filter(|r| !r.is_empty()) {

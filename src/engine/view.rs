@@ -22,7 +22,13 @@ pub fn row_json(row: &RunRow) -> Value {
         "error": row.error,
         "created_at": row.created_at,
         "finished_at": row.finished_at,
+        "superseded_by": row.superseded_by,
+        // The contract's older spelling (DESIGN.md, section 9), kept for the clients that read it.
         "supersededBy": row.superseded_by,
+        "short_id": row.id.chars().take(8).collect::<String>(),
+        "best_progress": row.best_progress,
+        "failed_node": row.failed_node,
+        "actor": row.actor,
     })
 }
 
@@ -36,6 +42,7 @@ pub fn run_json(store: &dyn Store, id: &str) -> Result<Option<Value>, StoreError
     let mut out = row_json(&row);
     out["last_seq"] = json!(last_seq);
     out["inputs"] = row.inputs.clone();
+    out["deployed"] = super::releases::deployed(store, &row)?;
     out["eta_seconds"] = json!(eta_now(store, &row)?);
     // A node recorded `running` in a run that no longer runs was stopped with it (a
     // cancel, a signal, a crash, another node failing): it runs again on resume.

@@ -11,16 +11,23 @@ use serde_json::{Value, json};
 
 use super::{ApiError, ApiResult, App, bad_query};
 
-pub(super) async fn pipelines(State(app): State<Arc<App>>) -> ApiResult {
+pub(super) async fn pipelines(
+    State(app): State<Arc<App>>,
+    q: Result<Query<PipelinesQuery>, QueryRejection>,
+) -> ApiResult {
+    let all = q.map_err(bad_query)?.0.all.unwrap_or(false);
     let dir = app.pipelines.clone();
     let list = tokio::task::spawn_blocking(move || {
         let catalog = crate::catalog::Catalog::new().with_dir(&dir).with_builtin();
         let mut out = Vec::new();
-        for name in catalog.names() {
+        // A file in a folder (`sources/git`, `docker/host`, `static/rollback`) is a
+        // building block other pipelines use; the types one deploys are at the top.
+        for name in catalog.names().into_iter().filter(|name| all || !name.contains('/')) {
             let Some(source) = catalog.get(&name) else { continue };
             let mut compiler = crate::compiler::Compiler::new(&catalog);
             let Some(plan) = compiler.compile(&source) else { continue };
             out.push(json!({
+                "kind": if name.contains('/') { "block" } else { "type" },
                 "name": name,
                 "description": plan.description(),
                 "inputs": inputs_schema(&plan),
@@ -31,6 +38,13 @@ pub(super) async fn pipelines(State(app): State<Arc<App>>) -> ApiResult {
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     Ok(axum::Json(json!({"pipelines": list})).into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PipelinesQuery {
+    /// The building blocks too (`?all=true`).
+    all: Option<bool>,
 }
 
 /// A pipeline's inputs as a JSON Schema object.
@@ -79,6 +93,17 @@ pub(super) struct NewRunBody {
     id: Option<String>,
 }
 
+/// 202 for a run just queued, with `Location`: where to follow it.
+fn queued(body: Value) -> Response {
+    let location = format!("/api/v1/runs/{}", body["id"].as_str().unwrap_or_default());
+    (StatusCode::ACCEPTED, [(axum::http::header::LOCATION, location)], axum::Json(body)).into_response()
+}
+
+/// Who an API call is from: its token (a dashboard session carries its token's name).
+fn actor_of(token: Option<&crate::store::TokenRow>) -> crate::actor::Actor {
+    crate::actor::Actor::Token(token.map_or_else(|| "anonymous".to_string(), |t| t.name.clone()))
+}
+
 pub(super) fn bad_request(code: &'static str, message: impl Into<String>, diagnostics: Vec<Value>) -> Response {
     let body = json!({"error": {"code": code, "message": message.into(), "diagnostics": diagnostics}});
     (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
@@ -95,10 +120,11 @@ pub(super) async fn start_run(
 ) -> ApiResult {
     // An `admin` token is the operator's; a `deploy` token (or its dashboard session)
     // gives data only ([`crate::admit`]).
-    let caller = match token.map(|t| t.0.role) {
+    let caller = match token.as_ref().map(|t| t.0.role) {
         Some(crate::store::Role::Admin) => crate::admit::Caller::Operator,
         _ => crate::admit::Caller::Untrusted,
     };
+    let actor = actor_of(token.as_ref().map(|t| &t.0));
     let request: NewRunBody = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => {
@@ -144,7 +170,7 @@ pub(super) async fn start_run(
             if !refused.is_empty() {
                 return Ok(Err(forbidden_inputs(&refused)));
             }
-            Ok(Ok(crate::engine::enqueue(store, &plan, inputs, request.id)))
+            Ok(Ok(crate::engine::enqueue(store, &plan, inputs, (request.id, &actor))))
         })
         .await?;
     let enqueued = match outcome {
@@ -154,7 +180,7 @@ pub(super) async fn start_run(
     match enqueued {
         Ok(id) => {
             app.queued.bump();
-            Ok((StatusCode::ACCEPTED, axum::Json(json!({"id": id, "status": "queued"}))).into_response())
+            Ok(queued(json!({"id": id, "status": "queued"})))
         }
         Err(crate::engine::EngineError::DuplicateId(id)) => {
             Err(ApiError::new(StatusCode::CONFLICT, "id-taken", format!("a run with id `{id}` already exists")))
@@ -286,12 +312,29 @@ pub(super) async fn run(State(app): State<Arc<App>>, Path(id): Path<String>) -> 
 }
 
 pub(super) async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
+    use crate::store::RunStatus::{Cancelled, Failed, Succeeded};
     let now = crate::clock::now_ms();
     let row = app
-        .with_store(move |store| Ok(store.request_cancel(&id, &|r| crate::engine::lease::holder_alive(r, now))?))
+        .with_store(move |store| {
+            let ended = |row: &crate::store::RunRow| Err((row.id.clone(), row.status.as_str()));
+            // A run that has ended has nothing to cancel: 409, and it stays as it ended.
+            match store.run(&id)? {
+                Some(row) if matches!(row.status, Succeeded | Failed | Cancelled) => return Ok(Some(ended(&row))),
+                Some(_) => {}
+                None => return Ok(None),
+            }
+            let row = store.request_cancel(&id, &|r| crate::engine::lease::holder_alive(r, now))?;
+            // It ended meanwhile (not by this cancel).
+            Ok(row.map(|row| if matches!(row.status, Succeeded | Failed) { ended(&row) } else { Ok(row) }))
+        })
         .await?;
     match row {
-        Some(row) => Ok((StatusCode::ACCEPTED, axum::Json(crate::engine::view::row_json(&row))).into_response()),
+        Some(Ok(row)) => Ok((StatusCode::ACCEPTED, axum::Json(crate::engine::view::row_json(&row))).into_response()),
+        Some(Err((id, status))) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "finished",
+            format!("run `{id}` has already ended ({status}): there is nothing to cancel"),
+        )),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such run")),
     }
 }
@@ -315,8 +358,10 @@ pub(super) struct RollbackBody {
 pub(super) async fn rollback(
     State(app): State<Arc<App>>,
     Path(target): Path<String>,
+    token: Option<axum::Extension<crate::store::TokenRow>>,
     body: axum::body::Bytes,
 ) -> ApiResult {
+    let by = actor_of(token.as_ref().map(|t| &t.0));
     use crate::engine::releases::{RollbackError, prepare};
     let request: RollbackBody = if body.is_empty() {
         RollbackBody::default()
@@ -346,14 +391,15 @@ pub(super) async fn rollback(
                 let text: Vec<String> = p.into_iter().map(|p| p.message).collect();
                 ApiError::new(StatusCode::CONFLICT, "no-rollback", text.join("; "))
             })?;
-            let id = crate::engine::enqueue(store, &prepared.plan, inputs, None)
+            let actor = crate::actor::Actor::Rollback { of: prepared.release.clone(), by: Box::new(by) };
+            let id = crate::engine::enqueue(store, &prepared.plan, inputs, (None, &actor))
                 .map_err(|e| ApiError::new(StatusCode::CONFLICT, "not-queued", e.to_string()))?;
             Ok(Ok((id, prepared.release)))
         })
         .await?;
     let (id, release) = outcome?;
     app.queued.bump();
-    Ok((StatusCode::ACCEPTED, axum::Json(json!({"id": id, "status": "queued", "release": release}))).into_response())
+    Ok(queued(json!({"id": id, "status": "queued", "release": release})))
 }
 
 #[derive(serde::Deserialize)]

@@ -70,11 +70,18 @@ pub(super) async fn hook(State(app): State<Arc<App>>, Path(name): Path<String>, 
     // Known by its signed body first (a replay under a new id, or none, is the same
     // delivery), and by the provider's id when it gives one.
     let mut keys = vec![triggers::body_key(&name, &body)];
-    keys.extend(triggers::delivery_id(trigger.provider, &headers));
+    let delivery = triggers::delivery_id(trigger.provider, &headers);
+    // Shown by `status` and the dashboard: a header is the sender's text, kept short.
+    let actor = crate::actor::Actor::Webhook {
+        trigger: name.clone(),
+        delivery: delivery.as_ref().map(|d| d.chars().take(80).collect()),
+    };
+    keys.extend(delivery);
     let pipelines = app.pipelines.clone();
     let (trigger_name, pipeline) = (name.clone(), trigger.pipeline.clone());
-    let outcome =
-        app.with_store(move |store| deliver(store, &trigger_name, &keys, &pipelines, &pipeline, &inputs)).await?;
+    let outcome = app
+        .with_store(move |store| deliver(store, (&trigger_name, &actor), &keys, &pipelines, &pipeline, &inputs))
+        .await?;
     match outcome {
         Ok(id) => {
             app.queued.bump();
@@ -123,7 +130,7 @@ enum Seen {
 /// taken.
 fn deliver(
     store: &mut dyn Store,
-    trigger: &str,
+    (trigger, actor): (&str, &crate::actor::Actor),
     keys: &[String],
     pipelines: &std::path::Path,
     pipeline: &str,
@@ -139,7 +146,7 @@ fn deliver(
             return Ok(Err(if i == 0 { Seen::Body } else { Seen::Id(key.clone()) }));
         }
     }
-    match queue(store, pipelines, pipeline, inputs) {
+    match queue(store, pipelines, pipeline, inputs, actor) {
         Ok(run) => {
             for key in keys {
                 store.delivery_run(trigger, key, &run)?;
@@ -162,6 +169,7 @@ fn queue(
     pipelines: &std::path::Path,
     pipeline: &str,
     inputs: &serde_json::Map<String, Value>,
+    actor: &crate::actor::Actor,
 ) -> Result<String, ApiError> {
     let catalog = crate::catalog::Catalog::new().with_dir(pipelines).with_builtin();
     let source = catalog
@@ -175,7 +183,7 @@ fn queue(
         let text: Vec<String> = problems.into_iter().map(|p| p.message).collect();
         ApiError::new(StatusCode::BAD_REQUEST, "invalid-inputs", text.join("; "))
     })?;
-    crate::engine::enqueue(store, &plan, inputs, None)
+    crate::engine::enqueue(store, &plan, inputs, (None, actor))
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, "not-queued", e.to_string()))
 }
 

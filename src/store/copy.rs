@@ -18,7 +18,7 @@ const TABLES: &[(&str, &str, &str)] = &[
         "deployments",
         "id, pipeline, status, phase, phase_progress, phase_metadata, phase_updated_at, inputs, snapshot_id, attempt, \
          best_progress, error, created_at, finished_at, lease_owner, lease_pid, lease_pid_start, lease_host, \
-         heartbeat_at, cancel_requested, target, superseded_by",
+         heartbeat_at, cancel_requested, target, superseded_by, actor",
         "rowid",
     ),
     ("phase_history", "deployment_id, seq, phase, progress, metadata, node, created_at", "deployment_id, seq"),

@@ -175,4 +175,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     -- The newest runs of a pipeline, for the ETA at every run's start.
     CREATE INDEX deployments_pipeline ON deployments(pipeline, created_at);
     "#,
+    // 9
+    r#"
+    -- Who started the run: `cli:user@host`, `token:NAME`, `webhook:TRIGGER#DELIVERY`,
+    -- `rollback:RUN`, `watch`. NULL for runs recorded before version 9.
+    ALTER TABLE deployments ADD COLUMN actor TEXT;
+    "#,
 ];

@@ -61,6 +61,11 @@ pub struct RunRow {
     pub target: Option<String>,
     /// The run that superseded this (cancelled) one.
     pub superseded_by: Option<String>,
+    /// Who started it ([`crate::actor::Actor`] as text); `None` for runs recorded
+    /// before Phased kept it.
+    pub actor: Option<String>,
+    /// The first node that failed (read with the row, from its checkpoints).
+    pub failed_node: Option<String>,
 }
 
 /// An API token as stored: never the token itself.
@@ -191,6 +196,8 @@ pub struct NewRun<'a> {
     /// Recorded `queued` and held by nobody, for a worker of `phased serve` to take
     /// (`Store::claim_next`), instead of run by this process.
     pub for_workers: bool,
+    /// Who started it ([`crate::actor::Actor`] as text).
+    pub actor: &'a str,
 }
 
 /// Why a run could not be claimed for resuming.

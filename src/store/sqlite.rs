@@ -83,8 +83,8 @@ impl Store for SqliteStore {
         let held = !run.for_workers;
         tx.execute(
             "INSERT INTO deployments (id, pipeline, status, phase, phase_progress, phase_metadata, phase_updated_at, \
-             inputs, snapshot_id, created_at, lease_owner, lease_pid, lease_pid_start, lease_host, heartbeat_at, target) \
-             VALUES (?1, ?2, ?11, 'QUEUED', 0, '{}', ?3, ?4, ?5, ?3, ?6, ?7, ?8, ?9, ?10, ?12)",
+             inputs, snapshot_id, created_at, lease_owner, lease_pid, lease_pid_start, lease_host, heartbeat_at, target, actor) \
+             VALUES (?1, ?2, ?11, 'QUEUED', 0, '{}', ?3, ?4, ?5, ?3, ?6, ?7, ?8, ?9, ?10, ?12, ?13)",
             params![
                 run.id,
                 run.pipeline,
@@ -98,6 +98,7 @@ impl Store for SqliteStore {
                 held.then_some(run.at_ms),
                 status,
                 run.target.map(|(t, _)| t),
+                run.actor,
             ],
         )?;
         tx.execute(

@@ -78,9 +78,9 @@ pub(super) fn create_run(conn: &mut Conn, run: &NewRun, alive: Alive<'_>) -> Res
     tx.execute(
         &format!(
             "INSERT INTO deployments (id, pipeline, status, phase, phase_progress, phase_metadata, phase_updated_at, \
-             inputs, snapshot_id, created_at, lease_owner, lease_pid, lease_pid_start, lease_host, heartbeat_at, target) \
+             inputs, snapshot_id, created_at, lease_owner, lease_pid, lease_pid_start, lease_host, heartbeat_at, target, actor) \
              VALUES ($1, $2, $11, 'QUEUED', 0, '{{}}', $3, $4, $5, $3, $6, $7, $8, $9, \
-             CASE WHEN $10 THEN {DB_NOW_MS} END, $12)"
+             CASE WHEN $10 THEN {DB_NOW_MS} END, $12, $13)"
         ),
         &[
             &run.id,
@@ -95,6 +95,7 @@ pub(super) fn create_run(conn: &mut Conn, run: &NewRun, alive: Alive<'_>) -> Res
             &held,
             &status,
             &run.target.map(|(t, _)| t),
+            &run.actor,
         ],
     )?;
     tx.execute(

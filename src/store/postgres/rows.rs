@@ -21,7 +21,8 @@ pub(super) const RUN_COLUMNS: &str = concat!(
      snapshot_id, attempt, best_progress, error, created_at, finished_at, lease_owner, lease_pid, lease_pid_start, \
      lease_host, heartbeat_at - ",
     db_now_ms!(),
-    ", cancel_requested, target, superseded_by, queue_seq"
+    ", cancel_requested, target, superseded_by, actor, \
+     (SELECT c.node FROM node_checkpoints c WHERE c.deployment_id = id AND c.status = 'failed' ORDER BY c.finished_at, c.node LIMIT 1), queue_seq"
 );
 
 pub(super) fn json(text: Option<String>) -> Value {
@@ -56,12 +57,14 @@ pub(super) fn run_row(row: &Row) -> RunRow {
         cancel_requested: row.get::<_, i32>(19) != 0,
         target: row.get(20),
         superseded_by: row.get(21),
+        actor: row.get(22),
+        failed_node: row.get(23),
     }
 }
 
-/// The place of a run in the order runs were created (column 22 of [`RUN_COLUMNS`]).
+/// The place of a run in the order runs were created (column 24 of [`RUN_COLUMNS`]).
 pub(super) fn queue_seq(row: &Row) -> i64 {
-    row.get(22)
+    row.get(24)
 }
 
 pub(super) const NODE_COLUMNS: &str = "node, status, attempt, outputs, error, started_at, finished_at";

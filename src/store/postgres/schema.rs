@@ -118,4 +118,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX notifications_due ON notifications(status, next_at);
     "#,
+    // 2: SQLite's version 9.
+    r#"
+    ALTER TABLE deployments ADD COLUMN actor TEXT;
+    "#,
 ];

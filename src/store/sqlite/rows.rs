@@ -30,12 +30,15 @@ pub(super) fn json(text: Option<String>) -> Value {
     text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null)
 }
 
+/// A run's columns, then its first failed node (from its checkpoints: `id` in the
+/// sub-select is the outer row's, as `node_checkpoints` has no `id`).
 pub(super) const RUN_COLUMNS: &str = "id, pipeline, status, phase, phase_progress, phase_metadata, phase_updated_at, inputs, \
      snapshot_id, attempt, best_progress, error, created_at, finished_at, lease_owner, lease_pid, lease_pid_start, \
-     lease_host, heartbeat_at, cancel_requested, target, superseded_by";
+     lease_host, heartbeat_at, cancel_requested, target, superseded_by, actor, \
+     (SELECT c.node FROM node_checkpoints c WHERE c.deployment_id = id AND c.status = 'failed' ORDER BY c.finished_at, c.node LIMIT 1)";
 
 /// How many columns [`RUN_COLUMNS`] selects.
-pub(super) const RUN_COLUMN_COUNT: usize = 22;
+pub(super) const RUN_COLUMN_COUNT: usize = 24;
 
 pub(super) fn run_row(row: &rusqlite::Row) -> rusqlite::Result<RunRow> {
     let owner: Option<String> = row.get(14)?;
@@ -68,5 +71,7 @@ pub(super) fn run_row(row: &rusqlite::Row) -> rusqlite::Result<RunRow> {
         cancel_requested: row.get::<_, i64>(19)? != 0,
         target: row.get(20)?,
         superseded_by: row.get(21)?,
+        actor: row.get(22)?,
+        failed_node: row.get(23)?,
     })
 }

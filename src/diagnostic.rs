@@ -1,6 +1,8 @@
 //! Diagnostics: what validation found, where, and how to fix it. Every diagnostic is
 //! born with a file and a byte span; rendering turns that into `file:line:column`.
 
+pub mod codes;
+
 use std::fmt;
 use std::sync::Arc;
 

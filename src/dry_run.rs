@@ -25,6 +25,8 @@ pub struct PlannedNode {
     pub uses: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<String>,
+    /// The nodes it comes after, as written (`needs`), by their ids in this plan.
+    pub needs: Vec<String>,
     pub with: serde_json::Value,
     pub metadata: serde_json::Value,
 }
@@ -99,6 +101,7 @@ pub(crate) fn context(root: &str, inputs: &Map<String, serde_json::Value>, item:
             "attempt": 1,
             "started_at": "<deployment.started_at>",
             "work_dir": "<deployment.work_dir>",
+            "data_dir": "<deployment.data_dir>",
         });
         let scope: std::collections::BTreeMap<&str, Value> = [
             ("inputs", Value::from(minijinja::value::Serde(inputs))),
@@ -130,6 +133,7 @@ impl Walker {
             let node = &plan.nodes[i];
             let ctx = self.context(inputs, items.map(|items| &items[i]));
             let id = format!("{prefix}{}", node.id);
+            let needs: Vec<String> = node.needs.iter().map(|&n| format!("{prefix}{}", plan.nodes[n].id)).collect();
             let node_share = if total > 0.0 { share * node.weight / total } else { 0.0 };
             let fail_at = |span: crate::source::Span, message: String| {
                 let (line, column) = plan.source.line_col(span.start);
@@ -147,6 +151,7 @@ impl Walker {
                     note: None,
                     uses: None,
                     pipeline: None,
+                    needs,
                     with: serde_json::Value::Null,
                     metadata: serde_json::Value::Null,
                 };
@@ -204,6 +209,7 @@ impl Walker {
                 note,
                 uses: None,
                 pipeline: None,
+                needs,
                 with: with.clone(),
                 metadata,
             };

@@ -150,7 +150,8 @@ fn escape_property(s: &str) -> String {
 }
 
 /// A SARIF 2.1.0 log of the diagnostics, for code-scanning dashboards: one run of the
-/// tool `phased`, a rule per diagnostic code, a result per diagnostic with its region
+/// tool `phased`, a rule per diagnostic code (what it means and a link to its row of
+/// docs/pipeline-format.md), a result per diagnostic with its region
 /// (lines and columns from 1, columns in characters).
 pub fn sarif(diagnostics: &[Diagnostic]) -> serde_json::Value {
     use serde_json::json;
@@ -160,19 +161,25 @@ pub fn sarif(diagnostics: &[Diagnostic]) -> serde_json::Value {
             rules.push(d);
         }
     }
+    // A rule says what its code means (the docs' table), never what one of its
+    // diagnostics said: the help of a result is in its message.
     let rule_json: Vec<serde_json::Value> = rules
         .iter()
         .map(|d| {
-            let mut rule = json!({
+            let described = crate::diagnostic::codes::describe(d.code);
+            let meaning = described.map_or_else(|| d.code.replace('-', " "), |c| c.meaning.to_string());
+            let uri = crate::diagnostic::codes::help_uri(d.code);
+            json!({
                 "id": d.code,
                 "name": d.code.split('-').map(capitalized).collect::<String>(),
-                "shortDescription": {"text": d.code.replace('-', " ")},
-                "defaultConfiguration": {"level": level(d.severity)},
-            });
-            if let Some(help) = &d.help {
-                rule["help"] = json!({"text": help});
-            }
-            rule
+                "shortDescription": {"text": meaning},
+                "help": {
+                    "text": format!("{meaning}; see docs/pipeline-format.md#{}", d.code),
+                    "markdown": format!("{meaning}; see [`{}`]({uri})", d.code),
+                },
+                "helpUri": uri,
+                "defaultConfiguration": {"level": level(described.map_or(d.severity, |c| c.severity))},
+            })
         })
         .collect();
     let results: Vec<serde_json::Value> = diagnostics

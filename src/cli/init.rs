@@ -2,7 +2,7 @@
 //! commented for a first read; or a copy of a built-in type to customise. Nothing is
 //! overwritten without `--force`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::catalog::Catalog;
 use crate::cli::{exit, usage_error};
@@ -12,11 +12,12 @@ use crate::source::Source;
 
 #[derive(clap::Args, Debug)]
 pub(super) struct InitArgs {
-    /// A built-in type to copy (`static`, `docker`, `nodejs`); without it, a starter.
+    /// A built-in type to copy (`static`, `docker`, `nodejs`, `hello`); without it, a starter.
     r#type: Option<String>,
-    /// The new type's name (its file is `<pipelines>/<name>.yaml`).
-    #[arg(long, default_value = "my-app")]
-    name: String,
+    /// The new type's name and file (`<pipelines>/<name>.yaml`); default `my-app`, or
+    /// with TYPE the type's own name (the copy then takes the built-in's place).
+    #[arg(long)]
+    name: Option<String>,
     /// The folder of pipeline files.
     #[arg(long, value_name = "DIR", default_value = "pipelines", env = "PHASED_PIPELINES")]
     pipelines: PathBuf,
@@ -27,17 +28,19 @@ pub(super) struct InitArgs {
 
 const STARTER: &str = include_str!("templates/starter.yaml");
 
+/// Where the JSON Schema goes, from the pipelines folder: `schemas/` beside it, as in
+/// this repository. The `$schema` line of every file `init` writes points there.
+const SCHEMA_FROM_PIPELINES: &str = "../schemas/pipeline.schema.json";
+
 pub(super) fn init(args: InitArgs) -> u8 {
-    if !crate::names::is_identifier(&args.name.replace('-', "_")) {
-        return usage_error(
-            format!("`{}` is not a type name", args.name),
-            Some("use lowercase letters, digits, `-` and `_`"),
-        );
+    let name = args.name.clone().or_else(|| args.r#type.clone()).unwrap_or_else(|| "my-app".to_string());
+    if !crate::names::is_identifier(&name.replace('-', "_")) {
+        return usage_error(format!("`{name}` is not a type name"), Some("use lowercase letters, digits, `-` and `_`"));
     }
-    let (name, text) = match &args.r#type {
-        None => (args.name.clone(), STARTER.replace("NAME", &args.name)),
+    let text = match &args.r#type {
+        None => STARTER.replace("NAME", &name),
         Some(builtin) => match Catalog::new().with_builtin().get(builtin) {
-            Some(source) => (builtin.clone(), source.text.clone()),
+            Some(source) => renamed(&source.text, &name),
             None => {
                 let catalog = Catalog::new().with_builtin();
                 let names = catalog.names();
@@ -46,6 +49,7 @@ pub(super) fn init(args: InitArgs) -> u8 {
             }
         },
     };
+    let text = with_schema_line(&text);
     let path = args.pipelines.join(format!("{name}.yaml"));
     if path.exists() && !args.force {
         return usage_error(format!("`{}` exists already", path.display()), Some("pass --force to replace it"));
@@ -63,9 +67,65 @@ pub(super) fn init(args: InitArgs) -> u8 {
         return usage_error(format!("cannot write `{}`: {e}", path.display()), None);
     }
     println!("wrote {}", path.display());
+    write_schema(&args.pipelines);
     if crate::reporter::quiet() {
         return exit::OK;
     }
+    if Catalog::new().with_builtin().get(&name).is_some() {
+        println!("`{name}` in {} now takes the place of the built-in type of that name", args.pipelines.display());
+    }
     println!("next: phased validate {0} && phased plan {1} && phased run {1}", path.display(), name);
     exit::OK
+}
+
+/// A built-in type's text as the type `name`: its `name:` line says so.
+fn renamed(text: &str, name: &str) -> String {
+    let mut done = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| match line.strip_prefix("name: ") {
+            Some(_) if !done => {
+                done = true;
+                format!("name: {name}")
+            }
+            _ => line.to_string(),
+        })
+        .collect();
+    lines.join("\n") + "\n"
+}
+
+/// `text` whose first line points editors at the schema `init` writes beside the
+/// pipelines folder (replacing the built-in's own line).
+fn with_schema_line(text: &str) -> String {
+    let line = format!("# yaml-language-server: $schema={SCHEMA_FROM_PIPELINES}");
+    match text.split_once('\n') {
+        Some((first, rest)) if first.starts_with("# yaml-language-server:") => format!("{line}\n{rest}"),
+        _ => format!("{line}\n{text}"),
+    }
+}
+
+/// Writes what `phased schema` prints where the `$schema` lines point, unless a file
+/// is there; an older one is left alone, with how to update it.
+fn write_schema(pipelines: &Path) {
+    // `pipelines/../schemas/...` as the user would write it: `schemas/...`.
+    let path = match (pipelines.file_name(), pipelines.parent()) {
+        (Some(_), Some(parent)) => parent.join("schemas/pipeline.schema.json"),
+        _ => pipelines.join(SCHEMA_FROM_PIPELINES),
+    };
+    let schema = crate::schema::pipeline_schema_json() + "\n";
+    match std::fs::read_to_string(&path) {
+        Ok(old) if old == schema => {}
+        Ok(_) => crate::reporter::note_line(format_args!(
+            "note: `{0}` is not this version's schema: `phased schema > {0}` updates it",
+            path.display()
+        )),
+        Err(_) => {
+            let written =
+                path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| std::fs::write(&path, schema));
+            match written {
+                Ok(()) => println!("wrote {} (for editors: `phased schema` prints it)", path.display()),
+                Err(e) => crate::reporter::err_line(format_args!("warning: cannot write `{}`: {e}", path.display())),
+            }
+        }
+    }
 }

@@ -102,6 +102,7 @@ fn print_human(result: &DryRun, file: &str) {
     }
     let width = result.nodes.iter().map(|n| n.node.len()).max().unwrap_or(4).max(4);
     println!("  {:<width$}  {:<18}  {:>9}", "node", "phase", "progress");
+    let pad = " ".repeat(width + 4);
     for node in &result.nodes {
         let phase = node.phase.as_deref().unwrap_or("-");
         let progress = format!("{:>3} -> {:<3}", node.progress_start, node.progress_end);
@@ -113,12 +114,106 @@ fn print_human(result: &DryRun, file: &str) {
         let skipped = if node.skipped { "  (skipped)" } else { "" };
         println!("  {:<width$}  {:<18}  {progress}  {what}{skipped}", node.node, phase);
         if let Some(note) = &node.note {
-            println!("  {:<width$}  {note}", "");
+            println!("{pad}{note}");
+        }
+        if !node.needs.is_empty() {
+            println!("{pad}needs: {}", node.needs.join(", "));
         }
         for (label, value) in [("with", &node.with), ("metadata", &node.metadata)] {
             if !value.is_null() && value.as_object().is_none_or(|o| !o.is_empty()) {
-                println!("  {:<width$}  {label}: {}", "", serde_json::to_string(value).expect("JSON of plain data"));
+                let mut lines = Vec::new();
+                block(label, value, &mut lines);
+                for line in lines {
+                    println!("{pad}{line}");
+                }
             }
         }
+    }
+}
+
+/// `key: value` as a reader wants it, close to YAML: a mapping's keys one a line below
+/// it, a multi-line string as an indented block (`|`), a list of plain values on one
+/// line; a string is shown as it is unless that would be ambiguous (empty, spaces at an
+/// end, a number, control characters), then quoted as JSON.
+fn block(key: &str, value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(_) if is_multiline(value) => out.push(format!("{key}: |")),
+        serde_json::Value::Object(map) if !map.is_empty() => out.push(format!("{key}:")),
+        serde_json::Value::Array(items) if items.iter().any(nested) => out.push(format!("{key}:")),
+        _ => {
+            out.push(format!("{key}: {}", inline(value)));
+            return;
+        }
+    }
+    out.extend(body(value).into_iter().map(|line| format!("  {line}")));
+}
+
+/// The lines under `key:` of a value that is not shown inline.
+fn body(value: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    match value {
+        serde_json::Value::String(text) => {
+            let text = crate::cli::terminal::clean(text, false);
+            out.extend(text.trim_end_matches('\n').lines().map(str::to_string));
+        }
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                block(k, v, &mut out);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                match item {
+                    _ if !nested(item) => out.push(format!("- {}", inline(item))),
+                    // A mapping's first key goes after the dash, the others under it.
+                    serde_json::Value::Object(_) => {
+                        for (i, line) in body(item).into_iter().enumerate() {
+                            out.push(format!("{} {line}", if i == 0 { "-" } else { " " }));
+                        }
+                    }
+                    _ => {
+                        out.push(if item.is_string() { "- |".to_string() } else { "-".to_string() });
+                        out.extend(body(item).into_iter().map(|line| format!("  {line}")));
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// Shown on lines of its own: a non-empty mapping or list, or a multi-line string.
+fn nested(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Object(map) => !map.is_empty(),
+        serde_json::Value::Array(items) => items.iter().any(nested),
+        _ => is_multiline(value),
+    }
+}
+
+fn inline(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Array(items) => format!("[{}]", items.iter().map(inline).collect::<Vec<_>>().join(", ")),
+        _ => scalar(value),
+    }
+}
+
+fn is_multiline(value: &serde_json::Value) -> bool {
+    value.as_str().is_some_and(|s| s.trim_end_matches('\n').contains('\n'))
+}
+
+fn scalar(value: &serde_json::Value) -> String {
+    match value.as_str() {
+        Some(text)
+            if !text.is_empty()
+                && text.trim() == text
+                && !text.chars().any(char::is_control)
+                && !text.starts_with(['"', '{', '[', '|'])
+                && serde_json::from_str::<serde_json::Value>(text).is_err() =>
+        {
+            text.to_string()
+        }
+        _ => serde_json::to_string(value).expect("JSON of plain data"),
     }
 }

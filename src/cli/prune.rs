@@ -12,16 +12,17 @@ use std::time::{Duration, SystemTime};
 use serde_json::json;
 
 use crate::cli::store::{data_dir, open_existing, store_error};
-use crate::cli::{OutputFormat, StoreArgs, exit};
+use crate::cli::{OutputFormat, StoreArgs, exit, usage_error};
 use crate::engine::{self, lease};
 use crate::reporter::{note_line, out_line};
 use crate::store::{RunRow, RunStatus};
 
 #[derive(clap::Args, Debug)]
 pub(super) struct PruneArgs {
-    /// Forget runs that finished (or started, if they never finished) longer ago than this (`30d`, `12h`).
+    /// Forget runs that finished (or started, if they never finished) longer ago than this
+    /// (`30d`, `12h`); required to forget, with `--dry-run` it defaults to 30d.
     #[arg(long, value_name = "AGE", value_parser = crate::duration::parse_age)]
-    older_than: Duration,
+    older_than: Option<Duration>,
     /// Succeeded runs kept per target (per pipeline without one), newest first, however old.
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     keep: u32,
@@ -36,6 +37,9 @@ pub(super) struct PruneArgs {
     #[command(flatten)]
     store: StoreArgs,
 }
+
+/// The age `--dry-run` shows when given none (what the docs suggest).
+const SUGGESTED_AGE: (&str, Duration) = ("30d", Duration::from_secs(30 * 24 * 3600));
 
 enum Verdict {
     Forget,
@@ -64,6 +68,27 @@ fn verdict(run: &RunRow, releases: &HashMap<&str, Vec<&str>>, cutoff: SystemTime
 }
 
 pub(super) fn prune(args: PruneArgs) -> u8 {
+    let older_than = match (args.older_than, args.dry_run) {
+        (Some(age), _) => age,
+        (None, true) => {
+            if args.format == OutputFormat::Human {
+                out_line(format_args!(
+                    "no --older-than given: showing what `--older-than {}` would do",
+                    SUGGESTED_AGE.0
+                ));
+            }
+            SUGGESTED_AGE.1
+        }
+        (None, false) => {
+            return usage_error(
+                "say how old a run must be to be forgotten: `--older-than AGE` (`30d`, `12h`)",
+                Some(&format!(
+                    "`phased prune --dry-run` shows what `--older-than {}` would forget, and forgets nothing",
+                    SUGGESTED_AGE.0
+                )),
+            );
+        }
+    };
     let db = &args.store.db;
     let mut store = match open_existing(&args.store) {
         Ok(Some(store)) => store,
@@ -97,7 +122,7 @@ pub(super) fn prune(args: PruneArgs) -> u8 {
             }
         }
     }
-    let cutoff = SystemTime::now() - args.older_than;
+    let cutoff = SystemTime::now() - older_than;
     let (mut forget, mut kept_old) = (Vec::new(), Vec::new());
     for run in &runs {
         match verdict(run, &releases, cutoff, &args) {
@@ -154,11 +179,13 @@ pub(super) fn prune(args: PruneArgs) -> u8 {
                     run.created_at
                 ));
             }
+            // On the same stream as what goes, in one list a reader can follow.
+            let kept = if args.dry_run { "would keep" } else { "kept" };
             for (run, why) in &kept_old {
-                note_line(format_args!("kept {} ({why})", run.id));
+                out_line(format_args!("{kept} {} ({why})", run.id));
             }
             out_line(format_args!(
-                "{verb} {} run{} and {} of logs and work files; kept {} older run{}",
+                "{verb} {} run{} and {} of logs and work files; {kept} {} older run{}",
                 ids.len(),
                 if ids.len() == 1 { "" } else { "s" },
                 human_bytes(bytes),

@@ -20,15 +20,56 @@ pub(super) struct StatsArgs {
     store: StoreArgs,
 }
 
-fn line(name: &str, v: &serde_json::Value) {
-    out_line(format_args!(
-        "  {:<28} {:>6} {:>9.1}s {:>9.1}s {:>8.1}%",
-        name,
-        v["runs"],
-        v["p50_seconds"].as_f64().unwrap_or(0.0),
-        v["p95_seconds"].as_f64().unwrap_or(0.0),
-        v["success_rate"].as_f64().unwrap_or(0.0) * 100.0
-    ));
+/// A duration as people read it: milliseconds below a second, then seconds, then
+/// minutes (`340 ms`, `2.4 s`, `3m 05s`).
+fn duration(seconds: f64) -> String {
+    let ms = (seconds * 1000.0).round();
+    if ms < 1000.0 {
+        format!("{ms} ms")
+    } else if seconds < 59.95 {
+        format!("{seconds:.1} s")
+    } else {
+        let whole = seconds.round() as u64;
+        format!("{}m {:02}s", whole / 60, whole % 60)
+    }
+}
+
+/// The table's rows: `(label, stats)`, or a section title alone.
+type Row<'a> = (String, Option<&'a serde_json::Value>);
+
+fn table(rows: &[Row<'_>]) {
+    let width = rows.iter().map(|(label, _)| label.chars().count()).max().unwrap_or(0);
+    out_line(format_args!("{:<width$}  {:>6}  {:>9}  {:>9}  {:>7}", "", "RUNS", "P50", "P95", "SUCCESS"));
+    for (label, v) in rows {
+        let Some(v) = v else {
+            out_line(format_args!("{label}"));
+            continue;
+        };
+        out_line(format_args!(
+            "{label:<width$}  {:>6}  {:>9}  {:>9}  {:>7}",
+            v["runs"].as_u64().unwrap_or(0),
+            duration(v["p50_seconds"].as_f64().unwrap_or(0.0)),
+            duration(v["p95_seconds"].as_f64().unwrap_or(0.0)),
+            format!("{:.1}%", v["success_rate"].as_f64().unwrap_or(0.0) * 100.0),
+        ));
+    }
+}
+
+/// `Err(exit code)` when no run of `pipeline` was ever recorded: likely a typo.
+fn check_known(store: &dyn crate::store::Store, pipeline: &str, db: &std::path::Path) -> Result<(), u8> {
+    let runs = store.runs().map_err(|e| store_error(&e, db))?;
+    if runs.iter().any(|r| r.pipeline == pipeline) {
+        return Ok(());
+    }
+    let mut names: Vec<&str> = runs.iter().map(|r| r.pipeline.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let help = match crate::suggest::closest(pipeline, names.iter().copied()) {
+        Some(best) => format!("did you mean `{best}`?"),
+        None if names.is_empty() => "no run is recorded in this database yet".to_string(),
+        None => format!("pipelines with runs: {}", crate::suggest::list(&names)),
+    };
+    Err(usage_error(format!("no run of pipeline `{pipeline}` in `{}`", crate::store::shown(db)), Some(&help)))
 }
 
 pub(super) fn stats(args: StatsArgs) -> u8 {
@@ -37,6 +78,11 @@ pub(super) fn stats(args: StatsArgs) -> u8 {
         Ok(None) => return usage_error(format!("no database at `{}`", crate::store::shown(&args.store.db)), None),
         Err(code) => return code,
     };
+    if let Some(pipeline) = &args.pipeline
+        && let Err(code) = check_known(store.as_ref(), pipeline, &args.store.db)
+    {
+        return code;
+    }
     let since = SystemTime::now() - args.since;
     let stats = match crate::engine::stats::stats(store.as_ref(), args.pipeline.as_deref(), since) {
         Ok(stats) => stats,
@@ -52,23 +98,22 @@ pub(super) fn stats(args: StatsArgs) -> u8 {
         return exit::OK;
     }
     out_line(format_args!("{what}, runs finished since {}", stats["since"].as_str().unwrap_or("")));
-    out_line(format_args!("  {:<28} {:>6} {:>10} {:>10} {:>9}", "", "RUNS", "P50", "P95", "SUCCESS"));
-    line("whole runs", &stats["runs"]);
-    out_line(format_args!("phases"));
-    for p in stats["phases"].as_array().into_iter().flatten() {
-        line(p["phase"].as_str().unwrap_or("?"), p);
+    let mut rows: Vec<Row<'_>> = vec![("whole runs".to_string(), Some(&stats["runs"]))];
+    for (section, key, name) in [("phases", "phases", "phase"), ("nodes", "nodes", "node")] {
+        rows.push((section.to_string(), None));
+        for v in stats[key].as_array().into_iter().flatten() {
+            rows.push((format!("  {}", v[name].as_str().unwrap_or("?")), Some(v)));
+        }
     }
-    out_line(format_args!("nodes"));
-    for n in stats["nodes"].as_array().into_iter().flatten() {
-        line(n["node"].as_str().unwrap_or("?"), n);
-    }
+    table(&rows);
     let failing = stats["failing"].as_array().cloned().unwrap_or_default();
     if !failing.is_empty() {
+        let width = rows.iter().map(|(label, _)| label.chars().count()).max().unwrap_or(0);
         out_line(format_args!("failing most"));
         for f in &failing {
+            let node = format!("  {}", f["node"].as_str().unwrap_or("?"));
             out_line(format_args!(
-                "  {:<28} {} of {} runs; most often ({}x): {}",
-                f["node"].as_str().unwrap_or("?"),
+                "{node:<width$}  {} of {} runs; most often ({}x): {}",
                 f["failures"],
                 f["runs"],
                 f["times"],

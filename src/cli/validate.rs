@@ -12,8 +12,9 @@ use crate::source::{Source, Span};
 
 #[derive(clap::Args, Debug)]
 pub(super) struct Args {
-    /// Files and folders to check (folders: every *.yaml and *.yml below them).
-    #[arg(value_name = "PATH", default_value = "pipelines")]
+    /// Files and folders to check (folders: every *.yaml and *.yml below them);
+    /// default: the --pipelines folder (./pipelines).
+    #[arg(value_name = "PATH")]
     paths: Vec<PathBuf>,
     /// How to print problems.
     #[arg(long, value_enum, default_value_t = DiagnosticFormat::Human)]
@@ -25,7 +26,13 @@ pub(super) struct Args {
     catalog: CatalogArgs,
 }
 
-pub(super) fn run(args: Args) -> u8 {
+pub(super) fn run(mut args: Args) -> u8 {
+    if args.paths.is_empty() {
+        if !args.catalog.pipelines.exists() {
+            return nothing_to_check(&args);
+        }
+        args.paths.push(args.catalog.pipelines.clone());
+    }
     let mut diagnostics = Vec::new();
     let mut files = 0;
     for path in &args.paths {
@@ -146,6 +153,30 @@ pub(super) fn run(args: Args) -> u8 {
         }
     }
     if valid { exit::OK } else { exit::FAILED }
+}
+
+/// No PATH and no pipelines folder (a first `phased validate` in an empty folder):
+/// nothing is wrong, so the usual empty report, and a note saying where to start.
+fn nothing_to_check(args: &Args) -> u8 {
+    let folder = args.catalog.pipelines.display();
+    let note = format!(
+        "nothing to check: no `{folder}` folder here (`validate` without a PATH checks the --pipelines folder)\n  \
+         help: `phased init` writes a starter deployment type there; or give files and folders: `phased validate PATH ...`"
+    );
+    match args.format {
+        DiagnosticFormat::Human if !crate::reporter::quiet() => println!("{note}"),
+        DiagnosticFormat::Human | DiagnosticFormat::Github => crate::reporter::note_line(format_args!("{note}")),
+        DiagnosticFormat::Json => {
+            crate::reporter::note_line(format_args!("{note}"));
+            let out = serde_json::json!({"valid": true, "files": 0, "diagnostics": []});
+            println!("{}", serde_json::to_string_pretty(&out).expect("JSON of plain data"));
+        }
+        DiagnosticFormat::Sarif => {
+            crate::reporter::note_line(format_args!("{note}"));
+            println!("{}", serde_json::to_string_pretty(&report::sarif(&[])).expect("JSON of plain data"));
+        }
+    }
+    exit::OK
 }
 
 fn plural(n: usize) -> &'static str {

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use serde_json::{Value, json};
 
-use crate::store::{RunStatus, Store, StoreError};
+use crate::store::{RunRow, RunStatus, Store, StoreError};
 
 /// Runs looked at, newest first.
 const MOST_RUNS: usize = 5_000;
@@ -128,11 +128,35 @@ pub fn stats(store: &dyn Store, pipeline: Option<&str>, since: SystemTime) -> Re
             v["phase"] = json!(p);
             v
         }).collect::<Vec<_>>(),
-        "nodes": nodes.iter().map(|(node, NodeTally(s, ok, all, _))| {
+        "nodes": in_dag_order(store, &runs, &nodes)?.into_iter().map(|(node, NodeTally(s, ok, all, _))| {
             let mut v = summary(s.clone(), *ok, *all);
             v["node"] = json!(node);
             v
         }).collect::<Vec<_>>(),
         "failing": failing,
     }))
+}
+
+/// The nodes in the order their pipeline runs them (as planned by the newest run of
+/// each pipeline, newest pipeline first), not by name: a node no such run plans (one
+/// renamed since, say) comes after them, by name.
+fn in_dag_order<'a>(
+    store: &dyn Store,
+    runs: &[RunRow],
+    nodes: &'a BTreeMap<String, NodeTally>,
+) -> Result<Vec<(&'a String, &'a NodeTally)>, StoreError> {
+    let mut pipelines = std::collections::HashSet::new();
+    let mut order: Vec<String> = Vec::new();
+    for run in runs.iter().filter(|r| pipelines.insert(r.pipeline.as_str())) {
+        let checkpoints = store.nodes(&run.id)?;
+        for id in super::planned_nodes(store, run, &checkpoints) {
+            if !order.contains(&id) {
+                order.push(id);
+            }
+        }
+    }
+    let mut sorted: Vec<(&String, &NodeTally)> = nodes.iter().collect();
+    // Stable: by name among the nodes not planned.
+    sorted.sort_by_key(|(node, _)| order.iter().position(|o| o == *node).unwrap_or(usize::MAX));
+    Ok(sorted)
 }

@@ -20,6 +20,9 @@ pub struct DeploymentInfo {
     pub started_at: String,
     /// The run's own scratch folder: `work/<run id>` beside the database.
     pub work_dir: PathBuf,
+    /// The folder of node logs and work folders (beside the database, or
+    /// `PHASED_DATA_DIR`): a place of the operator's that a pipeline may keep files in.
+    pub data_dir: PathBuf,
 }
 
 impl DeploymentInfo {
@@ -30,6 +33,7 @@ impl DeploymentInfo {
             attempt,
             started_at: started_at.to_string(),
             work_dir: data_dir.join("work").join(id),
+            data_dir: data_dir.to_path_buf(),
         }
     }
 
@@ -45,6 +49,7 @@ impl DeploymentInfo {
             "attempt": self.attempt,
             "started_at": self.started_at,
             "work_dir": self.work_dir.display().to_string(),
+            "data_dir": self.data_dir.display().to_string(),
         })
     }
 }

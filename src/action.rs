@@ -15,6 +15,7 @@ mod files_copy;
 mod fsutil;
 mod git_clone;
 mod http_check;
+pub mod log_times;
 mod noop;
 mod params;
 mod release_switch;

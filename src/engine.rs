@@ -494,7 +494,7 @@ fn private_folders(data_dir: &std::path::Path, work_dir: &std::path::Path) {
 
 /// The newest runs of a pipeline the ETA reads: enough for the last 20 of a target
 /// among a few, and few enough that a run of many nodes starts quickly.
-const HISTORY_RUNS: usize = 60;
+pub(crate) const HISTORY_RUNS: usize = 60;
 
 /// The ETA of a run starting now, from the history of its pipeline (none without one,
 /// or when the history cannot be read: an estimate never stops a run).

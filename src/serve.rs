@@ -18,11 +18,13 @@
 
 pub mod auth;
 mod conn;
+mod deploy;
 mod follow;
 mod metrics;
 mod push;
 mod runs;
 mod streams;
+mod summary;
 pub mod triggers;
 mod ui;
 mod webhook;
@@ -299,6 +301,7 @@ fn router(app: Arc<App>) -> Router {
     let api = Router::new()
         .route("/api/v1/pipelines", get(runs::pipelines))
         .route("/api/v1/runs", get(runs::runs).post(runs::start_run))
+        .route("/api/v1/plan", post(deploy::plan))
         .route("/api/v1/session", get(ui::whoami))
         .route("/api/v1/runs/{id}", get(runs::run))
         .route("/api/v1/runs/{id}/graph", get(runs::graph))
@@ -308,6 +311,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/v1/runs/{id}/cancel", post(runs::cancel))
         .route("/api/v1/runs/{id}/resume", post(runs::resume))
         .route("/api/v1/runs/{id}/nodes/{node}/log", get(follow::node_log))
+        .route("/api/v1/runs/{id}/nodes/{node}/log/times", get(follow::node_log_times))
         .route("/api/v1/runs/{id}/events", get(streams::run_events))
         .route("/api/v1/events", get(streams::all_events))
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), authorize));

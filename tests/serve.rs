@@ -894,11 +894,15 @@ fn releases_rollback_and_stats_through_the_api() {
     let id = answer["id"].as_str().unwrap().to_string();
     assert_eq!(follow(&server, &deploy, &id).last().map(String::as_str), Some("run_succeeded"));
     assert_eq!(std::fs::read_to_string(env.path("live")).unwrap().trim(), "v1");
-    let live = server.json("/api/v1/targets/app/releases", &read)["releases"][0].clone();
+    let releases = server.json("/api/v1/targets/app/releases", &read)["releases"].clone();
+    let newest = releases[0].clone();
     assert_eq!(
-        (live["id"].as_str(), live["rollback_of"].as_str(), live["live"].as_bool()),
-        (Some(id.as_str()), Some("a1"), Some(true))
+        (newest["id"].as_str(), newest["rollback_of"].as_str(), newest["live"].as_bool()),
+        (Some(id.as_str()), Some("a1"), Some(false))
     );
+    let live: Vec<&str> =
+        releases.as_array().unwrap().iter().filter(|r| r["live"] == true).map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(live, ["a1"], "one release live: the one the rollback restored");
 
     let stats = server.json("/api/v1/stats?pipeline=app&since=1d", &read);
     assert_eq!((stats["runs"]["runs"].as_u64(), stats["nodes"][0]["node"].as_str()), (Some(2), Some("ship")));

@@ -98,6 +98,8 @@ pub struct NodeLog {
     /// A line too long to hold: what is not written yet (at most a secret's length),
     /// and the start of it kept for the tail.
     long: Mutex<Option<LongLine>>,
+    /// When its lines were written (`<node>.times`).
+    times: Mutex<super::log_times::LineTimes>,
 }
 
 struct LongLine {
@@ -135,6 +137,7 @@ impl NodeLog {
             masker,
             sink: None,
             long: Mutex::new(None),
+            times: Mutex::new(super::log_times::LineTimes::new(Some(path))),
         }
     }
 
@@ -153,6 +156,7 @@ impl NodeLog {
             masker: Masker::default(),
             sink: None,
             long: Mutex::new(None),
+            times: Mutex::new(super::log_times::LineTimes::new(None)),
         }
     }
 
@@ -196,11 +200,17 @@ impl NodeLog {
                 .parent()
                 .and_then(|d| crate::paths::private_dir_all(d).ok())
                 .and_then(|_| crate::paths::private_append(path).ok());
+            if let Some(opened) = file.as_ref() {
+                self.times.lock().expect("log lock").opened(opened.metadata().map_or(0, |m| m.len()));
+            }
         }
         if let Some(file) = file.as_mut() {
+            let mut times = self.times.lock().expect("log lock");
             if let Some(header) = self.header.lock().expect("log lock").take() {
+                times.write(header.len(), true);
                 let _ = writeln!(file, "{header}");
             }
+            times.write(text.len(), newline);
             let _ = file.write_all(text.as_bytes());
             if newline {
                 let _ = file.write_all(b"\n");

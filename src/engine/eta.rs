@@ -41,6 +41,25 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
 /// Per node of `plan` (top level): its estimate in seconds, from `history` (newest
 /// first, of this pipeline). `None` when no node has a history.
 pub(crate) fn estimates(plan: &Plan, target: Option<&str>, history: &[NodeDuration]) -> Option<Vec<f64>> {
+    let known = medians(plan, target, history);
+    // The pace of the nodes with a history, for those without: seconds per unit of weight.
+    let (seconds, weight) = plan
+        .nodes
+        .iter()
+        .zip(&known)
+        .filter_map(|(n, k)| k.map(|k| (k, n.weight)))
+        .fold((0.0, 0.0), |(s, w), (k, nw)| (s + k, w + nw));
+    if known.iter().all(Option::is_none) {
+        return None;
+    }
+    let pace = if weight > 0.0 { seconds / weight } else { 0.0 };
+    Some(plan.nodes.iter().zip(known).map(|(n, k)| k.unwrap_or(n.weight * pace)).collect())
+}
+
+/// Per node of `plan` (top level): the median of its last successful durations (of
+/// this target, else of the pipeline), in seconds; `None` for a node without any. What
+/// a node "usually" takes, said beside one that runs longer.
+pub(crate) fn medians(plan: &Plan, target: Option<&str>, history: &[NodeDuration]) -> Vec<Option<f64>> {
     // One pass over the history: per node, its newest successful durations of this
     // target and of any.
     let mut same: HashMap<&str, Vec<f64>> = HashMap::new();
@@ -57,26 +76,13 @@ pub(crate) fn estimates(plan: &Plan, target: Option<&str>, history: &[NodeDurati
             }
         }
     }
-    let known: Vec<Option<f64>> = plan
-        .nodes
+    plan.nodes
         .iter()
         .map(|n| {
             let id = n.id.as_str();
             same.remove(id).and_then(median).or_else(|| any.remove(id).and_then(median))
         })
-        .collect();
-    // The pace of the nodes with a history, for those without: seconds per unit of weight.
-    let (seconds, weight) = plan
-        .nodes
-        .iter()
-        .zip(&known)
-        .filter_map(|(n, k)| k.map(|k| (k, n.weight)))
-        .fold((0.0, 0.0), |(s, w), (k, nw)| (s + k, w + nw));
-    if known.iter().all(Option::is_none) {
-        return None;
-    }
-    let pace = if weight > 0.0 { seconds / weight } else { 0.0 };
-    Some(plan.nodes.iter().zip(known).map(|(n, k)| k.unwrap_or(n.weight * pace)).collect())
+        .collect()
 }
 
 impl Eta {

@@ -37,7 +37,8 @@ pub fn rollback_of(run: &RunRow) -> Option<String> {
     run.inputs.get("release")?.get("id")?.as_str().map(str::to_string)
 }
 
-/// What a run deployed, as far as it recorded it: `release`, `image`, `commit`.
+/// What a run recorded it deployed: `release` (a folder), `image`, `commit` (from its
+/// metadata, else a node's `commit` output); empty when it recorded none.
 pub fn deployed(store: &dyn Store, run: &RunRow) -> Result<Value, StoreError> {
     let meta = &run.metadata;
     let mut out = Map::new();
@@ -61,7 +62,8 @@ pub fn deployed(store: &dyn Store, run: &RunRow) -> Result<Value, StoreError> {
 }
 
 /// The succeeded runs of `target`, newest first, with which one is live: the newest
-/// run's release (for a rollback, the release it restored).
+/// run's release (for a rollback, the release it restored; the rollback run itself is
+/// not live: one release is).
 pub fn releases(store: &dyn Store, target: &str) -> Result<Vec<Release>, StoreError> {
     let runs: Vec<RunRow> = store
         .runs()?
@@ -73,12 +75,9 @@ pub fn releases(store: &dyn Store, target: &str) -> Result<Vec<Release>, StoreEr
     runs.sort_by(|a, b| b.finished_at.cmp(&a.finished_at).then_with(|| b.created_at.cmp(&a.created_at)));
     let live = runs.first().map(|newest| rollback_of(newest).unwrap_or_else(|| newest.id.clone()));
     let mut out = Vec::with_capacity(runs.len());
-    for (i, run) in runs.iter().enumerate() {
+    for run in &runs {
         let rollback_of = rollback_of(run);
-        let is_live = match &rollback_of {
-            Some(_) => i == 0,
-            None => live.as_deref() == Some(run.id.as_str()),
-        };
+        let is_live = rollback_of.is_none() && live.as_deref() == Some(run.id.as_str());
         out.push(Release {
             id: run.id.clone(),
             pipeline: run.pipeline.clone(),
@@ -150,8 +149,8 @@ pub struct RollbackRun {
 /// release's inputs it declares and `release`. Refuses a release whose folder is gone.
 pub fn prepare(store: &dyn Store, target: &str, to: Option<&str>) -> Result<RollbackRun, RollbackError> {
     let all = releases(store, target)?;
-    let live = all.iter().find(|r| r.live).ok_or_else(|| RollbackError::NoRelease(target.into()))?;
-    let live_id = live.rollback_of.clone().unwrap_or_else(|| live.id.clone());
+    let newest = all.first().ok_or_else(|| RollbackError::NoRelease(target.into()))?;
+    let live_id = newest.rollback_of.clone().unwrap_or_else(|| newest.id.clone());
     let chosen = match to {
         Some(to) => {
             let found = all
@@ -200,4 +199,51 @@ pub fn prepare(store: &dyn Store, target: &str, to: Option<&str>) -> Result<Roll
         }
     }
     Ok(RollbackRun { release: chosen, plan, inputs })
+}
+
+/// Per release of `list` (as [`releases`] gives it): `None` when a rollback to it can
+/// start, else why not, as [`prepare`] would say (the live one, a rollback run, a
+/// pipeline without `rollback:`, a release folder that is gone). The image of a
+/// container release is not looked at here (that asks its engine): [`check_image`]
+/// refuses it when the rollback is asked for. One compile per pipeline snapshot.
+pub fn rollback_refusals(store: &dyn Store, list: &[Release]) -> Result<Vec<Option<String>>, StoreError> {
+    let mut declares: std::collections::HashMap<i64, Option<bool>> = std::collections::HashMap::new();
+    let mut out = Vec::with_capacity(list.len());
+    for release in list {
+        if let Some(of) = &release.rollback_of {
+            out.push(Some(format!("run `{}` is a rollback to release `{of}`, not a release", release.id)));
+            continue;
+        }
+        if release.live {
+            out.push(Some(RollbackError::AlreadyLive(release.id.clone()).to_string()));
+            continue;
+        }
+        let Some(run) = store.run(&release.id)? else {
+            out.push(Some(format!("run `{}` is gone", release.id)));
+            continue;
+        };
+        let declared = match declares.get(&run.snapshot_id) {
+            Some(known) => *known,
+            None => {
+                let (_, _, files) = store.snapshot(run.snapshot_id)?;
+                let known = Snapshot::from_json(&files).compile().ok().map(|plan| plan.rollback().is_some());
+                declares.insert(run.snapshot_id, known);
+                known
+            }
+        };
+        let refusal = match declared {
+            None => Some(RollbackError::Snapshot(release.id.clone())),
+            Some(false) => {
+                Some(RollbackError::NoRollbackPipeline { run: release.id.clone(), pipeline: release.pipeline.clone() })
+            }
+            Some(true) => release
+                .deployed
+                .get("release")
+                .and_then(Value::as_str)
+                .filter(|path| !std::path::Path::new(path).is_dir())
+                .map(|path| RollbackError::Gone { run: release.id.clone(), path: path.into() }),
+        };
+        out.push(refusal.map(|e| e.to_string()));
+    }
+    Ok(out)
 }

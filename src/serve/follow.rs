@@ -60,6 +60,24 @@ pub(super) async fn node_log(
     Ok(([("content-type", "text/plain; charset=utf-8")], axum::body::Body::from_stream(body)).into_response())
 }
 
+/// `GET /api/v1/runs/{id}/nodes/{node}/log/times`: when the log's lines were written,
+/// `{"times": [[byte offset, unix ms], ...], "size": bytes}`: one time a second of
+/// output, at the line that started in it; the lines after `size` have none yet.
+pub(super) async fn node_log_times(State(app): State<Arc<App>>, Path((id, node)): Path<(String, String)>) -> ApiResult {
+    if node.contains('/') || node.starts_with('.') || id.contains('/') || id.starts_with('.') {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad-request", "not a node id"));
+    }
+    let check = id.clone();
+    if app.with_store(move |store| Ok(store.run(&check)?)).await?.is_none() {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such run"));
+    }
+    let path = app.data_dir.join("logs").join(&id).join(format!("{node}.log"));
+    let (times, size) = tokio::task::spawn_blocking(move || crate::action::log_times::read(&path))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok(axum::Json(serde_json::json!({"times": times, "size": size})).into_response())
+}
+
 /// A followed log: where it was read to, and what wakes it.
 struct Tail {
     app: Arc<App>,

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiResult, App, bad_query};
+use crate::store::StoreError;
 
 pub(super) async fn pipelines(
     State(app): State<Arc<App>>,
@@ -30,7 +31,7 @@ pub(super) async fn pipelines(
                 "kind": if name.contains('/') { "block" } else { "type" },
                 "name": name,
                 "description": plan.description(),
-                "inputs": inputs_schema(&plan),
+                "inputs": super::deploy::inputs_form(&plan),
             }));
         }
         out
@@ -45,32 +46,6 @@ pub(super) async fn pipelines(
 pub(super) struct PipelinesQuery {
     /// The building blocks too (`?all=true`).
     all: Option<bool>,
-}
-
-/// A pipeline's inputs as a JSON Schema object.
-fn inputs_schema(plan: &crate::plan::Plan) -> Value {
-    let mut properties = serde_json::Map::new();
-    let mut required = Vec::new();
-    for (name, spec) in &plan.inputs {
-        let mut schema = json!({"type": spec.ty.as_str()});
-        if let Some(d) = &spec.description {
-            schema["description"] = json!(d);
-        }
-        if let Some(d) = &spec.default {
-            schema["default"] = d.clone();
-        }
-        if let Some(allowed) = &spec.allowed {
-            schema["enum"] = json!(allowed);
-        }
-        if let Some(pattern) = &spec.pattern {
-            schema["pattern"] = json!(pattern.as_str());
-        }
-        if spec.required && spec.default.is_none() {
-            required.push(name.clone());
-        }
-        properties.insert(name.clone(), schema);
-    }
-    json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
 }
 
 #[derive(serde::Deserialize)]
@@ -158,10 +133,7 @@ pub(super) async fn start_run(
             let inputs = match crate::compiler::inputs::resolve(&plan.inputs, &request.inputs) {
                 Ok(inputs) => inputs,
                 Err(problems) => {
-                    let list = problems
-                        .iter()
-                        .map(|p| json!({"severity": "error", "code": "invalid-input", "input": p.input, "message": p.message, "help": p.help}))
-                        .collect();
+                    let list = super::deploy::input_diagnostics(&plan, &problems);
                     return Ok(Err(bad_request("invalid-inputs", "the inputs do not fit the pipeline", list)));
                 }
             };
@@ -283,9 +255,10 @@ pub(super) async fn runs(State(app): State<Arc<App>>, q: Result<Query<RunsQuery>
                     if let Ok(Some(eta)) = crate::engine::view::eta_now(store, r) {
                         row["eta_seconds"] = json!(eta);
                     }
-                    row
+                    super::summary::extend_row(store, r, &mut row)?;
+                    Ok(row)
                 })
-                .collect();
+                .collect::<Result<_, StoreError>>()?;
             let more = page.len() > limit;
             page.truncate(limit);
             Ok(json!({"runs": page, "more": more, "last_seq": last_seq}))
@@ -304,7 +277,15 @@ pub(super) async fn graph(State(app): State<Arc<App>>, Path(id): Path<String>) -
 }
 
 pub(super) async fn run(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
-    let found = app.with_store(move |store| Ok(crate::engine::view::run_json(store, &id)?)).await?;
+    let found = app
+        .with_store(move |store| {
+            let mut found = crate::engine::view::run_json(store, &id)?;
+            if let Some(detail) = found.as_mut() {
+                super::summary::extend_run(store, &id, detail)?;
+            }
+            Ok(found)
+        })
+        .await?;
     match found {
         Some(detail) => Ok(axum::Json(detail).into_response()),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such run")),
@@ -342,7 +323,7 @@ pub(super) async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) 
 /// `GET /api/v1/targets/{target}/releases`: as `phased releases TARGET --format json`.
 pub(super) async fn releases(State(app): State<Arc<App>>, Path(target): Path<String>) -> ApiResult {
     let name = target.clone();
-    let list = app.with_store(move |store| Ok(crate::engine::releases::releases(store, &name)?)).await?;
+    let list = app.with_store(move |store| Ok(super::summary::releases_json(store, &name)?)).await?;
     Ok(axum::Json(json!({"target": target, "releases": list})).into_response())
 }
 

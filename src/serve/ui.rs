@@ -16,6 +16,8 @@ use crate::store::{Role, TokenRow};
 const PAGE: &str = include_str!("ui/index.html");
 const SCRIPT: &str = include_str!("ui/app.js");
 const RUN_SCRIPT: &str = include_str!("ui/run.js");
+const GRAPH_SCRIPT: &str = include_str!("ui/graph.js");
+const LOG_SCRIPT: &str = include_str!("ui/log.js");
 const DEPLOY_SCRIPT: &str = include_str!("ui/deploy.js");
 const STYLE: &str = include_str!("ui/app.css");
 const ICON: &str = include_str!("ui/icon.svg");
@@ -48,6 +50,8 @@ pub(super) async fn asset(Path(name): Path<String>) -> ApiResult {
     match name.as_str() {
         "app.js" => Ok(file("text/javascript; charset=utf-8", SCRIPT)),
         "run.js" => Ok(file("text/javascript; charset=utf-8", RUN_SCRIPT)),
+        "graph.js" => Ok(file("text/javascript; charset=utf-8", GRAPH_SCRIPT)),
+        "log.js" => Ok(file("text/javascript; charset=utf-8", LOG_SCRIPT)),
         "deploy.js" => Ok(file("text/javascript; charset=utf-8", DEPLOY_SCRIPT)),
         "app.css" => Ok(file("text/css; charset=utf-8", STYLE)),
         "icon.svg" => Ok(file("image/svg+xml", ICON)),

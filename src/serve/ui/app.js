@@ -80,6 +80,54 @@ function when(iso) {
   return h("time", { datetime: iso, title: iso }, clock.format(new Date(iso)));
 }
 
+// A server message with its `identifiers` shown as code.
+function rich(text) {
+  return String(text || "").split("`").map((part, i) => (i % 2 ? h("code", {}, part) : part));
+}
+
+// Who started a run, from its `actor` (`cli:user@host`, `token:NAME`,
+// `webhook:TRIGGER#DELIVERY`, `rollback:RUN`, `watch`); null when the server does not say.
+function actor(run) {
+  if (run.actor === undefined) return null;
+  const text = run.actor || "";
+  const [kind, ...rest] = text.split(":");
+  const what = rest.join(":");
+  if (!text) return "unknown";
+  if (kind === "cli") return `${what} (command line)`;
+  if (kind === "token") return `token ${what}`;
+  if (kind === "webhook") { const [trigger, delivery] = what.split("#"); return `webhook ${trigger}${delivery ? ` (delivery ${delivery})` : ""}`; }
+  if (kind === "rollback") return ["rollback of ", h("a", { href: `#/runs/${encodeURIComponent(what)}`, class: "mono" }, what)];
+  if (kind === "watch") return "phased watch";
+  return text;
+}
+
+// What a run deployed, in a few characters: the commit it recorded, its image, else
+// the version (or ref, tag, branch) it was given.
+function deployedLabel(run) {
+  const d = run.deployed || {};
+  if (d.commit) return h("span", { class: "mono", title: `commit ${d.commit}` }, d.commit.slice(0, 7));
+  if (d.image) return h("span", { class: "mono" }, d.image);
+  if (run.version) return h("span", { class: "mono" }, run.version);
+  return h("span", { class: "muted" }, "—");
+}
+
+// Asks before an action that changes what is deployed; resolves to true on "yes".
+function confirmAction({ title, body, yes, danger }) {
+  return new Promise((resolve) => {
+    const dialog = h("dialog", { class: "confirm", id: "confirm", "aria-labelledby": "confirm-title" });
+    const done = (answer) => { dialog.close(); dialog.remove(); resolve(answer); };
+    const no = h("button", { type: "button", class: "quiet", id: "confirm-no", onclick: () => done(false) }, "Keep as is");
+    dialog.append(
+      h("h2", { id: "confirm-title" }, title),
+      h("p", {}, body),
+      h("div", { class: "toolbar end" }, no, h("button", { type: "button", class: danger ? "danger solid" : "", id: "confirm-yes", onclick: () => done(true) }, yes)));
+    dialog.addEventListener("cancel", (ev) => { ev.preventDefault(); done(false); });
+    document.body.append(dialog);
+    dialog.showModal();
+    no.focus();
+  });
+}
+
 function statusBadge(status) {
   return h("span", { class: `status s-${status}`, "data-status": status }, status);
 }
@@ -97,14 +145,17 @@ function setProgress(container, value) {
   if (pct) pct.textContent = `${value}%`;
 }
 
+// A short duration with a tenth of a second below ten seconds ("0.4s", "7.2s").
+function fine(ms) {
+  return ms < 10000 ? `${(Math.max(0, ms) / 1000).toFixed(1).replace(/\.0$/, "")}s` : duration(ms);
+}
+
 // Durations of what is still running tick here, from the page's clock only.
 setInterval(() => {
   for (const el of document.querySelectorAll("[data-since]")) {
     el.textContent = duration(Date.now() - Date.parse(el.dataset.since));
   }
-  for (const el of document.querySelectorAll("[data-until]")) {
-    el.textContent = `${duration(Math.max(0, Date.parse(el.dataset.until) - Date.now()))} left`;
-  }
+  for (const el of document.querySelectorAll("[data-eta]")) showEta(el);
 }, 1000);
 
 function runDuration(run) {
@@ -115,11 +166,50 @@ function runDuration(run) {
   return h("span", { class: "num" }, "—");
 }
 
-// What a running run has left, counting down on the page's clock from when it was said.
+// What a running run has left, counting down on the page's clock from when it was
+// said; but a node running longer than it usually does makes any count a guess, so
+// then it says so ("build: running 53s, usually 7s"), and it never says "0s left".
 function eta(run) {
-  if (run.eta_seconds === null || run.eta_seconds === undefined || run.status !== "running") return "—";
-  const until = (run.eta_at ? Date.parse(run.eta_at) : Date.now()) + run.eta_seconds * 1000;
-  return h("span", { "data-until": new Date(until).toISOString() }, `${duration(until - Date.now())} left`);
+  if (run.status !== "running") return "—";
+  const known = run.eta_seconds !== null && run.eta_seconds !== undefined;
+  const until = known ? (run.eta_at ? Date.parse(run.eta_at) : Date.now()) + run.eta_seconds * 1000 : null;
+  const running = (run.running_nodes || []).filter((n) => n.started_at && (n.usual_seconds ?? n.estimate_seconds) !== null && (n.usual_seconds ?? n.estimate_seconds) !== undefined);
+  if (until === null && !running.length) return "—";
+  const el = h("span", { class: "eta", "data-eta": "", "data-until": until === null ? null : new Date(until).toISOString(), "data-nodes": JSON.stringify(running) });
+  showEta(el);
+  return el;
+}
+
+function showEta(el) {
+  const now = Date.now();
+  let worst = null;
+  for (const n of JSON.parse(el.dataset.nodes || "[]")) {
+    const ran = now - Date.parse(n.started_at);
+    const usual = (n.usual_seconds ?? n.estimate_seconds) * 1000;
+    if (ran > usual && (!worst || ran - usual > worst.over)) worst = { ...n, ran, usual, over: ran - usual };
+  }
+  el.classList.toggle("late", !!worst);
+  if (worst) {
+    el.textContent = `${worst.node}: running ${fine(worst.ran)}, ${worst.usual_seconds !== null && worst.usual_seconds !== undefined ? "usually" : "expected"} ${fine(worst.usual)}`;
+    return;
+  }
+  const left = el.dataset.until ? Date.parse(el.dataset.until) - now : null;
+  el.textContent = left === null ? "—" : left >= 1000 ? `${duration(left)} left` : "almost done";
+}
+
+// The progress a list shows: for a failed run, how far it got before it failed.
+function shownProgress(run) {
+  if (run.status !== "failed") return run.phase_progress;
+  const reached = run.phase_metadata && run.phase_metadata.progressReached;
+  return typeof reached === "number" ? reached : run.best_progress || run.phase_progress;
+}
+
+// Status, then where: the phase it is in, or the node it failed at.
+function stateCell(run) {
+  const failedAt = run.status === "failed" ? run.failed_node || (run.phase_metadata && run.phase_metadata.failedNode) : null;
+  return [statusBadge(run.status), " ",
+    failedAt ? h("span", { class: "where" }, "at ", h("span", { class: "mono" }, failedAt))
+      : h("span", { class: "where mono" }, run.status === "succeeded" ? "" : run.phase)];
 }
 
 // A run's state after an event (the run's own fields only).
@@ -131,7 +221,11 @@ function applyToRun(run, e) {
     case "run_queued": run.status = "queued"; break;
     case "run_started": case "run_resumed": run.status = "running"; run.finished_at = null; break;
     case "run_succeeded": run.status = "succeeded"; run.finished_at = e.ts; break;
-    case "run_failed": run.status = "failed"; run.finished_at = e.ts; run.error = e.error; break;
+    case "run_failed":
+      run.status = "failed"; run.finished_at = e.ts; run.error = e.error;
+      run.failed_node = e.node || run.failed_node;
+      run.phase_metadata = e.metadata || run.phase_metadata;
+      break;
     case "run_interrupted": run.status = /cancel|supersed/.test(e.metadata.reason || "") ? "cancelled" : "interrupted"; break;
     default: if (run.status === "queued") run.status = "running";
   }
@@ -238,7 +332,7 @@ function runsView(before) {
   const table = h("div", { class: "table-wrap", tabindex: 0, role: "region", "aria-label": "Deployments" },
     h("table", { class: "cards", id: "runs" },
       h("caption", { class: "sr-only" }, "Deployments, newest first"),
-      h("thead", {}, h("tr", {}, ["Target", "Type", "Status", "Phase", "Progress", "Started", "Duration", "ETA"].map((t) => h("th", { scope: "col" }, t)))),
+      h("thead", {}, h("tr", {}, ["Run", "Target", "Type", "Status", "Deployed", "Progress", "Started", "Duration", "ETA"].map((t) => h("th", { scope: "col" }, t)))),
       tbody));
   const empty = h("p", { class: "empty", hidden: true }, "No deployments yet. ", canDeploy() ? h("a", { href: "#/deploy" }, "Start one") : null, canDeploy() ? " or run " : "Run ", h("code", {}, "phased run"), ".");
   const toolbar = h("div", { class: "toolbar" },
@@ -249,14 +343,15 @@ function runsView(before) {
   function render(run) {
     const label = run.target || run.id.slice(0, 8);
     const tr = h("tr", { "data-id": run.id, "data-status": run.status },
-      h("td", { "data-label": "Target" }, h("a", { href: `#/runs/${encodeURIComponent(run.id)}` }, label)),
+      h("td", { "data-label": "Run" }, h("a", { href: `#/runs/${encodeURIComponent(run.id)}`, class: "mono", title: run.id, "aria-label": `Run ${run.id}` }, run.id.slice(0, 8))),
+      h("td", { "data-label": "Target" }, run.target || h("span", { class: "muted" }, "—")),
       h("td", { "data-label": "Type" }, run.pipeline),
-      h("td", { "data-label": "Status" }, statusBadge(run.status)),
-      h("td", { "data-label": "Phase", class: "mono" }, run.phase),
-      h("td", { "data-label": "Progress" }, progressBar(run.phase_progress, `Progress of ${label}`)),
+      h("td", { "data-label": "Status", class: "state" }, stateCell(run)),
+      h("td", { "data-label": "Deployed" }, deployedLabel(run)),
+      h("td", { "data-label": "Progress", class: "progress-cell" }, progressBar(shownProgress(run), `Progress of ${label}`)),
       h("td", { "data-label": "Started" }, when(run.created_at)),
       h("td", { "data-label": "Duration" }, runDuration(run)),
-      h("td", { "data-label": "ETA", class: "num" }, eta(run)));
+      h("td", { "data-label": "ETA", class: "num eta-cell" }, eta(run)));
     return tr;
   }
 
@@ -321,10 +416,11 @@ function runsView(before) {
         if (e.event === "node_progress" || e.event === "node_started" || e.event === "node_succeeded") {
           // The row's cells, in place: no new element for each event.
           row.tr.dataset.status = row.run.status;
-          setProgress(row.tr, row.run.phase_progress);
-          row.tr.children[3].textContent = row.run.phase;
-          row.tr.children[2].replaceChildren(statusBadge(row.run.status));
-          row.tr.children[7].replaceChildren(eta(row.run));
+          setProgress(row.tr, shownProgress(row.run));
+          row.tr.querySelector(".state").replaceChildren(...stateCell(row.run));
+          row.tr.querySelector(".eta-cell").replaceChildren(eta(row.run));
+          // A node started: what it usually takes comes with the run.
+          if (e.event === "node_started") fetchRun(e.deployment);
         } else {
           put(row.run, false);
         }

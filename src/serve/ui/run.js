@@ -1,78 +1,9 @@
-// Phased dashboard: one run (its graph, nodes, phases, releases, log and events),
-// followed live. Loaded after app.js, whose helpers it uses.
+// Phased dashboard: one run (what it deployed and who started it, its graph beside the
+// log of the node chosen, its nodes, phases, releases and events), followed live.
+// Loaded after app.js, log.js and graph.js, whose helpers it uses.
 "use strict";
 
-// ---------------------------------------------------------------- one run
-
-const NODE_W = 168, NODE_H = 42, GAP_X = 44, GAP_Y = 14;
-
-// Left to right by longest path; within a column, in plan order.
-function layout(nodes) {
-  const column = new Map();
-  for (const n of nodes) {
-    let c = 0;
-    for (const a of n.after) if (column.has(a)) c = Math.max(c, column.get(a) + 1);
-    column.set(n.id, c);
-  }
-  const rows = [];
-  const at = new Map();
-  for (const n of nodes) {
-    const c = column.get(n.id);
-    rows[c] = (rows[c] || 0) + 1;
-    at.set(n.id, { x: 12 + c * (NODE_W + GAP_X), y: 12 + (rows[c] - 1) * (NODE_H + GAP_Y) });
-  }
-  const width = 24 + rows.length * (NODE_W + GAP_X) - GAP_X;
-  const height = 24 + Math.max(1, ...rows.map((r) => r || 0)) * (NODE_H + GAP_Y) - GAP_Y;
-  return { at, width, height };
-}
-
-function short(text, max) {
-  return text.length > max ? `…${text.slice(text.length - max + 1)}` : text;
-}
-
-function drawGraph(graph, states, choose) {
-  const { at, width, height } = layout(graph.nodes);
-  const svg = h("svg:svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `The run's graph: ${graph.nodes.length} nodes, listed with their state in the table below` });
-  const edges = h("svg:g", {});
-  const boxes = h("svg:g", {});
-  const groups = new Set(graph.nodes.map((n) => n.parent).filter(Boolean));
-  const drawn = new Map();
-  for (const n of graph.nodes) {
-    const p = at.get(n.id);
-    for (const a of n.after) {
-      const q = at.get(a);
-      if (!q) continue;
-      const x1 = q.x + NODE_W, y1 = q.y + NODE_H / 2, x2 = p.x, y2 = p.y + NODE_H / 2;
-      const mid = (x1 + x2) / 2;
-      edges.append(h("svg:path", { class: "edge", d: `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}` }));
-    }
-    const state = states.get(n.id) || "pending";
-    const g = h("svg:g", { class: `node g-${state}${groups.has(n.id) ? " group" : ""}`, "data-node": n.id, transform: `translate(${p.x},${p.y})` },
-      h("svg:title", {}, `${n.id} (${n.uses}): ${state}`),
-      h("svg:rect", { width: NODE_W, height: NODE_H, rx: 6 }),
-      h("svg:text", { x: 10, y: 17 }, short(n.id, 21)),
-      h("svg:text", { x: 10, y: 33, class: "state" }, `${state} · ${short(n.uses, 14)}`));
-    g.addEventListener("click", () => choose(n.id));
-    boxes.append(g);
-    drawn.set(n.id, g);
-  }
-  svg.append(edges, boxes);
-  return {
-    svg,
-    set(id, state) {
-      const g = drawn.get(id);
-      if (!g) return;
-      g.setAttribute("class", `node g-${state}${groups.has(id) ? " group" : ""}${g.classList.contains("chosen") ? " chosen" : ""}`);
-      g.querySelector(".state").textContent = `${state} · ${short(graph.nodes.find((n) => n.id === id).uses, 14)}`;
-      g.querySelector("title").textContent = `${id}: ${state}`;
-    },
-    choose(id) {
-      for (const [k, g] of drawn) g.classList.toggle("chosen", k === id);
-    },
-  };
-}
-
-// Phases in order with how long each lasted, and the metadata each recorded.
+// Phases in order with when each started and ended, and the metadata each recorded.
 function phases(run) {
   const out = [];
   for (const row of run.history || []) {
@@ -89,74 +20,141 @@ function phases(run) {
   return out;
 }
 
+// The phases as a timeline: each bar starts where its phase started and is as long as
+// it lasted, on one scale from the run's start to its end (or now).
+function drawTimeline(list, into) {
+  const now = Date.now();
+  const t0 = list.length ? Date.parse(list[0].start) : now;
+  const ends = list.map((p) => (p.end ? Date.parse(p.end) : now));
+  const total = Math.max(1, ...ends.map((e) => e - t0));
+  into.replaceChildren(
+    h("li", { class: "axis", "aria-hidden": "true" }, h("span", {}), h("span", { class: "scale" }, h("span", {}, "0s"), h("span", {}, fine(total))), h("span", {})),
+    ...list.map((p, i) => {
+      const start = Date.parse(p.start) - t0, span = ends[i] - Date.parse(p.start);
+      const meta = Object.entries(p.metadata || {});
+      const fill = h("span", { class: `bar-fill${p.end ? "" : " open"}`, "data-left": (start / total) * 100, "data-width": (span / total) * 100 });
+      return h("li", { "data-phase": p.phase },
+        h("span", { class: "mono" }, p.phase),
+        h("span", { class: "bar-track" }, fill,
+          h("span", { class: "sr-only" }, `from ${fine(start)} to ${fine(start + span)} after the start`)),
+        h("span", { class: "num" }, p.end ? fine(span) : h("span", { "data-since": p.start }, duration(span))),
+        meta.length ? h("dl", {}, meta.map(([k, v]) => [h("dt", {}, k), h("dd", {}, typeof v === "string" ? v : JSON.stringify(v))])) : null);
+    }));
+  // Through the CSSOM: the page's policy allows no style attributes.
+  for (const fill of into.querySelectorAll(".bar-fill")) {
+    fill.style.left = `${fill.dataset.left}%`;
+    fill.style.width = `${fill.dataset.width}%`;
+  }
+}
+
+// The node whose log says why a run failed: a failed node none of whose own nodes
+// (`node.x`, `node[item]`) failed too.
+function failedLeaf(run, states) {
+  const failed = (run.nodes || []).map((n) => n.node).filter((id) => (states.get(id) || "") === "failed");
+  return failed.find((id) => !failed.some((o) => o !== id && (o.startsWith(`${id}.`) || o.startsWith(`${id}[`)))) || null;
+}
+
+function shortValue(v) {
+  const text = typeof v === "string" ? v : JSON.stringify(v);
+  return text.length > 160 ? `${text.slice(0, 159)}…` : text;
+}
+
 function runView(id) {
   const states = new Map();       // node -> state
-  let run = null, graph = null, drawing = null, stream = null, follow = null, refetch = null;
+  let run = null, graph = null, drawing = null, stream = null, refetch = null, ticking = null;
   let chosen = null, closed = false;
   const seen = new Set();         // seqs shown in the event table
+  const log = logPane(id);
   const parts = {
-    head: h("div", {}), alert: h("div", {}), graph: h("div", { class: "graph", id: "graph", tabindex: 0, role: "region", "aria-label": "Graph" }),
+    head: h("div", {}), facts: h("div", {}), alert: h("div", {}),
+    graph: h("div", { class: "graph", id: "graph", tabindex: 0, role: "region", "aria-label": "Graph" }),
+    hint: h("p", { class: "hint", id: "graph-hint", hidden: true }, "Scroll the graph sideways to see all of it. Choose a node to see its log."),
     nodes: h("tbody", { id: "nodes-body" }), timeline: h("ol", { class: "timeline", id: "timeline" }),
-    log: h("pre", { class: "log", id: "log", tabindex: 0, "aria-live": "off", "aria-label": "Node log" }, "Choose a node to see its log."),
-    logTitle: h("h2", { id: "log-title" }, "Log"),
     events: h("tbody", { id: "events-body" }),
     releases: h("section", { id: "releases" }),
   };
   main().replaceChildren(
     h("p", {}, h("a", { href: "#/" }, "← Deployments")),
-    parts.head, parts.alert,
-    h("h2", {}, "Graph"), parts.graph,
+    parts.head, parts.facts, parts.alert,
+    h("div", { class: "run-grid" },
+      h("section", { class: "graph-pane", "aria-labelledby": "graph-title" }, h("h2", { id: "graph-title" }, "Graph"), parts.hint, parts.graph),
+      log.section),
     h("h2", {}, "Nodes"),
     h("div", { class: "table-wrap", tabindex: 0, role: "region", "aria-label": "Nodes" }, h("table", { class: "cards", id: "nodes" },
       h("thead", {}, h("tr", {}, ["Node", "State", "Attempt", "Duration", "Log"].map((t) => h("th", { scope: "col" }, t)))),
       parts.nodes)),
     h("h2", {}, "Phases"), parts.timeline,
     parts.releases,
-    parts.logTitle, parts.log,
     h("h2", {}, "Events"),
-    h("div", { class: "table-wrap", tabindex: 0, role: "region", "aria-label": "Events" }, h("table", { id: "events" },
+    h("div", { class: "table-wrap", tabindex: 0, role: "region", "aria-label": "Events" }, h("table", { class: "cards", id: "events" },
       h("thead", {}, h("tr", {}, ["#", "Time", "Event", "Node", "Phase", "Progress"].map((t) => h("th", { scope: "col" }, t)))),
       parts.events)));
 
   function nodeRow(n) {
     const state = states.get(n.node) || n.status;
+    const logged = state !== "pending" && state !== "skipped";
     return h("tr", { "data-node": n.node, "data-state": state },
       h("td", { "data-label": "Node", class: "mono" }, n.node),
       h("td", { "data-label": "State" }, statusBadge(state)),
       h("td", { "data-label": "Attempt", class: "num" }, n.attempt || "—"),
       h("td", { "data-label": "Duration", class: "num" }, n.duration_ms !== null ? duration(n.duration_ms) : n.started_at && state === "running" ? h("span", { "data-since": n.started_at }, duration(Date.now() - Date.parse(n.started_at))) : "—"),
-      h("td", { "data-label": "Log" }, h("button", { type: "button", class: "quiet", "aria-label": `Log of ${n.node}`, onclick: () => chooseNode(n.node) }, "Log")));
+      h("td", { "data-label": "Log" }, logged
+        ? h("button", { type: "button", class: "quiet", "aria-label": `Log of ${n.node}`, onclick: () => chooseNode(n.node) }, "Log")
+        : h("span", { class: "muted" }, state === "pending" ? "not started" : "—")));
   }
 
   function renderHead() {
     const label = run.target || run.pipeline;
     document.title = `${label} · ${run.status} · Phased`;
     const buttons = [];
-    if (canDeploy() && (run.status === "running" || run.status === "queued")) {
-      buttons.push(h("button", { type: "button", class: "danger", id: "cancel", onclick: act("cancel") }, "Cancel"));
+    const rollback = run.rollback;
+    if (canDeploy() && rollback && rollback.available) {
+      buttons.push(h("button", { type: "button", class: "quiet", id: "rollback-here", onclick: rollbackTo(run.id) }, "Roll back to this release"));
     }
     if (canDeploy() && ["failed", "interrupted", "cancelled"].includes(run.status)) {
       buttons.push(h("button", { type: "button", id: "resume", onclick: act("resume") }, "Resume"));
     }
+    if (canDeploy() && (run.status === "running" || run.status === "queued")) {
+      buttons.push(h("button", { type: "button", class: "danger", id: "cancel", onclick: cancel }, "Cancel"));
+    }
+    const by = actor(run);
     parts.head.replaceChildren(
-      h("div", { class: "toolbar" }, h("h1", {}, label, " ", h("span", { class: "muted mono" }, run.id)), h("span", { class: "spacer" }), buttons),
+      h("div", { class: "toolbar" }, h("h1", {}, label, " ", h("span", { class: "muted mono", title: run.id }, run.id)), h("span", { class: "spacer" }), buttons),
       h("dl", { class: "summary", id: "summary" },
         h("div", {}, h("dt", {}, "Status"), h("dd", { id: "run-status" }, statusBadge(run.status))),
         h("div", {}, h("dt", {}, "Phase"), h("dd", { id: "run-phase", class: "mono" }, run.phase)),
-        h("div", {}, h("dt", {}, "Progress"), h("dd", { id: "run-progress" }, progressBar(run.phase_progress, "Progress of this run"))),
+        h("div", {}, h("dt", {}, "Progress"), h("dd", { id: "run-progress" }, progressBar(shownProgress(run), "Progress of this run"))),
         h("div", {}, h("dt", {}, "Type"), h("dd", {}, run.pipeline)),
+        h("div", {}, h("dt", {}, "Deployed"), h("dd", { id: "run-deployed" }, deployedLabel(run))),
+        by === null ? null : h("div", {}, h("dt", {}, "Started by"), h("dd", { id: "run-actor" }, by)),
         h("div", {}, h("dt", {}, "Started"), h("dd", {}, when(run.created_at))),
         h("div", {}, h("dt", {}, "Duration"), h("dd", {}, runDuration(run))),
         h("div", {}, h("dt", {}, "ETA"), h("dd", { id: "run-eta" }, eta(run))),
-        h("div", {}, h("dt", {}, "Attempt"), h("dd", {}, run.attempt))));
-    const failed = (run.nodes || []).find((n) => (states.get(n.node) || n.status) === "failed");
+        h("div", {}, h("dt", {}, "Attempt"), h("dd", {}, run.attempt))),
+      ...(rollback && !rollback.available && run.status === "succeeded" && rollback.live !== run.id && rollback.reason
+        ? [h("p", { class: "muted", id: "rollback-reason" }, "No rollback to this release: ", rich(rollback.reason), ".")] : []));
+    renderFacts();
+    const failed = failedLeaf(run, states);
     if (run.status === "failed") {
       parts.alert.replaceChildren(h("section", { class: "alert", id: "failure", role: "alert" },
-        h("h2", {}, failed ? `Failed at ${failed.node}` : "Failed"),
-        h("pre", {}, run.error || (failed && failed.error) || "")));
+        h("h2", {}, failed ? `Failed at ${failed}` : "Failed"),
+        h("pre", {}, run.error || (failed && (run.nodes.find((n) => n.node === failed) || {}).error) || "")));
     } else {
       parts.alert.replaceChildren();
     }
+  }
+
+  // What the run was given and what it recorded it deployed.
+  function renderFacts() {
+    const d = run.deployed || {};
+    const recorded = [["Commit", d.commit], ["Image", d.image], ["Release folder", d.release]].filter(([, v]) => v);
+    const inputs = Object.entries(run.inputs || {}).filter(([, v]) => v !== null && v !== "");
+    if (!recorded.length && !inputs.length) { parts.facts.replaceChildren(); return; }
+    parts.facts.replaceChildren(h("section", { class: "facts", id: "deployed", "aria-labelledby": "deployed-title" },
+      h("h2", { id: "deployed-title" }, "What it deployed"),
+      h("dl", {},
+        recorded.map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", { class: "mono" }, v))),
+        inputs.map(([k, v]) => h("div", { "data-input": k }, h("dt", {}, h("span", { class: "muted" }, "input "), k), h("dd", { class: "mono", title: typeof v === "string" ? v : JSON.stringify(v) }, shortValue(v)))))));
   }
 
   function act(what) {
@@ -167,26 +165,25 @@ function runView(id) {
         if (what === "resume") openStream();
         scheduleRefetch();
       } catch (e) {
-        parts.alert.replaceChildren(h("p", { class: "alert", role: "alert" }, `Could not ${what}: ${e.message}`));
+        parts.alert.replaceChildren(h("p", { class: "alert", role: "alert" }, `Could not ${what}: `, rich(e.message)));
         ev.target.disabled = false;
       }
     };
   }
 
+  async function cancel(ev) {
+    const live = run.rollback && run.rollback.live;
+    const yes = await confirmAction({
+      title: `Cancel run ${id.slice(0, 8)} of ${run.target || run.pipeline}?`,
+      body: ["Its running steps are stopped and the run ends cancelled",
+        live ? [": release ", h("span", { class: "mono" }, live), " stays live."] : "."],
+      yes: "Cancel the run", danger: true,
+    });
+    if (yes) act("cancel")(ev);
+  }
+
   function renderTimeline() {
-    const list = phases(run);
-    const spans = list.map((p) => (p.end ? Date.parse(p.end) : Date.now()) - Date.parse(p.start));
-    const longest = Math.max(1, ...spans);
-    parts.timeline.replaceChildren(...list.map((p, i) => {
-      const meta = Object.entries(p.metadata || {});
-      return h("li", {},
-        h("span", { class: "mono" }, p.phase),
-        h("span", { class: "bar-track", "aria-hidden": "true" }, h("span", { class: "bar-fill", style: null, "data-w": Math.round((spans[i] / longest) * 100) })),
-        h("span", { class: "num" }, p.end ? duration(spans[i]) : h("span", { "data-since": p.start }, duration(spans[i]))),
-        meta.length ? h("dl", {}, meta.map(([k, v]) => [h("dt", {}, k), h("dd", {}, typeof v === "string" ? v : JSON.stringify(v))])) : null);
-    }));
-    // Widths through the CSSOM: the page's policy allows no inline style attributes.
-    for (const fill of parts.timeline.querySelectorAll(".bar-fill")) fill.style.width = `${fill.dataset.w}%`;
+    drawTimeline(phases(run), parts.timeline);
   }
 
   let shownReleases = "";
@@ -201,8 +198,8 @@ function runView(id) {
       h("td", { "data-label": "Run" }, h("a", { href: `#/runs/${encodeURIComponent(r.id)}`, class: "mono" }, r.id)),
       h("td", { "data-label": "Finished" }, when(r.finished_at)),
       h("td", { "data-label": "Deployed", class: "mono" }, r.rollback_of ? `rollback to ${r.rollback_of}` : [r.deployed.commit && `commit ${r.deployed.commit.slice(0, 12)}`, r.deployed.image, r.deployed.release].filter(Boolean).join(" · ") || "—"),
-      h("td", { "data-label": "" }, canDeploy() && !r.live && !r.rollback_of
-        ? h("button", { type: "button", class: "quiet", "data-rollback": r.id, "aria-label": `Roll back ${run.target} to ${r.id}`, onclick: rollbackTo(r.id) }, "Roll back to this")
+      h("td", { "data-label": "Action" }, canDeploy() && r.rollback && r.rollback.available
+        ? h("button", { type: "button", class: "quiet", "data-rollback": r.id, "aria-label": `Roll back ${run.target} to ${r.id}`, onclick: rollbackTo(r.id, list) }, "Roll back to this")
         : "")));
     parts.releases.replaceChildren(
       h("h2", {}, `Releases of ${run.target}`),
@@ -212,14 +209,22 @@ function runView(id) {
           h("tbody", {}, rows))));
   }
 
-  function rollbackTo(release) {
+  function rollbackTo(release, list) {
     return async (ev) => {
+      const live = (list && (list.find((r) => r.live) || {}).id) || (run.rollback && run.rollback.live);
+      const yes = await confirmAction({
+        title: `Roll back ${run.target} to release ${release}?`,
+        body: ["Release ", h("span", { class: "mono" }, release), " becomes live again",
+          live ? [" in place of ", h("span", { class: "mono" }, live)] : "", ". This starts a rollback run of ", h("span", { class: "mono" }, run.target), "."],
+        yes: "Roll back",
+      });
+      if (!yes) return;
       ev.target.disabled = true;
       try {
         const started = await api(`/api/v1/targets/${encodeURIComponent(run.target)}/rollback`, { json: { to: release } });
         location.hash = `#/runs/${encodeURIComponent(started.id)}`;
       } catch (e) {
-        parts.alert.replaceChildren(h("p", { class: "alert", role: "alert" }, `Could not roll back: ${e.message}`));
+        parts.alert.replaceChildren(h("p", { class: "alert", role: "alert" }, "Could not roll back: ", rich(e.message)));
         ev.target.disabled = false;
       }
     };
@@ -228,6 +233,11 @@ function runView(id) {
   function renderNodes() {
     parts.nodes.replaceChildren(...(run.nodes || []).map(nodeRow));
   }
+
+  function showHint() {
+    parts.hint.hidden = parts.graph.scrollWidth <= parts.graph.clientWidth + 2;
+  }
+  window.addEventListener("resize", showHint);
 
   async function load() {
     const [detail, g] = await Promise.all([
@@ -251,6 +261,14 @@ function runView(id) {
     } else {
       for (const [node, state] of states) drawing.set(node, state);
     }
+    showHint();
+    // A failed run opens with the log of the node that failed.
+    if (run.status === "failed" && !chosen) {
+      const failed = failedLeaf(run, states);
+      if (failed) chooseNode(failed, false);
+    }
+    clearInterval(ticking);
+    ticking = run.status === "running" ? setInterval(renderTimeline, 1000) : null;
   }
 
   // Node states set by an event newer than the last fetch are kept over the fetched ones.
@@ -275,22 +293,23 @@ function runView(id) {
     if (!run || seen.has(e.seq)) return;
     seen.add(e.seq);
     parts.events.append(h("tr", { "data-seq": e.seq },
-      h("td", { class: "num" }, e.seq), h("td", {}, when(e.ts)), h("td", {}, e.event),
-      h("td", { class: "mono" }, e.node || ""), h("td", { class: "mono" }, e.phase), h("td", { class: "num" }, `${e.progress}%`)));
+      h("td", { "data-label": "#", class: "num" }, e.seq), h("td", { "data-label": "Time" }, when(e.ts)), h("td", { "data-label": "Event" }, e.event),
+      h("td", { "data-label": "Node", class: "mono" }, e.node || ""), h("td", { "data-label": "Phase", class: "mono" }, e.phase), h("td", { "data-label": "Progress", class: "num" }, `${e.progress}%`)));
     const state = NODE_STATE[e.event];
     if (state && e.node) {
       states.set(e.node, state);
       eventAt.set(e.node, e.seq);
       if (drawing) drawing.set(e.node, state);
       const tr = parts.nodes.querySelector(`tr[data-node="${CSS.escape(e.node)}"]`);
-      if (tr) { tr.dataset.state = state; tr.children[1].replaceChildren(statusBadge(state)); }
+      const n = (run.nodes || []).find((x) => x.node === e.node);
+      if (tr && n) tr.replaceWith(nodeRow(n));
     }
     applyToRun(run, e);
     document.getElementById("run-status")?.replaceChildren(statusBadge(run.status));
     const phase = document.getElementById("run-phase");
     if (phase) phase.textContent = run.phase;
     const progress = document.getElementById("run-progress");
-    if (progress) setProgress(progress, run.phase_progress);
+    if (progress) setProgress(progress, shownProgress(run));
     const etaCell = document.getElementById("run-eta");
     if (etaCell) etaCell.replaceChildren(eta(run));
     if (e.event !== "node_progress") scheduleRefetch();
@@ -313,32 +332,13 @@ function runView(id) {
     };
   }
 
-  async function chooseNode(node) {
+  // The node's log beside the graph (below it on a phone, brought into view when a
+  // node was chosen there).
+  function chooseNode(node, byHand = true) {
     chosen = node;
     if (drawing) drawing.choose(node);
-    if (follow) follow.abort();
-    follow = new AbortController();
-    const mine = follow;
-    parts.logTitle.textContent = `Log of ${node}`;
-    parts.log.textContent = "";
-    try {
-      const response = await fetch(`/api/v1/runs/${encodeURIComponent(id)}/nodes/${encodeURIComponent(node)}/log?follow=true`, { credentials: "same-origin", signal: mine.signal });
-      if (!response.ok) { parts.log.textContent = `No log (${response.status}).`; return; }
-      const reader = response.body.getReader();
-      const decoder = new TextDecoder();
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        let text = parts.log.textContent + decoder.decode(value, { stream: true });
-        if (text.length > LOG_LIMIT) text = `…\n${text.slice(text.length - LOG_LIMIT)}`;
-        const atEnd = parts.log.scrollTop + parts.log.clientHeight >= parts.log.scrollHeight - 4;
-        parts.log.textContent = text;
-        if (atEnd) parts.log.scrollTop = parts.log.scrollHeight;
-      }
-      if (!parts.log.textContent) parts.log.textContent = "(this node printed nothing)";
-    } catch (e) {
-      if (e.name !== "AbortError") parts.log.append(`\n(the log stopped: ${e.message})`);
-    }
+    log.open(node, states.get(node) || "pending");
+    if (byHand && matchMedia("(max-width: 900px)").matches) log.section.scrollIntoView({ block: "start" });
   }
 
   // The run's stream opens once it is loaded, never before (the page's own stream may
@@ -357,9 +357,10 @@ function runView(id) {
     close() {
       closed = true;
       if (stream) stream.close();
-      if (follow) follow.abort();
+      log.close();
       clearTimeout(refetch);
+      clearInterval(ticking);
+      window.removeEventListener("resize", showHint);
     },
   };
 }
-

@@ -1,0 +1,199 @@
+//! What the dashboard's deploy form needs besides `POST /api/v1/runs`: each input's
+//! schema with what the form can build from it (the alternatives of an object input a
+//! `select` sub-pipeline reads, such as `source`; which inputs only the operator sets),
+//! the input problems in words for a form rather than for the command line, and
+//! `POST /api/v1/plan`: what a run would do, checked as a run is, started never.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::runs::{bad_request, forbidden_inputs};
+use super::{ApiError, ApiResult, App};
+use crate::compiler::inputs::InputProblem;
+use crate::plan::{InputSpec, NodeKind, Plan, SubPipeline};
+use crate::template::Block;
+
+/// One input as a JSON Schema, with `x-operator` (only the operator sets it: an
+/// `admin` token, the command line) and `x-path` (a path under the server's folders).
+fn input_schema(spec: &InputSpec) -> Value {
+    let mut schema = json!({"type": spec.ty.as_str()});
+    if let Some(d) = &spec.description {
+        schema["description"] = json!(d);
+    }
+    if let Some(d) = &spec.default {
+        schema["default"] = d.clone();
+    }
+    if let Some(allowed) = &spec.allowed {
+        schema["enum"] = json!(allowed);
+    }
+    if let Some(pattern) = &spec.pattern {
+        schema["pattern"] = json!(pattern.as_str());
+    }
+    if spec.operator {
+        schema["x-operator"] = json!(true);
+    }
+    if spec.path {
+        schema["x-path"] = json!(true);
+    }
+    schema
+}
+
+/// `plan`'s inputs as a JSON Schema object; an object input handed whole to a `select`
+/// sub-pipeline gets `oneOf`, one alternative per pipeline it may select, each with
+/// that pipeline's inputs and its selector fixed (`{"type": {"const": "git"}}`).
+pub(super) fn inputs_form(plan: &Plan) -> Value {
+    let mut properties = Map::new();
+    let mut required = Vec::new();
+    for (name, spec) in &plan.inputs {
+        let mut schema = input_schema(spec);
+        if let Some(alternatives) = alternatives(plan, name) {
+            schema["oneOf"] = alternatives;
+        }
+        if spec.required && spec.default.is_none() {
+            required.push(name.clone());
+        }
+        properties.insert(name.clone(), schema);
+    }
+    json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
+}
+
+/// `inputs.NAME.FIELD` when `text` is exactly `{{ inputs.NAME.FIELD }}`.
+fn read_field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?.trim();
+    let field = inner.strip_prefix("inputs.")?.strip_prefix(name)?.strip_prefix('.')?;
+    field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_').then_some(field)
+}
+
+/// The alternatives of object input `name`: a top-level node that selects its
+/// sub-pipeline by `{{ inputs.NAME.FIELD }}` and is given `{{ inputs.NAME }}` whole.
+fn alternatives(plan: &Plan, name: &str) -> Option<Value> {
+    for node in &plan.nodes {
+        let NodeKind::Pipeline(SubPipeline::Select { expr, from }) = &node.kind else { continue };
+        let Some(field) = read_field(&expr.text, name) else { continue };
+        let whole = matches!(&node.with, Some(Block::Template(t))
+            if t.text.trim().trim_start_matches("{{").trim_end_matches("}}").trim() == format!("inputs.{name}"));
+        if !whole {
+            continue;
+        }
+        let list: Vec<Value> = from
+            .iter()
+            .map(|(key, (pipeline, child))| {
+                let mut schema = inputs_form(child);
+                schema["title"] = json!(key);
+                schema["x-pipeline"] = json!(pipeline);
+                schema["properties"][field] = json!({"const": key, "type": "string"});
+                if let Some(required) = schema["required"].as_array_mut() {
+                    required.retain(|r| r != field);
+                    required.insert(0, json!(field));
+                }
+                schema
+            })
+            .collect();
+        return Some(Value::Array(list));
+    }
+    None
+}
+
+/// The input problems of a request as diagnostics, worded for any client (the
+/// command line's `-i` advice is the command line's own).
+pub(super) fn input_diagnostics(plan: &Plan, problems: &[InputProblem]) -> Vec<Value> {
+    problems
+        .iter()
+        .map(|p| {
+            let spec = plan.inputs.get(&p.input);
+            let help = match spec {
+                Some(spec) if p.message.starts_with("missing required input") => spec.description.clone(),
+                _ => p.help.clone(),
+            };
+            json!({"severity": "error", "code": "invalid-input", "input": p.input, "message": p.message, "help": help})
+        })
+        .collect()
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PlanBody {
+    pipeline: String,
+    #[serde(default)]
+    inputs: Map<String, Value>,
+}
+
+/// The pipeline `name` compiled and `given` checked as `POST /api/v1/runs` checks
+/// them: the declared types, patterns and choices, then what this caller may give
+/// ([`crate::admit`]). The response to send instead when they do not pass.
+pub(super) fn admitted(
+    app: &App,
+    name: &str,
+    given: &Map<String, Value>,
+    caller: crate::admit::Caller,
+) -> Result<(Arc<Plan>, Map<String, Value>), Response> {
+    let catalog = crate::catalog::Catalog::new().with_dir(&app.pipelines).with_builtin();
+    let Some(source) = catalog.get(name) else {
+        let names = catalog.names();
+        let hint = crate::suggest::hint(name, names.iter().map(String::as_str)).unwrap_or_default();
+        return Err(bad_request("unknown-pipeline", format!("no deployment type `{name}` {hint}"), vec![]));
+    };
+    let mut compiler = crate::compiler::Compiler::new(&catalog);
+    let Some(plan) = compiler.compile(&source) else {
+        let list = compiler
+            .diagnostics()
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| serde_json::to_value(crate::report::JsonDiagnostic::from(d)).expect("JSON"))
+            .collect();
+        return Err(bad_request("invalid-pipeline", format!("`{name}` does not validate"), list));
+    };
+    let inputs = match crate::compiler::inputs::resolve(&plan.inputs, given) {
+        Ok(inputs) => inputs,
+        Err(problems) => {
+            let list = input_diagnostics(&plan, &problems);
+            return Err(bad_request("invalid-inputs", "the inputs do not fit the pipeline", list));
+        }
+    };
+    let names: Vec<String> = given.keys().cloned().collect();
+    let refused = crate::admit::check(&plan, &inputs, &names, caller, &app.roots);
+    if !refused.is_empty() {
+        return Err(forbidden_inputs(&refused));
+    }
+    Ok((plan, inputs))
+}
+
+/// `POST /api/v1/plan` `{"pipeline", "inputs"}`: what a run with these inputs would
+/// do (as `phased plan --format json`), checked as `POST /api/v1/runs` checks a run
+/// (the same token, role and admission), and nothing started. 200 with the plan; 400
+/// for an invalid pipeline, inputs or template; 403 for an input this caller may not
+/// give.
+pub(super) async fn plan(
+    State(app): State<Arc<App>>,
+    token: Option<axum::Extension<crate::store::TokenRow>>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let caller = match token.map(|t| t.0.role) {
+        Some(crate::store::Role::Admin) => crate::admit::Caller::Operator,
+        _ => crate::admit::Caller::Untrusted,
+    };
+    let request: PlanBody = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => return Ok(bad_request("bad-request", format!("the request body: {e}"), Vec::new())),
+    };
+    let answer = tokio::task::spawn_blocking(move || {
+        let (plan, inputs) = match admitted(&app, &request.pipeline, &request.inputs, caller) {
+            Ok(admitted) => admitted,
+            Err(response) => return response,
+        };
+        match crate::dry_run::dry_run(&plan, inputs) {
+            Ok(result) => axum::Json(result).into_response(),
+            Err(e) => {
+                let diagnostic = json!({"severity": "error", "code": "template", "node": e.node, "message": e.message});
+                bad_request("invalid-plan", format!("node `{}`: {}", e.node, e.message), vec![diagnostic])
+            }
+        }
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok(answer)
+}

@@ -1,0 +1,79 @@
+//! What the API says about a run beside its own fields, for a reader who asks "what did
+//! it deploy, where did it fail, how far did it get, is it late, can I go back to it":
+//! the release, image or commit it recorded (`deployed`), the node it failed at and the
+//! progress it reached, the nodes it is running with what they usually take, and
+//! whether a rollback to it can start (the server decides: the pipeline declares
+//! `rollback:` and the release is still there).
+
+use serde_json::{Value, json};
+
+use crate::engine::releases::{self, Release};
+use crate::store::{RunRow, RunStatus, Store, StoreError};
+
+/// The fields a run's row in a list gets besides [`crate::engine::view::row_json`]'s.
+pub(super) fn extend_row(store: &dyn Store, row: &RunRow, out: &mut Value) -> Result<(), StoreError> {
+    out["best_progress"] = json!(row.best_progress);
+    out["failed_node"] = match row.status {
+        RunStatus::Failed => row.metadata.get("failedNode").cloned().unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    out["deployed"] = releases::deployed(store, row)?;
+    out["version"] = json!(version(&row.inputs));
+    out["running_nodes"] = crate::engine::view::running_nodes(store, row)?;
+    Ok(())
+}
+
+/// The inputs that say which version a run deploys, in the order looked at.
+const VERSION_INPUTS: [&str; 6] = ["version", "tag", "ref", "commit", "branch", "image"];
+
+/// The version a run was given, when one of its inputs (or its `source`'s) says it:
+/// a short text for a list.
+fn version(inputs: &Value) -> Option<String> {
+    let text = |v: &Value| v.as_str().filter(|t| !t.is_empty()).map(str::to_string);
+    let found = VERSION_INPUTS
+        .iter()
+        .find_map(|name| inputs.get(name).and_then(text))
+        .or_else(|| VERSION_INPUTS.iter().find_map(|name| inputs.get("source")?.get(name).and_then(text)))?;
+    Some(if found.chars().count() > 40 { format!("{}…", found.chars().take(39).collect::<String>()) } else { found })
+}
+
+/// The fields of one run (`GET /api/v1/runs/{id}`) besides those of
+/// [`crate::engine::view::run_json`]: those of its row, and `rollback`.
+pub(super) fn extend_run(store: &dyn Store, id: &str, out: &mut Value) -> Result<(), StoreError> {
+    let Some(row) = store.run(id)? else { return Ok(()) };
+    extend_row(store, &row, out)?;
+    out["rollback"] = rollback_to(store, &row)?;
+    Ok(())
+}
+
+/// Whether a rollback to this run can start: `{available, target, release, live,
+/// reason}` (`release` is this run; `live` the release live now); null for a run
+/// without a target.
+fn rollback_to(store: &dyn Store, row: &RunRow) -> Result<Value, StoreError> {
+    let Some(target) = &row.target else { return Ok(Value::Null) };
+    let list = releases::releases(store, target)?;
+    let live = list.iter().find(|r| r.live).map(|r| r.id.clone());
+    let reason = match list.iter().find(|r| r.id == row.id) {
+        Some(release) => releases::rollback_refusals(store, std::slice::from_ref(release))?.remove(0),
+        None => Some(format!("run `{}` is not a release of target `{target}` (a succeeded run of it)", row.id)),
+    };
+    Ok(json!({
+        "available": reason.is_none(), "target": target, "release": row.id, "live": live, "reason": reason,
+    }))
+}
+
+/// A target's releases (as `phased releases TARGET --format json`), each with
+/// `rollback: {available, reason}`.
+pub(super) fn releases_json(store: &dyn Store, target: &str) -> Result<Vec<Value>, StoreError> {
+    let list: Vec<Release> = releases::releases(store, target)?;
+    let refusals = releases::rollback_refusals(store, &list)?;
+    Ok(list
+        .iter()
+        .zip(refusals)
+        .map(|(release, reason)| {
+            let mut out = serde_json::to_value(release).expect("JSON of plain data");
+            out["rollback"] = json!({"available": reason.is_none(), "reason": reason});
+            out
+        })
+        .collect())
+}

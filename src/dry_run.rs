@@ -99,6 +99,7 @@ pub(crate) fn context(root: &str, inputs: &Map<String, serde_json::Value>, item:
             "attempt": 1,
             "started_at": "<deployment.started_at>",
             "work_dir": "<deployment.work_dir>",
+            "live_release": "<deployment.live_release>",
         });
         let scope: std::collections::BTreeMap<&str, Value> = [
             ("inputs", Value::from(minijinja::value::Serde(inputs))),

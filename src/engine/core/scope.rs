@@ -20,6 +20,9 @@ pub struct DeploymentInfo {
     pub started_at: String,
     /// The run's own scratch folder: `work/<run id>` beside the database.
     pub work_dir: PathBuf,
+    /// The run id of the release of the run's target that was live when this attempt
+    /// started (`phased releases`); empty when there is none.
+    pub live_release: String,
 }
 
 impl DeploymentInfo {
@@ -30,7 +33,14 @@ impl DeploymentInfo {
             attempt,
             started_at: started_at.to_string(),
             work_dir: data_dir.join("work").join(id),
+            live_release: String::new(),
         }
+    }
+
+    /// With the target's live release (see [`crate::engine::releases::live_release`]).
+    pub fn with_live_release(mut self, live: Option<String>) -> Self {
+        self.live_release = live.unwrap_or_default();
+        self
     }
 
     pub fn short_id(&self) -> String {
@@ -45,6 +55,7 @@ impl DeploymentInfo {
             "attempt": self.attempt,
             "started_at": self.started_at,
             "work_dir": self.work_dir.display().to_string(),
+            "live_release": self.live_release,
         })
     }
 }

@@ -102,6 +102,7 @@ pub(crate) fn context(root: &str, inputs: &Map<String, serde_json::Value>, item:
             "started_at": "<deployment.started_at>",
             "work_dir": "<deployment.work_dir>",
             "data_dir": "<deployment.data_dir>",
+            "live_release": "<deployment.live_release>",
         });
         let scope: std::collections::BTreeMap<&str, Value> = [
             ("inputs", Value::from(minijinja::value::Serde(inputs))),

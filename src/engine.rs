@@ -166,7 +166,8 @@ pub async fn start(
         return Ok((id, outcome));
     }
     tracing::info!(run = %id, pipeline = %plan.name, "Run started.");
-    let deployment = DeploymentInfo::new(&id, &plan.name, 1, &at, &options.data_dir);
+    let live = live_release_of(store.as_ref(), target.as_ref().map(|(t, _)| t.as_str()))?;
+    let deployment = DeploymentInfo::new(&id, &plan.name, 1, &at, &options.data_dir).with_live_release(live);
     let core = CoreStart {
         plan,
         deployment,
@@ -252,8 +253,10 @@ pub async fn run_claimed(
     let inputs = row.inputs.as_object().cloned().unwrap_or_default();
     let supersedable = row.target.is_some();
     tracing::info!(run = %row.id, pipeline = %row.pipeline, "Run taken by a worker.");
+    let live = live_release_of(store.as_ref(), row.target.as_deref())?;
     let core = CoreStart {
-        deployment: DeploymentInfo::new(&row.id, &row.pipeline, row.attempt, &row.created_at, &options.data_dir),
+        deployment: DeploymentInfo::new(&row.id, &row.pipeline, row.attempt, &row.created_at, &options.data_dir)
+            .with_live_release(live),
         plan,
         inputs,
         secrets: options.secrets.clone(),
@@ -263,6 +266,12 @@ pub async fn run_claimed(
         parallel: options.parallel,
     };
     Ok(drive(core, supersedable, store, (lease, held_since), options, resumed).await?)
+}
+
+/// `deployment.live_release`: the live release of the run's target, read once the run
+/// holds its target (nothing else of the target runs meanwhile).
+fn live_release_of(store: &dyn Store, target: Option<&str>) -> Result<Option<String>, StoreError> {
+    target.map_or(Ok(None), |target| releases::live_release(store, target))
 }
 
 /// What `resume` found before it ran.
@@ -368,7 +377,9 @@ pub async fn resume(
         }
     }
     before_run(&ResumeInfo { id: id.to_string(), killed, plan: Arc::clone(&plan), reload: reloaded, rerun });
-    let deployment = DeploymentInfo::new(id, &row.pipeline, row.attempt, &row.created_at, &options.data_dir);
+    let live = live_release_of(store.as_ref(), row.target.as_deref())?;
+    let deployment =
+        DeploymentInfo::new(id, &row.pipeline, row.attempt, &row.created_at, &options.data_dir).with_live_release(live);
     let core = CoreStart {
         plan,
         deployment,

@@ -346,6 +346,12 @@ pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), Str
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async move {
+        // The signal handlers come first: from the moment the port accepts a connection
+        // (a client or a probe may take that for "up"), SIGTERM and SIGINT end the server
+        // gracefully, even while it is still starting; before, they would kill it.
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+        let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
         let listener = conn::listen(options.listen).map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         let (stop, shutdown) = tokio::sync::watch::channel(false);
@@ -379,11 +385,18 @@ pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), Str
                 let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
                 let secrets = crate::secrets::Secrets::from_env().without(hook_keys.iter().map(String::as_str));
                 runtime.block_on(async move {
+                    let sending = crate::notify::Sending::PATIENT;
                     while !*stop.borrow() {
-                        if let Ok(mut store) = crate::store::open(&db, durability)
-                            && let Err(e) = crate::notify::deliver_due(store.as_mut(), &secrets, &guard, None).await
-                        {
-                            tracing::warn!(error = %e, "Could not read the notifications.");
+                        if let Ok(mut store) = crate::store::open(&db, durability) {
+                            match crate::notify::deliver_due(store.as_mut(), &secrets, &guard, None, sending).await {
+                                Ok(pass) => {
+                                    for n in &pass.failed {
+                                        let line = crate::notify::undelivered_line(n, "retried after its backoff");
+                                        tracing::warn!("{line}");
+                                    }
+                                }
+                                Err(e) => tracing::warn!(error = %e, "Could not read the notifications."),
+                            }
                         }
                         tokio::select! {
                             _ = tokio::time::sleep(NOTIFY_POLL) => {}
@@ -427,9 +440,6 @@ pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), Str
             Some((false, why)) => tracing::info!("{why}"),
             None => {}
         }
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
-        let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
         ready(address);
         let signals = async move {
             tokio::select! {

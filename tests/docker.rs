@@ -203,7 +203,7 @@ fn a_busybox_app_is_built_run_routed_and_checked_with_the_seed_phases() {
     let active = &status["phase_metadata"];
     assert_eq!(active["imageTag"], json!(tag.clone()), "the tag is <service>:<first 8 of the id>");
     assert_eq!(active["containerName"], json!(format!("{}-web00001", service.0)));
-    assert_eq!(active["healthCheckUrl"], json!(format!("http://{}.localhost/health", service.0)));
+    assert_eq!(active["healthCheckUrl"], json!(format!("http://{}.localhost:{}/health", service.0, nginx.port)));
     assert!(active["deploymentCompletedAt"].is_string() && active["port"].as_u64().unwrap() > 0, "{active}");
     let history = status["history"].as_array().unwrap();
     let building = history.iter().find(|h| h["phase"] == "BUILDING").unwrap();
@@ -339,7 +339,7 @@ fn a_new_version_that_never_answers_is_removed_and_the_old_one_keeps_serving() {
     assert!(error.contains(&format!("the previous container `{old}` keeps serving")), "{error}");
     assert_eq!(meta["containerName"], json!(format!("{}-docs0002", service.0)));
     assert_eq!(meta["imageTag"], json!(format!("{}:docs0002", service.0)));
-    assert_eq!(meta["healthCheckUrl"], json!(format!("http://{host}/health")));
+    assert_eq!(meta["healthCheckUrl"], json!(format!("http://{host}:{}/health", nginx.port)));
     assert_eq!((meta["newContainerRemoved"].as_bool(), meta["routeRestored"].as_bool()), (Some(true), Some(false)));
 }
 

@@ -85,7 +85,7 @@ fn a_loopback_target_is_refused_unless_the_operator_allows_private_ones() {
     assert!(error.starts_with("refused: 127.0.0.1 is a loopback address"), "{error}");
     assert!(error.contains("--allow-private-notify") && error.contains(&format!("--notify-allow 127.0.0.1:{port}")));
     let said = String::from_utf8_lossy(&out.stderr);
-    assert!(said.contains("was not delivered (refused: 127.0.0.1 is a loopback address"), "{said}");
+    assert!(said.contains("was not delivered: refused: 127.0.0.1 is a loopback address"), "{said}");
     let shown = String::from_utf8(env.run(&["status", "refused"]).stdout).unwrap();
     assert!(shown.contains("notify    succeeded (json): failed after 1 attempt(s): refused: 127.0.0.1"), "{shown}");
 

@@ -184,7 +184,7 @@ fn a_failing_health_check_makes_the_previous_release_live_again() {
     assert_eq!(meta["failedNode"], "health");
     assert_eq!(meta["reverted"], serde_json::json!(["symlinks"]));
     assert_eq!(meta["previousReleaseServing"], true);
-    assert_eq!(meta["healthCheckUrl"], "http://docs.localhost/missing.html");
+    assert_eq!(meta["healthCheckUrl"], format!("http://docs.localhost:{}/missing.html", nginx.port));
     assert_eq!(meta["containerName"], "nginx");
     // The health check reports each failed request as progress within HEALTH_CHECK.
     let reached = meta["progressReached"].as_u64().unwrap();

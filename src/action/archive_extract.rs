@@ -150,6 +150,12 @@ fn strip(path: &Path, components: u32) -> Option<PathBuf> {
     (!rest.as_os_str().is_empty()).then_some(rest)
 }
 
+/// Whether an entry names the archive's root (`./`, as `tar -C dir .` writes first):
+/// that folder is the target itself, so there is nothing to create for it.
+fn is_root(name: &Path) -> bool {
+    name.components().all(|c| c == std::path::Component::CurDir)
+}
+
 /// Unpacks `archive` into `to` (replacing it), within the limits of `params`.
 pub fn extract(params: &ExtractParams, progress: std::sync::Arc<ProgressReporter>) -> Result<Extracted, String> {
     let archive = Path::new(&params.archive);
@@ -201,9 +207,12 @@ fn unpack_tar<R: Read>(
         let mut entry = entry.map_err(|e| format!("not a valid archive: {e}"))?;
         let raw = entry.path().map_err(|e| format!("an entry has an unreadable name: {e}"))?.into_owned();
         let Some(name) = strip(&raw, params.strip_components) else { continue };
+        let kind = entry.header().entry_type();
+        if kind == tar::EntryType::Directory && is_root(&name) {
+            continue;
+        }
         let relative = safe_relative(&name).map_err(|why| format!("entry `{}` {why}", raw.display()))?;
         budget.entry(&raw)?;
-        let kind = entry.header().entry_type();
         let place =
             |relative: &Path| prepare_parent(root, relative).map_err(|why| format!("entry `{}` {why}", raw.display()));
         match kind {
@@ -292,6 +301,9 @@ fn unpack_zip(path: &Path, root: &Path, params: &ExtractParams, budget: &mut Bud
         let raw =
             PathBuf::from(entry.name().map_err(|e| format!("entry {i} has an unreadable name: {e}"))?.into_owned());
         let Some(name) = strip(&raw, params.strip_components) else { continue };
+        if entry.is_dir() && is_root(&name) {
+            continue;
+        }
         let relative = safe_relative(&name).map_err(|why| format!("entry `{}` {why}", raw.display()))?;
         budget.entry(&raw)?;
         let place =

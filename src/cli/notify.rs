@@ -1,5 +1,7 @@
 //! `phased notify`: sends the notifications still pending (a receiver that was down,
-//! a process that died before sending), retrying with backoff for up to `--wait`.
+//! a process that died before sending): each at most `--attempts` times, after the
+//! backoff recorded in the outbox, waiting at most `--wait` for one to come due. A
+//! receiver that is down holds it for seconds, never for a minute.
 
 use crate::cli::store::{open_existing, store_error};
 use crate::cli::{StoreArgs, exit};
@@ -7,8 +9,13 @@ use crate::reporter::{err_line, note_line};
 
 #[derive(clap::Args, Debug)]
 pub(super) struct NotifyArgs {
-    /// How long to keep retrying the ones that fail (they stay pending after it).
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = super::serve::parse_duration)]
+    /// How many times each pending notification is tried by this command (then it
+    /// stays pending, its backoff recorded, for the next `phased notify` or `phased serve`).
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    attempts: u32,
+    /// The longest it waits for a notification's backoff to end (one due later stays
+    /// pending).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = super::serve::parse_duration)]
     wait: std::time::Duration,
     #[command(flatten)]
     targets: NotifyTargets,
@@ -51,23 +58,31 @@ pub(super) fn notify(args: NotifyArgs) -> u8 {
     };
     let secrets = crate::secrets::Secrets::from_env();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts");
+    let (guard, sending) = (args.targets.guard(), crate::notify::Sending::PATIENT);
     let left = runtime.block_on(async {
-        crate::notify::deliver(store.as_mut(), &secrets, &args.targets.guard(), None, args.wait).await?;
-        store.due_notifications(None, i64::MAX)
+        let given_up =
+            crate::notify::deliver(store.as_mut(), &secrets, &guard, None, args.wait, args.attempts, sending).await?;
+        Ok((given_up, store.due_notifications(None, i64::MAX)?))
     });
     match left {
-        Ok(left) if left.is_empty() => {
+        Ok((given_up, left)) if left.is_empty() && given_up.is_empty() => {
             note_line(format_args!("every notification is sent"));
             exit::OK
         }
-        Ok(left) => {
+        Ok((given_up, left)) => {
+            for n in &given_up {
+                err_line(format_args!("failed: {}", crate::notify::undelivered_line(n, "")));
+            }
+            let now = crate::clock::now_ms();
             for n in &left {
+                let next = std::time::Duration::from_secs(((n.next_at - now).max(0) as u64).div_ceil(1000));
                 err_line(format_args!(
-                    "pending: the `{}` notification of run {} ({} attempt(s): {})",
+                    "pending: the `{}` notification of run {} ({} attempt(s): {}); next attempt in {}",
                     n.outcome,
                     n.run,
                     n.attempts,
-                    n.last_error.as_deref().unwrap_or("")
+                    n.last_error.as_deref().unwrap_or("not tried yet"),
+                    humantime::format_duration(next)
                 ));
             }
             exit::FAILED

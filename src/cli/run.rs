@@ -146,30 +146,24 @@ fn exit_code(outcome: Outcome) -> u8 {
     }
 }
 
-/// How long a command waits for the notifications of the run it ran (retrying a
-/// receiver that fails); what is left is sent by the next phased process.
-const NOTIFY_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Sends the run's notifications (and any left by an earlier process), then says what
-/// stays pending.
+/// Sends the run's notifications (and any left due by an earlier process), one quick
+/// attempt each, then says in one line each what was not delivered. The command never
+/// waits on a receiver that is down: the retries, after the backoff recorded in the
+/// outbox, are `phased notify`'s and `phased serve`'s.
 fn notify(exec: &ExecArgs, id: &str) {
+    use crate::notify::{RETRIED_BY_NOTIFY, Sending, deliver_due, undelivered_line};
     crate::crash::point("run ended: its notifications recorded, not sent yet");
     let store_args = &exec.store;
     let Ok(mut store) = crate::store::open(&store_args.db, store_args.durability) else { return };
     let (secrets, guard) = (Secrets::from_env(), exec.notify.guard());
     let pending = runtime().block_on(async {
-        crate::notify::deliver(store.as_mut(), &secrets, &guard, Some(id), NOTIFY_BUDGET).await?;
-        crate::notify::deliver_due(store.as_mut(), &secrets, &guard, None).await?;
+        deliver_due(store.as_mut(), &secrets, &guard, Some(id), Sending::QUICK).await?;
+        deliver_due(store.as_mut(), &secrets, &guard, None, Sending::QUICK).await?;
         store.notifications(id)
     });
     if let Ok(rows) = pending {
         for n in rows.iter().filter(|n| n.status != "delivered") {
-            err_line(format_args!(
-                "warning: the `{}` notification of run {id} was not delivered ({}); {}",
-                n.outcome,
-                n.last_error.as_deref().unwrap_or("not yet tried"),
-                if n.status == "pending" { "`phased notify` tries again" } else { "no attempt left" }
-            ));
+            err_line(format_args!("warning: {}", undelivered_line(n, RETRIED_BY_NOTIFY)));
         }
     }
 }

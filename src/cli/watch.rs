@@ -344,15 +344,21 @@ fn start_run(
 }
 
 /// Sends a finished run's notifications beside the watch loop (retried for a while;
-/// what is left is sent by the next phased process): watching goes on meanwhile.
+/// what is left is sent by the next phased process), then says what was not
+/// delivered: watching goes on meanwhile.
 fn send_notifications(exec: &super::run::ExecArgs, id: String) {
+    use crate::notify::{MOST_ATTEMPTS, RETRIED_BY_NOTIFY, Sending, deliver, undelivered_line};
     let (db, durability, guard) = (exec.store.db.clone(), exec.store.durability, exec.notify.guard());
     tokio::spawn(async move {
         let Ok(mut store) = crate::store::open(&db, durability) else { return };
         let secrets = crate::secrets::Secrets::from_env();
         let wait = std::time::Duration::from_secs(60);
-        if let Err(e) = crate::notify::deliver(store.as_mut(), &secrets, &guard, Some(&id), wait).await {
-            tracing::warn!(run = %id, error = %e, "Could not send the run's notifications.");
+        let sent = deliver(store.as_mut(), &secrets, &guard, Some(&id), wait, MOST_ATTEMPTS, Sending::PATIENT).await;
+        match sent.and_then(|_| store.notifications(&id)) {
+            Ok(rows) => rows.iter().filter(|n| n.status != "delivered").for_each(|n| {
+                crate::reporter::err_line(format_args!("warning: {}", undelivered_line(n, RETRIED_BY_NOTIFY)))
+            }),
+            Err(e) => tracing::warn!(run = %id, error = %e, "Could not send the run's notifications."),
         }
     });
 }

@@ -9,7 +9,8 @@ use crate::compiler::graph;
 use crate::plan::DeclaredOutputs;
 use crate::suggest;
 
-pub const DEPLOYMENT_FIELDS: &[&str] = &["id", "short_id", "pipeline", "attempt", "started_at", "work_dir", "data_dir"];
+pub const DEPLOYMENT_FIELDS: &[&str] =
+    &["id", "short_id", "pipeline", "attempt", "started_at", "work_dir", "data_dir", "live_release"];
 pub const ERROR_FIELDS: &[&str] = &["message", "node", "phase", "progress", "reverted"];
 
 /// Where a template stands.

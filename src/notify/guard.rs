@@ -141,13 +141,25 @@ impl Guard {
         Ok(Target { url, pin })
     }
 
-    /// Sends one notification: `Ok` on a 2xx answer. Redirects are never followed (the
+    /// Sends one notification: `Ok` on a 2xx answer, within `sending.total` whatever
+    /// happens (the name's resolution included). Redirects are never followed (the
     /// body would go to a host that was not checked).
-    pub(crate) async fn send(&self, url: &str, body: &str, timeout: std::time::Duration) -> Result<(), Failure> {
+    pub(crate) async fn send(&self, url: &str, body: &str, sending: super::Sending) -> Result<(), Failure> {
+        let place = place_of(url);
+        match tokio::time::timeout(sending.total, self.send_now(url, body, sending, &place)).await {
+            Ok(sent) => sent,
+            Err(_) => Err(Failure::again(format!("no answer from {place} within {}", seconds(sending.total)))),
+        }
+    }
+
+    async fn send_now(&self, url: &str, body: &str, sending: super::Sending, place: &str) -> Result<(), Failure> {
         let target = self.target(url).await?;
         // Straight to the receiver: a proxy would resolve the host again, unchecked.
-        let mut client =
-            reqwest::Client::builder().timeout(timeout).redirect(reqwest::redirect::Policy::none()).no_proxy();
+        let mut client = reqwest::Client::builder()
+            .timeout(sending.total)
+            .connect_timeout(sending.connect)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy();
         if let Some((name, addresses)) = &target.pin {
             client = client.resolve_to_addrs(name, addresses);
         }
@@ -159,7 +171,7 @@ impl Guard {
             .body(body.to_string())
             .send()
             .await
-            .map_err(|e| Failure::again(describe(e)))?;
+            .map_err(|e| Failure::again(describe(e, place, sending)))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -168,17 +180,57 @@ impl Guard {
             let location = response.headers().get(LOCATION).map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned());
             let location: String = location.unwrap_or_default().chars().take(200).collect();
             return Err(Failure::last(format!(
-                "the receiver answered {status}, to `{location}`: redirects are not followed (the body is never \
+                "{place} answered {status}, to `{location}`: redirects are not followed (the body is never \
                  sent on); give the final URL in `notify:`"
             )));
         }
-        Err(Failure::again(format!("the receiver answered {status}")))
+        Err(Failure::again(format!("{place} answered {status}")))
     }
 }
 
-/// An error of reqwest with its causes (`connection refused`), never the URL: it may
-/// hold a secret.
-fn describe(e: reqwest::Error) -> String {
+/// Where a notification goes, as `host:port` (`[::1]:8080`): what an error names. Never
+/// the whole URL: its path or query may hold a secret.
+fn place_of(url: &str) -> String {
+    let Ok(url) = Url::parse(url) else { return "the receiver".into() };
+    // An IPv6 host comes in brackets.
+    match (url.host_str().filter(|h| !h.is_empty()), url.port_or_known_default()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_string(),
+        (None, _) => "the receiver".into(),
+    }
+}
+
+fn seconds(d: std::time::Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// Why a request failed, in a few words that name the receiver (`connection refused to
+/// 127.0.0.1:8080`), never the URL: it may hold a secret.
+fn describe(e: reqwest::Error, place: &str, sending: super::Sending) -> String {
+    if e.is_timeout() {
+        return if e.is_connect() {
+            format!("no connection to {place} within {}", seconds(sending.connect))
+        } else {
+            format!("no answer from {place} within {}", seconds(sending.total))
+        };
+    }
+    if e.is_connect() {
+        let io = std::iter::successors(std::error::Error::source(&e), |c| c.source())
+            .find_map(|c| c.downcast_ref::<std::io::Error>());
+        match io.map(std::io::Error::kind) {
+            Some(std::io::ErrorKind::ConnectionRefused) => return format!("connection refused to {place}"),
+            Some(std::io::ErrorKind::TimedOut) => {
+                return format!("no connection to {place} within {}", seconds(sending.connect));
+            }
+            Some(_) => return format!("cannot connect to {place}: {}", io.map(|e| e.to_string()).unwrap_or_default()),
+            None => {}
+        }
+    }
+    format!("cannot send to {place}: {}", chain(e))
+}
+
+/// An error of reqwest with its causes, without the URL.
+fn chain(e: reqwest::Error) -> String {
     let e = e.without_url();
     let mut text = e.to_string();
     let mut source = std::error::Error::source(&e);

@@ -23,6 +23,9 @@ pub struct DeploymentInfo {
     /// The folder of node logs and work folders (beside the database, or
     /// `PHASED_DATA_DIR`): a place of the operator's that a pipeline may keep files in.
     pub data_dir: PathBuf,
+    /// The run id of the release of the run's target that was live when this attempt
+    /// started (`phased releases`); empty when there is none.
+    pub live_release: String,
 }
 
 impl DeploymentInfo {
@@ -34,7 +37,14 @@ impl DeploymentInfo {
             started_at: started_at.to_string(),
             work_dir: data_dir.join("work").join(id),
             data_dir: data_dir.to_path_buf(),
+            live_release: String::new(),
         }
+    }
+
+    /// With the target's live release (see [`crate::engine::releases::live_release`]).
+    pub fn with_live_release(mut self, live: Option<String>) -> Self {
+        self.live_release = live.unwrap_or_default();
+        self
     }
 
     pub fn short_id(&self) -> String {
@@ -50,6 +60,7 @@ impl DeploymentInfo {
             "started_at": self.started_at,
             "work_dir": self.work_dir.display().to_string(),
             "data_dir": self.data_dir.display().to_string(),
+            "live_release": self.live_release,
         })
     }
 }

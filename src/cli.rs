@@ -169,7 +169,10 @@ pub fn main() -> ExitCode {
     crate::reporter::set_quiet(cli.quiet);
     crate::reporter::set_verbose(cli.verbose > 0);
     // Commands that run nodes (a server too) never die of a closed output.
-    if !matches!(cli.command, Command::Run(_) | Command::Resume(_) | Command::Watch(_) | Command::Serve(_)) {
+    if !matches!(
+        cli.command,
+        Command::Run(_) | Command::Resume(_) | Command::Rollback(_) | Command::Watch(_) | Command::Serve(_)
+    ) {
         crate::process::stop_on_closed_output();
     }
     let code = match cli.command {

@@ -151,3 +151,22 @@ fn a_failed_run_says_which_node_failed_and_how_far_it_got() {
     assert_eq!(run["failed_node"], "ship", "{run}");
     assert_eq!(run["best_progress"], 75, "build (weight 3 of 4) finished: {run}");
 }
+
+#[test]
+fn a_rollback_whose_output_is_closed_still_finishes_its_switch() {
+    let env = Env::new();
+    two_releases_of_app(&env);
+    let (reader, writer) = std::io::pipe().unwrap();
+    // Nobody reads what it says (a terminal that went away): it must not die mid-switch.
+    drop(reader);
+    let (_, err_writer) = std::io::pipe().unwrap();
+    let status = env
+        .command(&["rollback", "app", "--id", "quiet-back"])
+        .stdout(writer)
+        .stderr(err_writer)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{status}");
+    assert_eq!(env.status("quiet-back")["status"], "succeeded");
+    assert_eq!(std::fs::read_to_string(env.path("live")).unwrap().trim(), "v1");
+}

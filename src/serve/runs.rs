@@ -74,8 +74,9 @@ pub(super) struct RunsQuery {
 #[serde(deny_unknown_fields)]
 pub(super) struct NewRunBody {
     pipeline: String,
+    /// Each value as its JSON text: a number for a string input keeps how it was written.
     #[serde(default)]
-    inputs: serde_json::Map<String, Value>,
+    inputs: indexmap::IndexMap<String, Box<serde_json::value::RawValue>>,
     id: Option<String>,
 }
 
@@ -129,7 +130,11 @@ pub(super) async fn start_run(
                     .collect();
                 return Ok(Err(bad_request("invalid-pipeline", format!("`{}` does not validate", request.pipeline), list)));
             };
-            let inputs = match crate::compiler::inputs::resolve(&plan.inputs, &request.inputs) {
+            let values = match crate::compiler::inputs::from_json(&plan.inputs, &request.inputs) {
+                Ok(values) => values,
+                Err(message) => return Ok(Err(bad_request("bad-request", message, Vec::new()))),
+            };
+            let inputs = match crate::compiler::inputs::resolve(&plan.inputs, &values) {
                 Ok(inputs) => inputs,
                 Err(problems) => {
                     let list = problems

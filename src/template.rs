@@ -3,12 +3,14 @@
 //! file ([`block`]), then rendered by the engine and `phased plan`.
 
 mod block;
+mod calls;
 mod env;
 
 use std::ops::Range;
 
 pub(crate) use block::{Block, Template, Templates};
-pub(crate) use env::NOW_VARIABLE;
+pub(crate) use calls::{Call, CallKind};
+pub(crate) use env::{NOW_VARIABLE, format_value};
 
 /// Whether a string holds template syntax.
 pub(crate) fn is_template(text: &str) -> bool {
@@ -124,6 +126,26 @@ mod tests {
         assert_eq!(render("port {{ inputs.port }}", &ctx).unwrap(), json!("port 8080"));
         assert_eq!(render("{{ inputs }}", &ctx).unwrap(), json!({"port": 8080, "name": "web"}));
         assert!(render("{{ inputs.missing }}", &ctx).is_err(), "strict undefined");
+    }
+
+    #[test]
+    fn values_print_as_json_writes_them_and_conditions_keep_real_booleans() {
+        let ctx = Value::from(minijinja::value::Serde(json!({
+            "inputs": {"on": true, "off": false, "tag": null, "list": [true, null, "x"], "n": 8080}
+        })));
+        let text = "{{ inputs.on }} {{ inputs.off }} {{ inputs.tag }} {{ inputs.list }} {{ inputs.n }}";
+        assert_eq!(render(text, &ctx).unwrap(), json!("true false null [true,null,\"x\"] 8080"));
+        let filters = "{{ inputs.on | string }} {{ inputs.tag | shell_quote }} {{ inputs.off | tojson }}";
+        assert_eq!(render(filters, &ctx).unwrap(), json!("true 'null' false"));
+        let branches =
+            "{% if inputs.on %}on{% endif %}{% if inputs.off %}off{% endif %}{% if not inputs.tag %}-{% endif %}";
+        assert_eq!(render(branches, &ctx).unwrap(), json!("on-"));
+        assert_eq!(render("{{ 'x' if inputs.off }}|", &ctx).unwrap(), json!("|"), "undefined prints nothing");
+        // A single expression keeps its type: the boolean itself, not its text.
+        assert_eq!(render("{{ inputs.off }}", &ctx).unwrap(), json!(false));
+        let templates = Templates::default();
+        let condition = templates.compile_expression("inputs.off", "inputs.off", Span::new(0, 1)).unwrap();
+        assert!(!condition.is_true(&templates, &ctx).unwrap());
     }
 
     #[test]

@@ -160,12 +160,8 @@ fn a_rollback_whose_output_is_closed_still_finishes_its_switch() {
     // Nobody reads what it says (a terminal that went away): it must not die mid-switch.
     drop(reader);
     let (_, err_writer) = std::io::pipe().unwrap();
-    let status = env
-        .command(&["rollback", "app", "--id", "quiet-back"])
-        .stdout(writer)
-        .stderr(err_writer)
-        .status()
-        .unwrap();
+    let status =
+        env.command(&["rollback", "app", "--id", "quiet-back"]).stdout(writer).stderr(err_writer).status().unwrap();
     assert_eq!(status.code(), Some(0), "{status}");
     assert_eq!(env.status("quiet-back")["status"], "succeeded");
     assert_eq!(std::fs::read_to_string(env.path("live")).unwrap().trim(), "v1");

@@ -2,8 +2,10 @@
 //! checking) and `plan`, on the stable toolchain: seeded, in-process, over a corpus
 //! of every shipped pipeline, every example and every fixture (including the files
 //! earlier runs found, `tests/fixtures/fuzz/`). For each mutant it checks that
-//! nothing panics, that every diagnostic points inside its file and renders, and that
-//! a pipeline that validates either plans or fails with a `file:line:column`.
+//! nothing panics, that every diagnostic points inside its file and renders, that a
+//! pipeline that validates either plans or fails with a `file:line:column`, and that
+//! `validate` accepts nothing `plan` refuses for what the text alone shows (a filter,
+//! test or function that does not exist), its required inputs given.
 //!
 //! CI runs a short campaign (2,000 mutants). The long one, documented in
 //! docs/reliability.md:
@@ -93,6 +95,16 @@ const TOKENS: &[&str] = &[
     ".inf",
     "true",
     "{a: [b, {c: d}]}",
+    "{{ inputs.x | upperr }}",
+    "{{ nodes.a.outputs.b | trim | shell_quote }}",
+    " | upperr ",
+    " | upper ",
+    " is definned ",
+    " is defined ",
+    "{{ nwo() }}",
+    "{% filter trimm %}x{% endfilter %}",
+    "{% if deployment.id is nope %}x{% endif %}",
+    "if: deployment.attempt is odd",
 ];
 
 fn corpus() -> Vec<(PathBuf, String)> {
@@ -199,12 +211,40 @@ fn check(name: &str, text: &str, catalog: &Catalog) -> Result<bool, String> {
         return Err("not compiled, yet no error said why".into());
     }
     let Some(plan) = plan else { return Ok(false) };
-    let Ok(resolved) = inputs::resolve(&plan.inputs, &serde_json::Map::new()) else { return Ok(true) };
+    let Ok(resolved) = inputs::resolve(&plan.inputs, &required_inputs(&plan)) else { return Ok(true) };
     match catch_unwind(AssertUnwindSafe(|| phased::dry_run::dry_run(&plan, resolved))) {
         Err(_) => Err("plan panicked".into()),
         Ok(Err(e)) if e.line == 0 => Err(format!("a plan failure without a position: {e}")),
+        Ok(Err(e)) if refused_for_its_text(&e.message) => Err(format!("validate passed what plan refuses: {e}")),
         Ok(_) => Ok(true),
     }
+}
+
+/// A plan failure the pipeline's text alone shows (what `validate` must report):
+/// not one that depends on the values (`1 / 0`, `items[99]`).
+fn refused_for_its_text(message: &str) -> bool {
+    ["unknown filter", "unknown test", "unknown function"].iter().any(|kind| message.contains(kind))
+}
+
+/// A value for each required input without a default: the first allowed one, or a
+/// plain value of its type.
+fn required_inputs(plan: &phased::plan::Plan) -> serde_json::Map<String, serde_json::Value> {
+    plan.inputs
+        .iter()
+        .filter(|(_, spec)| spec.required && spec.default.is_none())
+        .map(|(name, spec)| {
+            let value = match (spec.allowed.as_ref().and_then(|a| a.first()), spec.ty.as_str()) {
+                (Some(first), _) => first.clone(),
+                (None, "integer") => serde_json::json!(1),
+                (None, "number") => serde_json::json!(1.5),
+                (None, "boolean") => serde_json::json!(true),
+                (None, "object") => serde_json::json!({}),
+                (None, "array") => serde_json::json!([]),
+                (None, _) => serde_json::json!("x"),
+            };
+            (name.clone(), value)
+        })
+        .collect()
 }
 
 fn keep_finding(text: &str, why: &str) -> PathBuf {

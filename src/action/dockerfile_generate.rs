@@ -191,6 +191,8 @@ pub(super) fn render(template: &str, detected: &Detected) -> Result<String, Stri
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.set_fuel(Some(1_000_000));
+    // Values print as in pipelines: `true`, not `True`.
+    env.set_formatter(crate::template::format_value);
     let text = env
         .render_str(template, minijinja::value::Serde(detected))
         .map_err(|e| format!("{e}{}", e.detail().map(|d| format!(": {d}")).unwrap_or_default()))?;

@@ -92,7 +92,7 @@ pub(super) fn load_with_inputs(
         Err(LoadError::Invalid) => return Err(exit::USAGE),
         Err(LoadError::Usage(message, help)) => return Err(usage_error(message, help.as_deref())),
     };
-    let given = inputs::collect(inputs_file, pairs).map_err(|message| usage_error(message, None))?;
+    let given = inputs::collect(inputs_file, pairs, &plan.inputs).map_err(|message| usage_error(message, None))?;
     let resolved = resolve_inputs(&plan, &given).ok_or(exit::USAGE)?;
     Ok(Loaded { plan, given, resolved })
 }

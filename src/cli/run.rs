@@ -173,15 +173,28 @@ fn notify(exec: &ExecArgs, id: &str) {
 fn conclude(exec: &ExecArgs, id: &str, outcome: Outcome) {
     let (store_args, format) = (&exec.store, exec.format);
     notify(exec, id);
+    let run_error = || {
+        crate::store::open(&store_args.db, store_args.durability)
+            .ok()
+            .and_then(|store| crate::engine::view::run_json(store.as_ref(), id).ok().flatten())
+            .and_then(|status| status["error"].as_str().map(str::to_string))
+    };
     if outcome == Outcome::FailedEnvironment {
         // Whatever the format, an environment problem is said on stderr: scripts that
         // read stdout as JSON still show people why the command exited with 3.
-        let error = crate::store::open(&store_args.db, store_args.durability)
-            .ok()
-            .and_then(|store| crate::engine::view::run_json(store.as_ref(), id).ok().flatten())
-            .and_then(|status| status["error"].as_str().map(str::to_string));
-        if let Some(error) = error {
+        if let Some(error) = run_error() {
             err_line(format_args!("error: {error}"));
+        }
+    }
+    if format == RunFormat::Human && crate::reporter::quiet() {
+        // `-q` shows no progress: what went wrong is all it says (the error names the node).
+        match outcome {
+            Outcome::Failed if let Some(error) = run_error() => {
+                err_line(format_args!("error: deployment {id} FAILED: {error}"));
+                return;
+            }
+            Outcome::FailedEnvironment if run_error().is_some() => return,
+            _ => {}
         }
     }
     if format == RunFormat::Json {

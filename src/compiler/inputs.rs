@@ -206,7 +206,29 @@ pub fn resolve(
     if problems.is_empty() { Ok(resolved) } else { Err(problems) }
 }
 
-/// `-i port=8080` arrives as a YAML scalar; a string input keeps the text as given.
+/// Inputs given as JSON (the API), each value as its JSON text: a number given for a
+/// string input is the text it was written as (`1.10` gives `"1.10"`, not `"1.1"`, as
+/// `-i` and `--inputs FILE` do); any other value is what the JSON says.
+pub fn from_json(
+    specs: &IndexMap<String, InputSpec>,
+    given: &IndexMap<String, Box<serde_json::value::RawValue>>,
+) -> Result<serde_json::Map<String, Value>, String> {
+    let mut out = serde_json::Map::new();
+    for (name, raw) in given {
+        let value: Value = serde_json::from_str(raw.get()).map_err(|e| format!("input `{name}`: {e}"))?;
+        let value = match (&value, specs.get(name)) {
+            (Value::Number(_), Some(spec)) if spec.ty == InputType::String => {
+                Value::String(raw.get().trim().to_string())
+            }
+            _ => value,
+        };
+        out.insert(name.clone(), value);
+    }
+    Ok(out)
+}
+
+/// Values from a template (a sub-pipeline's `with:`, a webhook's inputs) arrive typed;
+/// a string input takes a number's or a boolean's text.
 fn coerce(ty: InputType, value: &Value) -> Value {
     match (ty, value) {
         (InputType::String, Value::Number(n)) => Value::String(n.to_string()),

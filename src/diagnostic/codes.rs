@@ -97,6 +97,21 @@ pub const CODES: &[Code] = &[
         meaning: "a template or `if` expression that does not parse",
     },
     Code {
+        code: "unknown-filter",
+        severity: Severity::Error,
+        meaning: "a template applies a filter that does not exist (`{{ v | upperr }}`): it parses, but `plan` and `run` would fail there; the help names the closest filter",
+    },
+    Code {
+        code: "unknown-test",
+        severity: Severity::Error,
+        meaning: "a template uses a test that does not exist (`if: inputs.tag is definned`)",
+    },
+    Code {
+        code: "unknown-function",
+        severity: Severity::Error,
+        meaning: "a template calls a function that does not exist (`{{ nwo() }}`)",
+    },
+    Code {
         code: "shell-injection",
         severity: Severity::Error,
         meaning: "`run:` or `command:` of a `shell` step renders a caller's value (`inputs.*`, `item`, `push.*`) without `| shell_quote`: pass it through `env:`",

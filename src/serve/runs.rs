@@ -63,8 +63,9 @@ pub(super) struct RunsQuery {
 #[serde(deny_unknown_fields)]
 pub(super) struct NewRunBody {
     pipeline: String,
+    /// Each value as its JSON text: a number for a string input keeps how it was written.
     #[serde(default)]
-    inputs: serde_json::Map<String, Value>,
+    inputs: indexmap::IndexMap<String, Box<serde_json::value::RawValue>>,
     id: Option<String>,
 }
 
@@ -117,8 +118,13 @@ pub(super) async fn start_run(
             let catalog = crate::catalog::Catalog::new().with_dir(&pipelines).with_builtin();
             let Some(source) = catalog.get(&request.pipeline) else {
                 let names = catalog.names();
-                let hint = crate::suggest::hint(&request.pipeline, names.iter().map(String::as_str)).unwrap_or_default();
-                return Ok(Err(bad_request("unknown-pipeline", format!("no deployment type `{}` {hint}", request.pipeline), vec![])));
+                let hint =
+                    crate::suggest::hint(&request.pipeline, names.iter().map(String::as_str)).unwrap_or_default();
+                return Ok(Err(bad_request(
+                    "unknown-pipeline",
+                    format!("no deployment type `{}` {hint}", request.pipeline),
+                    vec![],
+                )));
             };
             let mut compiler = crate::compiler::Compiler::new(&catalog);
             let Some(plan) = compiler.compile(&source) else {
@@ -128,9 +134,17 @@ pub(super) async fn start_run(
                     .filter(|d| d.is_error())
                     .map(|d| serde_json::to_value(crate::report::JsonDiagnostic::from(d)).expect("JSON"))
                     .collect();
-                return Ok(Err(bad_request("invalid-pipeline", format!("`{}` does not validate", request.pipeline), list)));
+                return Ok(Err(bad_request(
+                    "invalid-pipeline",
+                    format!("`{}` does not validate", request.pipeline),
+                    list,
+                )));
             };
-            let inputs = match crate::compiler::inputs::resolve(&plan.inputs, &request.inputs) {
+            let values = match crate::compiler::inputs::from_json(&plan.inputs, &request.inputs) {
+                Ok(values) => values,
+                Err(message) => return Ok(Err(bad_request("bad-request", message, Vec::new()))),
+            };
+            let inputs = match crate::compiler::inputs::resolve(&plan.inputs, &values) {
                 Ok(inputs) => inputs,
                 Err(problems) => {
                     let list = super::deploy::input_diagnostics(&plan, &problems);

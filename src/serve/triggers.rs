@@ -143,6 +143,19 @@ pub fn load(source: &Arc<Source>, catalog: &Catalog) -> (Option<IndexMap<String,
         for text in texts.iter().filter(|t| crate::template::is_template(t)) {
             match templates.compile(text, place) {
                 Ok(template) => {
+                    for call in
+                        template.calls.iter().filter(|c| !c.is_known() && c.kind != crate::template::CallKind::Function)
+                    {
+                        problems.push(
+                            Diagnostic::error(
+                                "invalid-trigger",
+                                source,
+                                place,
+                                format!("trigger `{name}`: unknown {} `{}` in `{text}`", call.kind.noun(), call.name),
+                            )
+                            .with_help(call.help()),
+                        );
+                    }
                     for var in &template.variables {
                         let mut parts = var.split('.');
                         let ok = parts.next() == Some("push") && parts.next().is_none_or(|f| PUSH_FIELDS.contains(&f));

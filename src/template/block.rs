@@ -9,6 +9,7 @@ use std::sync::Arc;
 use minijinja::{Environment, Expression, Value};
 
 use super::TemplateError;
+use super::calls::{self, Call};
 use super::env::{ENV, GLOBALS, configured};
 use crate::source::Span;
 
@@ -29,6 +30,8 @@ pub(crate) struct Template {
     pub(crate) text: String,
     pub(crate) span: Span,
     pub(crate) variables: Vec<String>,
+    /// The filters, tests and functions it names, each once.
+    pub(crate) calls: Vec<Call>,
     kind: Kind,
 }
 
@@ -52,7 +55,7 @@ pub(crate) struct Templates {
     env: Environment<'static>,
     /// What each distinct text compiled to: the same text (`{{ inputs.service }}` in
     /// ten places) is compiled once per pipeline.
-    compiled: HashMap<String, (Kind, Vec<String>)>,
+    compiled: HashMap<String, Compiled>,
 }
 
 impl Default for Templates {
@@ -66,6 +69,9 @@ impl std::fmt::Debug for Templates {
         f.write_str("Templates")
     }
 }
+
+/// What a distinct text compiled to: its template, the variables it reads, what it calls.
+type Compiled = (Kind, Vec<String>, Vec<Call>);
 
 /// A failed render: where in the block (`env.PORT`, `args[2]`), the template's text,
 /// and minijinja's error.
@@ -81,11 +87,13 @@ pub(crate) struct RenderError {
 impl Templates {
     /// Compiles a string with template syntax found at `span`.
     pub(crate) fn compile(&mut self, text: &str, span: Span) -> Result<Template, TemplateError> {
-        if let Some((kind, variables)) = self.compiled.get(text) {
-            return Ok(Template { text: text.to_string(), span, variables: variables.clone(), kind: kind.clone() });
+        if let Some((kind, variables, calls)) = self.compiled.get(text) {
+            let (variables, calls, kind) = (variables.clone(), calls.clone(), kind.clone());
+            return Ok(Template { text: text.to_string(), span, variables, calls, kind });
         }
         let compiled = self.compile_new(text, span)?;
-        self.compiled.insert(text.to_string(), (compiled.kind.clone(), compiled.variables.clone()));
+        let entry = (compiled.kind.clone(), compiled.variables.clone(), compiled.calls.clone());
+        self.compiled.insert(text.to_string(), entry);
         Ok(compiled)
     }
 
@@ -100,9 +108,11 @@ impl Templates {
             None => {
                 let name = format!("{}:{}", span.start, span.end);
                 self.env.add_template_owned(name.clone(), text.to_string())?;
-                let variables = ordered(text, self.env.get_template(&name)?.undeclared_variables(true));
+                let template = self.env.get_template(&name)?;
+                let variables = ordered(text, template.undeclared_variables(true));
+                let calls = calls::in_template(&template);
                 let kind = Kind::Text(name.into());
-                Ok(Template { text: text.to_string(), span, variables, kind })
+                Ok(Template { text: text.to_string(), span, variables, calls, kind })
             }
         }
     }
@@ -111,7 +121,9 @@ impl Templates {
     pub(crate) fn compile_expression(&self, expr: &str, text: &str, span: Span) -> Result<Template, TemplateError> {
         let expression = ENV.compile_expression_owned(expr.to_string())?;
         let variables = ordered(expr, expression.undeclared_variables(true));
-        Ok(Template { text: text.to_string(), span, variables, kind: Kind::Expression(Arc::new(expression)) })
+        let calls = calls::in_expression(expr);
+        let kind = Kind::Expression(Arc::new(expression));
+        Ok(Template { text: text.to_string(), span, variables, calls, kind })
     }
 }
 

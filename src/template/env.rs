@@ -36,26 +36,50 @@ pub(super) fn configured() -> Environment<'static> {
     env.add_function("now", now);
     env.add_function("secret_values", secret_values);
     env.add_filter("shell_quote", shell_quote);
+    env.set_formatter(format_value);
+    // `| string` as `{{ }}` prints: `true`, not minijinja's `True`.
+    env.add_filter("string", |value: Value| Value::from(text_of(&value)));
     env
+}
+
+/// The text of a value where a template prints it, as JSON and YAML write values (not
+/// minijinja's Python style): `true`/`false`, `null` for none, a list or a mapping as
+/// JSON. Text is itself; a number as minijinja prints it (`8080`, `1.5`); undefined
+/// (only an `if` without `else` yields it, strict undefined refuses the rest) is empty.
+pub(crate) fn text_of(value: &Value) -> String {
+    use minijinja::value::ValueKind;
+    match value.kind() {
+        ValueKind::String => value.as_str().unwrap_or_default().to_string(),
+        ValueKind::Undefined => String::new(),
+        ValueKind::None => "null".to_string(),
+        ValueKind::Bool => value.is_true().to_string(),
+        ValueKind::Map | ValueKind::Seq => serde_json::to_string(value).unwrap_or_else(|_| value.to_string()),
+        _ => value.to_string(),
+    }
+}
+
+/// What `{{ }}` writes: [`text_of`] for the values minijinja would print Python style,
+/// minijinja's own formatting for the rest (no auto-escaping is configured).
+pub(crate) fn format_value(
+    out: &mut minijinja::Output,
+    state: &mut minijinja::State,
+    value: &Value,
+) -> Result<(), minijinja::Error> {
+    use minijinja::value::ValueKind;
+    match value.kind() {
+        ValueKind::Bool | ValueKind::None | ValueKind::Map | ValueKind::Seq => {
+            out.write_str(&text_of(value)).map_err(minijinja::Error::from)
+        }
+        _ => minijinja::escape_formatter(out, state, value),
+    }
 }
 
 /// `{{ inputs.version | shell_quote }}`: the value as one POSIX sh word, in single
 /// quotes (a `'` inside becomes `'\''`), so that a script can hold it as data. Text is
-/// quoted as it is; other values as they render (`true`, `8080`, JSON for a list or a
-/// mapping).
+/// quoted as it is; other values as `{{ }}` prints them (`true`, `8080`, `null`, JSON
+/// for a list or a mapping).
 pub(crate) fn shell_quote(value: &Value) -> String {
-    let text = match value.as_str() {
-        Some(text) => text.to_string(),
-        None if value.is_none() || value.is_undefined() => String::new(),
-        None => match value.kind() {
-            minijinja::value::ValueKind::Map | minijinja::value::ValueKind::Seq => {
-                serde_json::to_string(value).unwrap_or_default()
-            }
-            minijinja::value::ValueKind::Bool => value.is_true().to_string(),
-            _ => value.to_string(),
-        },
-    };
-    format!("'{}'", text.replace('\'', "'\\''"))
+    format!("'{}'", text_of(value).replace('\'', "'\\''"))
 }
 
 /// The shared environment, for single expressions (they need no template store).

@@ -1,6 +1,7 @@
 //! The command line: argument definitions, and the dispatch to each command. This is
 //! the only layer that prints and chooses exit codes.
 
+mod complete;
 mod init;
 mod inputs;
 mod load;
@@ -115,7 +116,9 @@ enum Command {
     Schema,
     /// List the built-in actions with their parameters and outputs.
     Actions(ActionsArgs),
-    /// Print a completion script for a shell (`phased completions bash > ~/.local/share/bash-completion/completions/phased`).
+    /// Print a static completion script for a shell (`phased completions bash >
+    /// ~/.local/share/bash-completion/completions/phased`); `source <(COMPLETE=bash phased)`
+    /// also completes run ids, targets and pipeline names.
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
@@ -164,6 +167,7 @@ pub enum OutputFormat {
 }
 
 pub fn main() -> ExitCode {
+    complete::answer_if_asked();
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     crate::reporter::set_quiet(cli.quiet);

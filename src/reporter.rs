@@ -92,6 +92,17 @@ fn describe(event: &Event) -> Option<String> {
     Some(text)
 }
 
+/// The progress a line shows: a FAILED run's is the progress it reached (its
+/// `progressReached`), not the 0 its event records (docs/events.md).
+fn shown_progress(event: &Event) -> u8 {
+    match &event.kind {
+        EventKind::RunFailed { metadata, .. } => {
+            metadata["progressReached"].as_u64().and_then(|p| u8::try_from(p).ok()).unwrap_or(event.progress)
+        }
+        _ => event.progress,
+    }
+}
+
 fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or("")
 }
@@ -99,7 +110,7 @@ fn first_line(text: &str) -> &str {
 impl Reporter for Lines {
     fn event(&mut self, event: &Event) {
         if let Some(text) = describe(event) {
-            out_line(format_args!("[{:>3}%] {:<18} {text}", event.progress, event.phase));
+            out_line(format_args!("[{:>3}%] {:<18} {text}", shown_progress(event), event.phase));
         }
     }
 
@@ -189,10 +200,11 @@ impl Bar {
 impl Reporter for Bar {
     fn event(&mut self, event: &Event) {
         self.live.lock().expect("bar lock").note(event);
-        self.bar.set_position(u64::from(event.progress));
+        let progress = shown_progress(event);
+        self.bar.set_position(u64::from(progress));
         self.bar.set_prefix(event.phase.clone());
         if let Some(text) = describe(event) {
-            self.bar.println(format!("[{:>3}%] {:<18} {text}", event.progress, event.phase));
+            self.bar.println(format!("[{:>3}%] {:<18} {text}", progress, event.phase));
         }
     }
 

@@ -22,6 +22,24 @@ pub(super) enum LoadError {
 
 /// Loads and compiles `pipeline`, printing warnings and errors to stderr.
 pub(super) fn load(pipeline: &str, args: &CatalogArgs) -> Result<Arc<Plan>, LoadError> {
+    let (catalog, source) = find(pipeline, args)?;
+    let mut compiler = Compiler::new(&catalog);
+    let plan = compiler.compile(&source);
+    for d in compiler.diagnostics() {
+        eprintln!("{}", report::human(&d, color_stdout()));
+    }
+    plan.ok_or(LoadError::Invalid)
+}
+
+/// [`load`] without a word: `None` for what cannot be found or does not compile
+/// (`status` asks whether a run's pipeline changed on disk, and says nothing of it).
+pub(super) fn load_quietly(pipeline: &str, args: &CatalogArgs) -> Option<Arc<Plan>> {
+    let (catalog, source) = find(pipeline, args).ok()?;
+    Compiler::new(&catalog).compile(&source)
+}
+
+/// The catalog `pipeline` is compiled against, and its file.
+fn find(pipeline: &str, args: &CatalogArgs) -> Result<(Catalog, Arc<Source>), LoadError> {
     let as_path = Path::new(pipeline);
     let (catalog, source) =
         if as_path.is_file() {
@@ -47,12 +65,7 @@ pub(super) fn load(pipeline: &str, args: &CatalogArgs) -> Result<Arc<Plan>, Load
             };
             (catalog, source)
         };
-    let mut compiler = Compiler::new(&catalog);
-    let plan = compiler.compile(&source);
-    for d in compiler.diagnostics() {
-        eprintln!("{}", report::human(&d, color_stdout()));
-    }
-    plan.ok_or(LoadError::Invalid)
+    Ok((catalog, source))
 }
 
 /// Resolves given inputs against a pipeline's declarations, printing every problem.

@@ -16,7 +16,8 @@ use crate::store::{RunStatus, Store};
 
 #[derive(clap::Args, Debug)]
 pub(super) struct LogsArgs {
-    /// The run (its id, or any unique start of it).
+    /// The run (its id, any unique start of it, or `@last`).
+    #[arg(add = crate::cli::complete::run_ids())]
     run: String,
     /// One node's log (qualified: `source.clone`; an undo step is `<node>.undo`).
     node: Option<String>,

@@ -9,6 +9,7 @@ use crate::reporter::out_line;
 #[derive(clap::Args, Debug)]
 pub(super) struct ReleasesArgs {
     /// The target (the service or project: a run's `concurrency.key`, shown by `status`).
+    #[arg(add = crate::cli::complete::targets())]
     target: String,
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     format: OutputFormat,

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::cli::load::{Loaded, load_with_inputs};
-use crate::cli::store::{data_dir, open_run, open_store, store_error};
+use crate::cli::store::{data_dir, is_last, open_run, open_store, store_error};
 use crate::cli::{CatalogArgs, StoreArgs, exit, usage_error};
 use crate::engine::{self, EngineError, Options, Outcome, lease};
 use crate::event::Reporter;
@@ -25,6 +25,7 @@ pub(super) enum RunFormat {
 #[derive(clap::Args, Debug)]
 pub(super) struct RunArgs {
     /// A pipeline file, or a deployment-type name (looked up in --pipelines, then built in).
+    #[arg(add = crate::cli::complete::pipelines())]
     pipeline: String,
     /// An input, `key=value` (the value is read as YAML: `8080` is a number); `a.b=c` nests.
     #[arg(short = 'i', long = "input", value_name = "KEY=VALUE")]
@@ -43,8 +44,8 @@ pub(super) struct RunArgs {
 
 #[derive(clap::Args, Debug)]
 pub(super) struct ResumeArgs {
-    /// The run to continue.
-    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    /// The run to continue (its id, any unique start of it, or `@last`).
+    #[arg(required_unless_present = "all", conflicts_with = "all", add = crate::cli::complete::resumable_run_ids())]
     id: Option<String>,
     /// Rerun this node and everything that depends on it (qualified: `source.clone`).
     #[arg(long, value_name = "NODE", conflicts_with = "all")]
@@ -66,9 +67,11 @@ pub(super) struct ResumeArgs {
 #[derive(clap::Args, Debug)]
 pub(super) struct RollbackArgs {
     /// The target whose release to make live again (a project or service).
+    #[arg(add = crate::cli::complete::targets())]
     target: String,
-    /// The release (a run id, from `phased releases TARGET`); default: the one before the live one.
-    #[arg(long, value_name = "RUN")]
+    /// The release (a run id or any unique start of it, from `phased releases TARGET`);
+    /// default: the one before the live one.
+    #[arg(long, value_name = "RUN", add = crate::cli::complete::release_ids())]
     to: Option<String>,
     /// The rollback run's id (default: a new UUID).
     #[arg(long)]
@@ -394,12 +397,10 @@ pub(super) fn pipeline_on_disk(
         Ok(None) => return Err(usage_error(format!("no run `{id}` in `{}`", crate::store::shown(&db)), None)),
         Err(e) => return Err(store_error(&e, &db)),
     };
-    let files = match store.snapshot(row.snapshot_id) {
-        Ok((_, _, files)) => files,
+    let name = match store.snapshot(row.snapshot_id) {
+        Ok((_, _, files)) => name_on_disk(&row, &files),
         Err(e) => return Err(store_error(&e, &db)),
     };
-    let root = files[engine::snapshot::ROOT]["path"].as_str().unwrap_or_default().to_string();
-    let name = if Path::new(&root).is_file() { root } else { row.pipeline.clone() };
     match crate::cli::load::load(&name, catalog) {
         Ok(plan) => Ok(plan),
         Err(crate::cli::load::LoadError::Invalid) => Err(usage_error(
@@ -408,6 +409,26 @@ pub(super) fn pipeline_on_disk(
         )),
         Err(crate::cli::load::LoadError::Usage(message, help)) => Err(usage_error(message, help.as_deref())),
     }
+}
+
+/// What `--reload` loads for a run: the file it started from if it is still there,
+/// else its deployment type by name.
+fn name_on_disk(row: &crate::store::RunRow, files: &serde_json::Value) -> String {
+    let root = files[engine::snapshot::ROOT]["path"].as_str().unwrap_or_default();
+    if Path::new(root).is_file() { root.to_string() } else { row.pipeline.clone() }
+}
+
+/// Whether the pipeline `--reload` would take for run `row` (its files and its
+/// sub-pipelines') differs from the snapshot the run runs; `None` when that cannot be
+/// told (the snapshot is unreadable, or the pipeline is gone or does not compile now).
+pub(super) fn changed_since_started(
+    store: &dyn crate::store::Store,
+    row: &crate::store::RunRow,
+    catalog: &CatalogArgs,
+) -> Option<bool> {
+    let (_, hash, files) = store.snapshot(row.snapshot_id).ok()?;
+    let now = crate::cli::load::load_quietly(&name_on_disk(row, &files), catalog)?;
+    Some(engine::snapshot::Snapshot::of(&now).hash != hash)
 }
 
 /// Whether the root file of a run differs from what is on disk now.
@@ -427,7 +448,19 @@ pub(super) fn rollback(args: RollbackArgs) -> u8 {
         Ok(store) => store,
         Err(code) => return code,
     };
-    let prepared = match prepare(store.as_ref(), &args.target, args.to.as_deref()).and_then(|prepared| {
+    // `--to` names a release as every command names a run: a unique start of its id, or
+    // `@last`. What names no run at all is left to `prepare`: "not a release of TARGET".
+    let to = match &args.to {
+        Some(given) if store.ids_starting_with(given, 1).is_ok_and(|found| found.is_empty()) && !is_last(given) => {
+            Some(given.clone())
+        }
+        Some(given) => match crate::cli::store::resolve_run(store.as_ref(), given, &args.exec.store.db) {
+            Ok(id) => Some(id),
+            Err(code) => return code,
+        },
+        None => None,
+    };
+    let prepared = match prepare(store.as_ref(), &args.target, to.as_deref()).and_then(|prepared| {
         runtime().block_on(crate::engine::releases::check_image(&prepared))?;
         Ok(prepared)
     }) {

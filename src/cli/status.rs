@@ -2,6 +2,10 @@
 //! (errors, outputs, a target from an input) is shown without terminal control
 //! sequences (`terminal`).
 
+mod table;
+
+pub(super) use table::age;
+
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -9,37 +13,45 @@ use serde_json::Value;
 
 use crate::cli::store::{open_existing, open_run, resolve_run};
 use crate::cli::terminal::clean;
-use crate::cli::{OutputFormat, StoreArgs, exit, usage_error};
+use crate::cli::{CatalogArgs, OutputFormat, StoreArgs, exit, usage_error};
 use crate::engine::{self, lease};
 use crate::store::{RunRow, RunStatus, Store, StoreError};
 
 #[derive(clap::Args, Debug)]
 pub(super) struct StatusArgs {
-    /// One run in detail (its id, or any unique start of it); without it, a table of runs.
+    /// One run in detail (its id, any unique start of it, or `@last`); without it, a
+    /// table of runs.
+    #[arg(add = crate::cli::complete::run_ids())]
     id: Option<String>,
     /// Only runs of this pipeline (deployment type).
-    #[arg(long, value_name = "NAME", conflicts_with = "id")]
+    #[arg(long, value_name = "NAME", conflicts_with = "id", add = crate::cli::complete::pipelines())]
     pipeline: Option<String>,
-    /// Only runs with this status.
-    #[arg(long, value_enum, conflicts_with = "id")]
+    /// Only runs with this status (in any case: `failed`, `FAILED`).
+    #[arg(long, value_enum, ignore_case = true, conflicts_with = "id")]
     status: Option<RunStatus>,
     /// Only runs of this target (the service or project a run deploys: its `concurrency.key`).
-    #[arg(long, value_name = "TARGET", conflicts_with = "id")]
+    #[arg(long, value_name = "TARGET", conflicts_with = "id", add = crate::cli::complete::targets())]
     target: Option<String>,
-    /// At most this many runs, newest first.
+    /// At most this many runs, newest first (default: 20 in the table, every run with
+    /// `--format json`; 0: every run).
     #[arg(long, value_name = "N", conflicts_with = "id")]
     limit: Option<usize>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     format: OutputFormat,
     #[command(flatten)]
     color: crate::cli::terminal::ColorArg,
+    /// Where the pipeline of a stopped run is looked for, to tell whether `resume` needs
+    /// `--reload` (its `next:` line).
+    #[command(flatten)]
+    catalog: CatalogArgs,
     #[command(flatten)]
     store: StoreArgs,
 }
 
 #[derive(clap::Args, Debug)]
 pub(super) struct CancelArgs {
-    /// The run to stop (its id, or any unique start of it); it can be resumed later.
+    /// The run to stop (its id, any unique start of it, or `@last`); it can be resumed later.
+    #[arg(add = crate::cli::complete::active_run_ids())]
     id: String,
     /// `json`: the run as it is afterwards, as `status ID --format json` prints it.
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
@@ -85,32 +97,22 @@ pub(super) fn status(args: StatusArgs) -> u8 {
                 match args.format {
                     OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&detail).expect("JSON")),
                     OutputFormat::Human => {
-                        let mut shown = detail_text(&detail);
+                        let colors = args.color.colors();
+                        let mut shown = clean(&detail_text(&detail), colors).into_owned();
                         let logs = crate::cli::store::data_dir(&args.store.db).join("logs").join(id);
                         if logs.is_dir() {
                             let _ = writeln!(shown, "\n  logs      {}/<node>.log (`phased logs {id}`)", logs.display());
                         }
-                        print!("{}", clean(&shown, args.color.colors()));
+                        if let Some(row) = store.run(id)?
+                            && let Some(next) = next_step(store.as_ref(), &row, &args.catalog)
+                        {
+                            let _ = writeln!(shown, "\nnext:     {next}");
+                        }
+                        print!("{shown}");
                     }
                 }
             }
-            None => {
-                let runs: Vec<RunRow> = store
-                    .runs()?
-                    .into_iter()
-                    .filter(|r| args.pipeline.as_ref().is_none_or(|p| &r.pipeline == p))
-                    .filter(|r| args.status.is_none_or(|s| s == r.status))
-                    .filter(|r| args.target.as_ref().is_none_or(|t| r.target.as_ref() == Some(t)))
-                    .take(args.limit.unwrap_or(usize::MAX))
-                    .collect();
-                match args.format {
-                    OutputFormat::Json => {
-                        let list: Vec<Value> = runs.iter().map(crate::engine::view::row_json).collect();
-                        println!("{}", serde_json::to_string_pretty(&list).expect("JSON"));
-                    }
-                    OutputFormat::Human => print!("{}", clean(&table(&runs), args.color.colors())),
-                }
-            }
+            None => list(&args, store.runs()?),
         }
         Ok(exit::OK)
     })();
@@ -133,32 +135,92 @@ fn no_database(args: &StatusArgs, db: &std::path::Path) -> u8 {
     exit::OK
 }
 
-fn table(runs: &[RunRow]) -> String {
-    let mut out = String::new();
-    if runs.is_empty() {
-        let _ = writeln!(out, "no runs yet; start one with `phased run PIPELINE`");
-        return out;
+/// The runs that pass the filters, newest first: as JSON, or as a table of at most
+/// `--limit` (20 by default) that says when it is cut, and which filter matched nothing.
+fn list(args: &StatusArgs, all: Vec<RunRow>) {
+    let matching: Vec<&RunRow> = all
+        .iter()
+        .filter(|r| args.pipeline.as_ref().is_none_or(|p| &r.pipeline == p))
+        .filter(|r| args.status.is_none_or(|s| s == r.status))
+        .filter(|r| args.target.as_ref().is_none_or(|t| r.target.as_ref() == Some(t)))
+        .collect();
+    let limit = match (args.limit, args.format) {
+        (Some(0), _) | (None, OutputFormat::Json) => usize::MAX,
+        (Some(n), _) => n,
+        (None, OutputFormat::Human) => table::DEFAULT_LIMIT,
+    };
+    let shown = &matching[..matching.len().min(limit)];
+    if args.format == OutputFormat::Json {
+        let list: Vec<Value> = shown.iter().map(|r| crate::engine::view::row_json(r)).collect();
+        println!("{}", serde_json::to_string_pretty(&list).expect("JSON"));
+        return;
     }
-    let width = runs.iter().filter_map(|r| r.target.as_ref()).map(String::len).max().unwrap_or(1).clamp(6, 24);
-    let _ = writeln!(
-        out,
-        "{:<36}  {:<14}  {:<width$}  {:<11}  {:<17}  {:>4}  updated",
-        "id", "pipeline", "target", "status", "phase", "%"
-    );
-    for r in runs {
-        let _ = writeln!(
-            out,
-            "{:<36}  {:<14}  {:<width$}  {:<11}  {:<17}  {:>4}  {}",
-            r.id,
-            r.pipeline,
-            r.target.as_deref().unwrap_or("-"),
-            r.status.as_str(),
-            r.phase,
-            r.progress,
-            r.phase_updated_at
+    if all.is_empty() {
+        println!("no runs yet; start one with `phased run PIPELINE`");
+        return;
+    }
+    if shown.is_empty() {
+        println!("{}", clean(&no_match(args, &all), false));
+        return;
+    }
+    print!("{}", table::table(shown, &all, args.color.colors()));
+    if shown.len() < matching.len() {
+        println!(
+            "showing {} of {} runs, newest first; `--limit N` shows more (`--limit 0`: all)",
+            shown.len(),
+            matching.len()
         );
     }
-    out
+}
+
+/// `no run matches `--pipeline nop` (did you mean `noop`?)`: the filters, and the name
+/// a filter was likely meant to give, among those of the runs there are.
+fn no_match(args: &StatusArgs, all: &[RunRow]) -> String {
+    let mut filters = Vec::new();
+    let mut hint = None;
+    let mut names = |given: &str, of: &dyn Fn(&RunRow) -> Option<&str>| {
+        let mut known: Vec<&str> = all.iter().filter_map(of).collect();
+        known.sort_unstable();
+        known.dedup();
+        if !known.contains(&given) && hint.is_none() {
+            hint = crate::suggest::closest(given, known.iter().copied()).map(|best| format!("did you mean `{best}`?"));
+        }
+    };
+    if let Some(pipeline) = &args.pipeline {
+        filters.push(format!("--pipeline {pipeline}"));
+        names(pipeline, &|r| Some(r.pipeline.as_str()));
+    }
+    if let Some(status) = args.status {
+        filters.push(format!("--status {}", status.as_str()));
+    }
+    if let Some(target) = &args.target {
+        filters.push(format!("--target {target}"));
+        names(target, &|r| r.target.as_deref());
+    }
+    let filters = filters.join(" ");
+    match hint {
+        Some(hint) => format!("no run matches `{filters}` ({hint})"),
+        None => format!("no run matches `{filters}`; `phased status` lists every run ({})", all.len()),
+    }
+}
+
+/// What to do with a run that stopped short of ACTIVE: resume it, with `--reload` when
+/// its pipeline changed on disk since it started (the run keeps the files it started
+/// with; `--reload` takes them as they are now).
+fn next_step(store: &dyn Store, row: &RunRow, catalog: &CatalogArgs) -> Option<String> {
+    let id = &row.id;
+    let why = match row.status {
+        RunStatus::Failed => "fix the cause first",
+        RunStatus::Interrupted | RunStatus::Cancelled => "it continues at the nodes that did not finish",
+        _ => return None,
+    };
+    Some(match crate::cli::run::changed_since_started(store, row, catalog) {
+        Some(true) => format!(
+            "phased resume {id} --reload  (its pipeline changed since the run started; \
+             `phased plan --resume {id} --reload` shows what runs again)"
+        ),
+        _ => format!("phased resume {id}  ({why})"),
+    })
 }
 
 /// What a run deployed, in one line: the release, image and commit it recorded, else
@@ -191,8 +253,23 @@ fn detail_text(d: &Value) -> String {
     if !d["target"].is_null() {
         let _ = writeln!(out, "target    {}", text(&d["target"]));
     }
-    let _ = writeln!(out, "status    {} (attempt {})", text(&d["status"]), d["attempt"]);
-    let _ = writeln!(out, "phase     {} at {}%", text(&d["phase"]), d["phase_progress"]);
+    // In colour; `clean` takes the colour away where colours are not shown.
+    let status = text(&d["status"]);
+    let painted = table::paint(&status, RunStatus::parse(&status), true);
+    let _ = writeln!(out, "status    {painted} (attempt {})", d["attempt"]);
+    match d["phase_metadata"]["progressReached"].as_u64() {
+        // A FAILED run records 0 as its progress; how far it got is in its metadata.
+        Some(reached) if d["status"] == "failed" => {
+            let _ = writeln!(out, "phase     {} after {reached}%", text(&d["phase"]));
+            if let Some(node) = d["phase_metadata"]["failedNode"].as_str() {
+                let phase = d["phase_metadata"]["failedPhase"].as_str().unwrap_or("-");
+                let _ = writeln!(out, "failed    at node `{node}` ({phase})");
+            }
+        }
+        _ => {
+            let _ = writeln!(out, "phase     {} at {}%", text(&d["phase"]), d["phase_progress"]);
+        }
+    }
     let _ = writeln!(out, "started   {}", text(&d["created_at"]));
     if let Some(actor) = d["actor"].as_str() {
         let _ = writeln!(out, "by        {}", crate::actor::Actor::parse(actor).describe());

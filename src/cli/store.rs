@@ -43,14 +43,35 @@ pub(crate) fn open_run(args: &StoreArgs, id: &str) -> Result<(Box<dyn Store>, St
     Ok((store, run))
 }
 
+/// What names the newest run wherever a run id is taken: `@last` always (no run id
+/// holds `@`), `last` when no run id starts with it.
+pub(crate) const LAST: &str = "@last";
+
+/// Whether `id` is `@last` or `last`: the newest run when no run id starts with it.
+pub(crate) fn is_last(id: &str) -> bool {
+    id == LAST || id == "last"
+}
+
 /// The run an id or a unique prefix of one names (`phased status 2aff1ec3`, as
-/// printed); a clear error when none or several match.
+/// printed), or `@last` (`last`) the newest run; a clear error when none or several
+/// match. Every command that takes a run id resolves it here.
 pub(crate) fn resolve_run(store: &dyn Store, id: &str, db: &Path) -> Result<String, u8> {
-    let found = store.ids_starting_with(id, 6).map_err(|e| {
+    let environment = |e: StoreError| {
         crate::reporter::err_line(format_args!("error: {e}"));
         exit::ENVIRONMENT
-    })?;
+    };
+    let found = if id == LAST { Vec::new() } else { store.ids_starting_with(id, 6).map_err(environment)? };
     match found.as_slice() {
+        [] if is_last(id) => {
+            let newest = store.runs_page(&crate::store::RunFilter::default(), None, 1).map_err(environment)?;
+            match newest.into_iter().next() {
+                Some(run) => Ok(run.id),
+                None => Err(crate::cli::usage_error(
+                    format!("no run in `{}` yet: `{id}` names the newest run", crate::store::shown(db)),
+                    Some("start one with `phased run PIPELINE`"),
+                )),
+            }
+        }
         [] => Err(crate::cli::usage_error(format!("no run `{id}` in `{}`", crate::store::shown(db)), None)),
         [only] => Ok(only.clone()),
         [first, ..] if first == id => Ok(first.clone()),

@@ -34,6 +34,7 @@ pub(super) enum OnChange {
 #[derive(clap::Args, Debug)]
 pub(super) struct WatchArgs {
     /// A pipeline file, or a deployment-type name (looked up in --pipelines, then built in).
+    #[arg(add = crate::cli::complete::pipelines())]
     pipeline: String,
     /// A folder (or file) to watch; repeat for several.
     #[arg(long = "path", value_name = "DIR", required = true)]

@@ -91,8 +91,13 @@ pub(super) async fn start_run(
             let catalog = crate::catalog::Catalog::new().with_dir(&pipelines).with_builtin();
             let Some(source) = catalog.get(&request.pipeline) else {
                 let names = catalog.names();
-                let hint = crate::suggest::hint(&request.pipeline, names.iter().map(String::as_str)).unwrap_or_default();
-                return Ok(Err(bad_request("unknown-pipeline", format!("no deployment type `{}` {hint}", request.pipeline), vec![])));
+                let hint =
+                    crate::suggest::hint(&request.pipeline, names.iter().map(String::as_str)).unwrap_or_default();
+                return Ok(Err(bad_request(
+                    "unknown-pipeline",
+                    format!("no deployment type `{}` {hint}", request.pipeline),
+                    vec![],
+                )));
             };
             let mut compiler = crate::compiler::Compiler::new(&catalog);
             let Some(plan) = compiler.compile(&source) else {
@@ -102,7 +107,11 @@ pub(super) async fn start_run(
                     .filter(|d| d.is_error())
                     .map(|d| serde_json::to_value(crate::report::JsonDiagnostic::from(d)).expect("JSON"))
                     .collect();
-                return Ok(Err(bad_request("invalid-pipeline", format!("`{}` does not validate", request.pipeline), list)));
+                return Ok(Err(bad_request(
+                    "invalid-pipeline",
+                    format!("`{}` does not validate", request.pipeline),
+                    list,
+                )));
             };
             let inputs = match crate::compiler::inputs::resolve(&plan.inputs, &request.inputs) {
                 Ok(inputs) => inputs,

@@ -67,13 +67,13 @@ fn rollback_to(store: &dyn Store, row: &RunRow) -> Result<Value, StoreError> {
 pub(super) fn releases_json(store: &dyn Store, target: &str) -> Result<Vec<Value>, StoreError> {
     let list: Vec<Release> = releases::releases(store, target)?;
     let refusals = releases::rollback_refusals(store, &list)?;
-    Ok(list
-        .iter()
+    list.iter()
         .zip(refusals)
         .map(|(release, reason)| {
             let mut out = serde_json::to_value(release).expect("JSON of plain data");
             out["rollback"] = json!({"available": reason.is_none(), "reason": reason});
-            out
+            out["version"] = json!(store.run(&release.id)?.and_then(|run| version(&run.inputs)));
+            Ok(out)
         })
-        .collect())
+        .collect()
 }

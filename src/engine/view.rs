@@ -75,6 +75,7 @@ pub fn run_json(store: &dyn Store, id: &str) -> Result<Option<Value>, StoreError
         .iter()
         .map(|h| json!({"phase": h.phase, "progress": h.progress, "metadata": h.metadata, "node": h.node, "at": h.at}))
         .collect();
+    super::summary::extend_run(store, &row, &mut out)?;
     Ok(Some(out))
 }
 

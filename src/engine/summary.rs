@@ -46,10 +46,16 @@ pub(crate) fn extend_run(store: &dyn Store, row: &RunRow, out: &mut Value) -> Re
 }
 
 /// Whether a rollback to this run can start: `{available, target, release, live,
-/// reason}` (`release` is this run; `live` the release live now); null for a run
-/// without a target.
+/// reason}` (`release` is this run; `live` the release live now, read for a succeeded
+/// run only); null for a run without a target.
 fn rollback_to(store: &dyn Store, row: &RunRow) -> Result<Value, StoreError> {
     let Some(target) = &row.target else { return Ok(Value::Null) };
+    if row.status != RunStatus::Succeeded {
+        // Not a release, whatever the others are: no need to read them (a run is read
+        // again after each of its events while it runs).
+        let reason = format!("run `{}` is not a release of target `{target}` (it did not succeed)", row.id);
+        return Ok(json!({"available": false, "target": target, "release": row.id, "live": null, "reason": reason}));
+    }
     let list = releases::releases(store, target)?;
     let live = list.iter().find(|r| r.live).map(|r| r.id.clone());
     let reason = match list.iter().find(|r| r.id == row.id) {

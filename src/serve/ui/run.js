@@ -172,7 +172,7 @@ function runView(id) {
   }
 
   async function cancel(ev) {
-    const live = run.rollback && run.rollback.live;
+    const live = (releaseList.find((r) => r.live) || {}).id;
     const yes = await confirmAction({
       title: `Cancel run ${id.slice(0, 8)} of ${run.target || run.pipeline}?`,
       body: ["Its running steps are stopped and the run ends cancelled",
@@ -186,8 +186,9 @@ function runView(id) {
     drawTimeline(phases(run), parts.timeline);
   }
 
-  let shownReleases = "";
+  let shownReleases = "", releaseList = [];
   function renderReleases(list) {
+    releaseList = list;
     // Redrawn only when it changed: a button is not replaced under the pointer.
     const key = JSON.stringify(list) + canDeploy();
     if (key === shownReleases) return;

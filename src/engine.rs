@@ -13,6 +13,7 @@ pub mod releases;
 pub mod reload;
 pub mod snapshot;
 pub mod stats;
+pub mod summary;
 pub mod view;
 
 use std::collections::HashMap;

@@ -24,7 +24,6 @@ mod metrics;
 mod push;
 mod runs;
 mod streams;
-mod summary;
 pub mod triggers;
 mod ui;
 mod webhook;

@@ -338,7 +338,7 @@ fn a_phone_in_the_dark_scheme_gets_every_run_readable_without_sideways_scrolling
     // Each cell says what it is (the table's head is off screen at this width).
     let label =
         browser.js("return getComputedStyle(document.querySelector('#runs-body td'), '::before').content", vec![]);
-    assert_eq!(label, json!("\"Target\""));
+    assert_eq!(label, json!("\"Run\""));
     assert_accessible(&browser, "the runs page, dark, at phone width");
     browser.screenshot("phone-dark-runs");
     browser.click("#runs-body tr a");

@@ -42,7 +42,6 @@ pub fn run_json(store: &dyn Store, id: &str) -> Result<Option<Value>, StoreError
     let mut out = row_json(&row);
     out["last_seq"] = json!(last_seq);
     out["inputs"] = row.inputs.clone();
-    out["deployed"] = super::releases::deployed(store, &row)?;
     out["eta_seconds"] = json!(eta_now(store, &row)?);
     // A node recorded `running` in a run that no longer runs was stopped with it (a
     // cancel, a signal, a crash, another node failing): it runs again on resume.
@@ -82,6 +81,7 @@ pub fn run_json(store: &dyn Store, id: &str) -> Result<Option<Value>, StoreError
         .iter()
         .map(|h| json!({"phase": h.phase, "progress": h.progress, "metadata": h.metadata, "node": h.node, "at": h.at}))
         .collect();
+    super::summary::extend_run(store, &row, &mut out)?;
     Ok(Some(out))
 }
 

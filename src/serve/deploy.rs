@@ -122,6 +122,9 @@ pub(super) struct PlanBody {
     inputs: Map<String, Value>,
 }
 
+/// A pipeline compiled, with the inputs a caller may give it (defaults filled in).
+pub(super) type Admitted = (Arc<Plan>, Map<String, Value>);
+
 /// The pipeline `name` compiled and `given` checked as `POST /api/v1/runs` checks
 /// them: the declared types, patterns and choices, then what this caller may give
 /// ([`crate::admit`]). The response to send instead when they do not pass.
@@ -130,12 +133,12 @@ pub(super) fn admitted(
     name: &str,
     given: &Map<String, Value>,
     caller: crate::admit::Caller,
-) -> Result<(Arc<Plan>, Map<String, Value>), Response> {
+) -> Result<Admitted, Box<Response>> {
     let catalog = crate::catalog::Catalog::new().with_dir(&app.pipelines).with_builtin();
     let Some(source) = catalog.get(name) else {
         let names = catalog.names();
         let hint = crate::suggest::hint(name, names.iter().map(String::as_str)).unwrap_or_default();
-        return Err(bad_request("unknown-pipeline", format!("no deployment type `{name}` {hint}"), vec![]));
+        return Err(Box::new(bad_request("unknown-pipeline", format!("no deployment type `{name}` {hint}"), vec![])));
     };
     let mut compiler = crate::compiler::Compiler::new(&catalog);
     let Some(plan) = compiler.compile(&source) else {
@@ -145,19 +148,19 @@ pub(super) fn admitted(
             .filter(|d| d.is_error())
             .map(|d| serde_json::to_value(crate::report::JsonDiagnostic::from(d)).expect("JSON"))
             .collect();
-        return Err(bad_request("invalid-pipeline", format!("`{name}` does not validate"), list));
+        return Err(Box::new(bad_request("invalid-pipeline", format!("`{name}` does not validate"), list)));
     };
     let inputs = match crate::compiler::inputs::resolve(&plan.inputs, given) {
         Ok(inputs) => inputs,
         Err(problems) => {
             let list = input_diagnostics(&plan, &problems);
-            return Err(bad_request("invalid-inputs", "the inputs do not fit the pipeline", list));
+            return Err(Box::new(bad_request("invalid-inputs", "the inputs do not fit the pipeline", list)));
         }
     };
     let names: Vec<String> = given.keys().cloned().collect();
     let refused = crate::admit::check(&plan, &inputs, &names, caller, &app.roots);
     if !refused.is_empty() {
-        return Err(forbidden_inputs(&refused));
+        return Err(Box::new(forbidden_inputs(&refused)));
     }
     Ok((plan, inputs))
 }
@@ -183,7 +186,7 @@ pub(super) async fn plan(
     let answer = tokio::task::spawn_blocking(move || {
         let (plan, inputs) = match admitted(&app, &request.pipeline, &request.inputs, caller) {
             Ok(admitted) => admitted,
-            Err(response) => return response,
+            Err(response) => return *response,
         };
         match crate::dry_run::dry_run(&plan, inputs) {
             Ok(result) => axum::Json(result).into_response(),

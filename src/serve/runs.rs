@@ -269,7 +269,7 @@ pub(super) async fn runs(State(app): State<Arc<App>>, q: Result<Query<RunsQuery>
                     if let Ok(Some(eta)) = crate::engine::view::eta_now(store, r) {
                         row["eta_seconds"] = json!(eta);
                     }
-                    super::summary::extend_row(store, r, &mut row)?;
+                    crate::engine::summary::extend_row(store, r, &mut row)?;
                     Ok(row)
                 })
                 .collect::<Result<_, StoreError>>()?;
@@ -291,15 +291,7 @@ pub(super) async fn graph(State(app): State<Arc<App>>, Path(id): Path<String>) -
 }
 
 pub(super) async fn run(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
-    let found = app
-        .with_store(move |store| {
-            let mut found = crate::engine::view::run_json(store, &id)?;
-            if let Some(detail) = found.as_mut() {
-                super::summary::extend_run(store, &id, detail)?;
-            }
-            Ok(found)
-        })
-        .await?;
+    let found = app.with_store(move |store| Ok(crate::engine::view::run_json(store, &id)?)).await?;
     match found {
         Some(detail) => Ok(axum::Json(detail).into_response()),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such run")),
@@ -337,7 +329,7 @@ pub(super) async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) 
 /// `GET /api/v1/targets/{target}/releases`: as `phased releases TARGET --format json`.
 pub(super) async fn releases(State(app): State<Arc<App>>, Path(target): Path<String>) -> ApiResult {
     let name = target.clone();
-    let list = app.with_store(move |store| Ok(super::summary::releases_json(store, &name)?)).await?;
+    let list = app.with_store(move |store| Ok(crate::engine::summary::releases_json(store, &name)?)).await?;
     Ok(axum::Json(json!({"target": target, "releases": list})).into_response())
 }
 

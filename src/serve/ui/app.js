@@ -104,11 +104,17 @@ function actor(run) {
 // What a run deployed, in a few characters: the commit it recorded, its image, else
 // the version (or ref, tag, branch) it was given.
 function deployedLabel(run) {
+  if (!hasDeployed(run)) return h("span", { class: "muted" }, "—");
   const d = run.deployed || {};
   if (d.commit) return h("span", { class: "mono", title: `commit ${d.commit}` }, d.commit.slice(0, 7));
   if (d.image) return h("span", { class: "mono" }, d.image);
   if (run.version) return h("span", { class: "mono" }, run.version);
   return h("span", { class: "muted" }, "—");
+}
+
+function hasDeployed(run) {
+  const d = run.deployed || {};
+  return !!(d.commit || d.image || run.version);
 }
 
 // Asks before an action that changes what is deployed; resolves to true on "yes".
@@ -159,7 +165,7 @@ setInterval(() => {
 }, 1000);
 
 function runDuration(run) {
-  if (run.finished_at) return h("span", { class: "num" }, duration(Date.parse(run.finished_at) - Date.parse(run.created_at)));
+  if (run.finished_at) return h("span", { class: "num" }, fine(Date.parse(run.finished_at) - Date.parse(run.created_at)));
   if (run.status === "running" || run.status === "queued") {
     return h("span", { class: "num", "data-since": run.created_at }, duration(Date.now() - Date.parse(run.created_at)));
   }
@@ -207,9 +213,9 @@ function shownProgress(run) {
 // Status, then where: the phase it is in, or the node it failed at.
 function stateCell(run) {
   const failedAt = run.status === "failed" ? run.failed_node || (run.phase_metadata && run.phase_metadata.failedNode) : null;
-  return [statusBadge(run.status), " ",
+  return [h("span", { class: "state-value" }, statusBadge(run.status), " ",
     failedAt ? h("span", { class: "where" }, "at ", h("span", { class: "mono" }, failedAt))
-      : h("span", { class: "where mono" }, run.status === "succeeded" ? "" : run.phase)];
+      : h("span", { class: "where mono" }, run.status === "succeeded" ? "" : run.phase))];
 }
 
 // A run's state after an event (the run's own fields only).

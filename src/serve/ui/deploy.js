@@ -140,7 +140,19 @@ function planView(plan) {
         h("span", { class: "muted" }, n.uses || n.pipeline || ""),
         n.skipped ? h("span", { class: "status s-skipped" }, "skipped") : null),
       n.note ? h("p", { class: "muted" }, n.note) : null,
-      n.with && typeof n.with.run === "string" ? h("pre", { class: "cmd" }, n.with.run) : null))));
+      n.with && typeof n.with.run === "string" ? h("pre", { class: "cmd" }, n.with.run) : null,
+      withList(n.with)))));
+}
+
+// A step's other parameters, each on a line of its own (long values cut).
+function withList(given) {
+  if (!given || typeof given !== "object" || Array.isArray(given)) return null;
+  const entries = Object.entries(given).filter(([k, v]) => k !== "run" && v !== null && v !== "").slice(0, 8);
+  if (!entries.length) return null;
+  return h("dl", { class: "with" }, entries.map(([k, v]) => {
+    const text = typeof v === "string" ? v : JSON.stringify(v);
+    return h("div", {}, h("dt", {}, k), h("dd", {}, text.length > 120 ? `${text.slice(0, 119)}…` : text));
+  }));
 }
 
 // ---------------------------------------------------------------- deploy

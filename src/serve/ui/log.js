@@ -12,7 +12,7 @@ function logPane(runId) {
   const times = h("input", { type: "checkbox", id: "log-times" });
   const wrap = h("input", { type: "checkbox", id: "log-wrap", checked: true });
   const download = h("a", { class: "button quiet small", id: "log-download", hidden: true }, "Download");
-  const pre = h("pre", { class: "log", id: "log", tabindex: 0, "aria-labelledby": "log-title" }, "Choose a node in the graph or the table to see its log.");
+  const pre = h("pre", { class: "log", id: "log", role: "log", "aria-live": "off", tabindex: 0, "aria-labelledby": "log-title" }, "Choose a node in the graph or the table to see its log.");
   const section = h("section", { class: "log-pane", id: "log-pane", "aria-labelledby": "log-title" },
     h("div", { class: "log-head" }, title,
       h("div", { class: "log-tools" },

@@ -125,11 +125,11 @@ function runView(id) {
         h("div", {}, h("dt", {}, "Phase"), h("dd", { id: "run-phase", class: "mono" }, run.phase)),
         h("div", {}, h("dt", {}, "Progress"), h("dd", { id: "run-progress" }, progressBar(shownProgress(run), "Progress of this run"))),
         h("div", {}, h("dt", {}, "Type"), h("dd", {}, run.pipeline)),
-        h("div", {}, h("dt", {}, "Deployed"), h("dd", { id: "run-deployed" }, deployedLabel(run))),
+        hasDeployed(run) ? h("div", {}, h("dt", {}, "Deployed"), h("dd", { id: "run-deployed" }, deployedLabel(run))) : null,
         by === null ? null : h("div", {}, h("dt", {}, "Started by"), h("dd", { id: "run-actor" }, by)),
         h("div", {}, h("dt", {}, "Started"), h("dd", {}, when(run.created_at))),
         h("div", {}, h("dt", {}, "Duration"), h("dd", {}, runDuration(run))),
-        h("div", {}, h("dt", {}, "ETA"), h("dd", { id: "run-eta" }, eta(run))),
+        run.status === "running" || run.status === "queued" ? h("div", {}, h("dt", {}, "ETA"), h("dd", { id: "run-eta" }, eta(run))) : null,
         h("div", {}, h("dt", {}, "Attempt"), h("dd", {}, run.attempt))),
       ...(rollback && !rollback.available && run.status === "succeeded" && rollback.live !== run.id && rollback.reason
         ? [h("p", { class: "muted", id: "rollback-reason" }, "No rollback to this release: ", rich(rollback.reason), ".")] : []));
@@ -172,7 +172,7 @@ function runView(id) {
   }
 
   async function cancel(ev) {
-    const live = run.rollback && run.rollback.live;
+    const live = (releaseList.find((r) => r.live) || {}).id;
     const yes = await confirmAction({
       title: `Cancel run ${id.slice(0, 8)} of ${run.target || run.pipeline}?`,
       body: ["Its running steps are stopped and the run ends cancelled",
@@ -186,8 +186,9 @@ function runView(id) {
     drawTimeline(phases(run), parts.timeline);
   }
 
-  let shownReleases = "";
+  let shownReleases = "", releaseList = [];
   function renderReleases(list) {
+    releaseList = list;
     // Redrawn only when it changed: a button is not replaced under the pointer.
     const key = JSON.stringify(list) + canDeploy();
     if (key === shownReleases) return;
@@ -197,7 +198,7 @@ function runView(id) {
       h("td", { "data-label": "Live" }, r.live ? h("span", { class: "status s-succeeded" }, "live") : ""),
       h("td", { "data-label": "Run" }, h("a", { href: `#/runs/${encodeURIComponent(r.id)}`, class: "mono" }, r.id)),
       h("td", { "data-label": "Finished" }, when(r.finished_at)),
-      h("td", { "data-label": "Deployed", class: "mono" }, r.rollback_of ? `rollback to ${r.rollback_of}` : [r.deployed.commit && `commit ${r.deployed.commit.slice(0, 12)}`, r.deployed.image, r.deployed.release].filter(Boolean).join(" · ") || "—"),
+      h("td", { "data-label": "Deployed", class: "mono" }, r.rollback_of ? `rollback to ${r.rollback_of}` : [r.deployed.commit && `commit ${r.deployed.commit.slice(0, 12)}`, r.deployed.image, r.version, r.deployed.release].filter(Boolean).join(" · ") || "—"),
       h("td", { "data-label": "Action" }, canDeploy() && r.rollback && r.rollback.available
         ? h("button", { type: "button", class: "quiet", "data-rollback": r.id, "aria-label": `Roll back ${run.target} to ${r.id}`, onclick: rollbackTo(r.id, list) }, "Roll back to this")
         : "")));
@@ -212,10 +213,15 @@ function runView(id) {
   function rollbackTo(release, list) {
     return async (ev) => {
       const live = (list && (list.find((r) => r.live) || {}).id) || (run.rollback && run.rollback.live);
+      // A release named by its id, and its version when it has one.
+      const named = (id) => {
+        const r = (list || []).find((x) => x.id === id) || (id === run.id ? run : {});
+        return [h("span", { class: "mono" }, id), r.version ? [" (", h("span", { class: "mono" }, r.version), ")"] : ""];
+      };
       const yes = await confirmAction({
         title: `Roll back ${run.target} to release ${release}?`,
-        body: ["Release ", h("span", { class: "mono" }, release), " becomes live again",
-          live ? [" in place of ", h("span", { class: "mono" }, live)] : "", ". This starts a rollback run of ", h("span", { class: "mono" }, run.target), "."],
+        body: ["Release ", named(release), " becomes live again",
+          live ? [" in place of ", named(live)] : "", ". This starts a rollback run of ", h("span", { class: "mono" }, run.target), "."],
         yes: "Roll back",
       });
       if (!yes) return;
@@ -262,10 +268,12 @@ function runView(id) {
       for (const [node, state] of states) drawing.set(node, state);
     }
     showHint();
-    // A failed run opens with the log of the node that failed.
-    if (run.status === "failed" && !chosen) {
-      const failed = failedLeaf(run, states);
-      if (failed) chooseNode(failed, false);
+    // A failed run opens with the log of the node that failed; a running one with the
+    // log of what it runs.
+    if (!chosen) {
+      const first = run.status === "failed" ? failedLeaf(run, states)
+        : run.status === "running" ? [...(run.nodes || [])].reverse().map((n) => n.node).find((n) => states.get(n) === "running") : null;
+      if (first) chooseNode(first, false);
     }
     clearInterval(ticking);
     ticking = run.status === "running" ? setInterval(renderTimeline, 1000) : null;

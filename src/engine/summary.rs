@@ -1,4 +1,4 @@
-//! What the API says about a run beside its own fields, for a reader who asks "what did
+//! What a run's JSON (`status ID --format json`, the API) says beside its own fields, for a reader who asks "what did
 //! it deploy, where did it fail, how far did it get, is it late, can I go back to it":
 //! the release, image or commit it recorded (`deployed`), the node it failed at and the
 //! progress it reached, the nodes it is running with what they usually take, and
@@ -7,19 +7,21 @@
 
 use serde_json::{Value, json};
 
-use crate::engine::releases::{self, Release};
+use super::releases::{self, Release};
 use crate::store::{RunRow, RunStatus, Store, StoreError};
 
-/// The fields a run's row in a list gets besides [`crate::engine::view::row_json`]'s.
-pub(super) fn extend_row(store: &dyn Store, row: &RunRow, out: &mut Value) -> Result<(), StoreError> {
+/// The fields a run's row in the API's list gets besides [`super::view::row_json`]'s.
+pub fn extend_row(store: &dyn Store, row: &RunRow, out: &mut Value) -> Result<(), StoreError> {
     out["best_progress"] = json!(row.best_progress);
-    out["failed_node"] = match row.status {
-        RunStatus::Failed => row.metadata.get("failedNode").cloned().unwrap_or(Value::Null),
+    // The first node whose checkpoint failed; else what the FAILED metadata names.
+    out["failed_node"] = match (&row.failed_node, row.status) {
+        (Some(node), _) => json!(node),
+        (None, RunStatus::Failed) => row.metadata.get("failedNode").cloned().unwrap_or(Value::Null),
         _ => Value::Null,
     };
     out["deployed"] = releases::deployed(store, row)?;
     out["version"] = json!(version(&row.inputs));
-    out["running_nodes"] = crate::engine::view::running_nodes(store, row)?;
+    out["running_nodes"] = super::view::running_nodes(store, row)?;
     Ok(())
 }
 
@@ -37,20 +39,25 @@ fn version(inputs: &Value) -> Option<String> {
     Some(if found.chars().count() > 40 { format!("{}…", found.chars().take(39).collect::<String>()) } else { found })
 }
 
-/// The fields of one run (`GET /api/v1/runs/{id}`) besides those of
-/// [`crate::engine::view::run_json`]: those of its row, and `rollback`.
-pub(super) fn extend_run(store: &dyn Store, id: &str, out: &mut Value) -> Result<(), StoreError> {
-    let Some(row) = store.run(id)? else { return Ok(()) };
-    extend_row(store, &row, out)?;
-    out["rollback"] = rollback_to(store, &row)?;
+/// The fields of one run ([`super::view::run_json`]) besides its own: those of its
+/// row in a list, and `rollback`.
+pub(crate) fn extend_run(store: &dyn Store, row: &RunRow, out: &mut Value) -> Result<(), StoreError> {
+    extend_row(store, row, out)?;
+    out["rollback"] = rollback_to(store, row)?;
     Ok(())
 }
 
 /// Whether a rollback to this run can start: `{available, target, release, live,
-/// reason}` (`release` is this run; `live` the release live now); null for a run
-/// without a target.
+/// reason}` (`release` is this run; `live` the release live now, read for a succeeded
+/// run only); null for a run without a target.
 fn rollback_to(store: &dyn Store, row: &RunRow) -> Result<Value, StoreError> {
     let Some(target) = &row.target else { return Ok(Value::Null) };
+    if row.status != RunStatus::Succeeded {
+        // Not a release, whatever the others are: no need to read them (a run is read
+        // again after each of its events while it runs).
+        let reason = format!("run `{}` is not a release of target `{target}` (it did not succeed)", row.id);
+        return Ok(json!({"available": false, "target": target, "release": row.id, "live": null, "reason": reason}));
+    }
     let list = releases::releases(store, target)?;
     let live = list.iter().find(|r| r.live).map(|r| r.id.clone());
     let reason = match list.iter().find(|r| r.id == row.id) {
@@ -64,16 +71,16 @@ fn rollback_to(store: &dyn Store, row: &RunRow) -> Result<Value, StoreError> {
 
 /// A target's releases (as `phased releases TARGET --format json`), each with
 /// `rollback: {available, reason}`.
-pub(super) fn releases_json(store: &dyn Store, target: &str) -> Result<Vec<Value>, StoreError> {
+pub fn releases_json(store: &dyn Store, target: &str) -> Result<Vec<Value>, StoreError> {
     let list: Vec<Release> = releases::releases(store, target)?;
     let refusals = releases::rollback_refusals(store, &list)?;
-    Ok(list
-        .iter()
+    list.iter()
         .zip(refusals)
         .map(|(release, reason)| {
             let mut out = serde_json::to_value(release).expect("JSON of plain data");
             out["rollback"] = json!({"available": reason.is_none(), "reason": reason});
-            out
+            out["version"] = json!(store.run(&release.id)?.and_then(|run| version(&run.inputs)));
+            Ok(out)
         })
-        .collect())
+        .collect()
 }

@@ -150,7 +150,11 @@ impl Live {
     /// `build 12s, test 3s`: the running nodes, oldest first, within `width` columns,
     /// then what the run has left, when its history says (`ETA 40s`).
     fn running(&self, width: usize) -> String {
-        let eta = self.eta.map(|(at, eta)| format!(" · ETA {}s", (eta - at.elapsed().as_secs_f64()).max(0.0).ceil()));
+        // Past its estimate the run is late: say so, never "0s left".
+        let eta = self.eta.map(|(at, eta)| match eta - at.elapsed().as_secs_f64() {
+            left if left > 0.0 => format!(" · ETA {}s", left.ceil()),
+            left => format!(" · longer than usual (+{}s)", (-left).ceil()),
+        });
         if self.running.is_empty() {
             return format!("-{}", eta.unwrap_or_default());
         }

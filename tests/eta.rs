@@ -151,7 +151,9 @@ fn stats_say_per_phase_and_node_how_long_how_often_and_what_fails_most() {
     assert!(failing["most_frequent_error"].as_str().unwrap().contains("status 3"), "{failing}");
     let text = String::from_utf8(env.run(&["stats", "flaky"]).stdout).unwrap();
     assert!(text.contains("failing most") && text.contains("check") && text.contains("50.0%"), "{text}");
-    // Nothing in the window.
-    let other = String::from_utf8(env.run(&["stats", "nothing"]).stdout).unwrap();
-    assert!(other.contains("no run finished"), "{other}");
+    // A pipeline that never ran is named as such (a typo, most likely): usage error.
+    let other = env.run(&["stats", "nothing"]);
+    assert_eq!(other.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&other.stderr);
+    assert!(stderr.contains("no run of pipeline `nothing`"), "{stderr}");
 }

@@ -166,3 +166,33 @@ fn a_rollback_whose_output_is_closed_still_finishes_its_switch() {
     assert_eq!(env.status("quiet-back")["status"], "succeeded");
     assert_eq!(std::fs::read_to_string(env.path("live")).unwrap().trim(), "v1");
 }
+
+#[test]
+fn a_node_past_its_usual_time_is_shown_late_not_as_no_time_left() {
+    let env = Env::new();
+    env.write(
+        "pipelines/slow.yaml",
+        "version: 1\nname: slow\nnodes:\n  work: {phase: BUILDING, uses: shell, with: {run: 'while [ -f hold ]; do sleep 0.05; done'}}\n",
+    );
+    // Its history: `work` takes almost no time.
+    for i in 0..3 {
+        assert_eq!(env.run(&["run", "slow", "--id", &format!("quick-{i}")]).status.code(), Some(0));
+    }
+    std::fs::write(env.path("hold"), "").unwrap();
+    let mut late = env.spawn(&["run", "slow", "--id", "late"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let text = loop {
+        let out = env.run(&["status", "late"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("usually") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "never shown late: {text}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    std::fs::remove_file(env.path("hold")).unwrap();
+    assert_eq!(support::wait_timeout(&mut late, Duration::from_secs(30)).code(), Some(0));
+    let eta = text.lines().find(|l| l.starts_with("eta")).unwrap_or_default();
+    assert!(eta.contains("`work` running") && eta.contains("usually"), "{text}");
+    assert!(!eta.contains("0s left"), "{text}");
+}

@@ -223,6 +223,33 @@ fn next_step(store: &dyn Store, row: &RunRow, catalog: &CatalogArgs) -> Option<S
     })
 }
 
+/// The running node most past its usual time: `` `work` running 53s, usually 7s ``.
+fn overrunning(running: &Value) -> Option<String> {
+    let now = std::time::SystemTime::now();
+    running
+        .as_array()?
+        .iter()
+        .filter_map(|n| {
+            let usual = n["usual_seconds"].as_f64()?;
+            let started = humantime::parse_rfc3339(n["started_at"].as_str()?).ok()?;
+            let running = now.duration_since(started).ok()?.as_secs_f64();
+            (running > usual).then(|| (running - usual, n["node"].as_str().unwrap_or("?").to_string(), running, usual))
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, node, running, usual)| format!("`{node}` running {}, usually {}", seconds(running), seconds(usual)))
+}
+
+/// `53s`, `0.4s`, `2m 5s`.
+fn seconds(s: f64) -> String {
+    if s < 10.0 && s.fract() != 0.0 {
+        format!("{s:.1}s")
+    } else if s < 60.0 {
+        format!("{s:.0}s")
+    } else {
+        format!("{}m {}s", (s / 60.0).floor(), (s % 60.0).floor())
+    }
+}
+
 /// What a run deployed, in one line: the release, image and commit it recorded, else
 /// its scalar inputs (`version=1.10 domain=example.com`).
 fn deployed_line(deployed: &Value, inputs: &Value) -> Option<String> {
@@ -277,7 +304,9 @@ fn detail_text(d: &Value) -> String {
     if let Some(line) = deployed_line(&d["deployed"], &d["inputs"]) {
         let _ = writeln!(out, "deployed  {line}");
     }
-    if let Some(eta) = d["eta_seconds"].as_f64() {
+    if let Some(late) = overrunning(&d["running_nodes"]) {
+        let _ = writeln!(out, "eta       {late}: longer than its history says, so no time left is promised");
+    } else if let Some(eta) = d["eta_seconds"].as_f64() {
         let _ = writeln!(out, "eta       {eta:.0}s left (the median durations of its nodes' last runs)");
     }
     if !d["finished_at"].is_null() {

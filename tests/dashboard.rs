@@ -11,27 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::Env;
-use support::browser::Browser;
+use support::browser::{Browser, assert_accessible, sign_in, url};
 use support::service::{Service, token};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn url(server: &Service, path: &str) -> String {
-    format!("http://127.0.0.1:{}/{path}", server.port)
-}
-
-/// Signs in through the page's form (typing the token, then Enter).
-fn sign_in(browser: &Browser, server: &Service, token: &str) {
-    browser.goto(&url(server, ""));
-    browser.wait("document.querySelector('#signin #token')", "the sign-in form", WAIT);
-    browser.type_into("#token", &format!("{token}\u{E007}"));
-    browser.wait("document.querySelector('#who').textContent.length > 0", "signed in", WAIT);
-}
-
-fn assert_accessible(browser: &Browser, page: &str) {
-    let violations = browser.serious_accessibility_violations();
-    assert!(violations.is_empty(), "{page}: serious accessibility violations:\n{}", violations.join("\n"));
-}
 
 /// The sequence numbers in the run page's event table, in the order shown.
 fn shown_seqs(browser: &Browser) -> Vec<i64> {

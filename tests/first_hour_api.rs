@@ -5,25 +5,15 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::Env;
-use support::service::{Service, head, token, two_releases_of_app};
+use support::service::{Service, token, two_releases_of_app};
 
-/// A request; the status, the raw head and the body.
+/// A JSON request with a token; the status, the response's head and its body.
 fn exchange(server: &Service, method: &str, path: &str, token: &str, body: &str) -> (u16, String, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-    let request = head(method, path, Some(token), &[("Content-Type", "application/json")])
-        .replace("Content-Length: 0", &format!("Content-Length: {}", body.len()));
-    stream.write_all(request.as_bytes()).unwrap();
-    stream.write_all(body.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    (head.split(' ').nth(1).unwrap().parse().unwrap(), head.to_string(), body.to_string())
+    server.exchange(method, path, Some(token), &[("Content-Type", "application/json")], body)
 }
 
 /// Polls `path` (a run's URL) until the run has ended.

@@ -223,7 +223,7 @@ fn next_step(store: &dyn Store, row: &RunRow, catalog: &CatalogArgs) -> Option<S
     })
 }
 
-/// The running node most past its usual time: `` `work` running 53s, usually 7s ``.
+/// The running node most past its usual time: `` `work` running 53.0s, usually 850ms ``.
 fn overrunning(running: &Value) -> Option<String> {
     let now = std::time::SystemTime::now();
     running
@@ -236,18 +236,10 @@ fn overrunning(running: &Value) -> Option<String> {
             (running > usual).then(|| (running - usual, n["node"].as_str().unwrap_or("?").to_string(), running, usual))
         })
         .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, node, running, usual)| format!("`{node}` running {}, usually {}", seconds(running), seconds(usual)))
-}
-
-/// `53s`, `0.4s`, `2m 5s`.
-fn seconds(s: f64) -> String {
-    if s < 10.0 && s.fract() != 0.0 {
-        format!("{s:.1}s")
-    } else if s < 60.0 {
-        format!("{s:.0}s")
-    } else {
-        format!("{}m {}s", (s / 60.0).floor(), (s % 60.0).floor())
-    }
+        .map(|(_, node, running, usual)| {
+            let shown = |s: f64| table::short_duration((s * 1000.0) as u128);
+            format!("`{node}` running {}, usually {}", shown(running), shown(usual))
+        })
 }
 
 /// What a run deployed, in one line: the release, image and commit it recorded, else

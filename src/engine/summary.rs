@@ -12,13 +12,6 @@ use crate::store::{RunRow, RunStatus, Store, StoreError};
 
 /// The fields a run's row in the API's list gets besides [`super::view::row_json`]'s.
 pub fn extend_row(store: &dyn Store, row: &RunRow, out: &mut Value) -> Result<(), StoreError> {
-    out["best_progress"] = json!(row.best_progress);
-    // The first node whose checkpoint failed; else what the FAILED metadata names.
-    out["failed_node"] = match (&row.failed_node, row.status) {
-        (Some(node), _) => json!(node),
-        (None, RunStatus::Failed) => row.metadata.get("failedNode").cloned().unwrap_or(Value::Null),
-        _ => Value::Null,
-    };
     out["deployed"] = releases::deployed(store, row)?;
     out["version"] = json!(version(&row.inputs));
     out["running_nodes"] = super::view::running_nodes(store, row)?;

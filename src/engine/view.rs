@@ -27,7 +27,11 @@ pub fn row_json(row: &RunRow) -> Value {
         "supersededBy": row.superseded_by,
         "short_id": row.id.chars().take(8).collect::<String>(),
         "best_progress": row.best_progress,
-        "failed_node": row.failed_node,
+        // The first node whose checkpoint failed; else what the FAILED metadata names.
+        "failed_node": row.failed_node.as_deref().or_else(|| match row.status {
+            RunStatus::Failed => row.metadata.get("failedNode").and_then(Value::as_str),
+            _ => None,
+        }),
         "actor": row.actor,
     })
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
+use super::service::Service;
 use super::{Server, start_on_free_port};
 
 pub struct Browser {
@@ -190,4 +191,23 @@ impl Drop for Browser {
             let _ = self.rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), client.close()).await });
         }
     }
+}
+
+/// The address of `path` on a `phased serve` of the test's.
+pub fn url(server: &Service, path: &str) -> String {
+    format!("http://127.0.0.1:{}/{path}", server.port)
+}
+
+/// Signs in through the page's form (typing the token, then Enter).
+pub fn sign_in(browser: &Browser, server: &Service, token: &str) {
+    browser.goto(&url(server, ""));
+    browser.wait("document.querySelector('#signin #token')", "the sign-in form", Duration::from_secs(30));
+    browser.type_into("#token", &format!("{token}\u{E007}"));
+    browser.wait("document.querySelector('#who').textContent.length > 0", "signed in", Duration::from_secs(30));
+}
+
+/// Fails the test on any serious axe-core finding on the page shown.
+pub fn assert_accessible(browser: &Browser, page: &str) {
+    let violations = browser.serious_accessibility_violations();
+    assert!(violations.is_empty(), "{page}: serious accessibility violations:\n{}", violations.join("\n"));
 }

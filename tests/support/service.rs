@@ -59,6 +59,19 @@ impl Service {
         extra: &[(&str, &str)],
         body: &str,
     ) -> (u16, String) {
+        let (status, _, body) = self.exchange(method, path, token, extra, body);
+        (status, body)
+    }
+
+    /// One request; the status, the response's head (status line and headers) and its body.
+    pub fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        extra: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String, String) {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         let request =
             head(method, path, token, extra).replace("Content-Length: 0", &format!("Content-Length: {}", body.len()));
@@ -67,8 +80,8 @@ impl Service {
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
         let status = response.split(' ').nth(1).unwrap().parse().unwrap();
-        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-        (status, body)
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        (status, head.to_string(), body.to_string())
     }
 
     pub fn json(&self, path: &str, token: &str) -> serde_json::Value {

@@ -150,7 +150,7 @@ pub(super) fn duration(run: &RunRow, now: SystemTime) -> String {
 }
 
 /// `850ms`, `12.3s`, `3m 04s`, `2h 05m`.
-fn short_duration(ms: u128) -> String {
+pub(super) fn short_duration(ms: u128) -> String {
     match ms {
         0..1000 => format!("{ms}ms"),
         1000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),

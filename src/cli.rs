@@ -19,6 +19,7 @@ mod store;
 mod terminal;
 mod token;
 mod validate;
+mod values;
 mod watch;
 
 use std::path::PathBuf;

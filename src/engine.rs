@@ -147,7 +147,7 @@ fn new_run(
 struct Recorded {
     id: String,
     at: String,
-    target: Option<(String, crate::raw::Policy)>,
+    target: Option<(String, crate::model::Policy)>,
     admission: Admission,
 }
 
@@ -368,7 +368,7 @@ pub async fn resume(
         held_since = crate::process::monotonic_ms();
         let at = now_ms();
         let admission = store.admit(id, at, &|r| lease::holder_alive(r, at))?;
-        if let (crate::raw::Policy::Reject, Admission::Queued { behind }) = (policy, &admission) {
+        if let (crate::model::Policy::Reject, Admission::Queued { behind }) = (policy, &admission) {
             release(store.as_mut(), &before)?;
             return Err(EngineError::Rejected { target: name.clone(), by: behind.clone() });
         }
@@ -407,7 +407,7 @@ pub async fn resume(
 async fn wait_for_target(
     store: &mut dyn Store,
     id: &str,
-    target: Option<&(String, crate::raw::Policy)>,
+    target: Option<&(String, crate::model::Policy)>,
     mut admission: Admission,
     reporter: &mut dyn Reporter,
     held_since: &mut i64,

@@ -14,6 +14,7 @@ pub mod dry_run;
 mod duration;
 pub mod engine;
 pub mod event;
+pub mod model;
 mod names;
 mod notify;
 mod paths;

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::model::{NotifyFormat, NotifyOn};
 use crate::plan::Plan;
-use crate::raw::{NotifyFormat, NotifyOn};
 use crate::secrets::Secrets;
 use crate::store::{NotificationRow, RunRow, Store, StoreError, Write};
 

@@ -11,7 +11,8 @@ use regex::Regex;
 use serde_json::json;
 
 use crate::action::{ActionSpec, Outputs};
-use crate::raw::{InputType, Policy};
+use crate::model::Policy;
+use crate::raw::InputType;
 use crate::source::{Source, Span};
 use crate::template::{Block, Template, Templates};
 
@@ -42,9 +43,9 @@ pub struct Plan {
 /// rendered when sent) and its body's format.
 #[derive(Debug, Clone)]
 pub(crate) struct Notify {
-    pub(crate) on: Vec<crate::raw::NotifyOn>,
+    pub(crate) on: Vec<crate::model::NotifyOn>,
     pub(crate) url: String,
-    pub(crate) format: crate::raw::NotifyFormat,
+    pub(crate) format: crate::model::NotifyFormat,
 }
 
 /// `concurrency:`: the run's target (rendered from its inputs) and what a new run does

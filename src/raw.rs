@@ -8,6 +8,8 @@ use serde::Deserialize;
 
 use crate::de::Spanned;
 use crate::duration::Duration;
+pub use crate::model::Policy;
+pub(crate) use crate::model::{NotifyFormat, NotifyOn};
 use crate::source::Span;
 use crate::yaml::Yaml;
 
@@ -98,25 +100,6 @@ pub(crate) struct RawNotify {
     pub webhook: RawWebhook,
 }
 
-/// A run's outcome a notification is sent on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum NotifyOn {
-    Succeeded,
-    Failed,
-    Cancelled,
-}
-
-impl NotifyOn {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            NotifyOn::Succeeded => "succeeded",
-            NotifyOn::Failed => "failed",
-            NotifyOn::Cancelled => "cancelled",
-        }
-    }
-}
-
 /// A webhook notification: a POST of the run's outcome.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -128,46 +111,6 @@ pub(crate) struct RawWebhook {
     /// `json` (the run's outcome as an object) or `slack` (an incoming-webhook message).
     #[serde(default)]
     pub format: NotifyFormat,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum NotifyFormat {
-    #[default]
-    Json,
-    Slack,
-}
-
-impl NotifyFormat {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            NotifyFormat::Json => "json",
-            NotifyFormat::Slack => "slack",
-        }
-    }
-}
-
-/// What a new run does while another run of its target is queued or running.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Policy {
-    /// Wait (status `queued`) until the target is free, oldest first.
-    #[default]
-    Queue,
-    /// Cancel the queued runs, stop the running one at its next node boundary, then start.
-    Supersede,
-    /// Refuse to start.
-    Reject,
-}
-
-impl Policy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Policy::Queue => "queue",
-            Policy::Supersede => "supersede",
-            Policy::Reject => "reject",
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]

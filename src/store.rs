@@ -14,14 +14,13 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::event::Event;
-
+pub use crate::model::{
+    Admission, HistoryRow, Lease, NewRun, NodeRow, NodeStatus, NotificationRow, Role, RunRow, RunStatus, StopRequest,
+    TokenRow, Write,
+};
 pub(crate) use postgres::redact;
 pub use postgres::{PgStore, is_url};
-pub use rows::{
-    Admission, ClaimError, HistoryRow, Lease, NewRun, NodeRow, NodeStatus, NotificationRow, Role, RunRow, RunStatus,
-    StopRequest, TokenRow,
-};
+pub use rows::ClaimError;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -160,69 +159,12 @@ fn folder_writable(path: &Path) -> bool {
 }
 
 /// How hard a commit waits for the disk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
     /// `synchronous=NORMAL` in WAL mode: survives a killed process.
     Normal,
     /// `synchronous=FULL`: one fsync per commit; survives power loss.
     Full,
-}
-
-/// One write of a batch; a batch is one transaction.
-#[derive(Debug, Clone)]
-pub enum Write {
-    /// Sets the run's current phase, progress and metadata, and adds a history row.
-    Phase {
-        run: String,
-        phase: String,
-        progress: u8,
-        metadata: Value,
-        node: Option<String>,
-        at: String,
-    },
-    /// Progress and phase only, metadata unchanged (a running node reported a
-    /// fraction, a node finished without result metadata).
-    Progress {
-        run: String,
-        phase: String,
-        progress: u8,
-        at: String,
-    },
-    Status {
-        run: String,
-        status: RunStatus,
-        error: Option<String>,
-        finished: Option<String>,
-    },
-    /// A resumed run waits for its target (status `queued`, lease kept).
-    Queue {
-        run: String,
-        target: String,
-    },
-    Node(NodeRow),
-    /// Forgets checkpoints (`resume --from`): this node and every node under a prefix.
-    ResetNodes {
-        run: String,
-        nodes: Vec<String>,
-        prefixes: Vec<String>,
-    },
-    /// `resume --reload`: the run goes on from another snapshot, with its inputs
-    /// resolved against it.
-    Reloaded {
-        run: String,
-        snapshot_id: i64,
-        inputs: Value,
-    },
-    Heartbeat {
-        run: String,
-        owner: String,
-        at_ms: i64,
-    },
-    /// Stores an event; the store gives it the next sequence number of the database.
-    Event(Event),
-    /// Adds a notification to the outbox (its `id`, `status` and `attempts` are the
-    /// store's).
-    Notification(NotificationRow),
 }
 
 /// The upper bounds (seconds) of the duration histograms of `/metrics`.
@@ -269,7 +211,7 @@ pub struct NodeDuration {
     pub error: Option<String>,
 }
 
-/// Whether the holder of a run's lease is still alive (see `engine::lease`).
+/// Whether the holder of a run's lease is still alive (the engine's lease check).
 pub type Alive<'a> = &'a (dyn Fn(&RunRow) -> bool + Sync);
 
 /// What the engine and the commands need from a database.

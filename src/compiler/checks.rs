@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 
-use super::node::with_key_span;
 use crate::diagnostic::Diagnostic;
 use crate::phase::{self, PhaseOrder};
 use crate::plan::{Plan, PlanNode};
@@ -228,4 +227,19 @@ pub(super) fn webhook_url_problem(url: &str) -> Option<String> {
         return None;
     }
     Some(format!("a webhook URL is sent over `http` or `https` only, not `{scheme}:`"))
+}
+
+/// The span of the `with:` key owning a block, for "missing parameter" errors; the
+/// block's own start when the key cannot be found.
+pub(super) fn with_key_span(source: &Arc<Source>, with: &Yaml) -> Span {
+    // The key sits just before its value: look back a little, not through the file.
+    let end = with.span.start.min(source.text.len());
+    let from = source.text.floor_char_boundary(end.saturating_sub(256));
+    let before = &source.text[from..end];
+    match before.rfind("with") {
+        Some(at) if before[at..].trim_start_matches("with").trim_start().starts_with(':') => {
+            Span::new(from + at, from + at + 4)
+        }
+        _ => Span::new(with.span.start, with.span.start),
+    }
 }

@@ -340,21 +340,6 @@ impl Compiler<'_> {
     }
 }
 
-/// The span of the `with:` key owning a block, for "missing parameter" errors; the
-/// block's own start when the key cannot be found.
-pub(super) fn with_key_span(source: &Arc<Source>, with: &Yaml) -> Span {
-    // The key sits just before its value: look back a little, not through the file.
-    let end = with.span.start.min(source.text.len());
-    let from = source.text.floor_char_boundary(end.saturating_sub(256));
-    let before = &source.text[from..end];
-    match before.rfind("with") {
-        Some(at) if before[at..].trim_start_matches("with").trim_start().starts_with(':') => {
-            Span::new(from + at, from + at + 4)
-        }
-        _ => Span::new(with.span.start, with.span.start),
-    }
-}
-
 fn merge_retry(
     source: &Arc<Source>,
     node: Option<&RawRetry>,

@@ -10,6 +10,7 @@ mod finish;
 mod frame;
 mod launch;
 mod machine;
+mod mode;
 mod scope;
 mod select;
 mod transition;

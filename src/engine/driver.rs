@@ -321,7 +321,7 @@ impl<'r> Driver<'r> {
     /// it does.
     fn notifications(&self, r: &super::core::Record) -> Vec<crate::store::Write> {
         use super::core::Change;
-        use crate::raw::NotifyOn;
+        use crate::model::NotifyOn;
         let (outcome, error, metadata) = match &r.change {
             Change::RunSucceeded { metadata } => (NotifyOn::Succeeded, None, metadata.clone()),
             Change::RunFailed { summary, metadata, .. } => (NotifyOn::Failed, Some(summary.as_str()), metadata.clone()),

@@ -17,7 +17,7 @@ use super::{
     Admission, Alive, ClaimError, HistoryRow, Lease, Metrics, NewRun, NodeDuration, NodeRow, NodeStatus,
     NotificationRow, RunFilter, RunRow, RunStatus, StopRequest, Store, StoreError, TokenRow, Write,
 };
-use crate::raw::Policy;
+use crate::model::Policy;
 use rows::{RUN_COLUMNS, RowState, json, run_row};
 
 pub struct SqliteStore {

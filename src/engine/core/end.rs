@@ -8,24 +8,14 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use super::frame::NodeState;
-use super::machine::{Core, Mode};
+use super::machine::Core;
+use super::mode::{Mode, Undoing};
 use super::scope::Purpose;
 use super::transition::{Change, Launch, NodeRef, Task, TaskError, Transition};
 use crate::engine::Outcome;
+use crate::model::RunStatus;
 use crate::phase;
 use crate::plan::NodeKind;
-use crate::store::RunStatus;
-
-/// The undo steps of a failing run.
-#[derive(Debug, Default)]
-pub(crate) struct Undoing {
-    /// What is left to undo, the next one last.
-    queue: Vec<NodeRef>,
-    /// The node whose undo step runs now.
-    pub(super) current: Option<NodeRef>,
-    reverted: Vec<String>,
-    errors: Map<String, Value>,
-}
 
 impl Core {
     /// Every node still running has stopped: undo what succeeded, latest first.

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::frame::{NodeState, TaskState};
-use super::machine::{Core, Failure, Mode};
+use super::machine::{Core, Failure};
+use super::mode::Mode;
 use super::scope::Purpose;
 use super::transition::{Change, NodeRef, Task, TaskError, Transition};
 

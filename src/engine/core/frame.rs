@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use crate::model::{NodeRow, NodeStatus};
 use crate::plan::Plan;
-use crate::store::{NodeRow, NodeStatus};
 
 pub(crate) struct Frame {
     pub(crate) plan: Arc<Plan>,

@@ -11,12 +11,13 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::frame::{Frame, NodeState, TaskState};
+use super::mode::Mode;
 use super::scope::{DeploymentInfo, Purpose, Scope};
 use super::transition::{Change, Msg, NodeRef, Record, Task, Transition};
 use crate::engine::Outcome;
+use crate::model::{NodeRow, RunStatus};
 use crate::plan::Plan;
 use crate::secrets::{Masker, Secrets};
-use crate::store::{NodeRow, RunStatus};
 
 /// Where the run failed.
 #[derive(Clone, Debug)]
@@ -25,23 +26,6 @@ pub(super) struct Failure {
     pub(super) phase: String,
     pub(super) error: String,
     pub(super) environment: bool,
-}
-
-/// The stage a run is in.
-#[derive(Debug)]
-pub(super) enum Mode {
-    /// Nodes start as they become ready.
-    Running,
-    /// Nothing new starts; when the running nodes are done, the run stops (`watch`).
-    Draining { reason: String, status: RunStatus },
-    /// The running tasks were asked to stop; when they have, the run stops.
-    Stopping { status: RunStatus, reason: String },
-    /// A node failed; the other running tasks were asked to stop.
-    Failing,
-    /// Undo steps run one at a time, latest node first.
-    Undoing(super::end::Undoing),
-    /// The run ended, with this outcome.
-    Done(Outcome),
 }
 
 /// Everything that is true about a run while it executes. Pure: no I/O, no clock, no

@@ -100,7 +100,7 @@ fn reset_in(plan: &Plan, prefix: &str, target: &str, nodes: &mut HashSet<String>
 /// What a run recorded of a node's choice, for [`planned_ids`]: the alternative a
 /// sub-pipeline node `id` selected, or, asked for `id[*]`, the names of the items of a
 /// `foreach` node (one a line).
-pub(crate) fn recorded_choice(nodes: &[crate::store::NodeRow], id: &str) -> Option<String> {
+pub(crate) fn recorded_choice(nodes: &[crate::model::NodeRow], id: &str) -> Option<String> {
     let (id, items) = match id.strip_suffix("[*]") {
         Some(id) => (id, true),
         None => (id, false),

@@ -14,10 +14,10 @@ use crate::catalog::Catalog;
 use crate::compiler::{Compiler, inputs};
 use crate::engine::Outcome;
 use crate::engine::record::record;
+use crate::model::{NodeRow, NodeStatus, RunStatus, Write};
 use crate::plan::Plan;
 use crate::secrets::Secrets;
 use crate::source::Source;
-use crate::store::{NodeRow, NodeStatus, RunStatus, Write};
 
 /// A core, the transitions it returned, and a clock that moves 1 ms per message.
 struct Run {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::action::ActionSpec;
-use crate::store::RunStatus;
+use crate::model::RunStatus;
 
 /// A node of a frame: `frame` 0 is the root pipeline, others are sub-pipelines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -58,7 +58,7 @@ pub(crate) enum Msg {
     /// Start nothing new, let the running nodes finish, then stop as `status` with
     /// `reason`: a newer deploy supersedes this one (`phased watch`, policy
     /// `supersede`: `cancelled`), or the server is stopping (`interrupted`).
-    Drain { reason: String, status: crate::store::RunStatus },
+    Drain { reason: String, status: crate::model::RunStatus },
 }
 
 /// What the core decides. Records change the run's state (each becomes its database

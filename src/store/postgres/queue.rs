@@ -10,7 +10,7 @@ use super::super::{Admission, Alive, ClaimError, Lease, NewRun, RunRow, RunStatu
 use super::conn::{Conn, Tx};
 use super::rows::{DB_NOW_MS, RUN_COLUMNS, queue_seq, run_row};
 use super::write::insert_run_event;
-use crate::raw::Policy;
+use crate::model::Policy;
 
 fn lock_target(tx: &mut Tx, target: &str) -> Result<(), StoreError> {
     tx.execute("SELECT pg_advisory_xact_lock(1, hashtext($1))", &[&target])?;
@@ -175,7 +175,7 @@ pub(super) fn claim_next(
     // A run whose holder died first: it was taken before anything queued now. Its
     // heartbeat is stale by the database's clock, which wrote it: a full lease time
     // since the holder's last renewal, whatever the machines' clocks say.
-    let lease_ms = crate::engine::lease::lease_ms();
+    let lease_ms = crate::model::lease_ms();
     let held = tx.query(
         &format!(
             "SELECT {RUN_COLUMNS} FROM deployments WHERE status = 'running' AND lease_owner IS NOT NULL \

@@ -1,0 +1,18 @@
+//! The model both the engine and the store speak: run and node statuses, the rows a
+//! store holds, the batch of writes the engine hands it ([`Write`]), what a pipeline
+//! asks of its target and its notifications ([`Policy`], [`NotifyOn`],
+//! [`NotifyFormat`]) and the lease length. It sits below the engine's core, the store
+//! and the pipeline files, and imports none of them: a type every one of them needs
+//! lives here, so none of them imports another for it.
+
+mod lease;
+mod policy;
+mod rows;
+mod status;
+mod write;
+
+pub use lease::{STALE_MS, lease_ms};
+pub use policy::{NotifyFormat, NotifyOn, Policy};
+pub use rows::{HistoryRow, Lease, NewRun, NodeRow, NotificationRow, RunRow, TokenRow};
+pub use status::{Admission, NodeStatus, Role, RunStatus, StopRequest};
+pub use write::Write;

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::catalog::Catalog;
-use crate::diagnostic::{self, Diagnostic};
+use crate::diagnostic::{self, Diagnostic, DiagnosticCode};
 use crate::plan::Plan;
 use crate::reader;
 use crate::source::{Source, Span};
@@ -92,20 +92,23 @@ impl<'c> Compiler<'c> {
             Lookup::Missing => {
                 let names = self.catalog.names();
                 out.push(
-                    Diagnostic::error("missing-pipeline", source, span, format!("no pipeline named `{name}`"))
-                        .with_help(match suggest::closest(name, names.iter().map(String::as_str)) {
-                            Some(best) => format!("did you mean `{best}`?"),
-                            None => {
-                                "a sub-pipeline is named by its path in the pipelines folder, without `.yaml`".into()
-                            }
-                        }),
+                    Diagnostic::error(
+                        DiagnosticCode::MissingPipeline,
+                        source,
+                        span,
+                        format!("no pipeline named `{name}`"),
+                    )
+                    .with_help(match suggest::closest(name, names.iter().map(String::as_str)) {
+                        Some(best) => format!("did you mean `{best}`?"),
+                        None => "a sub-pipeline is named by its path in the pipelines folder, without `.yaml`".into(),
+                    }),
                 );
                 None
             }
             Lookup::Invalid(file) => {
                 out.push(
                     Diagnostic::error(
-                        "invalid-sub-pipeline",
+                        DiagnosticCode::InvalidSubPipeline,
                         source,
                         span,
                         format!("sub-pipeline `{name}` has errors"),
@@ -116,7 +119,7 @@ impl<'c> Compiler<'c> {
             }
             Lookup::Cycle => {
                 out.push(Diagnostic::error(
-                    "pipeline-cycle",
+                    DiagnosticCode::PipelineCycle,
                     source,
                     span,
                     format!("sub-pipeline `{name}` includes this pipeline again"),

@@ -14,6 +14,7 @@ use std::marker::PhantomData;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, Visitor};
 use serde::forward_to_deserialize_any;
 
+use crate::diagnostic::DiagnosticCode;
 use crate::source::Span;
 use crate::suggest;
 use crate::yaml::{Key, Yaml, YamlValue};
@@ -21,7 +22,7 @@ use crate::yaml::{Key, Yaml, YamlValue};
 /// A deserialization problem with its position.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct DeError {
-    pub code: &'static str,
+    pub code: DiagnosticCode,
     pub message: String,
     pub span: Option<Span>,
     pub help: Option<String>,
@@ -52,12 +53,12 @@ impl std::error::Error for DeError {}
 
 impl de::Error for DeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        DeError { code: "invalid-value", message: msg.to_string(), span: None, help: None }
+        DeError { code: DiagnosticCode::InvalidValue, message: msg.to_string(), span: None, help: None }
     }
 
     fn invalid_type(unexp: de::Unexpected, exp: &dyn de::Expected) -> Self {
         DeError {
-            code: "wrong-type",
+            code: DiagnosticCode::WrongType,
             message: format!("expected {}, found {}", yaml_words(&exp.to_string()), unexpected(&unexp)),
             span: None,
             help: None,
@@ -65,12 +66,17 @@ impl de::Error for DeError {
     }
 
     fn invalid_value(unexp: de::Unexpected, exp: &dyn de::Expected) -> Self {
-        DeError { code: "invalid-value", message: format!("expected {exp}, found {unexp}"), span: None, help: None }
+        DeError {
+            code: DiagnosticCode::InvalidValue,
+            message: format!("expected {exp}, found {unexp}"),
+            span: None,
+            help: None,
+        }
     }
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
         DeError {
-            code: "invalid-value",
+            code: DiagnosticCode::InvalidValue,
             message: format!("unknown value `{}`", suggest::shorten(variant, 80)),
             span: None,
             help: suggest::hint(variant, expected.iter().copied()),
@@ -79,7 +85,7 @@ impl de::Error for DeError {
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
         DeError {
-            code: "unknown-key",
+            code: DiagnosticCode::UnknownKey,
             message: format!("unknown key `{}`", suggest::shorten(field, 80)),
             span: None,
             help: suggest::hint(field, expected.iter().copied()),
@@ -87,7 +93,12 @@ impl de::Error for DeError {
     }
 
     fn missing_field(field: &'static str) -> Self {
-        DeError { code: "missing-field", message: format!("missing required key `{field}`"), span: None, help: None }
+        DeError {
+            code: DiagnosticCode::MissingField,
+            message: format!("missing required key `{field}`"),
+            span: None,
+            help: None,
+        }
     }
 }
 
@@ -155,7 +166,7 @@ impl YamlDe<'_> {
     /// `expected a number for `weight`, found the string `heavy``.
     fn wrong_type_names_key(&self, e: DeError) -> DeError {
         match self.key {
-            Some(key) if e.code == "wrong-type" && e.span.is_none() => e.for_key(&key.text),
+            Some(key) if e.code == DiagnosticCode::WrongType && e.span.is_none() => e.for_key(&key.text),
             _ => e,
         }
     }
@@ -207,7 +218,7 @@ impl<'de> de::Deserializer<'de> for YamlDe<'de> {
             _ => {
                 return Err(self
                     .wrong_type_names_key(DeError {
-                        code: "wrong-type",
+                        code: DiagnosticCode::WrongType,
                         message: format!("expected a mapping, found {}", self.node.kind_name()),
                         span: None,
                         help: Some(format!("allowed keys: {}", suggest::list(fields))),
@@ -250,7 +261,7 @@ impl<'de> de::Deserializer<'de> for YamlDe<'de> {
                 .map_err(|e| e.at(self.node.span)),
             _ => Err(self
                 .wrong_type_names_key(DeError {
-                    code: "wrong-type",
+                    code: DiagnosticCode::WrongType,
                     message: format!("expected a string, found {}", self.node.kind_name()),
                     span: None,
                     help: None,

@@ -3,6 +3,8 @@
 
 pub mod codes;
 
+pub use codes::DiagnosticCode;
+
 use std::fmt;
 use std::sync::Arc;
 
@@ -27,8 +29,8 @@ impl Severity {
 #[derive(Clone, Debug)]
 pub struct Diagnostic {
     pub severity: Severity,
-    /// A stable, kebab-case identifier (`unknown-node`), listed in the README.
-    pub code: &'static str,
+    /// Its stable code (`unknown-node` in every output), listed in the docs.
+    pub code: DiagnosticCode,
     /// A lowercase fragment without a final period; identifiers in backticks.
     pub message: String,
     pub source: Arc<Source>,
@@ -40,7 +42,7 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn error(code: &'static str, source: &Arc<Source>, span: Span, message: impl Into<String>) -> Self {
+    pub fn error(code: DiagnosticCode, source: &Arc<Source>, span: Span, message: impl Into<String>) -> Self {
         Diagnostic {
             severity: Severity::Error,
             code,
@@ -52,7 +54,7 @@ impl Diagnostic {
         }
     }
 
-    pub fn warning(code: &'static str, source: &Arc<Source>, span: Span, message: impl Into<String>) -> Self {
+    pub fn warning(code: DiagnosticCode, source: &Arc<Source>, span: Span, message: impl Into<String>) -> Self {
         Diagnostic { severity: Severity::Warning, ..Self::error(code, source, span, message) }
     }
 
@@ -82,7 +84,7 @@ impl Diagnostic {
 
     /// The order diagnostics are reported in: by file, then by position.
     pub fn sort_key(&self) -> (String, usize, usize, &'static str) {
-        (self.source.name.clone(), self.span.start, self.span.end, self.code)
+        (self.source.name.clone(), self.span.start, self.span.end, self.code.as_str())
     }
 }
 

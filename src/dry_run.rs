@@ -9,6 +9,7 @@ use minijinja::value::{Object, Value};
 use serde::Serialize;
 use serde_json::{Map, json};
 
+use crate::model::NodePath;
 use crate::plan::{NodeKind, Plan, SubPipeline};
 use crate::template::{self, Block, Template};
 
@@ -56,7 +57,7 @@ pub struct DryRunError {
 
 pub fn dry_run(plan: &Plan, inputs: Map<String, serde_json::Value>) -> Result<DryRun, DryRunError> {
     let mut walker = Walker { nodes: Vec::new(), done: 0.0, total: 1.0, root: plan.name.clone() };
-    walker.walk(plan, &inputs, "", 1.0, None)?;
+    walker.walk(plan, &inputs, &NodePath::root(), 1.0, None)?;
     let last = walker.nodes.len();
     if let Some(end) = walker.nodes.last_mut().filter(|_| last > 0) {
         end.progress_end = 100;
@@ -125,7 +126,7 @@ impl Walker {
         &mut self,
         plan: &Plan,
         inputs: &Map<String, serde_json::Value>,
-        prefix: &str,
+        at: &NodePath,
         share: f64,
         items: Option<&[serde_json::Value]>,
     ) -> Result<(), DryRunError> {
@@ -133,8 +134,9 @@ impl Walker {
         for &i in &plan.order {
             let node = &plan.nodes[i];
             let ctx = self.context(inputs, items.map(|items| &items[i]));
-            let id = format!("{prefix}{}", node.id);
-            let needs: Vec<String> = node.needs.iter().map(|&n| format!("{prefix}{}", plan.nodes[n].id)).collect();
+            let path = at.join(&node.id);
+            let id = path.to_string();
+            let needs: Vec<String> = node.needs.iter().map(|&n| at.join(&plan.nodes[n].id).to_string()).collect();
             let node_share = if total > 0.0 { share * node.weight / total } else { 0.0 };
             let fail_at = |span: crate::source::Span, message: String| {
                 let (line, column) = plan.source.line_col(span.start);
@@ -169,12 +171,12 @@ impl Walker {
                 .map_err(|e| fail_at(foreach.items.span, e))?;
                 entry.note = Some(format!(
                     "once per item: {}",
-                    keys.iter().map(|k| format!("{id}[{k}]")).collect::<Vec<_>>().join(", ")
+                    keys.iter().map(|k| path.item(k).to_string()).collect::<Vec<_>>().join(", ")
                 ));
                 let container = self.nodes.len();
                 self.nodes.push(entry);
                 let fanned = plan.fan_out(i, &keys);
-                self.walk(&fanned, inputs, &id, node_share, Some(&values))?;
+                self.walk(&fanned, inputs, &path, node_share, Some(&values))?;
                 self.nodes[container].progress_end = percent(self.done / self.total);
                 continue;
             }
@@ -257,7 +259,7 @@ impl Walker {
                                 crate::compiler::inputs::resolve(&child.inputs, &child_inputs).map_err(|problems| {
                                     fail(problems.iter().map(|p| p.message.clone()).collect::<Vec<_>>().join("; "))
                                 })?;
-                            self.walk(&child, &child_inputs, &format!("{id}."), node_share, None)?;
+                            self.walk(&child, &child_inputs, &path, node_share, None)?;
                         }
                         None => self.done += node_share,
                     }

@@ -545,7 +545,7 @@ fn forget_from(
 ) -> Result<(std::collections::HashSet<String>, Vec<String>), EngineError> {
     let Some((nodes, prefixes)) = rerun_set(plan, node) else {
         release(store, before)?;
-        let all = all_node_ids(plan, "");
+        let all = all_node_ids(plan);
         return Err(EngineError::UnknownNode {
             run: before.id.clone(),
             node: node.to_string(),

@@ -8,8 +8,7 @@ use serde::Deserialize;
 
 use crate::de::Spanned;
 use crate::duration::Duration;
-pub use crate::model::Policy;
-pub(crate) use crate::model::{NotifyFormat, NotifyOn};
+pub(crate) use crate::model::{NotifyFormat, NotifyOn, Policy};
 use crate::source::Span;
 use crate::yaml::Yaml;
 

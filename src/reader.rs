@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
 
 use crate::de::{self, DeError, Spanned};
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, DiagnosticCode};
 use crate::raw::{KeySpans, RawDefaults, RawPipeline};
 use crate::source::{Source, Span};
 use crate::suggest;
@@ -71,7 +71,7 @@ fn expect_map<'a>(
         YamlValue::Null => &[],
         _ => {
             out.push(Diagnostic::error(
-                "wrong-type",
+                DiagnosticCode::WrongType,
                 source,
                 node.span,
                 format!("`{what}` must be a mapping, found {}", node.kind_name()),
@@ -86,7 +86,7 @@ fn assemble(source: &Arc<Source>, root: &Yaml, out: &mut Vec<Diagnostic>) -> Opt
         YamlValue::Map(entries) => entries,
         YamlValue::Null => {
             out.push(
-                Diagnostic::error("empty-file", source, Span::new(0, 0), "the pipeline file is empty")
+                Diagnostic::error(DiagnosticCode::EmptyFile, source, Span::new(0, 0), "the pipeline file is empty")
                     .with_help("a pipeline needs at least `version: 1`, a `name` and `nodes`"),
             );
             return None;
@@ -94,7 +94,7 @@ fn assemble(source: &Arc<Source>, root: &Yaml, out: &mut Vec<Diagnostic>) -> Opt
         _ => {
             out.push(
                 Diagnostic::error(
-                    "wrong-type",
+                    DiagnosticCode::WrongType,
                     source,
                     root.span,
                     format!("a pipeline file must be a mapping, found {}", root.kind_name()),
@@ -158,7 +158,7 @@ fn assemble(source: &Arc<Source>, root: &Yaml, out: &mut Vec<Diagnostic>) -> Opt
                 }
             }
             other => out.push(
-                Diagnostic::error("unknown-key", source, key.span, format!("unknown key `{other}`"))
+                Diagnostic::error(DiagnosticCode::UnknownKey, source, key.span, format!("unknown key `{other}`"))
                     .with_help_opt(suggest::hint(other, TOP_KEYS.iter().copied())),
             ),
         }
@@ -168,7 +168,12 @@ fn assemble(source: &Arc<Source>, root: &Yaml, out: &mut Vec<Diagnostic>) -> Opt
     for (present, key) in [(version.is_some(), "version"), (name.is_some(), "name"), (nodes.is_some(), "nodes")] {
         let seen = entries.iter().any(|(k, _)| k.text == key);
         if !present && !seen {
-            out.push(Diagnostic::error("missing-field", source, start, format!("missing required key `{key}`")));
+            out.push(Diagnostic::error(
+                DiagnosticCode::MissingField,
+                source,
+                start,
+                format!("missing required key `{key}`"),
+            ));
         }
     }
 

@@ -18,7 +18,7 @@ pub fn human(diagnostic: &Diagnostic, color: bool) -> String {
         Severity::Warning => miette::Severity::Warning,
     };
     let mut report =
-        MietteDiagnostic::new(diagnostic.message.clone()).with_code(diagnostic.code).with_severity(severity);
+        MietteDiagnostic::new(diagnostic.message.clone()).with_code(diagnostic.code.as_str()).with_severity(severity);
     let span = diagnostic.span;
     let label = diagnostic.label.clone().unwrap_or_else(|| "here".to_string());
     report = report.with_label(LabeledSpan::new(Some(label), span.start, span.len()));
@@ -116,7 +116,7 @@ impl<'a> From<&'a Diagnostic> for JsonDiagnostic<'a> {
         let (line, column) = d.line_col();
         JsonDiagnostic {
             severity: d.severity.as_str(),
-            code: d.code,
+            code: d.code.as_str(),
             message: &d.message,
             file: &d.source.name,
             line,
@@ -167,11 +167,11 @@ pub fn sarif(diagnostics: &[Diagnostic]) -> serde_json::Value {
         .iter()
         .map(|d| {
             let described = crate::diagnostic::codes::describe(d.code);
-            let meaning = described.map_or_else(|| d.code.replace('-', " "), |c| c.meaning.to_string());
-            let uri = crate::diagnostic::codes::help_uri(d.code);
+            let meaning = described.map_or_else(|| d.code.as_str().replace('-', " "), |c| c.meaning.to_string());
+            let uri = crate::diagnostic::codes::help_uri(d.code.as_str());
             json!({
-                "id": d.code,
-                "name": d.code.split('-').map(capitalized).collect::<String>(),
+                "id": d.code.as_str(),
+                "name": d.code.as_str().split('-').map(capitalized).collect::<String>(),
                 "shortDescription": {"text": meaning},
                 "help": {
                     "text": format!("{meaning}; see docs/pipeline-format.md#{}", d.code),
@@ -193,7 +193,7 @@ pub fn sarif(diagnostics: &[Diagnostic]) -> serde_json::Value {
                 message.push_str(help);
             }
             json!({
-                "ruleId": d.code,
+                "ruleId": d.code.as_str(),
                 "ruleIndex": rules.iter().position(|r| r.code == d.code),
                 "level": level(d.severity),
                 "message": {"text": message},

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError};
 
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, DiagnosticCode};
 use crate::source::{Source, Span};
 
 /// Files larger than this are refused before parsing.
@@ -138,7 +138,7 @@ pub fn parse(source: &Arc<Source>) -> Result<Yaml, Diagnostic> {
     let text = &source.text;
     if text.len() > MAX_FILE_BYTES {
         return Err(Diagnostic::error(
-            "file-too-large",
+            DiagnosticCode::FileTooLarge,
             source,
             Span::new(0, 0),
             format!("file is {} bytes, more than the limit of {MAX_FILE_BYTES} bytes", text.len()),
@@ -147,7 +147,7 @@ pub fn parse(source: &Arc<Source>) -> Result<Yaml, Diagnostic> {
     }
     if let Some(pos) = text.find('\0') {
         return Err(Diagnostic::error(
-            "yaml-syntax",
+            DiagnosticCode::YamlSyntax,
             source,
             Span::new(pos, pos + 1),
             "file contains a NUL byte; it is not a text file",
@@ -193,7 +193,7 @@ impl<'s> Builder<'s> {
         Span::new(start, end)
     }
 
-    fn error(&self, code: &'static str, span: Span, message: impl Into<String>) -> Diagnostic {
+    fn error(&self, code: DiagnosticCode, span: Span, message: impl Into<String>) -> Diagnostic {
         Diagnostic::error(code, self.source, span, message)
     }
 
@@ -204,10 +204,14 @@ impl<'s> Builder<'s> {
         // same problem as ours: too deep, not a syntax error.
         if e.info().contains("recursion limit") {
             return self
-                .error("yaml-too-complex", Span::new(at, at), format!("nesting deeper than {MAX_DEPTH} levels"))
+                .error(
+                    DiagnosticCode::YamlTooComplex,
+                    Span::new(at, at),
+                    format!("nesting deeper than {MAX_DEPTH} levels"),
+                )
                 .with_help("a pipeline needs only a few levels of nesting");
         }
-        self.error("yaml-syntax", Span::new(at, at), format!("invalid YAML: {}", e.info()))
+        self.error(DiagnosticCode::YamlSyntax, Span::new(at, at), format!("invalid YAML: {}", e.info()))
     }
 
     fn run(mut self) -> Result<Yaml, Diagnostic> {
@@ -221,19 +225,19 @@ impl<'s> Builder<'s> {
                     self.documents += 1;
                     if self.documents > 1 {
                         return Err(self
-                            .error("yaml-syntax", span, "more than one YAML document in the file")
+                            .error(DiagnosticCode::YamlSyntax, span, "more than one YAML document in the file")
                             .with_help("a pipeline file holds exactly one document; remove the second `---`"));
                     }
                 }
                 Event::Alias(id) => {
                     let Some((node, count)) = self.anchors.get(&id) else {
-                        return Err(self.error("yaml-syntax", span, "alias to an unknown anchor"));
+                        return Err(self.error(DiagnosticCode::YamlSyntax, span, "alias to an unknown anchor"));
                     };
                     self.alias_nodes += count;
                     if self.alias_nodes > MAX_ALIAS_NODES {
                         return Err(self
                             .error(
-                                "yaml-too-complex",
+                                DiagnosticCode::YamlTooComplex,
                                 span,
                                 format!("aliases expand to more than {MAX_ALIAS_NODES} nodes"),
                             )
@@ -283,7 +287,7 @@ impl<'s> Builder<'s> {
     fn enter(&self, span: Span) -> Result<(), Diagnostic> {
         if self.stack.len() >= MAX_DEPTH {
             return Err(self
-                .error("yaml-too-complex", span, format!("nesting deeper than {MAX_DEPTH} levels"))
+                .error(DiagnosticCode::YamlTooComplex, span, format!("nesting deeper than {MAX_DEPTH} levels"))
                 .with_help("a pipeline needs only a few levels of nesting"));
         }
         Ok(())
@@ -309,7 +313,7 @@ impl<'s> Builder<'s> {
                         YamlValue::Null => String::new(),
                         YamlValue::Seq(_) | YamlValue::Map(_) => {
                             return Err(self.error(
-                                "yaml-syntax",
+                                DiagnosticCode::YamlSyntax,
                                 node.span,
                                 "a mapping key must be a plain value, not a list or mapping",
                             ));
@@ -323,7 +327,7 @@ impl<'s> Builder<'s> {
                     if let Some((first, _)) = existing {
                         let (line, col) = self.source.line_col(first.span.start);
                         return Err(self
-                            .error("duplicate-key", node.span, format!("duplicate key `{text}`"))
+                            .error(DiagnosticCode::DuplicateKey, node.span, format!("duplicate key `{text}`"))
                             .with_label("defined again here")
                             .with_help(format!(
                                 "`{text}` is first defined at line {line}, column {col}; a later key would replace it silently, so rename or remove one"
@@ -436,7 +440,7 @@ mod tests {
     #[test]
     fn duplicate_keys_are_rejected_with_both_positions() {
         let err = parse_str("a: 1\nb: 2\na: 3\n").unwrap_err();
-        assert_eq!(err.code, "duplicate-key");
+        assert_eq!(err.code, DiagnosticCode::DuplicateKey);
         assert_eq!(err.line_col(), (3, 1));
         assert!(err.help.unwrap().contains("line 1, column 1"));
     }
@@ -446,7 +450,7 @@ mod tests {
         let mut text: String = (0..100).map(|i| format!("k{i}: {i}\n")).collect();
         text.push_str("k42: again\n");
         let err = parse_str(&text).unwrap_err();
-        assert_eq!(err.code, "duplicate-key");
+        assert_eq!(err.code, DiagnosticCode::DuplicateKey);
         assert_eq!(err.line_col(), (101, 1));
         assert!(err.help.unwrap().contains("line 43"));
     }
@@ -461,7 +465,7 @@ mod tests {
             ));
         }
         let err = parse_str(&text).unwrap_err();
-        assert_eq!(err.code, "yaml-too-complex");
+        assert_eq!(err.code, DiagnosticCode::YamlTooComplex);
     }
 
     #[test]
@@ -472,27 +476,27 @@ mod tests {
             block.push_str(&format!("{}k{depth}:\n", "  ".repeat(depth)));
         }
         let err = parse_str(&block).unwrap_err();
-        assert_eq!(err.code, "yaml-too-complex");
+        assert_eq!(err.code, DiagnosticCode::YamlTooComplex);
         assert!(err.message.contains("nesting deeper than 64"), "{}", err.message);
         let err = parse_str(&"[".repeat(10_000)).unwrap_err();
-        assert_eq!(err.code, "yaml-too-complex", "{err}");
+        assert_eq!(err.code, DiagnosticCode::YamlTooComplex, "{err}");
         let err = parse_str(&format!("{}{}", "[".repeat(10_000), "]".repeat(10_000))).unwrap_err();
-        assert_eq!(err.code, "yaml-too-complex", "a well-formed but 10,000-deep flow sequence: {err}");
+        assert_eq!(err.code, DiagnosticCode::YamlTooComplex, "a well-formed but 10,000-deep flow sequence: {err}");
     }
 
     #[test]
     fn a_huge_file_is_refused_before_parsing() {
         let text = "a".repeat(MAX_FILE_BYTES + 1);
         let err = parse_str(&text).unwrap_err();
-        assert_eq!(err.code, "file-too-large");
+        assert_eq!(err.code, DiagnosticCode::FileTooLarge);
         assert!(err.message.contains("more than the limit"), "{}", err.message);
     }
 
     #[test]
     fn empty_and_garbage_inputs_end_in_errors_or_null() {
         assert_eq!(parse_str("").unwrap().value, YamlValue::Null);
-        assert_eq!(parse_str("a: [1, 2").unwrap_err().code, "yaml-syntax");
-        assert_eq!(parse_str("a: 1\0").unwrap_err().code, "yaml-syntax");
-        assert_eq!(parse_str("a: 1\n---\nb: 2\n").unwrap_err().code, "yaml-syntax");
+        assert_eq!(parse_str("a: [1, 2").unwrap_err().code, DiagnosticCode::YamlSyntax);
+        assert_eq!(parse_str("a: 1\0").unwrap_err().code, DiagnosticCode::YamlSyntax);
+        assert_eq!(parse_str("a: 1\n---\nb: 2\n").unwrap_err().code, DiagnosticCode::YamlSyntax);
     }
 }

@@ -234,11 +234,11 @@ fn sarif_rules_say_what_their_code_means_and_link_to_its_row() {
         assert!(uri.contains("://"), "an absolute URI, as SARIF's schema wants: {uri}");
     }
     // Every code the binary knows is documented with its anchor, and the other way round.
-    let known: Vec<&str> = phased::diagnostic::codes::CODES.iter().map(|c| c.code).collect();
+    let known: Vec<&str> = phased::diagnostic::codes::CODES.iter().map(|c| c.code.as_str()).collect();
     let documented: Vec<&str> = docs.iter().map(|(c, _, _)| c.as_str()).collect();
     assert_eq!(known, documented);
     for code in phased::diagnostic::codes::CODES {
-        let (_, meaning, anchored) = docs.iter().find(|(c, _, _)| c == code.code).unwrap();
+        let (_, meaning, anchored) = docs.iter().find(|(c, _, _)| c == code.code.as_str()).unwrap();
         assert!(*anchored && meaning == code.meaning, "`{}`", code.code);
     }
     for code in codes_in_sources(Path::new("src")) {
@@ -247,7 +247,8 @@ fn sarif_rules_say_what_their_code_means_and_link_to_its_row() {
 }
 
 /// The codes `src/` reports: the first argument of `Diagnostic::error(`/`warning(`,
-/// and `code: "..."` fields.
+/// and `code: "..."` fields, as text or as `DiagnosticCode::UnknownNode` (whose text is
+/// `unknown-node`).
 fn codes_in_sources(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -260,6 +261,20 @@ fn codes_in_sources(dir: &Path) -> Vec<String> {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();
+        for (at, _) in text.match_indices("DiagnosticCode::") {
+            let name: String =
+                text[at + "DiagnosticCode::".len()..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+            if name.starts_with(|c: char| c.is_ascii_uppercase()) && name != "ALL" {
+                let mut code = String::new();
+                for c in name.chars() {
+                    if c.is_ascii_uppercase() && !code.is_empty() {
+                        code.push('-');
+                    }
+                    code.push(c.to_ascii_lowercase());
+                }
+                out.push(code);
+            }
+        }
         for start in ["Diagnostic::error(", "Diagnostic::warning(", "code: \""] {
             for (at, _) in text.match_indices(start) {
                 let rest = text[at + start.len()..].trim_start();

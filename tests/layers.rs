@@ -171,12 +171,12 @@ fn a_circle_of_files_in_one_module_fails() {
 
 #[test]
 fn a_circle_through_a_parent_fails() {
-    // The store's file re-exports its child; the child reaches back into the engine
-    // that imports the store: the edge to a child counts.
+    // The store's file uses its child; the child reaches back into the engine that
+    // imports the store (the shape of the lease circle): the edge to a child counts.
     let found = problems(&with(&[
-        ("store.rs", "mod rows;\npub use rows::row;\n"),
+        ("store.rs", "mod rows;\npub use rows::row;\npub fn open() -> i64 { row() }\n"),
         ("store/rows.rs", "pub fn row() -> i64 { super::super::engine::tick() }\n"),
-        ("engine.rs", "mod core;\npub fn tick() -> i64 { crate::store::row() }\n"),
+        ("engine.rs", "mod core;\npub fn tick() -> i64 { crate::store::open() }\n"),
     ]));
     assert!(
         found.iter().any(|p| p.starts_with("src/store/rows.rs (store) imports src/engine.rs (engine)")),

@@ -30,7 +30,7 @@ fn every_invalid_fixture_reports_its_own_code_with_a_snapshot() {
         let diagnostics = validate(path, &catalog);
         let stem = path.file_stem().unwrap().to_str().unwrap();
         assert!(
-            diagnostics.iter().any(|d| stem.starts_with(d.code)),
+            diagnostics.iter().any(|d| stem.starts_with(d.code.as_str())),
             "{stem}: expected a diagnostic with code `{stem}`, got {:?}",
             diagnostics.iter().map(|d| d.code).collect::<Vec<_>>()
         );
@@ -44,7 +44,7 @@ fn every_invalid_fixture_reports_its_own_code_with_a_snapshot() {
 #[test]
 fn a_missing_need_points_at_the_entry_and_suggests_the_closest_node() {
     let diagnostics = validate(Path::new("tests/fixtures/invalid/unknown-node.yaml"), &fixture_catalog());
-    let d = diagnostics.iter().find(|d| d.code == "unknown-node").unwrap();
+    let d = diagnostics.iter().find(|d| d.code.as_str() == "unknown-node").unwrap();
     assert_eq!(d.line_col(), (9, 13), "the `sourc` entry inside `needs: [sourc]`");
     assert_eq!(d.help.as_deref(), Some("did you mean `source`?"));
 }
@@ -61,7 +61,7 @@ fn an_undefined_variable_is_reported_at_its_line_inside_a_multiline_node() {
     let diagnostics = validate(Path::new("tests/fixtures/invalid/undefined-variable.yaml"), &fixture_catalog());
     let diagnostics: Vec<_> = diagnostics.into_iter().filter(|d| d.is_error()).collect();
     let found: Vec<(usize, usize, &str)> =
-        diagnostics.iter().map(|d| (d.line_col().0, d.line_col().1, d.code)).collect();
+        diagnostics.iter().map(|d| (d.line_col().0, d.line_col().1, d.code.as_str())).collect();
     assert_eq!(
         found,
         vec![

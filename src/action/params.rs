@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use super::ActionSpec;
+use crate::diagnostic::DiagnosticCode;
 use crate::duration::Duration;
 use crate::source::Span;
 use crate::suggest;
@@ -14,7 +15,7 @@ use crate::yaml::{Yaml, YamlValue};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParamProblem {
-    pub code: &'static str,
+    pub code: DiagnosticCode,
     pub span: Span,
     pub message: String,
     pub help: Option<String>,
@@ -32,7 +33,7 @@ pub fn check_with(action: &ActionSpec, with: &Yaml, owner: Span) -> Vec<ParamPro
         && !has_template(with)
         && let Err(message) = action.check(&with.to_json())
     {
-        problems.push(ParamProblem { code: "invalid-parameter", span: owner, message, help: None });
+        problems.push(ParamProblem { code: DiagnosticCode::InvalidParameter, span: owner, message, help: None });
     }
     problems
 }
@@ -116,7 +117,7 @@ fn check(schema: &Value, node: &Yaml, owner: Span, path: &str, out: &mut Vec<Par
         && !type_matches(allowed, json_type(node))
     {
         out.push(ParamProblem {
-            code: "wrong-type",
+            code: DiagnosticCode::WrongType,
             span: node.span,
             message: format!("{}expected {}, found {}", field(path), describe_type(allowed), node.kind_name()),
             help: None,
@@ -128,7 +129,7 @@ fn check(schema: &Value, node: &Yaml, owner: Span, path: &str, out: &mut Vec<Par
         if !options.contains(&value) {
             let names: Vec<&str> = options.iter().filter_map(Value::as_str).collect();
             out.push(ParamProblem {
-                code: "invalid-value",
+                code: DiagnosticCode::InvalidValue,
                 span: node.span,
                 message: format!("{}`{}` is not allowed", field(path), value),
                 help: suggest::hint(node.as_str().unwrap_or(""), names.iter().copied()),
@@ -140,7 +141,7 @@ fn check(schema: &Value, node: &Yaml, owner: Span, path: &str, out: &mut Vec<Par
         && let Err(e) = Duration::parse(text)
     {
         out.push(ParamProblem {
-            code: "invalid-value",
+            code: DiagnosticCode::InvalidValue,
             span: node.span,
             message: format!("{}{e}", field(path)),
             help: Some("write a number and a unit, as in `500ms`, `2s`, `5m` or `1h`".into()),
@@ -165,7 +166,7 @@ fn check(schema: &Value, node: &Yaml, owner: Span, path: &str, out: &mut Vec<Par
                 match properties.and_then(|p| p.get(&key.text)) {
                     Some(prop) => check(prop, value, key.span, &child_path, out),
                     None if closed => out.push(ParamProblem {
-                        code: "unknown-parameter",
+                        code: DiagnosticCode::UnknownParameter,
                         span: key.span,
                         message: format!("unknown parameter `{child_path}`"),
                         help: suggest::hint(
@@ -185,7 +186,7 @@ fn check(schema: &Value, node: &Yaml, owner: Span, path: &str, out: &mut Vec<Par
                     if !entries.iter().any(|(k, _)| k.text == name) {
                         let full = if path.is_empty() { name.to_string() } else { format!("{path}.{name}") };
                         out.push(ParamProblem {
-                            code: "missing-parameter",
+                            code: DiagnosticCode::MissingParameter,
                             span: owner,
                             message: format!("missing required parameter `{full}`"),
                             help: properties
@@ -219,7 +220,7 @@ fn check_range(schema: &Value, value: f64, node: &Yaml, path: &str, out: &mut Ve
             (None, None) => unreachable!("out of range needs a bound"),
         };
         out.push(ParamProblem {
-            code: "invalid-value",
+            code: DiagnosticCode::InvalidValue,
             span: node.span,
             message: format!("`{path}` must be {bounds}, found {value}"),
             help: None,

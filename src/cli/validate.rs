@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::catalog::{self, Catalog};
 use crate::cli::{CatalogArgs, DiagnosticFormat, color_stdout, exit, usage_error};
 use crate::compiler::Compiler;
-use crate::diagnostic::{self, Diagnostic, Severity};
+use crate::diagnostic::{self, Diagnostic, DiagnosticCode, Severity};
 use crate::report;
 use crate::source::{Source, Span};
 
@@ -71,7 +71,7 @@ pub(super) fn run(mut args: Args) -> u8 {
                         Source::new(target.display().to_string(), String::from_utf8_lossy(e.as_bytes()).into_owned());
                     diagnostics.push(
                         Diagnostic::error(
-                            "not-utf8",
+                            DiagnosticCode::NotUtf8,
                             &source,
                             Span::new(at, at),
                             format!("the file is not UTF-8 text (invalid byte at offset {at})"),
@@ -92,7 +92,7 @@ pub(super) fn run(mut args: Args) -> u8 {
             {
                 diagnostics.push(
                     Diagnostic::error(
-                        "duplicate-pipeline-name",
+                        DiagnosticCode::DuplicatePipelineName,
                         &source,
                         Span::new(0, 0),
                         format!("pipeline name `{}` is also used by `{first}`", plan.name),

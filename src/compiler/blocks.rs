@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::scope::{Scope, Site};
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, DiagnosticCode};
 use crate::source::{Source, Span};
 use crate::template::{self, Block, Call, CallKind, Template, TemplateError, Templates};
 use crate::yaml::{Yaml, YamlValue};
@@ -96,7 +96,7 @@ impl Blocks<'_, '_> {
 
 pub(super) fn template_error(source: &Arc<Source>, text: &str, span: Span, e: TemplateError) -> Diagnostic {
     let at = e.range.and_then(|r| text.get(r)).and_then(|needle| source.find_in(span, needle)).unwrap_or(span);
-    Diagnostic::error("template-syntax", source, at, format!("invalid template: {}", e.message))
+    Diagnostic::error(DiagnosticCode::TemplateSyntax, source, at, format!("invalid template: {}", e.message))
         .with_help("templates are minijinja: `{{ expression }}`, `{% if ... %}...{% endif %}`")
 }
 
@@ -120,11 +120,11 @@ pub(crate) fn unknown_calls(source: &Arc<Source>, template: &Template) -> Vec<Di
     out
 }
 
-fn unknown_code(kind: CallKind) -> &'static str {
+fn unknown_code(kind: CallKind) -> DiagnosticCode {
     match kind {
-        CallKind::Filter => "unknown-filter",
-        CallKind::Test => "unknown-test",
-        CallKind::Function => "unknown-function",
+        CallKind::Filter => DiagnosticCode::UnknownFilter,
+        CallKind::Test => DiagnosticCode::UnknownTest,
+        CallKind::Function => DiagnosticCode::UnknownFunction,
     }
 }
 

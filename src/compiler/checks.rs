@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, DiagnosticCode};
 use crate::phase::{self, PhaseOrder};
 use crate::plan::{Plan, PlanNode};
 use crate::raw::RawPipeline;
@@ -20,7 +20,7 @@ pub(super) fn declare_phases(source: &Arc<Source>, raw: &RawPipeline, out: &mut 
         if !phase::is_valid_name(name) {
             out.push(
                 Diagnostic::error(
-                    "invalid-name",
+                    DiagnosticCode::InvalidName,
                     source,
                     extra.name.span,
                     format!("phase name `{name}` is not UPPER_SNAKE_CASE"),
@@ -30,7 +30,7 @@ pub(super) fn declare_phases(source: &Arc<Source>, raw: &RawPipeline, out: &mut 
         }
         if phases.contains(name) {
             out.push(Diagnostic::error(
-                "duplicate-phase",
+                DiagnosticCode::DuplicatePhase,
                 source,
                 extra.name.span,
                 format!("phase `{name}` is already defined"),
@@ -39,7 +39,7 @@ pub(super) fn declare_phases(source: &Arc<Source>, raw: &RawPipeline, out: &mut 
         }
         if extra.after.value == phase::ACTIVE || extra.after.value == phase::FAILED {
             out.push(Diagnostic::error(
-                "invalid-value",
+                DiagnosticCode::InvalidValue,
                 source,
                 extra.after.span,
                 format!("no phase can come after `{}`", extra.after.value),
@@ -49,7 +49,7 @@ pub(super) fn declare_phases(source: &Arc<Source>, raw: &RawPipeline, out: &mut 
         if !phases.insert_after(name, &extra.after.value) {
             out.push(
                 Diagnostic::error(
-                    "unknown-phase",
+                    DiagnosticCode::UnknownPhase,
                     source,
                     extra.after.span,
                     format!("unknown phase `{}`", extra.after.value),
@@ -76,7 +76,7 @@ pub(super) fn report_cycle(
         .find(|n| n.value == names[1])
         .map_or_else(|| raw.key_spans.nodes.get(names[0]).copied().unwrap_or_default(), |n| n.span);
     out.push(
-        Diagnostic::error("cycle", source, span, format!("cycle in `needs`: {}", names.join(" -> ")))
+        Diagnostic::error(DiagnosticCode::Cycle, source, span, format!("cycle in `needs`: {}", names.join(" -> ")))
             .with_label("this edge closes the cycle")
             .with_help("a node cannot wait for itself: remove one of these `needs` entries"),
     );
@@ -85,7 +85,7 @@ pub(super) fn report_cycle(
 pub(super) fn check_metadata_shape(source: &Arc<Source>, block: &Yaml, name: &str, out: &mut Vec<Diagnostic>) {
     if !matches!(block.value, YamlValue::Map(_) | YamlValue::Null) {
         out.push(Diagnostic::error(
-            "wrong-type",
+            DiagnosticCode::WrongType,
             source,
             block.span,
             format!("`{name}` must be a mapping, found {}", block.kind_name()),
@@ -110,7 +110,7 @@ pub(super) fn check_sub_inputs(
         if !known.contains(&key.text.as_str()) {
             out.push(
                 Diagnostic::error(
-                    "unknown-parameter",
+                    DiagnosticCode::UnknownParameter,
                     source,
                     key.span,
                     format!("sub-pipeline of `{id}` has no input `{}`", key.text),
@@ -123,7 +123,7 @@ pub(super) fn check_sub_inputs(
         for (input, spec) in &plan.inputs {
             if spec.required && spec.default.is_none() && !entries.iter().any(|(k, _)| &k.text == input) {
                 out.push(Diagnostic::error(
-                    "missing-parameter",
+                    DiagnosticCode::MissingParameter,
                     source,
                     with.map_or_else(Span::default, |w| with_key_span(source, w)),
                     format!("`{id}` does not give input `{input}`, which `{name}` requires"),
@@ -150,7 +150,7 @@ pub(super) fn warn_outputs_disagree(
         if outputs != first {
             out.push(
                 Diagnostic::warning(
-                    "select-outputs-disagree",
+                    DiagnosticCode::SelectOutputsDisagree,
                     source,
                     span,
                     format!("alternatives of `{id}` declare different outputs"),
@@ -196,7 +196,7 @@ pub(super) fn warn_phase_order(
             let their_phase = nodes[ancestor].phase.as_deref().unwrap_or_default();
             out.push(
                 Diagnostic::warning(
-                    "phase-order",
+                    DiagnosticCode::PhaseOrder,
                     source,
                     nodes[i].id_span,
                     format!(

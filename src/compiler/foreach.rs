@@ -4,7 +4,7 @@
 
 use super::blocks::Blocks;
 use super::scope::Site;
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, DiagnosticCode};
 use crate::plan::Foreach;
 use crate::suggest;
 use crate::yaml::{Yaml, YamlValue};
@@ -20,7 +20,7 @@ impl Blocks<'_, '_> {
                     if !KEYS.contains(&key.text.as_str()) {
                         self.out.push(
                             Diagnostic::error(
-                                "unknown-key",
+                                DiagnosticCode::UnknownKey,
                                 self.source,
                                 key.span,
                                 format!("unknown key `{}` in `foreach`", key.text),
@@ -35,7 +35,7 @@ impl Blocks<'_, '_> {
         };
         let Some(items) = items else {
             self.out.push(
-                Diagnostic::error("wrong-type", self.source, yaml.span, "`foreach` needs the list it runs the node over")
+                Diagnostic::error(DiagnosticCode::WrongType, self.source, yaml.span, "`foreach` needs the list it runs the node over")
                     .with_help("write `foreach: \"{{ inputs.hosts }}\"` or `foreach: {items: \"{{ inputs.hosts }}\", parallel: 2}`"),
             );
             return None;
@@ -51,7 +51,7 @@ impl Blocks<'_, '_> {
             Some((_, span)) => {
                 self.out.push(
                     Diagnostic::error(
-                        "invalid-value",
+                        DiagnosticCode::InvalidValue,
                         self.source,
                         span,
                         "`foreach.parallel` must be a whole number, 1 or more",
@@ -67,7 +67,7 @@ impl Blocks<'_, '_> {
             Some((_, span)) => {
                 self.out.push(
                     Diagnostic::error(
-                        "invalid-value",
+                        DiagnosticCode::InvalidValue,
                         self.source,
                         span,
                         "`foreach.on_failure` is `fail_fast` or `continue`",
@@ -84,7 +84,7 @@ impl Blocks<'_, '_> {
     fn template_of(&mut self, yaml: &Yaml, name: &str, site: Site) -> Option<crate::template::Template> {
         let Some(text) = yaml.as_str() else {
             self.out.push(Diagnostic::error(
-                "wrong-type",
+                DiagnosticCode::WrongType,
                 self.source,
                 yaml.span,
                 format!("`{name}` must be a template string, found {}", yaml.kind_name()),

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, DiagnosticCode};
 use crate::source::Source;
 use crate::template::{self, Block, Template};
 
@@ -85,7 +85,7 @@ fn check_template(source: &Arc<Source>, t: &Template, key: &str, scope: &InScope
         let name = env_name(&var);
         let diagnostic = if secret {
             Diagnostic::error(
-                "secret-in-command",
+                DiagnosticCode::SecretInCommand,
                 source,
                 at,
                 format!("`{var}` is rendered into `{key}`, where every local user can read it (`ps`)"),
@@ -95,7 +95,7 @@ fn check_template(source: &Arc<Source>, t: &Template, key: &str, scope: &InScope
             ))
         } else if key == "command" {
             Diagnostic::error(
-                "shell-injection",
+                DiagnosticCode::ShellInjection,
                 source,
                 at,
                 format!("`{var}` is rendered into `command`, where a caller's value can become an option or a program"),
@@ -106,7 +106,7 @@ fn check_template(source: &Arc<Source>, t: &Template, key: &str, scope: &InScope
             ))
         } else {
             Diagnostic::error(
-                "shell-injection",
+                DiagnosticCode::ShellInjection,
                 source,
                 at,
                 format!("`{var}` is rendered into `{key}`, where a caller's value becomes shell code"),

@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 use regex::Regex;
 use serde_json::Value;
 
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, DiagnosticCode};
 use crate::plan::InputSpec;
 use crate::raw::{InputType, RawInput};
 use crate::source::{Source, Span};
@@ -25,15 +25,20 @@ pub fn declare(
     let ty = raw.ty.value;
     if !is_identifier(name) {
         out.push(
-            Diagnostic::error("invalid-name", source, key_span, format!("input name `{name}` is not snake_case"))
-                .with_help("templates read inputs as `inputs.<name>`: use lowercase letters, digits and `_`"),
+            Diagnostic::error(
+                DiagnosticCode::InvalidName,
+                source,
+                key_span,
+                format!("input name `{name}` is not snake_case"),
+            )
+            .with_help("templates read inputs as `inputs.<name>`: use lowercase letters, digits and `_`"),
         );
     }
     let check_value = |node: &Yaml, what: &str, out: &mut Vec<Diagnostic>| {
         let value = node.to_json();
         if !matches_type(ty, &value) {
             out.push(Diagnostic::error(
-                "wrong-type",
+                DiagnosticCode::WrongType,
                 source,
                 node.span,
                 format!("{what} of input `{name}` must be {}, found {}", article(ty), node.kind_name()),
@@ -47,19 +52,29 @@ pub fn declare(
             Some(items.iter().map(|i| check_value(i, "an `enum` value", out)).collect::<Vec<_>>())
         }
         _ => {
-            out.push(Diagnostic::error("wrong-type", source, list.span, "`enum` must be a list of allowed values"));
+            out.push(Diagnostic::error(
+                DiagnosticCode::WrongType,
+                source,
+                list.span,
+                "`enum` must be a list of allowed values",
+            ));
             None
         }
     });
     let pattern = raw.pattern.as_ref().and_then(|p| {
         if ty != InputType::String {
-            out.push(Diagnostic::error("invalid-value", source, p.span, "`pattern` applies only to string inputs"));
+            out.push(Diagnostic::error(
+                DiagnosticCode::InvalidValue,
+                source,
+                p.span,
+                "`pattern` applies only to string inputs",
+            ));
         }
         match Regex::new(&p.value) {
             Ok(re) => Some(re),
             Err(e) => {
                 out.push(Diagnostic::error(
-                    "invalid-pattern",
+                    DiagnosticCode::InvalidPattern,
                     source,
                     p.span,
                     format!("invalid regular expression: {e}"),
@@ -73,7 +88,7 @@ pub fn declare(
     {
         let span = raw.default.as_ref().map_or(key_span, |d| d.span);
         out.push(Diagnostic::error(
-            "invalid-value",
+            DiagnosticCode::InvalidValue,
             source,
             span,
             format!("the default of input `{name}` is not in its `enum`"),
@@ -81,7 +96,7 @@ pub fn declare(
     }
     if raw.required && default.is_some() {
         out.push(Diagnostic::warning(
-            "required-with-default",
+            DiagnosticCode::RequiredWithDefault,
             source,
             key_span,
             format!("input `{name}` is required but has a default; the default is never used"),
@@ -89,7 +104,12 @@ pub fn declare(
     }
     let path = raw.path.as_ref().is_some_and(|p| p.value);
     if let Some(p) = raw.path.as_ref().filter(|p| p.value && ty != InputType::String) {
-        out.push(Diagnostic::error("invalid-value", source, p.span, "`path` applies only to string inputs"));
+        out.push(Diagnostic::error(
+            DiagnosticCode::InvalidValue,
+            source,
+            p.span,
+            "`path` applies only to string inputs",
+        ));
     }
     InputSpec {
         name: name.to_string(),

@@ -7,10 +7,10 @@ use indexmap::IndexMap;
 
 use super::Compiler;
 use super::blocks::template_error;
-use super::checks::{check_metadata_shape, check_sub_inputs, warn_outputs_disagree};
+use super::checks::{check_metadata_shape, check_sub_inputs, warn_outputs_disagree, with_key_span};
 use super::scope::NodeOutputs;
 use crate::action::{self, check_with};
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, DiagnosticCode};
 use crate::phase::{self, PhaseOrder};
 use crate::plan::{
     DEFAULT_GRACE, DEFAULT_TIMEOUT, DeclaredOutputs, NodeKind, Plan, PlanNode, Retry, SubPipeline, Undo,
@@ -37,26 +37,36 @@ impl Compiler<'_> {
     ) -> (PlanNode, NodeOutputs) {
         if !crate::names::is_identifier(id) {
             out.push(
-                Diagnostic::error("invalid-name", source, id_span, format!("node id `{id}` is not snake_case"))
-                    .with_help("templates read nodes as `nodes.<id>`: use lowercase letters, digits and `_`"),
+                Diagnostic::error(
+                    DiagnosticCode::InvalidName,
+                    source,
+                    id_span,
+                    format!("node id `{id}` is not snake_case"),
+                )
+                .with_help("templates read nodes as `nodes.<id>`: use lowercase letters, digits and `_`"),
             );
         }
         if let Some(p) = &node.phase {
             if !phases.contains(&p.value) {
                 out.push(
-                    Diagnostic::error("unknown-phase", source, p.span, format!("unknown phase `{}`", p.value))
-                        .with_help(match suggest::closest(&p.value, phases.names()) {
-                            Some(best) => format!("did you mean `{best}`?"),
-                            None => format!(
-                                "built-in phases are {}; declare others under `phases:`",
-                                suggest::list(phase::BUILTIN)
-                            ),
-                        }),
+                    Diagnostic::error(
+                        DiagnosticCode::UnknownPhase,
+                        source,
+                        p.span,
+                        format!("unknown phase `{}`", p.value),
+                    )
+                    .with_help(match suggest::closest(&p.value, phases.names()) {
+                        Some(best) => format!("did you mean `{best}`?"),
+                        None => format!(
+                            "built-in phases are {}; declare others under `phases:`",
+                            suggest::list(phase::BUILTIN)
+                        ),
+                    }),
                 );
             } else if p.value == phase::QUEUED || p.value == phase::ACTIVE || p.value == phase::FAILED {
                 out.push(
                     Diagnostic::error(
-                        "reserved-phase",
+                        DiagnosticCode::ReservedPhase,
                         source,
                         p.span,
                         format!("`{}` is set by the engine, not by a node", p.value),
@@ -71,7 +81,7 @@ impl Compiler<'_> {
             Some(w) if w.value.is_nan() || w.value < 0.0 => {
                 out.push(
                     Diagnostic::error(
-                        "negative-weight",
+                        DiagnosticCode::NegativeWeight,
                         source,
                         w.span,
                         format!("weight {} of node `{id}` is negative", w.value),
@@ -89,7 +99,7 @@ impl Compiler<'_> {
             (Some(_), Some(p)) => {
                 out.push(
                     Diagnostic::error(
-                        "conflicting-keys",
+                        DiagnosticCode::ConflictingKeys,
                         source,
                         p.span,
                         format!("node `{id}` has both `uses` and `pipeline`"),
@@ -101,7 +111,7 @@ impl Compiler<'_> {
             (None, None) => {
                 out.push(
                     Diagnostic::error(
-                        "missing-action",
+                        DiagnosticCode::MissingAction,
                         source,
                         id_span,
                         format!("node `{id}` has neither `uses` nor `pipeline`"),
@@ -128,7 +138,7 @@ impl Compiler<'_> {
                 None => {
                     out.push(
                         Diagnostic::error(
-                            "unknown-action",
+                            DiagnosticCode::UnknownAction,
                             source,
                             uses.span,
                             format!("unknown action `{}`", uses.value),
@@ -157,7 +167,7 @@ impl Compiler<'_> {
         };
         if node.phase.is_none() && matches!(kind, Some(NodeKind::Action(_))) {
             out.push(
-                Diagnostic::error("missing-field", source, id_span, format!("node `{id}` has no `phase`"))
+                Diagnostic::error(DiagnosticCode::MissingField, source, id_span, format!("node `{id}` has no `phase`"))
                     .with_help("add the phase this node reports, for instance `phase: BUILDING`"),
             );
         }
@@ -169,7 +179,7 @@ impl Compiler<'_> {
         let timeout = node.timeout.as_ref().or(raw.defaults.timeout.as_ref());
         if let Some(t) = timeout.filter(|t| t.value.0.is_zero()) {
             out.push(Diagnostic::error(
-                "invalid-value",
+                DiagnosticCode::InvalidValue,
                 source,
                 t.span,
                 "a timeout of 0 would fail every node at once",
@@ -193,7 +203,7 @@ impl Compiler<'_> {
             None => {
                 out.push(
                     Diagnostic::error(
-                        "unknown-action",
+                        DiagnosticCode::UnknownAction,
                         source,
                         undo.uses.span,
                         format!("unknown action `{}`", undo.uses.value),
@@ -251,7 +261,7 @@ impl Compiler<'_> {
                     if key.text != "select" && key.text != "from" {
                         out.push(
                             Diagnostic::error(
-                                "unknown-key",
+                                DiagnosticCode::UnknownKey,
                                 source,
                                 key.span,
                                 format!("unknown key `{}` in `pipeline`", key.text),
@@ -265,7 +275,7 @@ impl Compiler<'_> {
                 let (Some(select), Some(from)) = (select, from) else {
                     out.push(
                         Diagnostic::error(
-                            "missing-field",
+                            DiagnosticCode::MissingField,
                             source,
                             pipeline.span,
                             "`pipeline` needs both `select` and `from`",
@@ -278,7 +288,7 @@ impl Compiler<'_> {
                 };
                 let Some(text) = select.as_str() else {
                     out.push(Diagnostic::error(
-                        "wrong-type",
+                        DiagnosticCode::WrongType,
                         source,
                         select.span,
                         "`select` must be a template string",
@@ -294,7 +304,7 @@ impl Compiler<'_> {
                 };
                 let Some(alternatives) = from.as_map().filter(|a| !a.is_empty()) else {
                     out.push(Diagnostic::error(
-                        "wrong-type",
+                        DiagnosticCode::WrongType,
                         source,
                         from.span,
                         "`from` must map each selected value to a pipeline name",
@@ -306,7 +316,7 @@ impl Compiler<'_> {
                 for (value, name_node) in alternatives {
                     let Some(name) = name_node.as_str() else {
                         out.push(Diagnostic::error(
-                            "wrong-type",
+                            DiagnosticCode::WrongType,
                             source,
                             name_node.span,
                             "a `from` entry must be a pipeline name",
@@ -329,7 +339,7 @@ impl Compiler<'_> {
             }
             _ => {
                 out.push(Diagnostic::error(
-                    "wrong-type",
+                    DiagnosticCode::WrongType,
                     source,
                     pipeline.span,
                     format!("`pipeline` must be a name or `{{select, from}}`, found {}", pipeline.kind_name()),
@@ -352,7 +362,7 @@ fn merge_retry(
     let attempts = node.and_then(|r| r.attempts.as_ref()).or_else(|| defaults.and_then(|r| r.attempts.as_ref()));
     if let Some(a) = attempts.filter(|a| a.value == 0) {
         out.push(
-            Diagnostic::error("invalid-value", source, a.span, "`attempts` must be at least 1")
+            Diagnostic::error(DiagnosticCode::InvalidValue, source, a.span, "`attempts` must be at least 1")
                 .with_help("`attempts` counts every run of the node: 1 means no retry"),
         );
     }

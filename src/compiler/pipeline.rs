@@ -13,7 +13,7 @@ use super::checks::{check_metadata_shape, declare_phases, report_cycle, warn_pha
 use super::graph;
 use super::scope::{Scope, Site};
 use super::{injection, inputs};
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, DiagnosticCode};
 use crate::plan::{Concurrency, NodeKind, Plan, SubPipeline};
 use crate::raw::RawPipeline;
 use crate::source::{Source, Span};
@@ -30,7 +30,7 @@ impl Compiler<'_> {
         if raw.version.value != 1 {
             out.push(
                 Diagnostic::error(
-                    "unsupported-version",
+                    DiagnosticCode::UnsupportedVersion,
                     source,
                     raw.version.span,
                     format!("unsupported version {}", raw.version.value),
@@ -39,7 +39,12 @@ impl Compiler<'_> {
             );
         }
         if raw.name.value.trim().is_empty() && raw.name.span != Span::default() {
-            out.push(Diagnostic::error("invalid-name", source, raw.name.span, "the pipeline `name` is empty"));
+            out.push(Diagnostic::error(
+                DiagnosticCode::InvalidName,
+                source,
+                raw.name.span,
+                "the pipeline `name` is empty",
+            ));
         }
 
         let phases = declare_phases(source, raw, out);
@@ -72,7 +77,7 @@ impl Compiler<'_> {
                         if !broken.contains(&need.value) {
                             out.push(
                                 Diagnostic::error(
-                                    "unknown-node",
+                                    DiagnosticCode::UnknownNode,
                                     source,
                                     need.span,
                                     format!("unknown node `{}` in `needs` of `{id}`", need.value),
@@ -92,7 +97,7 @@ impl Compiler<'_> {
         }
         if raw.key_spans.nodes.is_empty() && raw.key_spans.nodes_key.is_some() {
             out.push(Diagnostic::error(
-                "no-nodes",
+                DiagnosticCode::NoNodes,
                 source,
                 raw.key_spans.nodes_key.unwrap_or_default(),
                 "the pipeline has no nodes",
@@ -187,7 +192,7 @@ impl Compiler<'_> {
                 if spec.required && spec.default.is_none() && !given {
                     out.push(
                         Diagnostic::error(
-                            "rollback-input",
+                            DiagnosticCode::RollbackInput,
                             source,
                             r.span,
                             format!(
@@ -208,13 +213,13 @@ impl Compiler<'_> {
             .filter_map(|n| {
                 let url = &n.webhook.url;
                 if n.on.is_empty() {
-                    out.push(Diagnostic::error("empty-notify", source, url.span, "this notification is sent on nothing: `on` is empty")
+                    out.push(Diagnostic::error(DiagnosticCode::EmptyNotify, source, url.span, "this notification is sent on nothing: `on` is empty")
                         .with_help("say when: `on: [failed]`, `on: [failed, succeeded, cancelled]`"));
                 }
                 let env = minijinja::Environment::new();
                 match env.template_from_str(&url.value) {
                     Err(e) => {
-                        out.push(Diagnostic::error("template-syntax", source, url.span, format!("the webhook URL does not parse: {e}")));
+                        out.push(Diagnostic::error(DiagnosticCode::TemplateSyntax, source, url.span, format!("the webhook URL does not parse: {e}")));
                         None
                     }
                     Ok(template) => {
@@ -226,13 +231,13 @@ impl Compiler<'_> {
                         unknown.sort();
                         if let Some(var) = unknown.first() {
                             out.push(
-                                Diagnostic::error("undefined-variable", source, url.span, format!("undefined variable `{var}` in a webhook URL"))
+                                Diagnostic::error(DiagnosticCode::UndefinedVariable, source, url.span, format!("undefined variable `{var}` in a webhook URL"))
                                     .with_help("a webhook URL is rendered when it is sent: only `secrets`, `inputs` and `deployment` are in scope"),
                             );
                             return None;
                         }
                         if let Some(problem) = webhook_url_problem(&url.value) {
-                            out.push(Diagnostic::error("notify-url", source, url.span, problem).with_help(
+                            out.push(Diagnostic::error(DiagnosticCode::NotifyUrl, source, url.span, problem).with_help(
                                 "a notification is an HTTP POST: give an `https://` (or `http://`) URL; \
                                  a URL from a secret or an input is checked when it is sent",
                             ));
@@ -245,23 +250,28 @@ impl Compiler<'_> {
             .collect();
 
         // A template that does not parse may read any input: do not guess.
-        let unparsed = out.iter().any(|d| d.code == "template-syntax" && Arc::ptr_eq(&d.source, source));
+        let unparsed = out.iter().any(|d| d.code == DiagnosticCode::TemplateSyntax && Arc::ptr_eq(&d.source, source));
         if !scope.uses_all_inputs && !unparsed {
             for name in input_names.iter().filter(|n| !scope.used_inputs.contains(*n)) {
                 let span = raw.key_spans.inputs.get(name).copied().unwrap_or_default();
                 out.push(
-                    Diagnostic::warning("unused-input", source, span, format!("input `{name}` is never used"))
-                        .with_help("read it in a template as `{{ inputs.".to_string() + name + " }}`, or remove it"),
+                    Diagnostic::warning(
+                        DiagnosticCode::UnusedInput,
+                        source,
+                        span,
+                        format!("input `{name}` is never used"),
+                    )
+                    .with_help("read it in a template as `{{ inputs.".to_string() + name + " }}`, or remove it"),
                 );
             }
         }
         warn_phase_order(source, &phases, &nodes, order.as_deref(), out);
         let total: f64 = nodes.iter().map(|n| n.weight).sum();
-        let weight_errors = out.iter().any(|d| d.code == "negative-weight");
+        let weight_errors = out.iter().any(|d| d.code == DiagnosticCode::NegativeWeight);
         if !nodes.is_empty() && total == 0.0 && !weight_errors {
             out.push(
                 Diagnostic::warning(
-                    "zero-weight",
+                    DiagnosticCode::ZeroWeight,
                     source,
                     raw.key_spans.nodes_key.unwrap_or_default(),
                     "the total weight of the nodes is 0",

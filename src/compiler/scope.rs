@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::compiler::graph;
+use crate::diagnostic::DiagnosticCode;
 use crate::plan::DeclaredOutputs;
 use crate::suggest;
 
@@ -57,14 +58,14 @@ pub(super) struct Scope<'a> {
 
 /// Why a variable is not in scope: code, message, help.
 pub(super) struct OutOfScope {
-    pub code: &'static str,
+    pub code: DiagnosticCode,
     pub message: String,
     pub help: Option<String>,
 }
 
 impl OutOfScope {
     fn new(message: String, help: Option<String>) -> Self {
-        OutOfScope { code: "undefined-variable", message, help }
+        OutOfScope { code: DiagnosticCode::UndefinedVariable, message, help }
     }
 }
 
@@ -231,7 +232,7 @@ impl Scope<'_> {
                     return Ok(());
                 }
                 Err(OutOfScope {
-                    code: "select-outputs-disagree",
+                    code: DiagnosticCode::SelectOutputsDisagree,
                     message: format!(
                         "`{var}` is not declared by every alternative of `{id}`: {} lack{} `{name}`",
                         suggest::list(&lacking),

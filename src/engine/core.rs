@@ -20,5 +20,5 @@ mod tests;
 
 pub(crate) use machine::{Core, CoreStart};
 pub use scope::DeploymentInfo;
-pub(crate) use select::{all_node_ids, planned_ids, recorded_choice, rerun_set};
+pub(crate) use select::{Recorded, all_node_ids, planned_ids, rerun_set};
 pub(crate) use transition::{Change, Launch, Msg, Record, Task, TaskError, Transition};

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::core::planned_ids;
+use super::core::{Recorded, planned_ids};
 use super::snapshot::Snapshot;
 use super::{EngineError, finished, reload};
 use crate::plan::Plan;
@@ -15,10 +15,7 @@ use crate::store::{NodeRow, Store};
 pub fn planned_nodes(store: &dyn Store, row: &crate::store::RunRow, nodes: &[NodeRow]) -> Vec<String> {
     let Ok((_, _, files)) = store.snapshot(row.snapshot_id) else { return Vec::new() };
     let Ok(plan) = Snapshot::from_json(&files).compile() else { return Vec::new() };
-    let selected = |id: &str| super::core::recorded_choice(nodes, id);
-    let mut ids = Vec::new();
-    planned_ids(&plan, "", &selected, &mut ids);
-    ids
+    planned_ids(&plan, &Recorded::of(nodes))
 }
 
 /// What resuming a run would do to each node, without doing it (`phased plan
@@ -59,11 +56,7 @@ pub fn preview(store: &dyn Store, id: &str, reload: Option<&Plan>) -> Result<Res
         None => None,
     };
     let plan = reload.unwrap_or(&old);
-    let rows: Vec<NodeRow> = checkpoints.values().cloned().collect();
-    let selected = |node: &str| super::core::recorded_choice(&rows, node);
-    let mut ids = Vec::new();
-    planned_ids(plan, "", &selected, &mut ids);
-    let nodes = ids
+    let nodes = planned_ids(plan, &Recorded::of(checkpoints.values()))
         .into_iter()
         .map(|node| {
             let done = checkpoints.get(&node).is_some_and(finished);

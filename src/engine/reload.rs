@@ -11,9 +11,9 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
-use super::core::rerun_set;
+use super::core::{Recorded, rerun_set};
+use crate::model::{NodePath, NodeRow, NodeStatus};
 use crate::plan::{NodeKind, Plan, SubPipeline};
-use crate::store::{NodeRow, NodeStatus};
 
 /// What reloading a run's pipeline does to it.
 #[derive(Debug)]
@@ -64,41 +64,46 @@ pub fn compare(
     let inputs = crate::compiler::inputs::resolve(&new.inputs, &known)
         .map_err(|problems| ReloadError::Inputs(problems.into_iter().map(|p| p.message).collect()))?;
 
-    let selected = |id: &str| -> Option<String> {
-        checkpoints.get(id)?.outputs.as_ref()?.get("$selected")?.as_str().map(str::to_string)
-    };
+    let recorded = Recorded::of(checkpoints.values());
     let (mut before, mut after) = (IndexMap::new(), IndexMap::new());
-    definitions(old, "", &selected, &mut before);
-    definitions(new, "", &selected, &mut after);
+    definitions(old, &recorded, &mut before);
+    definitions(new, &recorded, &mut after);
 
     let changed: Vec<String> =
-        after.iter().filter(|(id, def)| before.get(*id) != Some(def)).map(|(id, _)| id.clone()).collect();
-    let removed: Vec<String> = before.keys().filter(|id| !after.contains_key(*id)).cloned().collect();
-    let mut reload = Reload { inputs, changed, removed, forget: BTreeSet::new(), forget_prefixes: Vec::new() };
+        after.iter().filter(|(id, def)| before.get(*id) != Some(def)).map(|(id, _)| id.to_string()).collect();
+    let removed: Vec<NodePath> = before.keys().filter(|id| !after.contains_key(*id)).cloned().collect();
+    let mut reload = Reload {
+        inputs,
+        changed,
+        removed: removed.iter().map(NodePath::to_string).collect(),
+        forget: BTreeSet::new(),
+        forget_prefixes: Vec::new(),
+    };
     for id in reload.changed.iter().map(String::as_str).chain(from) {
         if let Some((nodes, prefixes)) = rerun_set(new, id) {
             reload.forget.extend(nodes);
             reload.forget_prefixes.extend(prefixes);
         }
     }
-    for id in &reload.removed {
-        reload.forget.insert(id.clone());
-        reload.forget_prefixes.push(format!("{id}."));
+    for path in &removed {
+        reload.forget.insert(path.to_string());
+        reload.forget_prefixes.push(path.inside_prefix());
     }
 
     // What is kept must give every node that runs what it reads.
-    let kept = |id: &str| {
-        after.contains_key(id)
-            && !reload.forgets(id)
-            && checkpoints.get(id).is_some_and(|c| matches!(c.status, NodeStatus::Succeeded | NodeStatus::Skipped))
+    let kept = |path: &NodePath| {
+        let id = path.to_string();
+        after.contains_key(path)
+            && !reload.forgets(&id)
+            && checkpoints.get(&id).is_some_and(|c| matches!(c.status, NodeStatus::Succeeded | NodeStatus::Skipped))
     };
     let mut readers = Vec::new();
-    walk(new, "", &selected, &mut |prefix, _, node| {
-        let id = format!("{prefix}{}", node.id);
-        if !kept(&id) {
+    walk(new, &NodePath::root(), &recorded, &mut |at, _, node| {
+        let path = at.join(&node.id);
+        if !kept(&path) {
             readers.push((
-                id,
-                prefix.to_string(),
+                path.to_string(),
+                at.clone(),
                 node.templates().into_iter().flat_map(|t| t.variables.clone()).collect(),
             ));
         }
@@ -109,8 +114,8 @@ pub fn compare(
         block.templates(&mut templates);
         root_reads.extend(templates.into_iter().flat_map(|t| t.variables.clone()));
     }
-    readers.push(("the pipeline's outputs".to_string(), String::new(), root_reads));
-    for (node, prefix, reads) in readers {
+    readers.push(("the pipeline's outputs".to_string(), NodePath::root(), root_reads));
+    for (node, at, reads) in readers {
         for var in reads {
             let mut parts = var.split('.');
             let (Some("nodes"), Some(from), Some("outputs"), Some(name)) =
@@ -118,19 +123,16 @@ pub fn compare(
             else {
                 continue;
             };
-            let from = format!("{prefix}{from}");
-            if !kept(&from) {
+            let (local, path) = (from, at.join(from));
+            if !kept(&path) {
                 continue;
             }
+            let from = path.to_string();
             let recorded =
                 checkpoints.get(&from).and_then(|c| c.outputs.as_ref()).is_some_and(|o| o.get(name).is_some());
             let skipped = checkpoints.get(&from).is_some_and(|c| c.status == NodeStatus::Skipped);
             if !recorded && !skipped {
-                return Err(ReloadError::Unusable {
-                    node,
-                    reads: format!("nodes.{}.outputs.{name}", &from[prefix.len()..]),
-                    from,
-                });
+                return Err(ReloadError::Unusable { node, reads: format!("nodes.{local}.outputs.{name}"), from });
             }
         }
     }
@@ -139,34 +141,31 @@ pub fn compare(
 
 /// Each node's definition by qualified id, in plan order; a sub-pipeline's nodes
 /// follow it (of the alternative it recorded, for a `select`).
-fn definitions(
-    plan: &Plan,
-    prefix: &str,
-    selected: &dyn Fn(&str) -> Option<String>,
-    out: &mut IndexMap<String, Value>,
-) {
-    walk(plan, prefix, selected, &mut |prefix, plan, node| {
-        out.insert(format!("{prefix}{}", node.id), node.definition(plan));
+fn definitions(plan: &Plan, recorded: &Recorded<'_>, out: &mut IndexMap<NodePath, Value>) {
+    walk(plan, &NodePath::root(), recorded, &mut |at, plan, node| {
+        out.insert(at.join(&node.id), node.definition(plan));
     });
 }
 
+/// Visits each node of `plan` (the plan of the node at `at`) with where it sits, and
+/// the nodes of its sub-pipeline after it.
 fn walk<'p>(
     plan: &'p Plan,
-    prefix: &str,
-    selected: &dyn Fn(&str) -> Option<String>,
-    visit: &mut dyn FnMut(&str, &'p Plan, &'p crate::plan::PlanNode),
+    at: &NodePath,
+    recorded: &Recorded<'_>,
+    visit: &mut dyn FnMut(&NodePath, &'p Plan, &'p crate::plan::PlanNode),
 ) {
     for &i in &plan.order {
         let node = &plan.nodes[i];
-        visit(prefix, plan, node);
+        visit(at, plan, node);
         if let NodeKind::Pipeline(sub) = &node.kind {
-            let id = format!("{prefix}{}", node.id);
+            let path = at.join(&node.id);
             let child: Option<&Arc<Plan>> = match sub {
                 SubPipeline::Fixed { plan, .. } => Some(plan),
-                SubPipeline::Select { .. } => selected(&id).and_then(|name| sub.by_name(&name)),
+                SubPipeline::Select { .. } => recorded.alternative(&path).and_then(|name| sub.by_name(name)),
             };
             if let Some(child) = child {
-                walk(child, &format!("{id}."), selected, visit);
+                walk(child, &path, recorded, visit);
             }
         }
     }

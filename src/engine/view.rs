@@ -126,9 +126,9 @@ pub fn graph_json(store: &dyn Store, id: &str) -> Result<Option<Value>, StoreErr
     let Ok(plan) = super::Snapshot::from_json(&files).compile() else {
         return Ok(Some(json!({"run": id, "nodes": []})));
     };
-    let selected = |id: &str| super::core::recorded_choice(&checkpoints, id);
+    let recorded = super::core::Recorded::of(&checkpoints);
     let mut nodes = Vec::new();
-    graph_of(&plan, "", None, &selected, &mut nodes);
+    graph_of(&plan, &crate::model::NodePath::root(), None, &recorded, &mut nodes);
     Ok(Some(json!({"run": id, "nodes": nodes})))
 }
 
@@ -136,9 +136,9 @@ pub fn graph_json(store: &dyn Store, id: &str) -> Result<Option<Value>, StoreErr
 /// needs), as they appear from outside: a sub-pipeline node by its own last nodes.
 fn graph_of(
     plan: &crate::plan::Plan,
-    prefix: &str,
+    at: &crate::model::NodePath,
     parent: Option<&str>,
-    selected: &dyn Fn(&str) -> Option<String>,
+    recorded: &super::core::Recorded<'_>,
     out: &mut Vec<Value>,
 ) -> Vec<String> {
     use crate::plan::{NodeKind, SubPipeline};
@@ -146,7 +146,8 @@ fn graph_of(
     let mut ends: Vec<Vec<String>> = vec![Vec::new(); plan.nodes.len()];
     for &i in &plan.order {
         let node = &plan.nodes[i];
-        let id = format!("{prefix}{}", node.id);
+        let path = at.join(&node.id);
+        let id = path.to_string();
         let mut after: Vec<String> = node.needs.iter().flat_map(|&n| ends[n].clone()).collect();
         if node.needs.is_empty()
             && let Some(parent) = parent
@@ -156,15 +157,16 @@ fn graph_of(
         let uses = match &node.kind {
             NodeKind::Action(action) => action.name.to_string(),
             NodeKind::Pipeline(SubPipeline::Fixed { name, .. }) => name.clone(),
-            NodeKind::Pipeline(SubPipeline::Select { .. }) => selected(&id).unwrap_or_else(|| "select".into()),
+            NodeKind::Pipeline(SubPipeline::Select { .. }) => {
+                recorded.alternative(&path).unwrap_or("select").to_string()
+            }
         };
         out.push(json!({"id": id, "phase": node.phase, "uses": uses, "parent": parent, "after": after}));
         ends[i] = vec![id.clone()];
         // The items of a `foreach`, once it recorded them, inside its node.
         if node.foreach.is_some() {
-            if let Some(keys) = selected(&format!("{id}[*]")) {
-                let keys: Vec<String> = keys.lines().map(str::to_string).collect();
-                let last = graph_of(&plan.fan_out(i, &keys), &id, Some(&id), selected, out);
+            if let Some(keys) = recorded.items(&path) {
+                let last = graph_of(&plan.fan_out(i, &keys), &path, Some(&id), recorded, out);
                 if !last.is_empty() {
                     ends[i] = last;
                 }
@@ -174,10 +176,10 @@ fn graph_of(
         if let NodeKind::Pipeline(sub) = &node.kind {
             let child = match sub {
                 SubPipeline::Fixed { plan, .. } => Some(plan),
-                SubPipeline::Select { .. } => selected(&id).and_then(|name| sub.by_name(&name)),
+                SubPipeline::Select { .. } => recorded.alternative(&path).and_then(|name| sub.by_name(name)),
             };
             if let Some(child) = child {
-                let last = graph_of(child, &format!("{id}."), Some(&id), selected, out);
+                let last = graph_of(child, &path, Some(&id), recorded, out);
                 if !last.is_empty() {
                     ends[i] = last;
                 }

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::catalog::Catalog;
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, DiagnosticCode};
 use crate::source::{Source, Span};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -87,8 +87,9 @@ pub fn load(source: &Arc<Source>, catalog: &Catalog) -> (Option<IndexMap<String,
         Err(e) => {
             let path = e.path().to_string();
             let place = path.split('.').nth(1).map_or(Span::new(0, 0), at);
-            let d = Diagnostic::error("invalid-trigger", source, place, format!("`{path}`: {}", e.inner()))
-                .with_help("a trigger has provider, secret, repository, branch, pipeline and inputs");
+            let d =
+                Diagnostic::error(DiagnosticCode::InvalidTrigger, source, place, format!("`{path}`: {}", e.inner()))
+                    .with_help("a trigger has provider, secret, repository, branch, pipeline and inputs");
             return (None, vec![d]);
         }
     };
@@ -97,7 +98,7 @@ pub fn load(source: &Arc<Source>, catalog: &Catalog) -> (Option<IndexMap<String,
         let place = at(name);
         if !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
             problems.push(Diagnostic::error(
-                "invalid-trigger",
+                DiagnosticCode::InvalidTrigger,
                 source,
                 place,
                 format!("`{name}` is not a trigger name (it is a URL path: /hooks/{name})"),
@@ -108,7 +109,7 @@ pub fn load(source: &Arc<Source>, catalog: &Catalog) -> (Option<IndexMap<String,
             let hint = crate::suggest::hint(&trigger.pipeline, names.iter().map(String::as_str));
             problems.push(
                 Diagnostic::error(
-                    "invalid-trigger",
+                    DiagnosticCode::InvalidTrigger,
                     source,
                     place,
                     format!("trigger `{name}`: no deployment type `{}`", trigger.pipeline),
@@ -118,7 +119,7 @@ pub fn load(source: &Arc<Source>, catalog: &Catalog) -> (Option<IndexMap<String,
         }
         if trigger.secret.is_empty() || trigger.repository.is_empty() || trigger.branch.is_empty() {
             problems.push(Diagnostic::error(
-                "invalid-trigger",
+                DiagnosticCode::InvalidTrigger,
                 source,
                 place,
                 format!("trigger `{name}`: `secret`, `repository` and `branch` must not be empty"),
@@ -126,7 +127,7 @@ pub fn load(source: &Arc<Source>, catalog: &Catalog) -> (Option<IndexMap<String,
         } else if !super::push::is_repository(&trigger.repository) || !super::push::is_ref(&trigger.branch) {
             problems.push(
                 Diagnostic::error(
-                    "invalid-trigger",
+                    DiagnosticCode::InvalidTrigger,
                     source,
                     place,
                     format!(
@@ -148,7 +149,7 @@ pub fn load(source: &Arc<Source>, catalog: &Catalog) -> (Option<IndexMap<String,
                     {
                         problems.push(
                             Diagnostic::error(
-                                "invalid-trigger",
+                                DiagnosticCode::InvalidTrigger,
                                 source,
                                 place,
                                 format!("trigger `{name}`: unknown {} `{}` in `{text}`", call.kind.noun(), call.name),
@@ -162,7 +163,7 @@ pub fn load(source: &Arc<Source>, catalog: &Catalog) -> (Option<IndexMap<String,
                         if !ok {
                             problems.push(
                                 Diagnostic::error(
-                                    "invalid-trigger",
+                                    DiagnosticCode::InvalidTrigger,
                                     source,
                                     place,
                                     format!("trigger `{name}`: `{var}` is not in scope"),
@@ -173,7 +174,7 @@ pub fn load(source: &Arc<Source>, catalog: &Catalog) -> (Option<IndexMap<String,
                     }
                 }
                 Err(e) => problems.push(Diagnostic::error(
-                    "invalid-trigger",
+                    DiagnosticCode::InvalidTrigger,
                     source,
                     place,
                     format!("trigger `{name}`: invalid template `{text}`: {}", e.message),

@@ -62,7 +62,7 @@ impl Core {
                     continue;
                 }
             };
-            let undo_id = format!("{id}.undo");
+            let undo_id = self.frames[r.frame].path(r.node).join("undo").to_string();
             self.undoing().current = Some(r);
             self.record(Change::UndoStarted { id: undo_id.clone(), of: id });
             let task = Task { node: r, attempt: 1, undo: true };
@@ -87,8 +87,8 @@ impl Core {
         }
         undoing.current = None;
         let r = task.node;
-        let id = self.frames[r.frame].qualified(r.node);
-        let undo_id = format!("{id}.undo");
+        let path = self.frames[r.frame].path(r.node);
+        let (id, undo_id) = (path.to_string(), path.join("undo").to_string());
         match result {
             Ok(_) => {
                 self.record(Change::UndoSucceeded { id: undo_id, of: id.clone() });
@@ -113,11 +113,11 @@ impl Core {
             if !seen.insert(i) || matches!(f.states[i], NodeState::Failed) {
                 continue;
             }
-            let id = f.qualified(i);
+            let path = f.path(i);
             if matches!(f.plan.nodes[i].kind, NodeKind::Pipeline(_)) {
-                prefixes.push(format!("{id}."));
+                prefixes.push(path.inside_prefix());
             }
-            nodes.push(id);
+            nodes.push(path.to_string());
             queue.extend(f.dependents[i].iter().copied());
         }
         self.record(Change::Forget { nodes, prefixes });

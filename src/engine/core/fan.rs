@@ -51,7 +51,8 @@ impl Core {
         });
         let parent = &self.frames[r.frame];
         let (share, inputs) = (parent.node_share(r.node), parent.inputs.clone());
-        let mut fan = Frame::new(plan, id.clone(), Some((r.frame, r.node)), share, inputs, &self.checkpoints);
+        let at = parent.path(r.node);
+        let mut fan = Frame::new(plan, at, Some((r.frame, r.node)), share, inputs, &self.checkpoints);
         // The items read what their node could read: its ancestors' outputs.
         for (name, outputs) in &self.frames[r.frame].outputs {
             fan.outputs.entry(name.clone()).or_insert_with(|| outputs.clone());

@@ -7,13 +7,14 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::model::{NodeRow, NodeStatus};
+use crate::model::{NodePath, NodeRow, NodeStatus};
 use crate::plan::Plan;
 
 pub(crate) struct Frame {
     pub(crate) plan: Arc<Plan>,
-    /// Prefix of qualified node ids: `""` at the root, `"source."` inside `source`.
-    pub(crate) prefix: String,
+    /// The node whose plan this frame runs (the root for the run's own): its nodes'
+    /// qualified ids are under it (`source.clone`, `deploy[host-a]`).
+    pub(crate) at: NodePath,
     /// The node (frame, node) that started this frame.
     pub(crate) parent: Option<(usize, usize)>,
     /// This frame's share of the whole run, 0..=1.
@@ -89,7 +90,7 @@ impl Frame {
     /// keyed by qualified id) are restored as done, with their recorded outputs.
     pub(crate) fn new(
         plan: Arc<Plan>,
-        prefix: String,
+        at: NodePath,
         parent: Option<(usize, usize)>,
         share: f64,
         inputs: Map<String, Value>,
@@ -109,7 +110,7 @@ impl Frame {
         let mut frame = Frame {
             total_weight: plan.total_weight(),
             plan,
-            prefix,
+            at,
             parent,
             share,
             inputs,
@@ -147,7 +148,12 @@ impl Frame {
     }
 
     pub(crate) fn qualified(&self, node: usize) -> String {
-        format!("{}{}", self.prefix, self.plan.nodes[node].id)
+        self.path(node).to_string()
+    }
+
+    /// Where a node of this frame sits in the run.
+    pub(crate) fn path(&self, node: usize) -> NodePath {
+        self.at.join(&self.plan.nodes[node].id)
     }
 
     /// The node's share of the whole run.

@@ -216,8 +216,14 @@ impl Core {
             selection: Some(selection.clone()),
         });
         let share = self.frames[r.frame].node_share(r.node);
-        let mut child =
-            Frame::new(child_plan, format!("{id}."), Some((r.frame, r.node)), share, resolved, &self.checkpoints);
+        let mut child = Frame::new(
+            child_plan,
+            self.frames[r.frame].path(r.node),
+            Some((r.frame, r.node)),
+            share,
+            resolved,
+            &self.checkpoints,
+        );
         child.selection = Some(selection);
         child.started_at =
             Some(self.checkpoints.get(&id).and_then(|row| row.started_at.clone()).unwrap_or_else(|| self.at.clone()));

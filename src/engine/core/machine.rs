@@ -15,7 +15,7 @@ use super::mode::Mode;
 use super::scope::{DeploymentInfo, Purpose, Scope};
 use super::transition::{Change, Msg, NodeRef, Record, Task, Transition};
 use crate::engine::Outcome;
-use crate::model::{NodeRow, RunStatus};
+use crate::model::{NodePath, NodeRow, RunStatus};
 use crate::plan::Plan;
 use crate::secrets::{Masker, Secrets};
 
@@ -71,7 +71,7 @@ pub(crate) struct CoreStart {
 impl Core {
     pub(crate) fn new(start: CoreStart) -> Core {
         let masker = start.secrets.masker();
-        let root = Frame::new(start.plan, String::new(), None, 1.0, start.inputs, &start.checkpoints);
+        let root = Frame::new(start.plan, NodePath::root(), None, 1.0, start.inputs, &start.checkpoints);
         let mut core = Core {
             deployment: start.deployment,
             secrets: start.secrets,

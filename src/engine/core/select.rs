@@ -1,73 +1,80 @@
 //! What `resume --from NODE` forgets: NODE, everything that depends on it, and, for a
 //! node inside a sub-pipeline, the enclosing nodes and what depends on them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use crate::plan::{NodeKind, Plan, SubPipeline};
+use serde_json::Value;
+
+use crate::model::{NodePath, NodeRow, PathSegment};
+use crate::plan::{NodeKind, Plan, PlanNode, SubPipeline};
 
 /// Every qualified node id of a plan, sub-pipelines included (all alternatives).
-pub(crate) fn all_node_ids(plan: &Plan, prefix: &str) -> Vec<String> {
+pub(crate) fn all_node_ids(plan: &Plan) -> Vec<String> {
     let mut ids = Vec::new();
+    all_under(plan, &NodePath::root(), &mut ids);
+    ids
+}
+
+fn all_under(plan: &Plan, at: &NodePath, ids: &mut Vec<String>) {
     for node in &plan.nodes {
-        let id = format!("{prefix}{}", node.id);
+        let path = at.join(&node.id);
         if let NodeKind::Pipeline(sub) = &node.kind {
-            let children = sub.plans();
-            for child in children {
-                ids.extend(all_node_ids(child, &format!("{id}.")));
+            for child in sub.plans() {
+                all_under(child, &path, ids);
             }
         }
-        ids.push(id);
+        ids.push(path.to_string());
     }
-    ids
 }
 
 /// For `resume --from NODE`: the checkpoints to forget (exact ids, and prefixes of
 /// sub-pipelines to forget whole): NODE, everything that depends on it, and, when NODE
 /// is inside a sub-pipeline, the enclosing nodes and what depends on them.
 pub(crate) fn rerun_set(plan: &Plan, node: &str) -> Option<(HashSet<String>, Vec<String>)> {
+    let target = NodePath::parse(node)?;
     let mut nodes = HashSet::new();
     let mut prefixes = Vec::new();
-    if !reset_in(plan, "", node, &mut nodes, &mut prefixes) {
+    if !reset_in(plan, &NodePath::root(), target.segments(), &mut nodes, &mut prefixes) {
         return None;
     }
     Some((nodes, prefixes))
 }
 
-fn reset_in(plan: &Plan, prefix: &str, target: &str, nodes: &mut HashSet<String>, prefixes: &mut Vec<String>) -> bool {
-    let local = target.strip_prefix(prefix).unwrap_or(target);
-    let (head, rest) = match local.split_once('.') {
-        Some((head, rest)) => (head, Some(rest)),
-        None => (local, None),
-    };
+/// Forgets `target` (the segments of its path below `at`, the node whose plan `plan`
+/// is) and what depends on it here.
+fn reset_in(
+    plan: &Plan,
+    at: &NodePath,
+    target: &[PathSegment],
+    nodes: &mut HashSet<String>,
+    prefixes: &mut Vec<String>,
+) -> bool {
+    let Some((PathSegment::Node(head), rest)) = target.split_first() else { return false };
+    let node = at.join(head);
     // An item of a `foreach` (`deploy[b]`, or inside it `deploy[b].run`): the item
     // runs again, and so do its node and what comes after.
-    if let Some((base, _)) = head.split_once('[')
-        && head.ends_with(']')
-    {
-        let Some(index) = plan.nodes.iter().position(|n| n.id == base && n.foreach.is_some()) else { return false };
-        let item = format!("{prefix}{head}");
-        if rest.is_some() {
+    if let Some((PathSegment::Item(key), inside)) = rest.split_first() {
+        let Some(index) = plan.nodes.iter().position(|n| n.id == *head && n.foreach.is_some()) else { return false };
+        let item = node.item(key);
+        if inside.is_empty() {
+            prefixes.push(item.inside_prefix());
+        } else {
             let NodeKind::Pipeline(sub) = &plan.nodes[index].kind else { return false };
-            let inner = format!("{item}.");
-            if !sub.plans().iter().any(|child| reset_in(child, &inner, target, nodes, prefixes)) {
+            if !sub.plans().iter().any(|child| reset_in(child, &item, inside, nodes, prefixes)) {
                 return false;
             }
-        } else {
-            prefixes.push(format!("{item}."));
         }
-        nodes.insert(item);
-        return reset_in(plan, prefix, &format!("{prefix}{base}"), nodes, prefixes);
+        nodes.insert(item.to_string());
+        return reset_in(plan, at, &target[..1], nodes, prefixes);
     }
-    let Some(index) = plan.nodes.iter().position(|n| n.id == head) else { return false };
-    if let Some(_rest) = rest {
+    let Some(index) = plan.nodes.iter().position(|n| n.id == *head) else { return false };
+    if !rest.is_empty() {
         let NodeKind::Pipeline(sub) = &plan.nodes[index].kind else { return false };
-        let children = sub.plans();
-        let inner_prefix = format!("{prefix}{head}.");
-        if !children.iter().any(|child| reset_in(child, &inner_prefix, target, nodes, prefixes)) {
+        if !sub.plans().iter().any(|child| reset_in(child, &node, rest, nodes, prefixes)) {
             return false;
         }
         // The enclosing node runs again (its finished children are kept) ...
-        nodes.insert(format!("{prefix}{head}"));
+        nodes.insert(node.to_string());
     }
     // ... and so does everything after it here.
     let mut queue = vec![index];
@@ -76,17 +83,17 @@ fn reset_in(plan: &Plan, prefix: &str, target: &str, nodes: &mut HashSet<String>
         if !seen.insert(i) {
             continue;
         }
-        let id = format!("{prefix}{}", plan.nodes[i].id);
-        if i != index || rest.is_none() {
+        let id = at.join(&plan.nodes[i].id);
+        if i != index || rest.is_empty() {
             if plan.nodes[i].foreach.is_some()
-                && !(i == index && nodes.iter().any(|n| n.starts_with(&format!("{id}["))))
+                && !(i == index && nodes.iter().any(|n| n.starts_with(&id.items_prefix())))
             {
                 // Every item, unless one item was asked for.
-                prefixes.push(format!("{id}["));
+                prefixes.push(id.items_prefix());
             } else if matches!(plan.nodes[i].kind, NodeKind::Pipeline(_)) && plan.nodes[i].foreach.is_none() {
-                prefixes.push(format!("{id}."));
+                prefixes.push(id.inside_prefix());
             }
-            nodes.insert(id);
+            nodes.insert(id.to_string());
         }
         for (j, other) in plan.nodes.iter().enumerate() {
             if other.needs.contains(&i) {
@@ -97,51 +104,76 @@ fn reset_in(plan: &Plan, prefix: &str, target: &str, nodes: &mut HashSet<String>
     true
 }
 
-/// What a run recorded of a node's choice, for [`planned_ids`]: the alternative a
-/// sub-pipeline node `id` selected, or, asked for `id[*]`, the names of the items of a
-/// `foreach` node (one a line).
-pub(crate) fn recorded_choice(nodes: &[crate::model::NodeRow], id: &str) -> Option<String> {
-    let (id, items) = match id.strip_suffix("[*]") {
-        Some(id) => (id, true),
-        None => (id, false),
-    };
-    let outputs = nodes.iter().find(|n| n.node == id)?.outputs.as_ref()?;
-    if !items {
-        return outputs.get("$selected")?.as_str().map(str::to_string);
-    }
-    let keys: Vec<String> = match (outputs.get("$items"), outputs.get("items")) {
-        (Some(serde_json::Value::Array(keys)), _) => {
-            keys.iter().filter_map(|k| k.as_str().map(str::to_string)).collect()
-        }
-        (_, Some(serde_json::Value::Object(items))) => items.keys().cloned().collect(),
-        _ => return None,
-    };
-    Some(keys.join("\n"))
+/// What a run recorded of its nodes' choices, read from their checkpoints: the
+/// alternative a `select` sub-pipeline node took (its `$selected` output) and the items
+/// a `foreach` node fanned out to (`$items`; a run recorded before Phased kept them has
+/// only its `items` output, whose keys are the items: read as well).
+#[derive(Default)]
+pub(crate) struct Recorded<'a> {
+    outputs: HashMap<&'a str, &'a Value>,
 }
 
-/// The qualified ids of the nodes a run runs, in plan order, each sub-pipeline's nodes
-/// after it: of its fixed pipeline, or of the alternative `selected` says it recorded
-/// (one not chosen yet contributes none).
-pub(crate) fn planned_ids(plan: &Plan, prefix: &str, selected: &dyn Fn(&str) -> Option<String>, out: &mut Vec<String>) {
+impl<'a> Recorded<'a> {
+    pub(crate) fn of(nodes: impl IntoIterator<Item = &'a NodeRow>) -> Recorded<'a> {
+        let outputs = nodes.into_iter().filter_map(|n| Some((n.node.as_str(), n.outputs.as_ref()?))).collect();
+        Recorded { outputs }
+    }
+
+    /// The alternative the `select` node at `node` took, once it started.
+    pub(crate) fn alternative(&self, node: &NodePath) -> Option<&'a str> {
+        self.outputs.get(node.to_string().as_str())?.get("$selected")?.as_str()
+    }
+
+    /// The items the `foreach` node at `node` fanned out to, once it started.
+    pub(crate) fn items(&self, node: &NodePath) -> Option<Vec<String>> {
+        let outputs = self.outputs.get(node.to_string().as_str())?;
+        match (outputs.get("$items"), outputs.get("items")) {
+            (Some(Value::Array(keys)), _) => Some(keys.iter().filter_map(|k| k.as_str().map(str::to_string)).collect()),
+            (_, Some(Value::Object(items))) => Some(items.keys().cloned().collect()),
+            _ => None,
+        }
+    }
+}
+
+/// Walks the node instances of `plan` (the plan of the node at `at`) as a run runs
+/// them, in plan order, the instances inside a node right after it: the nodes of its
+/// fixed sub-pipeline, of the alternative it recorded (a `select`), or its recorded
+/// items (a `foreach`); a node that has not started yet has none. `visit` is given
+/// each instance's path and node.
+pub(crate) fn walk_instances(
+    plan: &Plan,
+    at: &NodePath,
+    recorded: &Recorded<'_>,
+    visit: &mut dyn FnMut(&NodePath, &PlanNode),
+) {
     for &i in &plan.order {
         let node = &plan.nodes[i];
-        let id = format!("{prefix}{}", node.id);
-        out.push(id.clone());
+        let path = at.join(&node.id);
+        visit(&path, node);
         if node.foreach.is_some() {
-            if let Some(keys) = selected(&format!("{id}[*]")) {
-                let keys: Vec<String> = keys.lines().map(str::to_string).collect();
-                planned_ids(&plan.fan_out(i, &keys), &id, selected, out);
+            if let Some(keys) = recorded.items(&path) {
+                walk_instances(&plan.fan_out(i, &keys), &path, recorded, visit);
             }
             continue;
         }
-        if let NodeKind::Pipeline(sub) = &node.kind {
-            let child = match sub {
-                SubPipeline::Fixed { plan, .. } => Some(plan),
-                SubPipeline::Select { .. } => selected(&id).and_then(|name| sub.by_name(&name)),
-            };
-            if let Some(child) = child {
-                planned_ids(child, &format!("{id}."), selected, out);
+        let child = match &node.kind {
+            NodeKind::Action(_) => None,
+            NodeKind::Pipeline(SubPipeline::Fixed { plan, .. }) => Some(plan),
+            NodeKind::Pipeline(sub @ SubPipeline::Select { .. }) => {
+                recorded.alternative(&path).and_then(|name| sub.by_name(name))
             }
+        };
+        if let Some(child) = child {
+            walk_instances(child, &path, recorded, visit);
         }
     }
+}
+
+/// The qualified ids of the nodes a run runs, in plan order, each sub-pipeline's nodes
+/// after it: of its fixed pipeline, or of the alternative the run recorded (one not
+/// chosen yet contributes none), and the items a `foreach` recorded.
+pub(crate) fn planned_ids(plan: &Plan, recorded: &Recorded<'_>) -> Vec<String> {
+    let mut ids = Vec::new();
+    walk_instances(plan, &NodePath::root(), recorded, &mut |path, _| ids.push(path.to_string()));
+    ids
 }

@@ -411,7 +411,7 @@ fn resume_from_a_node_forgets_it_what_depends_on_it_and_the_enclosing_nodes() {
     assert!(nodes.contains("source") && nodes.contains("publish"));
     assert_eq!(prefixes, ["source."], "the whole sub-pipeline runs again");
     assert!(rerun_set(&plan, "nope").is_none());
-    assert!(all_node_ids(&plan, "").contains(&"source.clone".to_string()), "every alternative's nodes");
+    assert!(all_node_ids(&plan).contains(&"source.clone".to_string()), "every alternative's nodes");
 }
 
 #[test]
@@ -495,4 +495,26 @@ fn a_cancel_that_comes_while_the_last_node_finishes_leaves_the_run_active() {
     assert_eq!(run.stops, [run.task("c")]);
     run.succeed("c", json!({}));
     assert_eq!(run.outcome(), Some(Outcome::Succeeded), "every node succeeded: ACTIVE, not cancelled");
+}
+
+#[test]
+fn planned_ids_follow_the_recorded_items_in_either_stored_form() {
+    let plan = compile(
+        "version: 1\nname: fan\nnodes:\n  hosts:\n    phase: BUILDING\n    foreach: '{{ [\"a.example\", \"b\"] }}'\n    \
+         uses: noop\n  after:\n    phase: HEALTH_CHECK\n    needs: [hosts]\n    uses: noop\n",
+        &[],
+    );
+    let none = Recorded::default();
+    assert_eq!(planned_ids(&plan, &none), ["hosts", "after"], "no items before the node starts");
+    // Today's form (`$items`), and the form runs of an older Phased recorded (`items`).
+    for outputs in [json!({"$items": ["a.example", "b"]}), json!({"items": {"a.example": {}, "b": {}}})] {
+        let rows = [checkpoint("hosts", NodeStatus::Running, outputs)];
+        let recorded = Recorded::of(&rows);
+        assert_eq!(planned_ids(&plan, &recorded), ["hosts", "hosts[a.example]", "hosts[b]", "after"]);
+    }
+    let (nodes, prefixes) = rerun_set(&plan, "hosts[a.example]").unwrap();
+    let mut nodes: Vec<String> = nodes.into_iter().collect();
+    nodes.sort();
+    assert_eq!(nodes, ["after", "hosts", "hosts[a.example]"], "a key with a dot is one item");
+    assert_eq!(prefixes, ["hosts[a.example]."]);
 }

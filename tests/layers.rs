@@ -8,6 +8,8 @@
 
 #[path = "layers/check.rs"]
 mod check;
+#[path = "layers/lex.rs"]
+mod lex;
 
 use std::path::Path;
 

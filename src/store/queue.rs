@@ -10,8 +10,8 @@ use super::{Admission, Alive, Lease, NewRun, RunRow, RunStatus, StoreError};
 use crate::raw::Policy;
 
 /// What a new run of a busy target does, by its policy.
-#[derive(Debug, PartialEq)]
-pub(super) enum Decision<'a> {
+#[derive(Debug)]
+enum Decision<'a> {
     /// Nothing of the target runs or waits: it runs.
     Run,
     /// It waits behind this run.
@@ -25,7 +25,7 @@ pub(super) enum Decision<'a> {
 
 /// The concurrency policy: what a new run does given the runs that hold its target
 /// (oldest first).
-pub(super) fn decide(policy: Policy, live: &[RunRow]) -> Decision<'_> {
+fn decide(policy: Policy, live: &[RunRow]) -> Decision<'_> {
     let (Some(first), Some(last)) = (live.first(), live.last()) else { return Decision::Run };
     match policy {
         Policy::Reject => Decision::Reject { by: &first.id },

@@ -181,7 +181,8 @@ fn claim(
 
 /// Asks the holder of a run to stop it, or marks it cancelled when nobody holds it.
 fn request_cancel(db: &mut dyn Db, id: &str, alive: Alive<'_>) -> Result<Option<RunRow>, StoreError> {
-    let Some(row) = run(db, id, db.dialect().for_update)? else { return Ok(None) };
+    let lock = db.dialect().for_update;
+    let Some(row) = run(db, id, lock)? else { return Ok(None) };
     if row.status == RunStatus::Running && alive(&row) {
         db.execute("UPDATE deployments SET cancel_requested = 1 WHERE id = ?1", params![id])?;
     } else if !matches!(row.status, RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled) {

@@ -10,9 +10,9 @@
 mod backend;
 mod columns;
 pub mod copy;
+mod events;
 mod migrations;
 mod postgres;
-mod events;
 mod queue;
 mod rows;
 mod runs;

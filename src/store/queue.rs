@@ -206,7 +206,8 @@ pub(super) fn claim_next(
     let held = db.query(&held, params![now_ms, lease_ms, lease.host, d.candidates])?;
     for row in held.iter().map(|r| run_row(d, r)).filter(|r| !alive(r)) {
         if let Some(lock) = d.skip_locked {
-            let sql = format!("SELECT 1 FROM deployments WHERE id = ?1 AND status = 'running' AND lease_owner = ?2{lock}");
+            let sql =
+                format!("SELECT 1 FROM deployments WHERE id = ?1 AND status = 'running' AND lease_owner = ?2{lock}");
             let owner = row.lease.as_ref().map(|l| l.owner.as_str());
             if db.query_opt(&sql, params![row.id, owner])?.is_none() {
                 continue;
@@ -220,7 +221,8 @@ pub(super) fn claim_next(
     for found in &db.query(&sql, params![d.candidates])? {
         let row = run_row(d, found);
         if let Some(lock) = d.skip_locked {
-            let sql = format!("SELECT 1 FROM deployments WHERE id = ?1 AND status = 'queued' AND lease_owner IS NULL{lock}");
+            let sql =
+                format!("SELECT 1 FROM deployments WHERE id = ?1 AND status = 'queued' AND lease_owner IS NULL{lock}");
             if db.query_opt(&sql, params![row.id])?.is_none() {
                 continue;
             }

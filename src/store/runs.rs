@@ -104,7 +104,13 @@ impl<B: Backend> RunStore for B {
         self.direct(|db| Ok(db.query(&sql, params![run])?.iter().map(|r| node_row(run, r)).collect()))
     }
 
-    fn claim(&mut self, id: &str, lease: &Lease, now_ms: i64, alive: Alive<'_>) -> Result<(RunRow, RunRow), ClaimError> {
+    fn claim(
+        &mut self,
+        id: &str,
+        lease: &Lease,
+        now_ms: i64,
+        alive: Alive<'_>,
+    ) -> Result<(RunRow, RunRow), ClaimError> {
         self.transaction(|db| claim(db, id, lease, now_ms, alive))?
     }
 

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::backend::Backend;
 use super::sql::{Db, Row, params};
-use super::{DURATION_BUCKETS, HistoryRow, Histogram, Metrics, NodeDuration, StatsStore, StoreError};
+use super::{DURATION_BUCKETS, Histogram, HistoryRow, Metrics, NodeDuration, StatsStore, StoreError};
 
 impl<B: Backend> StatsStore for B {
     fn history(&self, run: &str) -> Result<Vec<HistoryRow>, StoreError> {
@@ -47,11 +47,7 @@ impl<B: Backend> StatsStore for B {
 
 /// The durations of the finished nodes of the newest `last_runs` finished runs (of one
 /// pipeline, or of all), newest first.
-fn node_durations(
-    db: &mut dyn Db,
-    pipeline: Option<&str>,
-    last_runs: usize,
-) -> Result<Vec<NodeDuration>, StoreError> {
+fn node_durations(db: &mut dyn Db, pipeline: Option<&str>, last_runs: usize) -> Result<Vec<NodeDuration>, StoreError> {
     let d = db.dialect();
     // The newest finished runs first (a few rows each; by the pipeline's index when
     // there is one), then their nodes by key.

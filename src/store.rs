@@ -1,14 +1,32 @@
 //! The store: runs (`deployments`), phase history, node checkpoints, events and the
-//! pipeline snapshots runs started from, behind one interface ([`Store`]) so that
-//! another database can fill it. SQLite ([`SqliteStore`]) is the default. One
+//! pipeline snapshots runs started from, behind one interface ([`Store`], the traits
+//! of each concern gathered) so that another database can fill it. SQLite
+//! ([`SqliteStore`]) is the default; PostgreSQL ([`PgStore`]) runs the same SQL
+//! (`sql.rs`: the dialect seam; each concern's interface implemented once, in its
+//! own file, over `backend.rs`). One
 //! connection per store, owned by whoever holds it (the engine's driver during a run);
 //! the writes of one batch go in one transaction.
 
+mod backend;
+mod columns;
 pub mod copy;
+mod events;
 mod migrations;
 mod postgres;
+mod queue;
 mod rows;
+mod runs;
+mod service;
+mod sql;
 mod sqlite;
+mod stats;
+mod write;
+
+/// The store's traits, for code that calls them on a concrete store or a generic one
+/// (`dyn Store` needs no import).
+pub mod prelude {
+    pub use super::{EventStore, OutboxStore, RunStore, ServiceStore, StatsStore, Store};
+}
 
 use std::path::{Path, PathBuf};
 
@@ -214,8 +232,15 @@ pub struct NodeDuration {
 /// Whether the holder of a run's lease is still alive (the engine's lease check).
 pub type Alive<'a> = &'a (dyn Fn(&RunRow) -> bool + Sync);
 
-/// What the engine and the commands need from a database.
-pub trait Store: Send {
+/// What the engine and the commands need from a database: each concern's interface,
+/// which [`backend`] writes once for both databases.
+pub trait Store: RunStore + EventStore + ServiceStore + OutboxStore + StatsStore + Send {}
+
+impl<T: RunStore + EventStore + ServiceStore + OutboxStore + StatsStore + Send> Store for T {}
+
+/// Runs and their checkpoints: creating, queueing, claiming, writing, reading and
+/// deleting them, and the snapshots they start from.
+pub trait RunStore {
     /// Where the database is (run keys and node logs are derived from it).
     fn path(&self) -> &Path;
 
@@ -256,46 +281,11 @@ pub trait Store: Send {
     /// Every run, newest first.
     fn runs(&self) -> Result<Vec<RunRow>, StoreError>;
 
-    /// Counts for `/metrics`: runs by pipeline and status, the queue, and histograms of
-    /// the durations of finished runs and nodes.
-    fn metrics(&self) -> Result<Metrics, StoreError>;
-
-    /// A page of runs, newest first (in the order of [`Store::runs`]): those that pass
-    /// the filter, after run `before` when given, at most `limit`.
+    /// A page of runs, newest first (in the order of [`RunStore::runs`]): those that
+    /// pass the filter, after run `before` when given, at most `limit`.
     fn runs_page(&self, filter: &RunFilter, before: Option<&str>, limit: usize) -> Result<Vec<RunRow>, StoreError>;
 
     fn nodes(&self, run: &str) -> Result<Vec<NodeRow>, StoreError>;
-
-    fn history(&self, run: &str) -> Result<Vec<HistoryRow>, StoreError>;
-
-    /// Stored events after sequence number `after` (of one run, or of all), oldest
-    /// first, at most `limit`: each the JSON of `--format jsonl` with its `seq`.
-    fn events(&self, run: Option<&str>, after: i64, limit: usize) -> Result<Vec<Value>, StoreError>;
-
-    /// Records a webhook delivery; false when it was seen before (nothing to do). One
-    /// seen before that queued no run and was recorded before `unqueued_before` is
-    /// taken again (its handler died before queueing).
-    fn record_delivery(
-        &mut self,
-        trigger: &str,
-        delivery: &str,
-        at: &str,
-        unqueued_before: &str,
-    ) -> Result<bool, StoreError>;
-
-    /// Forgets a delivery that queued nothing (its run could not be queued), so that
-    /// the provider's redelivery is taken.
-    fn forget_delivery(&mut self, trigger: &str, delivery: &str) -> Result<(), StoreError>;
-
-    /// The durations of the finished nodes (succeeded or failed) of the newest
-    /// `last_runs` finished runs (of one pipeline, or of all), newest first.
-    fn node_durations(&self, pipeline: Option<&str>, last_runs: usize) -> Result<Vec<NodeDuration>, StoreError>;
-
-    /// The run a delivery queued.
-    fn delivery_run(&mut self, trigger: &str, delivery: &str, run: &str) -> Result<(), StoreError>;
-
-    /// The sequence number of the newest event (0 when there is none).
-    fn latest_event(&self) -> Result<i64, StoreError>;
 
     /// Claims a run for this process, atomically: under the write lock, the run must
     /// not be finished, and its holder (if any) must be gone (`alive` says
@@ -314,6 +304,51 @@ pub trait Store: Send {
     /// and the snapshots no run uses any more, in one transaction. Returns how many
     /// runs were deleted.
     fn delete_runs(&mut self, ids: &[String]) -> Result<usize, StoreError>;
+
+    /// Forgets what this connection remembers of the runs it wrote to (a connection
+    /// taken again from a pool may meet runs others wrote to since). The stores
+    /// remember nothing now (a run's history is numbered by the database).
+    fn forget_cached(&mut self) {}
+}
+
+/// The events runs emit, as streams read them.
+pub trait EventStore {
+    /// Stored events after sequence number `after` (of one run, or of all), oldest
+    /// first, at most `limit`: each the JSON of `--format jsonl` with its `seq`.
+    fn events(&self, run: Option<&str>, after: i64, limit: usize) -> Result<Vec<Value>, StoreError>;
+
+    /// The sequence number of the newest event (0 when there is none).
+    fn latest_event(&self) -> Result<i64, StoreError>;
+
+    /// The sequence number of the newest event of one run (0 when there is none).
+    fn last_event_of(&self, run: &str) -> Result<i64, StoreError>;
+
+    /// Waits until new events may have been stored, by any process: SQLite polls
+    /// (`poll`); PostgreSQL waits for the writers' `NOTIFY` (or a second at most).
+    fn wait_for_events(&self, poll: std::time::Duration) {
+        std::thread::sleep(poll);
+    }
+}
+
+/// The tables of `phased serve`: API tokens, dashboard sessions, webhook deliveries.
+pub trait ServiceStore {
+    /// Records a webhook delivery; false when it was seen before (nothing to do). One
+    /// seen before that queued no run and was recorded before `unqueued_before` is
+    /// taken again (its handler died before queueing).
+    fn record_delivery(
+        &mut self,
+        trigger: &str,
+        delivery: &str,
+        at: &str,
+        unqueued_before: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Forgets a delivery that queued nothing (its run could not be queued), so that
+    /// the provider's redelivery is taken.
+    fn forget_delivery(&mut self, trigger: &str, delivery: &str) -> Result<(), StoreError>;
+
+    /// The run a delivery queued.
+    fn delivery_run(&mut self, trigger: &str, delivery: &str, run: &str) -> Result<(), StoreError>;
 
     /// Adds a token; false when the name is taken.
     fn create_token(&mut self, token: &TokenRow) -> Result<bool, StoreError>;
@@ -341,6 +376,15 @@ pub trait Store: Send {
 
     fn end_session(&mut self, hash: &str) -> Result<(), StoreError>;
 
+    /// The token whose hash this is, if any.
+    fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>, StoreError>;
+
+    /// Records that token `name` was used at `at` (`phased token list` shows it).
+    fn touch_token(&mut self, name: &str, at: &str) -> Result<(), StoreError>;
+}
+
+/// The outbox of `notify:` webhooks.
+pub trait OutboxStore {
     /// The notifications due at `now_ms` (pending, their next attempt reached), of one
     /// run or of all, oldest first.
     fn due_notifications(&self, run: Option<&str>, now_ms: i64) -> Result<Vec<NotificationRow>, StoreError>;
@@ -363,25 +407,19 @@ pub trait Store: Send {
 
     /// The notifications of a run, in order.
     fn notifications(&self, run: &str) -> Result<Vec<NotificationRow>, StoreError>;
+}
 
-    /// The sequence number of the newest event of one run (0 when there is none).
-    fn last_event_of(&self, run: &str) -> Result<i64, StoreError>;
+/// A run's phase history, and what finished runs and nodes took.
+pub trait StatsStore {
+    fn history(&self, run: &str) -> Result<Vec<HistoryRow>, StoreError>;
 
-    /// The token whose hash this is, if any.
-    fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>, StoreError>;
+    /// Counts for `/metrics`: runs by pipeline and status, the queue, and histograms of
+    /// the durations of finished runs and nodes.
+    fn metrics(&self) -> Result<Metrics, StoreError>;
 
-    /// Records that token `name` was used at `at` (`phased token list` shows it).
-    fn touch_token(&mut self, name: &str, at: &str) -> Result<(), StoreError>;
-
-    /// Forgets what this connection remembers of the runs it wrote to (a connection
-    /// taken again from a pool may meet runs others wrote to since).
-    fn forget_cached(&mut self) {}
-
-    /// Waits until new events may have been stored, by any process: SQLite polls
-    /// (`poll`); PostgreSQL waits for the writers' `NOTIFY` (or a second at most).
-    fn wait_for_events(&self, poll: std::time::Duration) {
-        std::thread::sleep(poll);
-    }
+    /// The durations of the finished nodes (succeeded or failed) of the newest
+    /// `last_runs` finished runs (of one pipeline, or of all), newest first.
+    fn node_durations(&self, pipeline: Option<&str>, last_runs: usize) -> Result<Vec<NodeDuration>, StoreError>;
 
     /// Runs the seed's dashboard query as written (DESIGN.md section 7).
     fn seed_query(&self, id: &str) -> Result<Vec<Value>, StoreError>;

@@ -66,7 +66,7 @@ pub fn sqlite_to_postgres(
     progress: &mut dyn FnMut(&str, u64),
 ) -> Result<Copied, CopyError> {
     // Brought to this phased's schema first (what a command on it would do).
-    let runs = super::Store::runs(&SqliteStore::open(from, Durability::Normal)?)?;
+    let runs = super::RunStore::runs(&SqliteStore::open(from, Durability::Normal)?)?;
     let source = rusqlite::Connection::open_with_flags(from, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|source| StoreError::Open { path: from.to_path_buf(), source })?;
     let sql_err = |e: rusqlite::Error| CopyError::Store(StoreError::Sql(e));

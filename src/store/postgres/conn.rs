@@ -1,6 +1,6 @@
 //! One connection to PostgreSQL, kept open across the store's calls: connected (and
 //! the schema migrated) on open, connected again when the server went away, and its
-//! prepared statements cached.
+//! prepared statements cached (by `sql::Pg`).
 //!
 //! The `postgres` client blocks on a runtime of its own, which tokio forbids on a
 //! thread that is driving async tasks (the engine's driver calls the store from one).
@@ -12,15 +12,12 @@ use std::time::{Duration, Instant};
 use postgres::{Client, Statement};
 
 use super::super::StoreError;
-use super::schema::MIGRATIONS;
+use super::super::migrations::POSTGRES as MIGRATIONS;
 
-/// Advisory lock keys (`pg_advisory_xact_lock`), each held to the end of a transaction.
-pub(super) mod locks {
-    /// Schema migrations: one process migrates, the others wait and find it done.
-    pub(in super::super) const MIGRATE: i64 = 0x7068_6173_0001;
-    /// Event inserts: numbers are committed in the order they are given.
-    pub(in super::super) const EVENTS: i64 = 0x7068_6173_0002;
-}
+/// The advisory lock (`pg_advisory_xact_lock`) of schema migrations, held to the end of
+/// their transaction: one process migrates, the others wait and find it done. (The
+/// events lock is `Dialect::lock_events`.)
+const MIGRATE_LOCK: i64 = 0x7068_6173_0001;
 
 /// How long a call waits for a server that went away (restarted, failed over) before
 /// it gives up and says so.
@@ -28,10 +25,7 @@ const RECONNECT_FOR: Duration = Duration::from_secs(30);
 
 pub(super) struct Conn {
     pub(super) client: Client,
-    statements: HashMap<String, Statement>,
-    /// The last history `seq` of each run this store wrote to (only a run's lease
-    /// holder writes its history).
-    pub(super) history_seq: HashMap<String, i64>,
+    pub(super) statements: HashMap<String, Statement>,
     /// Whether this connection listens for `phased_events` (a new one does not).
     pub(super) listening: bool,
 }
@@ -39,7 +33,7 @@ pub(super) struct Conn {
 impl Conn {
     pub(super) fn connect(url: &str) -> Result<Conn, StoreError> {
         let client = client(url)?;
-        let mut conn = Conn { client, statements: HashMap::new(), history_seq: HashMap::new(), listening: false };
+        let mut conn = Conn { client, statements: HashMap::new(), listening: false };
         // Once per database and process: a worker connects for every run it takes.
         static MIGRATED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
         let mut migrated = MIGRATED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -50,38 +44,9 @@ impl Conn {
         Ok(conn)
     }
 
-    /// A statement prepared once per connection.
-    pub(super) fn prepare(
-        statements: &mut HashMap<String, Statement>,
-        client: &mut impl postgres::GenericClient,
-        sql: &str,
-    ) -> Result<Statement, postgres::Error> {
-        if let Some(statement) = statements.get(sql) {
-            return Ok(statement.clone());
-        }
-        let statement = client.prepare(sql)?;
-        statements.insert(sql.to_string(), statement.clone());
-        Ok(statement)
-    }
-
-    /// A transaction whose statements are prepared once per connection.
-    pub(super) fn begin(&mut self) -> Result<Tx<'_>, postgres::Error> {
-        Ok(Tx { tx: self.client.transaction()?, statements: &mut self.statements })
-    }
-
-    /// A statement of this connection's cache, outside a transaction.
-    pub(super) fn cached(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
-        Conn::prepare(&mut self.statements, &mut self.client, sql)
-    }
-
-    /// The cache and the client, apart (a transaction borrows the client).
-    pub(super) fn parts(&mut self) -> (&mut Client, &mut HashMap<String, Statement>, &mut HashMap<String, i64>) {
-        (&mut self.client, &mut self.statements, &mut self.history_seq)
-    }
-
     fn migrate(&mut self, url: &str) -> Result<(), StoreError> {
         let mut tx = self.client.transaction()?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&locks::MIGRATE])?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])?;
         tx.batch_execute("CREATE TABLE IF NOT EXISTS phased_schema (version INTEGER NOT NULL)")?;
         let found: i64 =
             tx.query_opt("SELECT version FROM phased_schema", &[])?.map_or(0, |r| i64::from(r.get::<_, i32>(0)));
@@ -168,11 +133,7 @@ impl Link {
             at.map(|at| idle.swap_remove(at).1)
         };
         let conn = match kept {
-            Some(mut conn) => {
-                // Others may have written the runs it remembers.
-                conn.history_seq.clear();
-                conn
-            }
+            Some(conn) => conn,
             None => off_runtime(|| Conn::connect(url))?,
         };
         Ok(Link { url: url.to_string(), conn: Some(conn) })
@@ -244,46 +205,4 @@ fn off_runtime<R: Send>(f: impl FnOnce() -> R + Send) -> R {
         Ok(result) => result,
         Err(panic) => std::panic::resume_unwind(panic),
     })
-}
-
-/// A transaction of a [`Conn`]: each statement is prepared once per connection.
-pub(super) struct Tx<'a> {
-    pub(super) tx: postgres::Transaction<'a>,
-    pub(super) statements: &'a mut HashMap<String, Statement>,
-}
-
-type Params<'p> = &'p [&'p (dyn postgres::types::ToSql + Sync)];
-
-impl Tx<'_> {
-    fn statement(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
-        Conn::prepare(self.statements, &mut self.tx, sql)
-    }
-
-    pub(super) fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<postgres::Row>, postgres::Error> {
-        let st = self.statement(sql)?;
-        self.tx.query(&st, params)
-    }
-
-    pub(super) fn query_one(&mut self, sql: &str, params: Params<'_>) -> Result<postgres::Row, postgres::Error> {
-        let st = self.statement(sql)?;
-        self.tx.query_one(&st, params)
-    }
-
-    pub(super) fn query_opt(
-        &mut self,
-        sql: &str,
-        params: Params<'_>,
-    ) -> Result<Option<postgres::Row>, postgres::Error> {
-        let st = self.statement(sql)?;
-        self.tx.query_opt(&st, params)
-    }
-
-    pub(super) fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, postgres::Error> {
-        let st = self.statement(sql)?;
-        self.tx.execute(&st, params)
-    }
-
-    pub(super) fn commit(self) -> Result<(), postgres::Error> {
-        self.tx.commit()
-    }
 }

@@ -26,6 +26,7 @@ pub mod report;
 pub mod reporter;
 pub mod schema;
 pub mod secrets;
+mod seam;
 pub mod serve;
 pub mod source;
 pub mod store;

@@ -125,8 +125,7 @@ pub(super) fn watch(args: WatchArgs) -> u8 {
         Ok(ignorer) => ignorer,
         Err(e) => return usage_error(e, None),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts");
-    runtime.block_on(async move {
+    crate::seam::block_on(async move {
         let (fs_tx, mut fs_rx) = tokio::sync::mpsc::unbounded_channel::<notify::Result<notify::Event>>();
         let mut watcher = match notify::recommended_watcher(move |event| {
             let _ = fs_tx.send(event);

@@ -123,9 +123,8 @@ impl Stores {
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads.max(1) {
             let (rx, db) = (rx.clone(), db.clone());
-            let spawned = std::thread::Builder::new()
-                .name(format!("store-{i}"))
-                .spawn(move || serve_calls(&rx, &db, durability));
+            let spawned =
+                std::thread::Builder::new().name(format!("store-{i}")).spawn(move || serve_calls(&rx, &db, durability));
             if let Err(e) = spawned {
                 tracing::warn!(error = %e, "Could not start a database thread.");
             }

@@ -15,6 +15,8 @@
 //!
 //! Prints figures; asserts nothing about time. Run: `cargo bench --bench shared [-- N]`
 
+mod pg;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -24,47 +26,6 @@ use std::time::{Duration, Instant};
 const PHASED: &str = env!("CARGO_BIN_EXE_phased");
 
 const TICK: &str = "version: 1\nname: tick\nnodes:\n  a: {phase: BUILDING, uses: noop}\n  b: {phase: HEALTH_CHECK, needs: [a], uses: noop}\n";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A cluster of this bench's own, stopped (by its pid file) when dropped.
-struct Cluster {
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Cluster {
-    fn start(dir: &Path) -> Cluster {
-        std::fs::create_dir_all(dir).unwrap();
-        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        let port = free_port();
-        let out = Command::new(script())
-            .args(["start", dir.join("pg").to_str().unwrap(), &port.to_string()])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        Cluster { dir: dir.to_path_buf(), port }
-    }
-
-    fn database(&self, name: &str) -> String {
-        let base = format!("postgres://postgres@127.0.0.1:{}", self.port);
-        let mut client = postgres::Client::connect(&format!("{base}/postgres"), postgres::NoTls).unwrap();
-        client.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-        format!("{base}/{name}")
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new(script()).args(["stop", self.dir.join("pg").to_str().unwrap()]).output();
-    }
-}
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/postgres")
-}
 
 struct Server(Child);
 
@@ -82,7 +43,7 @@ fn phased(dir: &Path, db: &str) -> Command {
 }
 
 fn serve(dir: &Path, db: &str) -> (Server, u16) {
-    let port = free_port();
+    let port = pg::free_port();
     let child = phased(dir, db)
         .args(["serve", "--workers", "1", "--listen", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::null())
@@ -125,12 +86,27 @@ fn succeeded(dir: &Path, db: &str) -> usize {
     list.iter().filter(|r| r["status"] == "succeeded").count()
 }
 
+/// What one measurement of runs per second gave.
+struct Rate {
+    runs_per_second: f64,
+    wall: f64,
+    /// CPU seconds of the `phased serve` processes (and their children).
+    phased_cpu: f64,
+    /// CPU seconds of the PostgreSQL server and its backends.
+    postgres_cpu: f64,
+}
+
 /// Runs per second of `workers` servers on `db`, `n` runs queued at once.
-fn runs_per_second(dir: &Path, db: &str, workers: usize, n: usize) -> f64 {
+fn runs_per_second(dir: &Path, db: &str, workers: usize, n: usize, cluster: Option<&pg::Cluster>) -> Rate {
     std::fs::create_dir_all(dir.join("pipelines")).unwrap();
     std::fs::write(dir.join("pipelines/tick.yaml"), TICK).unwrap();
     let token = token(dir, db);
     let servers: Vec<(Server, u16)> = (0..workers).map(|_| serve(dir, db)).collect();
+    let cpu = || {
+        let phased: f64 = servers.iter().map(|(s, _)| pg::process_cpu(s.0.id())).sum();
+        (phased, cluster.map_or(0.0, pg::Cluster::cpu))
+    };
+    let (phased_before, postgres_before) = cpu();
     let begin = Instant::now();
     for i in 0..n {
         post(servers[i % workers].1, &token);
@@ -139,7 +115,28 @@ fn runs_per_second(dir: &Path, db: &str, workers: usize, n: usize) -> f64 {
         assert!(begin.elapsed() < Duration::from_secs(600), "not done");
         std::thread::sleep(Duration::from_millis(50));
     }
-    n as f64 / begin.elapsed().as_secs_f64()
+    let wall = begin.elapsed().as_secs_f64();
+    let (phased_after, postgres_after) = cpu();
+    Rate {
+        runs_per_second: n as f64 / wall,
+        wall,
+        phased_cpu: phased_after - phased_before,
+        postgres_cpu: postgres_after - postgres_before,
+    }
+}
+
+/// The CPU the processes used, in seconds and as a share of the machine's cores.
+fn cpu_line(rate: &Rate) -> String {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let share = |s: f64| 100.0 * s / (rate.wall * cores);
+    format!(
+        "CPU: phased {:.2} s ({:.0}%), postgres {:.2} s ({:.0}%) of {:.2} s x {cores} cores",
+        rate.phased_cpu,
+        share(rate.phased_cpu),
+        rate.postgres_cpu,
+        share(rate.postgres_cpu),
+        rate.wall
+    )
 }
 
 fn chain(dir: &Path, nodes: usize) -> PathBuf {
@@ -190,22 +187,29 @@ fn commit(url: &str) -> Duration {
 fn main() {
     let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(300);
     let root = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(&root.path().join("cluster"));
+    let cluster = pg::Cluster::start(&root.path().join("cluster"));
     println!("runs per second through `phased serve`, {n} two-node noop runs queued at once");
     let sqlite_dir = root.path().join("sqlite");
     std::fs::create_dir_all(&sqlite_dir).unwrap();
     let sqlite_db = sqlite_dir.join("phased.db");
-    let baseline = runs_per_second(&sqlite_dir, sqlite_db.to_str().unwrap(), 1, n);
-    println!("  SQLite, 1 worker (baseline)      {baseline:8.1} runs/s");
+    let sqlite = runs_per_second(&sqlite_dir, sqlite_db.to_str().unwrap(), 1, n, None);
+    let baseline = sqlite.runs_per_second;
+    println!("  SQLite, 1 worker (baseline)      {baseline:8.1} runs/s                       {}", cpu_line(&sqlite));
+    // Each against the one before: 2 workers against 1, 4 against 2.
+    let mut before: Option<(usize, f64)> = None;
     for workers in [1, 2, 4] {
         let dir = root.path().join(format!("pg{workers}"));
         std::fs::create_dir_all(&dir).unwrap();
         let db = cluster.database(&format!("bench{workers}"));
-        let rate = runs_per_second(&dir, &db, workers, n);
+        let rate = runs_per_second(&dir, &db, workers, n, Some(&cluster));
+        let per_second = rate.runs_per_second;
+        let against = before.map_or(String::new(), |(w, r)| format!(", {:.2}x {w} worker(s)", per_second / r));
+        before = Some((workers, per_second));
         println!(
-            "  PostgreSQL, {workers} worker{}            {rate:8.1} runs/s  ({:.2}x the baseline)",
+            "  PostgreSQL, {workers} worker{}            {per_second:8.1} runs/s  ({:.2}x the baseline{against})  {}",
             if workers == 1 { " " } else { "s" },
-            rate / baseline
+            per_second / baseline,
+            cpu_line(&rate)
         );
     }
 

@@ -26,6 +26,7 @@ mod reader;
 pub mod report;
 pub mod reporter;
 pub mod schema;
+mod seam;
 pub mod secrets;
 pub mod serve;
 pub mod source;

@@ -118,12 +118,9 @@ struct App {
     /// Set after the grace period: the runs stop their running nodes.
     stop_runs: tokio::sync::watch::Sender<bool>,
     request_timeout: Duration,
-    /// Open database connections, reused by the requests (one is opened when none is
-    /// free; at most [`POOL`] are kept).
-    pool: std::sync::Mutex<Vec<Box<dyn Store>>>,
-    /// Database connections in use by the requests: at most [`STORES`] at once, so
-    /// that many clients cannot take the descriptors the runs need.
-    stores: tokio::sync::Semaphore,
+    /// The requests' database connections: at most [`STORES`] at once (more wait their
+    /// turn), so that many clients cannot take the descriptors the runs need.
+    stores: crate::seam::Stores,
     public_url: Option<String>,
     /// The followed log folders.
     logs: follow::LogWatch,
@@ -131,9 +128,6 @@ struct App {
     touched: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     public_metrics: bool,
 }
-
-/// The most idle database connections kept for the requests.
-const POOL: usize = 8;
 
 /// The most database connections the requests use at once (more wait their turn).
 const STORES: usize = 16;
@@ -176,32 +170,16 @@ fn bad_query(rejection: QueryRejection) -> ApiError {
 }
 
 impl App {
-    /// Runs `f` on a store of its own, off the async threads (SQLite blocks).
+    /// Runs `f` on a store of the pool, off the async threads (a store blocks).
     async fn with_store<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&mut dyn Store) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let app = self.clone();
-        let permit = self.stores.acquire().await;
-        let answer = tokio::task::spawn_blocking(move || {
-            let idle = app.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
-            let mut store = match idle {
-                Some(mut store) => {
-                    store.forget_cached();
-                    store
-                }
-                None => crate::store::open(&app.db, app.durability)?,
-            };
-            let result = f(store.as_mut());
-            let mut pool = app.pool.lock().unwrap_or_else(|e| e.into_inner());
-            if pool.len() < POOL {
-                pool.push(store);
-            }
-            result
-        })
-        .await;
-        drop(permit);
-        answer.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        match self.stores.call(f).await {
+            Ok(answer) => answer,
+            Err(crate::seam::CallError::Store(e)) => Err(e.into()),
+            Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())),
+        }
     }
 
     /// Records the use of `token` (for `phased token list`), unless this server or
@@ -354,6 +332,7 @@ pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), Str
         let listener = conn::listen(options.listen).map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let stores = crate::seam::Stores::new(options.db.clone(), options.durability, STORES);
         let app = Arc::new(App {
             roots: crate::admit::Roots::new(&options.data_dir, &options.allow_paths),
             data_dir: options.data_dir.clone(),
@@ -368,8 +347,7 @@ pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), Str
             drain_runs: tokio::sync::watch::channel(false).0,
             stop_runs: tokio::sync::watch::channel(false).0,
             request_timeout: options.request_timeout,
-            pool: Default::default(),
-            stores: tokio::sync::Semaphore::new(STORES),
+            stores,
             public_url: options.public_url,
             logs: Default::default(),
             touched: Default::default(),
@@ -381,9 +359,8 @@ pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), Str
             let (db, durability, mut stop) = (app.db.clone(), app.durability, shutdown.clone());
             let guard = options.notify.clone();
             std::thread::spawn(move || {
-                let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
                 let secrets = crate::secrets::Secrets::from_env().without(hook_keys.iter().map(String::as_str));
-                runtime.block_on(async move {
+                crate::seam::block_on(async move {
                     let sending = crate::notify::Sending::PATIENT;
                     while !*stop.borrow() {
                         if let Ok(mut store) = crate::store::open(&db, durability) {

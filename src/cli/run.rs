@@ -136,10 +136,6 @@ fn reporter(exec: &ExecArgs) -> Box<dyn Reporter> {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts")
-}
-
 fn exit_code(outcome: Outcome) -> u8 {
     match outcome {
         Outcome::Succeeded => exit::OK,
@@ -159,7 +155,7 @@ fn notify(exec: &ExecArgs, id: &str) {
     let store_args = &exec.store;
     let Ok(mut store) = crate::store::open(&store_args.db, store_args.durability) else { return };
     let (secrets, guard) = (Secrets::from_env(), exec.notify.guard());
-    let pending = runtime().block_on(async {
+    let pending = crate::seam::block_on(async {
         deliver_due(store.as_mut(), &secrets, &guard, Some(id), Sending::QUICK).await?;
         deliver_due(store.as_mut(), &secrets, &guard, None, Sending::QUICK).await?;
         store.notifications(id)
@@ -279,7 +275,7 @@ pub(super) fn run(args: RunArgs) -> u8 {
     let mut reporter = reporter(&args.exec);
     let options = args.exec.options(reporter.as_mut());
     let actor = crate::actor::Actor::cli();
-    match runtime().block_on(engine::start(store, plan, resolved, (args.id, &actor), options)) {
+    match crate::seam::block_on(engine::start(store, plan, resolved, (args.id, &actor), options)) {
         Ok((id, outcome)) => {
             drop(reporter);
             conclude(&args.exec, &id, outcome);
@@ -361,7 +357,7 @@ pub(super) fn resume(args: ResumeArgs) -> u8 {
             Err(code) => return code,
         };
         let resumed = engine::resume(store, &id, args.from.as_deref(), reload, options, note);
-        let code = match runtime().block_on(resumed) {
+        let code = match crate::seam::block_on(resumed) {
             Ok(outcome) => {
                 drop(reporter);
                 conclude(&args.exec, &id, outcome);
@@ -461,7 +457,7 @@ pub(super) fn rollback(args: RollbackArgs) -> u8 {
         None => None,
     };
     let prepared = match prepare(store.as_ref(), &args.target, to.as_deref()).and_then(|prepared| {
-        runtime().block_on(crate::engine::releases::check_image(&prepared))?;
+        crate::seam::block_on(crate::engine::releases::check_image(&prepared))?;
         Ok(prepared)
     }) {
         Ok(prepared) => prepared,
@@ -491,7 +487,7 @@ pub(super) fn rollback(args: RollbackArgs) -> u8 {
     let options = args.exec.options(reporter.as_mut());
     let actor =
         crate::actor::Actor::Rollback { of: prepared.release.clone(), by: Box::new(crate::actor::Actor::cli()) };
-    match runtime().block_on(engine::start(store, prepared.plan, resolved, (args.id, &actor), options)) {
+    match crate::seam::block_on(engine::start(store, prepared.plan, resolved, (args.id, &actor), options)) {
         Ok((id, outcome)) => {
             drop(reporter);
             conclude(&args.exec, &id, outcome);

@@ -125,8 +125,7 @@ pub(super) fn watch(args: WatchArgs) -> u8 {
         Ok(ignorer) => ignorer,
         Err(e) => return usage_error(e, None),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts");
-    runtime.block_on(async move {
+    crate::seam::block_on(async move {
         let (fs_tx, mut fs_rx) = tokio::sync::mpsc::unbounded_channel::<notify::Result<notify::Event>>();
         let mut watcher = match notify::recommended_watcher(move |event| {
             let _ = fs_tx.send(event);
@@ -150,8 +149,8 @@ pub(super) fn watch(args: WatchArgs) -> u8 {
         watch_folders_of(&mut watcher, &pipeline_files, &mut pipeline_dirs);
         let mut interrupt =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).expect("SIGINT handler installs");
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler installs");
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
 
         let mut plan = plan;
         let mut resolved = resolved;
@@ -350,16 +349,20 @@ fn start_run(
 fn send_notifications(exec: &super::run::ExecArgs, id: String) {
     use crate::notify::{MOST_ATTEMPTS, RETRIED_BY_NOTIFY, Sending, deliver, undelivered_line};
     let (db, durability, guard) = (exec.store.db.clone(), exec.store.durability, exec.notify.guard());
-    tokio::spawn(async move {
-        let Ok(mut store) = crate::store::open(&db, durability) else { return };
-        let secrets = crate::secrets::Secrets::from_env();
-        let wait = std::time::Duration::from_secs(60);
-        let sent = deliver(store.as_mut(), &secrets, &guard, Some(&id), wait, MOST_ATTEMPTS, Sending::PATIENT).await;
-        match sent.and_then(|_| store.notifications(&id)) {
-            Ok(rows) => rows.iter().filter(|n| n.status != "delivered").for_each(|n| {
-                crate::reporter::err_line(format_args!("warning: {}", undelivered_line(n, RETRIED_BY_NOTIFY)))
-            }),
-            Err(e) => tracing::warn!(run = %id, error = %e, "Could not send the run's notifications."),
-        }
+    // On a thread of its own: its store calls may block it (`crate::seam`).
+    std::thread::spawn(move || {
+        crate::seam::block_on(async move {
+            let Ok(mut store) = crate::store::open(&db, durability) else { return };
+            let secrets = crate::secrets::Secrets::from_env();
+            let wait = std::time::Duration::from_secs(60);
+            let sent =
+                deliver(store.as_mut(), &secrets, &guard, Some(&id), wait, MOST_ATTEMPTS, Sending::PATIENT).await;
+            match sent.and_then(|_| store.notifications(&id)) {
+                Ok(rows) => rows.iter().filter(|n| n.status != "delivered").for_each(|n| {
+                    crate::reporter::err_line(format_args!("warning: {}", undelivered_line(n, RETRIED_BY_NOTIFY)))
+                }),
+                Err(e) => tracing::warn!(run = %id, error = %e, "Could not send the run's notifications."),
+            }
+        })
     });
 }

@@ -5,6 +5,11 @@
 //! runtime; stops and timers are sent to the tasks). Nothing is shared across tasks:
 //! a task only sends messages back.
 //!
+//! Its store calls block its thread: the run is driven by [`crate::seam::block_on`],
+//! which polls the driver outside the runtime (the `postgres` client may block there)
+//! and the tasks on it between the driver's polls; a commit is a call on this thread,
+//! with no hop to another, and no task runs while it is made.
+//!
 //! Group commit: the tasks launched in a turn take their first step at once, so the
 //! records of work that finishes instantly (a `noop`, a skipped node) join the same
 //! transaction; everything that changed is written before the driver waits, and at

@@ -28,8 +28,8 @@ impl Wake {
     }
 }
 
-/// A worker: takes the oldest run queued for workers whose target is free, runs it on a
-/// runtime of its own, and so on until the server stops.
+/// A worker: takes the oldest run queued for workers whose target is free, runs it on
+/// this thread ([`crate::seam::block_on`]), and so on until the server stops.
 pub(super) fn worker(app: Arc<App>, data_dir: PathBuf) {
     let mut seen = 0;
     while !*app.shutdown.borrow() {
@@ -42,8 +42,6 @@ pub(super) fn worker(app: Arc<App>, data_dir: PathBuf) {
         match claimed {
             Ok((Some(row), store)) => {
                 let id = row.id.clone();
-                let runtime =
-                    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime starts");
                 let mut reporter = crate::reporter::Silent;
                 // SIGTERM is the server's: it drains the run, then stops it after the grace.
                 let halt = crate::engine::Halt {
@@ -61,7 +59,8 @@ pub(super) fn worker(app: Arc<App>, data_dir: PathBuf) {
                     data_dir: data_dir.clone(),
                     stop: Some(halt),
                 };
-                match runtime.block_on(crate::engine::run_claimed(store, row, lease, held_since, options)) {
+                // The run's store calls block this thread, outside the runtime its steps run on.
+                match crate::seam::block_on(crate::engine::run_claimed(store, row, lease, held_since, options)) {
                     Ok(outcome) => tracing::info!(run = %id, ?outcome, "Worker finished a run."),
                     Err(e) => tracing::warn!(run = %id, error = %e, "Worker could not run it."),
                 }

@@ -3,8 +3,9 @@
 //! prepared statements cached (by `sql::Pg`).
 //!
 //! The `postgres` client blocks on a runtime of its own, which tokio forbids on a
-//! thread that is driving async tasks (the engine's driver calls the store from one).
-//! There a call runs on a scoped thread of its own; elsewhere on the caller's thread.
+//! thread that is driving async tasks: a store is only called where none is driven
+//! (`crate::seam`: a thread running its async work with `seam::block_on`, or a thread
+//! of the server's pool), so a call runs on the caller's thread.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -134,48 +135,43 @@ impl Link {
         };
         let conn = match kept {
             Some(conn) => conn,
-            None => off_runtime(|| Conn::connect(url))?,
+            None => Conn::connect(url)?,
         };
         Ok(Link { url: url.to_string(), conn: Some(conn) })
     }
 
     /// Runs `f` on the connection, connecting again (for up to [`RECONNECT_FOR`]) when
     /// the server went away, and again on a deadlock.
-    pub(super) fn call<R: Send>(
-        &mut self,
-        mut f: impl FnMut(&mut Conn) -> Result<R, StoreError> + Send,
-    ) -> Result<R, StoreError> {
+    pub(super) fn call<R>(&mut self, mut f: impl FnMut(&mut Conn) -> Result<R, StoreError>) -> Result<R, StoreError> {
         let started = Instant::now();
         let mut tries = 0;
         let (url, slot) = (&self.url, &mut self.conn);
-        off_runtime(move || {
-            loop {
-                let conn = match slot {
-                    Some(conn) if !conn.client.is_closed() => conn,
-                    _ => {
-                        *slot = None;
-                        match Conn::connect(url) {
-                            Ok(conn) => slot.insert(conn),
-                            Err(e) if started.elapsed() < RECONNECT_FOR => {
-                                tracing::warn!(error = %e, "PostgreSQL is unreachable; trying again.");
-                                std::thread::sleep(Duration::from_millis(250));
-                                continue;
-                            }
-                            Err(e) => return Err(e),
+        loop {
+            let conn = match slot {
+                Some(conn) if !conn.client.is_closed() => conn,
+                _ => {
+                    *slot = None;
+                    match Conn::connect(url) {
+                        Ok(conn) => slot.insert(conn),
+                        Err(e) if started.elapsed() < RECONNECT_FOR => {
+                            tracing::warn!(error = %e, "PostgreSQL is unreachable; trying again.");
+                            std::thread::sleep(Duration::from_millis(250));
+                            continue;
                         }
+                        Err(e) => return Err(e),
                     }
-                };
-                match f(conn) {
-                    Err(e) if connection_lost(&e) && started.elapsed() < RECONNECT_FOR => {
-                        tracing::warn!(error = %e, "Lost the connection to PostgreSQL; connecting again.");
-                        *slot = None;
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                    Err(e) if retryable(&e) && tries < 5 => tries += 1,
-                    result => return result,
                 }
+            };
+            match f(conn) {
+                Err(e) if connection_lost(&e) && started.elapsed() < RECONNECT_FOR => {
+                    tracing::warn!(error = %e, "Lost the connection to PostgreSQL; connecting again.");
+                    *slot = None;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) if retryable(&e) && tries < 5 => tries += 1,
+                result => return result,
             }
-        })
+        }
     }
 }
 
@@ -190,19 +186,7 @@ impl Drop for Link {
                 return;
             }
         }
-        // Closing the client blocks on its runtime too.
-        off_runtime(move || drop(conn));
+        // Closing the client blocks on its runtime too: here, where none is driven.
+        drop(conn);
     }
-}
-
-/// Runs `f` where the client may block: on this thread, or on a scoped thread when
-/// this one is driving async tasks.
-fn off_runtime<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    if tokio::runtime::Handle::try_current().is_err() {
-        return f();
-    }
-    std::thread::scope(|scope| match scope.spawn(f).join() {
-        Ok(result) => result,
-        Err(panic) => std::panic::resume_unwind(panic),
-    })
 }

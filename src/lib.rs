@@ -1,6 +1,7 @@
 //! Phased: declarative, resumable deployment pipelines.
 
 pub mod action;
+pub(crate) mod app;
 pub mod actor;
 mod admit;
 pub mod catalog;
@@ -23,6 +24,7 @@ mod process;
 mod raw;
 mod reader;
 pub mod report;
+pub mod read;
 pub mod reporter;
 pub mod schema;
 pub mod secrets;

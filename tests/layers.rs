@@ -1,8 +1,8 @@
 //! The layers of `src/` run one way: a module imports only its own layer or lower
 //! ones, and no group of modules imports itself in a circle. The layers, lowest first:
-//! foundations, pipeline files, actions, compiler and plan, engine and store, the
-//! command line. This reads the sources as text (`crate::x` paths); a new top-level
-//! module must be given a layer here.
+//! foundations, pipeline files, actions, compiler and plan, engine and store, the read
+//! side, the application layer, the command line. This reads the sources as text
+//! (`crate::x` paths); a new top-level module must be given a layer here.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -33,6 +33,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("actions", &["action"]),
     ("compiler and plan", &["compiler", "plan", "dry_run", "schema", "admit"]),
     ("engine and store", &["engine", "store", "notify"]),
+    ("read side", &["read"]),
+    ("application", &["app"]),
     ("command line", &["cli", "reporter", "report", "watch", "serve"]),
 ];
 

@@ -57,9 +57,8 @@ pub(super) fn notify(args: NotifyArgs) -> u8 {
         Err(code) => return code,
     };
     let secrets = crate::secrets::Secrets::from_env();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts");
     let (guard, sending) = (args.targets.guard(), crate::notify::Sending::PATIENT);
-    let left = runtime.block_on(async {
+    let left = crate::app::block_on(async {
         let given_up =
             crate::notify::deliver(store.as_mut(), &secrets, &guard, None, args.wait, args.attempts, sending).await?;
         Ok((given_up, store.due_notifications(None, i64::MAX)?))

@@ -61,11 +61,11 @@ fn resume_plan(args: &Args, given: &str) -> u8 {
         Ok(found) => found,
         Err(code) => return code,
     };
-    let reload = match reloaded(args.reload, store.as_ref(), &id, &args.catalog) {
+    let reload = match reloaded(args.reload, &args.store, &id, &args.catalog) {
         Ok(reload) => reload,
         Err(code) => return code,
     };
-    let preview = match engine::preview(store.as_ref(), &id, reload.as_deref()) {
+    let preview = match crate::read::preview(store.as_ref(), &id, reload.as_deref()) {
         Ok(preview) => preview,
         Err(EngineError::Store(e)) => return store_error(&e, &args.store.db),
         Err(e) => return usage_error(e, Some("the run is unchanged")),

@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
-use super::core::planned_ids;
-use super::snapshot::Snapshot;
-use super::{EngineError, finished, reload};
+use crate::engine::planned_ids;
+use crate::engine::snapshot::Snapshot;
+use crate::engine::{EngineError, finished, reload};
 use crate::plan::Plan;
 use crate::store::{NodeRow, Store};
 
@@ -15,7 +15,7 @@ use crate::store::{NodeRow, Store};
 pub fn planned_nodes(store: &dyn Store, row: &crate::store::RunRow, nodes: &[NodeRow]) -> Vec<String> {
     let Ok((_, _, files)) = store.snapshot(row.snapshot_id) else { return Vec::new() };
     let Ok(plan) = Snapshot::from_json(&files).compile() else { return Vec::new() };
-    let selected = |id: &str| super::core::recorded_choice(nodes, id);
+    let selected = |id: &str| crate::engine::recorded_choice(nodes, id);
     let mut ids = Vec::new();
     planned_ids(&plan, "", &selected, &mut ids);
     ids
@@ -60,7 +60,7 @@ pub fn preview(store: &dyn Store, id: &str, reload: Option<&Plan>) -> Result<Res
     };
     let plan = reload.unwrap_or(&old);
     let rows: Vec<NodeRow> = checkpoints.values().cloned().collect();
-    let selected = |node: &str| super::core::recorded_choice(&rows, node);
+    let selected = |node: &str| crate::engine::recorded_choice(&rows, node);
     let mut ids = Vec::new();
     planned_ids(plan, "", &selected, &mut ids);
     let nodes = ids

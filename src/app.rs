@@ -20,15 +20,15 @@
 //! pull request, tearing down a target.
 
 mod error;
-pub mod pipelines;
-pub mod rollback;
-pub mod runs;
-pub mod runtime;
-pub mod stores;
-pub mod trigger;
+pub(crate) mod pipelines;
+pub(crate) mod rollback;
+pub(crate) mod runs;
+pub(crate) mod runtime;
+pub(crate) mod stores;
+pub(crate) mod trigger;
 
-pub use error::Error;
-pub use pipelines::{Given, InputProblem, Loaded, Pipelines};
-pub use runs::{Cancel, Ended, Start};
-pub use runtime::block_on;
-pub use stores::Db;
+pub(crate) use error::Error;
+pub(crate) use pipelines::{Given, InputProblem, Loaded, Pipelines};
+pub(crate) use runs::{Cancel, Ended, Start};
+pub(crate) use runtime::block_on;
+pub(crate) use stores::Db;

@@ -1,9 +1,9 @@
 //! Phased: declarative, resumable deployment pipelines.
 
 pub mod action;
-pub(crate) mod app;
 pub mod actor;
 mod admit;
+pub(crate) mod app;
 pub mod catalog;
 pub mod cli;
 mod clock;
@@ -22,9 +22,9 @@ mod phase;
 pub mod plan;
 mod process;
 mod raw;
+pub mod read;
 mod reader;
 pub mod report;
-pub mod read;
 pub mod reporter;
 pub mod schema;
 pub mod secrets;

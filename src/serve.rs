@@ -44,7 +44,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use crate::store::{Durability, Role, RunStatus, Store, StoreError, TokenRow};
+use crate::store::{Durability, Role, Store, StoreError, TokenRow};
 
 pub use conn::Limits;
 

@@ -15,7 +15,7 @@ use crate::store::StoreError;
 use super::pipelines::InputProblem;
 
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     /// No pipeline file and no deployment type of this name (`hint`: a close name).
     #[error("no pipeline file or deployment type named `{name}`")]
     NoPipeline { name: String, hint: Option<String>, looked_in: PathBuf },

@@ -18,27 +18,27 @@ use crate::diagnostic::Diagnostic;
 use crate::plan::Plan;
 use crate::source::Source;
 
-pub use crate::catalog::yaml_files;
-pub use crate::compiler::inputs::InputProblem;
+pub(crate) use crate::catalog::yaml_files;
+pub(crate) use crate::compiler::inputs::InputProblem;
 
 /// The folder of pipeline files looked up by name (`--pipelines`), then the built-in
 /// catalog.
 #[derive(Clone, Debug)]
-pub struct Pipelines {
+pub(crate) struct Pipelines {
     dir: PathBuf,
 }
 
 /// A pipeline compiled, with the warnings it compiled with.
-pub struct Loaded {
-    pub plan: Arc<Plan>,
-    pub warnings: Vec<Diagnostic>,
+pub(crate) struct Loaded {
+    pub(crate) plan: Arc<Plan>,
+    pub(crate) warnings: Vec<Diagnostic>,
 }
 
 /// A pipeline compiled, and the inputs a caller may give it (defaults filled in).
-pub type Admitted = (Arc<Plan>, Map<String, Value>);
+pub(crate) type Admitted = (Arc<Plan>, Map<String, Value>);
 
 /// Inputs as a front end received them.
-pub enum Given<'a> {
+pub(crate) enum Given<'a> {
     /// Values (`-i`, `--inputs FILE`, a trigger's, a JSON object read whole).
     Values(&'a Map<String, Value>),
     /// Each value as its JSON text: a number for a string input keeps how it was written.
@@ -46,17 +46,17 @@ pub enum Given<'a> {
 }
 
 impl Pipelines {
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(dir: impl Into<PathBuf>) -> Self {
         Pipelines { dir: dir.into() }
     }
 
     /// The catalog pipelines are looked up in: the folder, then the built-in types.
-    pub fn catalog(&self) -> Catalog {
+    pub(crate) fn catalog(&self) -> Catalog {
         catalog_of(&self.dir)
     }
 
     /// `pipeline`: a path to a file, else a deployment type in the folder or built in.
-    pub fn load(&self, pipeline: &str) -> Result<Loaded, Error> {
+    pub(crate) fn load(&self, pipeline: &str) -> Result<Loaded, Error> {
         let as_path = Path::new(pipeline);
         if !as_path.is_file() {
             return self.load_named(pipeline);
@@ -72,7 +72,7 @@ impl Pipelines {
     }
 
     /// The deployment type `name`, in the folder or built in (not a path).
-    pub fn load_named(&self, name: &str) -> Result<Loaded, Error> {
+    pub(crate) fn load_named(&self, name: &str) -> Result<Loaded, Error> {
         let catalog = self.catalog();
         let Some(source) = catalog.get(name) else {
             let names = catalog.names();
@@ -84,14 +84,14 @@ impl Pipelines {
 
     /// [`Self::load`] without a word: `None` for what cannot be found or does not
     /// compile.
-    pub fn load_quietly(&self, pipeline: &str) -> Option<Arc<Plan>> {
+    pub(crate) fn load_quietly(&self, pipeline: &str) -> Option<Arc<Plan>> {
         self.load(pipeline).ok().map(|loaded| loaded.plan)
     }
 
     /// The deployment type `name` compiled and `given` checked as a run from this
     /// caller is checked: the declared types, patterns and choices, then what the
     /// caller may give ([`crate::admit`]).
-    pub fn admit(&self, name: &str, given: Given<'_>, caller: Caller, roots: &Roots) -> Result<Admitted, Error> {
+    pub(crate) fn admit(&self, name: &str, given: Given<'_>, caller: Caller, roots: &Roots) -> Result<Admitted, Error> {
         let plan = self.load_named(name)?.plan;
         let names: Vec<String> = match given {
             Given::Values(values) => values.keys().cloned().collect(),
@@ -107,7 +107,7 @@ impl Pipelines {
 
     /// The deployment types (with `all`, the building blocks in folders too) that
     /// compile, by name.
-    pub fn types(&self, all: bool) -> Vec<(String, Arc<Plan>)> {
+    pub(crate) fn types(&self, all: bool) -> Vec<(String, Arc<Plan>)> {
         let catalog = self.catalog();
         let mut out = Vec::new();
         // A file in a folder (`sources/git`, `docker/host`, `static/rollback`) is a
@@ -137,7 +137,7 @@ fn compile(catalog: &Catalog, source: &Arc<Source>, name: &str) -> Result<Loaded
 }
 
 /// `given` checked against `plan`'s declared inputs, defaults filled in.
-pub fn resolve(plan: &Arc<Plan>, given: Given<'_>) -> Result<Map<String, Value>, Error> {
+pub(crate) fn resolve(plan: &Arc<Plan>, given: Given<'_>) -> Result<Map<String, Value>, Error> {
     let values = match given {
         Given::Values(values) => std::borrow::Cow::Borrowed(values),
         Given::Json(raw) => {
@@ -149,7 +149,7 @@ pub fn resolve(plan: &Arc<Plan>, given: Given<'_>) -> Result<Map<String, Value>,
 }
 
 /// The built-in deployment type `name`'s text, or a close name when there is none.
-pub fn builtin(name: &str) -> Result<String, Option<String>> {
+pub(crate) fn builtin(name: &str) -> Result<String, Option<String>> {
     let catalog = Catalog::new().with_builtin();
     match catalog.get(name) {
         Some(source) => Ok(source.text.clone()),
@@ -161,13 +161,13 @@ pub fn builtin(name: &str) -> Result<String, Option<String>> {
 }
 
 /// Whether a built-in deployment type of this name exists.
-pub fn is_builtin(name: &str) -> bool {
+pub(crate) fn is_builtin(name: &str) -> bool {
     Catalog::new().with_builtin().get(name).is_some()
 }
 
 /// The errors of `source` (a file to be written to `dir`) compiled against the
 /// catalog of `dir`: empty when it compiles.
-pub fn errors_of(dir: &Path, source: &Arc<Source>) -> Vec<Diagnostic> {
+pub(crate) fn errors_of(dir: &Path, source: &Arc<Source>) -> Vec<Diagnostic> {
     let catalog = catalog_of(dir);
     let mut compiler = Compiler::new(&catalog);
     if compiler.compile(source).is_some() {
@@ -179,10 +179,9 @@ pub fn errors_of(dir: &Path, source: &Arc<Source>) -> Vec<Diagnostic> {
 /// `validate`: each of `sources` compiled against the catalog of `root` (one compiler:
 /// a sub-pipeline is checked once), the plans that compiled, by source, and every
 /// diagnostic.
-pub fn check(root: &Path, sources: &[Arc<Source>]) -> (Vec<(Arc<Source>, Arc<Plan>)>, Vec<Diagnostic>) {
+pub(crate) fn check(root: &Path, sources: &[Arc<Source>]) -> (Vec<(Arc<Source>, Arc<Plan>)>, Vec<Diagnostic>) {
     let catalog = catalog_of(root);
     let mut compiler = Compiler::new(&catalog);
-    let plans =
-        sources.iter().filter_map(|source| Some((Arc::clone(source), compiler.compile(source)?))).collect();
+    let plans = sources.iter().filter_map(|source| Some((Arc::clone(source), compiler.compile(source)?))).collect();
     (plans, compiler.diagnostics())
 }

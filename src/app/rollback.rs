@@ -55,7 +55,12 @@ pub(crate) async fn start(
 
 /// Queues a rollback of `target` for the workers (from a blocking thread: the image is
 /// asked of its engine on the runtime's); the run's id and the release.
-pub fn queue(store: &mut dyn Store, target: &str, to: Option<&str>, by: Actor) -> Result<(String, String), Error> {
+pub(crate) fn queue(
+    store: &mut dyn Store,
+    target: &str,
+    to: Option<&str>,
+    by: Actor,
+) -> Result<(String, String), Error> {
     let checked = super::block_on(check(store, target, to))?;
     let actor = Actor::Rollback { of: checked.release.clone(), by: Box::new(by) };
     let id = crate::engine::enqueue(store, &checked.plan, checked.inputs, (None, &actor)).map_err(Error::NotQueued)?;

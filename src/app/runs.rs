@@ -17,19 +17,19 @@ use crate::secrets::Secrets;
 use crate::store::{NotificationRow, RunRow, RunStatus, Store};
 
 /// Who starts a run, and under which id (default: a new UUID).
-pub struct Start {
-    pub id: Option<String>,
-    pub actor: Actor,
+pub(crate) struct Start {
+    pub(crate) id: Option<String>,
+    pub(crate) actor: Actor,
 }
 
 /// A run that ended in this process: how, the notifications it left undelivered, and
 /// its status as recorded (read when asked, from the store the operation holds).
-pub struct Ended {
-    pub id: String,
-    pub outcome: Outcome,
+pub(crate) struct Ended {
+    pub(crate) id: String,
+    pub(crate) outcome: Outcome,
     /// Notifications tried once and not delivered (retried later by `phased notify`
     /// and `phased serve`).
-    pub undelivered: Vec<NotificationRow>,
+    pub(crate) undelivered: Vec<NotificationRow>,
     store: Option<Box<dyn Store>>,
     detail: OnceCell<Option<Value>>,
 }
@@ -37,7 +37,7 @@ pub struct Ended {
 impl Ended {
     /// The run as `phased status ID --format json` shows it; `None` when it cannot be
     /// read.
-    pub fn detail(&self) -> Option<&Value> {
+    pub(crate) fn detail(&self) -> Option<&Value> {
         self.detail
             .get_or_init(|| {
                 let store = self.store.as_ref()?;
@@ -47,7 +47,7 @@ impl Ended {
     }
 
     /// The error the run recorded, if any.
-    pub fn error(&self) -> Option<&str> {
+    pub(crate) fn error(&self) -> Option<&str> {
         self.detail()?["error"].as_str()
     }
 }
@@ -90,7 +90,12 @@ pub(crate) async fn start(
 }
 
 /// Records a run of `plan` `queued` for the workers of `phased serve`; its id.
-pub fn queue(store: &mut dyn Store, plan: &Plan, inputs: Map<String, Value>, who: Start) -> Result<String, Error> {
+pub(crate) fn queue(
+    store: &mut dyn Store,
+    plan: &Plan,
+    inputs: Map<String, Value>,
+    who: Start,
+) -> Result<String, Error> {
     Ok(engine::enqueue(store, plan, inputs, (who.id, &who.actor))?)
 }
 
@@ -111,19 +116,19 @@ pub(crate) async fn resume(
 }
 
 /// Hands run `id` to the workers of `phased serve` (see [`engine::requeue`]).
-pub fn requeue(store: &mut dyn Store, id: &str, from: Option<&str>) -> Result<(), Error> {
+pub(crate) fn requeue(store: &mut dyn Store, id: &str, from: Option<&str>) -> Result<(), Error> {
     Ok(engine::requeue(store, id, from)?)
 }
 
 /// The interrupted runs, oldest first, once the runs of holders that died are marked
 /// interrupted: what `resume --all` and a starting server resume.
-pub fn interrupted(store: &mut dyn Store) -> Result<Vec<String>, Error> {
+pub(crate) fn interrupted(store: &mut dyn Store) -> Result<Vec<String>, Error> {
     engine::lease::reap(store, engine::now_ms())?;
     Ok(store.runs()?.into_iter().rev().filter(|r| r.status == RunStatus::Interrupted).map(|r| r.id).collect())
 }
 
 /// What asking to cancel a run did.
-pub enum Cancel {
+pub(crate) enum Cancel {
     /// It had ended already (succeeded, failed or cancelled): nothing changed.
     Ended(RunRow),
     /// Cancelled at once (it was queued, or its holder is gone), or asked of the
@@ -132,7 +137,7 @@ pub enum Cancel {
 }
 
 /// Cancels run `id`: at once when nothing runs it, else by asking its holder.
-pub fn cancel(store: &mut dyn Store, id: &str) -> Result<Cancel, Error> {
+pub(crate) fn cancel(store: &mut dyn Store, id: &str) -> Result<Cancel, Error> {
     use RunStatus::{Cancelled, Failed, Succeeded};
     match store.run(id)? {
         Some(row) if matches!(row.status, Succeeded | Failed | Cancelled) => return Ok(Cancel::Ended(row)),
@@ -149,7 +154,7 @@ pub fn cancel(store: &mut dyn Store, id: &str) -> Result<Cancel, Error> {
 
 /// Waits up to `wait` for run `id` to stop running (its holder saw the cancel); the
 /// run once it has, `None` when it still runs.
-pub fn wait_stopped(store: &dyn Store, id: &str, wait: Duration) -> Result<Option<RunRow>, Error> {
+pub(crate) fn wait_stopped(store: &dyn Store, id: &str, wait: Duration) -> Result<Option<RunRow>, Error> {
     let deadline = Instant::now() + wait;
     while Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
@@ -163,7 +168,7 @@ pub fn wait_stopped(store: &dyn Store, id: &str, wait: Duration) -> Result<Optio
 
 /// The pipeline of run `id` as it is on disk now: the file it started from, else its
 /// deployment type in the pipelines folder or built in (what `--reload` takes).
-pub fn pipeline_on_disk(
+pub(crate) fn pipeline_on_disk(
     store: &dyn Store,
     id: &str,
     pipelines: &super::Pipelines,
@@ -184,7 +189,7 @@ fn name_on_disk(row: &RunRow, files: &Value) -> String {
 /// Whether the pipeline `--reload` would take for run `row` (its files and its
 /// sub-pipelines') differs from the snapshot the run runs; `None` when that cannot be
 /// told (the snapshot is unreadable, or the pipeline is gone or does not compile now).
-pub fn changed_since_started(store: &dyn Store, row: &RunRow, pipelines: &super::Pipelines) -> Option<bool> {
+pub(crate) fn changed_since_started(store: &dyn Store, row: &RunRow, pipelines: &super::Pipelines) -> Option<bool> {
     let (_, hash, files) = store.snapshot(row.snapshot_id).ok()?;
     let now = pipelines.load_quietly(&name_on_disk(row, &files))?;
     Some(engine::snapshot::Snapshot::of(&now).hash != hash)

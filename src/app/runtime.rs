@@ -17,7 +17,7 @@ fn process_runtime() -> &'static Runtime {
 /// Runs `future` to its end from sync code: on the runtime this thread belongs to (a
 /// blocking thread of `phased serve`), else on the process's. Never from async code
 /// (it would block a runtime's thread): await instead.
-pub fn block_on<F: Future>(future: F) -> F::Output {
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
     match Handle::try_current() {
         Ok(handle) => handle.block_on(future),
         Err(_) => process_runtime().block_on(future),

@@ -7,29 +7,29 @@ use crate::store::{Durability, Store, StoreError, Trouble};
 
 /// A database of runs: a SQLite file or a PostgreSQL URL, and how durably it writes.
 #[derive(Clone, Debug)]
-pub struct Db {
-    pub path: PathBuf,
-    pub durability: Durability,
+pub(crate) struct Db {
+    pub(crate) path: PathBuf,
+    pub(crate) durability: Durability,
 }
 
 impl Db {
-    pub fn new(path: impl Into<PathBuf>, durability: Durability) -> Self {
+    pub(crate) fn new(path: impl Into<PathBuf>, durability: Durability) -> Self {
         Db { path: path.into(), durability }
     }
 
     /// Opens it (a SQLite file is created if missing).
-    pub fn open(&self) -> Result<Box<dyn Store>, StoreError> {
+    pub(crate) fn open(&self) -> Result<Box<dyn Store>, StoreError> {
         crate::store::open(&self.path, self.durability)
     }
 
     /// Whether it exists: a PostgreSQL URL always may; a SQLite file when it is there.
-    pub fn exists(&self) -> bool {
+    pub(crate) fn exists(&self) -> bool {
         crate::store::is_url(&self.path) || self.path.exists()
     }
 
     /// Opens it if it exists (read commands never create one); one that cannot be
     /// written is opened to read.
-    pub fn open_existing(&self) -> Result<Option<Box<dyn Store>>, StoreError> {
+    pub(crate) fn open_existing(&self) -> Result<Option<Box<dyn Store>>, StoreError> {
         if !self.exists() {
             return Ok(None);
         }
@@ -39,23 +39,14 @@ impl Db {
             Err(e) => Err(e),
         }
     }
-
-    /// How it is named to people (a URL without its password).
-    pub fn shown(&self) -> String {
-        crate::store::shown(&self.path)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
-pub use crate::store::copy::CopyError;
+pub(crate) use crate::store::copy::CopyError;
 
 /// Copies the SQLite database `from` into the empty PostgreSQL database `to` (runs,
 /// history, checkpoints, events, tokens), saying each table's rows as it goes;
 /// refused while a run in it is held by a live process. The rows copied, by table.
-pub fn migrate(
+pub(crate) fn migrate(
     from: &Path,
     to: &str,
     said: &mut dyn FnMut(&str, u64),

@@ -13,7 +13,7 @@ use crate::store::Store;
 const UNQUEUED_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What became of a delivery.
-pub enum Delivery {
+pub(crate) enum Delivery {
     /// Its run, queued.
     Queued(String),
     /// Received before: the same signed body.
@@ -26,7 +26,7 @@ pub enum Delivery {
 /// its run. A delivery seen before under any key queues nothing. One whose run could
 /// not be queued is forgotten under every key, so that the provider's redelivery is
 /// taken; why it was not is an [`Error::Trigger`].
-pub fn deliver(
+pub(crate) fn deliver(
     store: &mut dyn Store,
     (trigger, actor): (&str, Actor),
     keys: &[String],

@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
+use crate::app::stores::CopyError;
 use crate::cli::exit;
 use crate::cli::store::store_error;
 use crate::reporter::err_line;
-use crate::app::stores::CopyError;
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Stop every phased process using the SQLite database first (a run that is \

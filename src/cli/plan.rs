@@ -7,7 +7,7 @@ use crate::cli::run::reloaded;
 use crate::cli::store::{open_run, store_error};
 use crate::cli::{CatalogArgs, OutputFormat, StoreArgs, exit, usage_error};
 use crate::dry_run::{DryRun, dry_run};
-use crate::engine::{self, EngineError};
+use crate::engine::EngineError;
 
 #[derive(clap::Args, Debug)]
 pub(super) struct Args {

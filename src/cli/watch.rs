@@ -149,8 +149,8 @@ pub(super) fn watch(args: WatchArgs) -> u8 {
         watch_folders_of(&mut watcher, &pipeline_files, &mut pipeline_dirs);
         let mut interrupt =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).expect("SIGINT handler installs");
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler installs");
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
 
         let mut plan = plan;
         let mut resolved = resolved;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use serde_json::{Map, Value, json};
 
 use super::refused::refused;
@@ -143,10 +143,11 @@ pub(super) async fn plan(
     };
     let answer = tokio::task::spawn_blocking(move || {
         let pipelines = crate::app::Pipelines::new(&app.pipelines);
-        let (plan, inputs) = match pipelines.admit(&request.pipeline, Given::Values(&request.inputs), caller, &app.roots) {
-            Ok(admitted) => admitted,
-            Err(e) => return refused(e),
-        };
+        let (plan, inputs) =
+            match pipelines.admit(&request.pipeline, Given::Values(&request.inputs), caller, &app.roots) {
+                Ok(admitted) => admitted,
+                Err(e) => return refused(e),
+            };
         match crate::dry_run::dry_run(&plan, inputs) {
             Ok(result) => axum::Json(result).into_response(),
             Err(e) => {

@@ -65,11 +65,9 @@ fn run_error(e: EngineError) -> ApiError {
         EngineError::Claim(ClaimError::Finished { .. }) => {
             ApiError::new(StatusCode::CONFLICT, "finished", "the run already succeeded; nothing to resume")
         }
-        EngineError::Claim(ClaimError::Held { pid, host, .. }) => ApiError::new(
-            StatusCode::CONFLICT,
-            "held",
-            format!("the run is being run by process {pid} on `{host}`"),
-        ),
+        EngineError::Claim(ClaimError::Held { pid, host, .. }) => {
+            ApiError::new(StatusCode::CONFLICT, "held", format!("the run is being run by process {pid} on `{host}`"))
+        }
         EngineError::UnknownNode { node, help, .. } => ApiError::new(
             StatusCode::BAD_REQUEST,
             "unknown-node",

@@ -2,6 +2,7 @@
 //! the only layer that prints and chooses exit codes.
 
 mod complete;
+mod failed;
 mod init;
 mod inputs;
 mod load;
@@ -26,6 +27,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+pub(crate) use failed::failed;
 
 /// Exit codes, the same for every command.
 pub mod exit {

@@ -3,6 +3,7 @@
 pub mod action;
 pub mod actor;
 mod admit;
+pub(crate) mod app;
 pub mod catalog;
 pub mod cli;
 mod clock;
@@ -22,6 +23,7 @@ mod phase;
 pub mod plan;
 mod process;
 mod raw;
+pub mod read;
 mod reader;
 pub mod report;
 pub mod reporter;

@@ -22,6 +22,7 @@ mod deploy;
 mod follow;
 mod metrics;
 mod push;
+mod refused;
 mod runs;
 mod streams;
 pub mod triggers;
@@ -43,7 +44,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use crate::store::{Durability, Role, RunStatus, Store, StoreError, TokenRow};
+use crate::store::{Durability, Role, Store, StoreError, TokenRow};
 
 pub use conn::Limits;
 
@@ -389,12 +390,15 @@ pub fn serve(options: Options, ready: impl FnOnce(SocketAddr)) -> Result<(), Str
         // Interrupted runs whose holder is gone go to the workers first.
         let requeued = app
             .with_store(|store| {
-                crate::engine::lease::reap(store, crate::clock::now_ms())?;
+                let interrupted = crate::app::runs::interrupted(store).map_err(|e| match e {
+                    crate::app::Error::Store(e) => ApiError::from(e),
+                    e => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+                })?;
                 let mut ids = Vec::new();
-                for run in store.runs()?.into_iter().rev().filter(|r| r.status == RunStatus::Interrupted) {
-                    match crate::engine::requeue(store, &run.id, None) {
-                        Ok(()) => ids.push(run.id),
-                        Err(e) => tracing::warn!(run = %run.id, error = %e, "Could not resume it."),
+                for run in interrupted {
+                    match crate::app::runs::requeue(store, &run, None) {
+                        Ok(()) => ids.push(run),
+                        Err(e) => tracing::warn!(run = %run, error = %e, "Could not resume it."),
                     }
                 }
                 Ok(ids)

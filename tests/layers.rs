@@ -41,7 +41,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("pipeline files", &["de", "raw", "reader", "catalog"]),
     ("actions", &["action"]),
     ("compiler and plan", &["compiler", "plan", "dry_run", "schema", "admit"]),
-    ("store", &["store"]),
+    ("store", &["store", "seam"]),
     ("engine", &["engine", "notify"]),
     ("output", &["reporter", "report", "watch"]),
     ("application", &["app", "read"]),

@@ -66,7 +66,7 @@ pub(super) fn pipelines() -> ArgValueCompleter {
     ArgValueCompleter::new(|current: &OsStr| {
         let Some(text) = current.to_str() else { return Vec::new() };
         let folder = flag_value("--pipelines", "PHASED_PIPELINES").unwrap_or_else(|| PathBuf::from("pipelines"));
-        let catalog = crate::catalog::Catalog::new().with_dir(&folder).with_builtin();
+        let catalog = crate::app::Pipelines::new(&folder).catalog();
         let mut candidates: Vec<CompletionCandidate> = catalog
             .names()
             .into_iter()
@@ -108,7 +108,7 @@ fn runs() -> Vec<RunRow> {
     if !crate::store::is_url(&db) && !db.is_file() {
         return Vec::new();
     }
-    let store: Option<Box<dyn Store>> = crate::store::open(&db, crate::store::Durability::Normal).ok();
+    let store: Option<Box<dyn Store>> = crate::app::Db::new(db, crate::store::Durability::Normal).open().ok();
     store.and_then(|s| s.runs().ok()).unwrap_or_default()
 }
 

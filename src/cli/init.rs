@@ -4,9 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::catalog::Catalog;
+use crate::app::pipelines;
 use crate::cli::{exit, usage_error};
-use crate::compiler::Compiler;
 use crate::diagnostic::Diagnostic;
 use crate::source::Source;
 
@@ -39,14 +38,9 @@ pub(super) fn init(args: InitArgs) -> u8 {
     }
     let text = match &args.r#type {
         None => STARTER.replace("NAME", &name),
-        Some(builtin) => match Catalog::new().with_builtin().get(builtin) {
-            Some(source) => renamed(&source.text, &name),
-            None => {
-                let catalog = Catalog::new().with_builtin();
-                let names = catalog.names();
-                let hint = crate::suggest::hint(builtin, names.iter().map(String::as_str));
-                return usage_error(format!("no built-in type `{builtin}`"), hint.as_deref());
-            }
+        Some(builtin) => match pipelines::builtin(builtin) {
+            Ok(text) => renamed(&text, &name),
+            Err(hint) => return usage_error(format!("no built-in type `{builtin}`"), hint.as_deref()),
         },
     };
     let text = with_schema_line(&text);
@@ -55,12 +49,10 @@ pub(super) fn init(args: InitArgs) -> u8 {
         return usage_error(format!("`{}` exists already", path.display()), Some("pass --force to replace it"));
     }
     // What is written must validate: checked before it is written.
-    let catalog = Catalog::new().with_dir(&args.pipelines).with_builtin();
     let source = Source::new(path.display().to_string(), text.clone());
-    let mut compiler = Compiler::new(&catalog);
-    if compiler.compile(&source).is_none() {
-        let problems: Vec<String> =
-            compiler.diagnostics().iter().filter(|d| d.is_error()).map(Diagnostic::to_string).collect();
+    let errors = pipelines::errors_of(&args.pipelines, &source);
+    if !errors.is_empty() {
+        let problems: Vec<String> = errors.iter().map(Diagnostic::to_string).collect();
         return usage_error(format!("the starter does not validate: {}", problems.join("; ")), None);
     }
     if let Err(e) = std::fs::create_dir_all(&args.pipelines).and_then(|()| std::fs::write(&path, text)) {
@@ -71,7 +63,7 @@ pub(super) fn init(args: InitArgs) -> u8 {
     if crate::reporter::quiet() {
         return exit::OK;
     }
-    if Catalog::new().with_builtin().get(&name).is_some() {
+    if pipelines::is_builtin(&name) {
         println!("`{name}` in {} now takes the place of the built-in type of that name", args.pipelines.display());
     }
     println!("next: phased validate {0} && phased plan {1} && phased run {1}", path.display(), name);

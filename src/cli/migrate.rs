@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
+use crate::app::stores::CopyError;
 use crate::cli::exit;
 use crate::cli::store::store_error;
 use crate::reporter::err_line;
-use crate::store::copy::CopyError;
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Stop every phased process using the SQLite database first (a run that is \
@@ -42,14 +42,9 @@ pub(super) fn migrate(args: MigrateArgs) -> u8 {
             Some("give one like postgres://USER@HOST:5432/NAME"),
         );
     }
-    let now = crate::clock::now_ms();
-    let alive = |r: &crate::store::RunRow| {
-        matches!(r.status, crate::store::RunStatus::Running | crate::store::RunStatus::Queued)
-            && crate::engine::lease::holder_alive(r, now)
-    };
     let shown = crate::store::shown(&to);
     let mut said = |table: &str, rows: u64| err_line(format_args!("copied {table}: {rows} rows"));
-    match crate::store::copy::sqlite_to_postgres(&from, &args.to, &alive, &mut said) {
+    match crate::app::stores::migrate(&from, &args.to, &mut said) {
         Ok(copied) => {
             let runs = copied.iter().find(|(t, _)| *t == "deployments").map_or(0, |(_, n)| *n);
             let events = copied.iter().find(|(t, _)| *t == "events").map_or(0, |(_, n)| *n);

@@ -58,7 +58,7 @@ pub(super) fn notify(args: NotifyArgs) -> u8 {
     };
     let secrets = crate::secrets::Secrets::from_env();
     let (guard, sending) = (args.targets.guard(), crate::notify::Sending::PATIENT);
-    let left = crate::seam::block_on(async {
+    let left = crate::app::block_on(async {
         let given_up =
             crate::notify::deliver(store.as_mut(), &secrets, &guard, None, args.wait, args.attempts, sending).await?;
         Ok((given_up, store.due_notifications(None, i64::MAX)?))

@@ -7,7 +7,7 @@ use crate::cli::run::reloaded;
 use crate::cli::store::{open_run, store_error};
 use crate::cli::{CatalogArgs, OutputFormat, StoreArgs, exit, usage_error};
 use crate::dry_run::{DryRun, dry_run};
-use crate::engine::{self, EngineError};
+use crate::engine::EngineError;
 
 #[derive(clap::Args, Debug)]
 pub(super) struct Args {
@@ -61,11 +61,11 @@ fn resume_plan(args: &Args, given: &str) -> u8 {
         Ok(found) => found,
         Err(code) => return code,
     };
-    let reload = match reloaded(args.reload, store.as_ref(), &id, &args.catalog) {
+    let reload = match reloaded(args.reload, &args.store, &id, &args.catalog) {
         Ok(reload) => reload,
         Err(code) => return code,
     };
-    let preview = match engine::preview(store.as_ref(), &id, reload.as_deref()) {
+    let preview = match crate::read::preview(store.as_ref(), &id, reload.as_deref()) {
         Ok(preview) => preview,
         Err(EngineError::Store(e)) => return store_error(&e, &args.store.db),
         Err(e) => return usage_error(e, Some("the run is unchanged")),

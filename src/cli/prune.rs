@@ -115,7 +115,7 @@ pub(super) fn prune(args: PruneArgs) -> u8 {
     }
     // The release a rollback made live is kept however old: it is what is served.
     for run in runs.iter().filter(|r| r.status == RunStatus::Succeeded) {
-        if let Some(restored) = runs.iter().find(|r| Some(r.id.clone()) == engine::releases::rollback_of(run)) {
+        if let Some(restored) = runs.iter().find(|r| Some(r.id.clone()) == crate::read::releases::rollback_of(run)) {
             let kept = releases.entry(restored.target.as_deref().unwrap_or(&restored.pipeline)).or_default();
             if !kept.contains(&restored.id.as_str()) && kept.first() == Some(&run.id.as_str()) {
                 kept.push(&restored.id);

@@ -3,7 +3,7 @@
 
 use crate::cli::store::{open_existing, store_error};
 use crate::cli::{OutputFormat, StoreArgs, exit, usage_error};
-use crate::engine::releases::{Release, releases};
+use crate::read::releases::{Release, releases};
 use crate::reporter::out_line;
 
 #[derive(clap::Args, Debug)]

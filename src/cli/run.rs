@@ -2,15 +2,14 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::load::{Loaded, load_with_inputs};
-use crate::cli::store::{data_dir, is_last, open_run, open_store, store_error};
-use crate::cli::{CatalogArgs, StoreArgs, exit, usage_error};
-use crate::engine::{self, EngineError, Options, Outcome, lease};
+use crate::app::{Ended, Start, block_on, runs};
+use crate::cli::load::{Loaded, load_with_inputs, pipelines, print_diagnostics};
+use crate::cli::store::{data_dir, db, is_last, open_run, open_store};
+use crate::cli::{CatalogArgs, StoreArgs, exit, failed};
+use crate::engine::{self, Options, Outcome};
 use crate::event::Reporter;
-use crate::report;
 use crate::reporter::{Bar, JsonLines, Lines, Silent, err_line, note_line, out_line};
 use crate::secrets::Secrets;
-use crate::store::{ClaimError, RunStatus};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum RunFormat {
@@ -145,62 +144,36 @@ fn exit_code(outcome: Outcome) -> u8 {
     }
 }
 
-/// Sends the run's notifications (and any left due by an earlier process), one quick
-/// attempt each, then says in one line each what was not delivered. The command never
-/// waits on a receiver that is down: the retries, after the backoff recorded in the
-/// outbox, are `phased notify`'s and `phased serve`'s.
-fn notify(exec: &ExecArgs, id: &str) {
-    use crate::notify::{RETRIED_BY_NOTIFY, Sending, deliver_due, undelivered_line};
-    crate::crash::point("run ended: its notifications recorded, not sent yet");
-    let store_args = &exec.store;
-    let Ok(mut store) = crate::store::open(&store_args.db, store_args.durability) else { return };
-    let (secrets, guard) = (Secrets::from_env(), exec.notify.guard());
-    let pending = crate::seam::block_on(async {
-        deliver_due(store.as_mut(), &secrets, &guard, Some(id), Sending::QUICK).await?;
-        deliver_due(store.as_mut(), &secrets, &guard, None, Sending::QUICK).await?;
-        store.notifications(id)
-    });
-    if let Ok(rows) = pending {
-        for n in rows.iter().filter(|n| n.status != "delivered") {
-            err_line(format_args!("warning: {}", undelivered_line(n, RETRIED_BY_NOTIFY)));
-        }
+/// After a run: what of its notifications was not delivered (one quick attempt each:
+/// the retries, after the backoff recorded in the outbox, are `phased notify`'s and
+/// `phased serve`'s), then a closing line for people (stderr), or the status as JSON.
+fn conclude(format: RunFormat, ended: &Ended) {
+    use crate::notify::{RETRIED_BY_NOTIFY, undelivered_line};
+    for n in &ended.undelivered {
+        err_line(format_args!("warning: {}", undelivered_line(n, RETRIED_BY_NOTIFY)));
     }
-}
-
-/// After a run: its notifications, then a closing line for people (stderr), or the
-/// status as JSON.
-fn conclude(exec: &ExecArgs, id: &str, outcome: Outcome) {
-    let (store_args, format) = (&exec.store, exec.format);
-    notify(exec, id);
-    let run_error = || {
-        crate::store::open(&store_args.db, store_args.durability)
-            .ok()
-            .and_then(|store| crate::engine::view::run_json(store.as_ref(), id).ok().flatten())
-            .and_then(|status| status["error"].as_str().map(str::to_string))
-    };
+    let (id, outcome) = (&ended.id, ended.outcome);
     if outcome == Outcome::FailedEnvironment {
         // Whatever the format, an environment problem is said on stderr: scripts that
         // read stdout as JSON still show people why the command exited with 3.
-        if let Some(error) = run_error() {
+        if let Some(error) = ended.error() {
             err_line(format_args!("error: {error}"));
         }
     }
     if format == RunFormat::Human && crate::reporter::quiet() {
         // `-q` shows no progress: what went wrong is all it says (the error names the node).
         match outcome {
-            Outcome::Failed if let Some(error) = run_error() => {
+            Outcome::Failed if let Some(error) = ended.error() => {
                 err_line(format_args!("error: deployment {id} FAILED: {error}"));
                 return;
             }
-            Outcome::FailedEnvironment if run_error().is_some() => return,
+            Outcome::FailedEnvironment if ended.error().is_some() => return,
             _ => {}
         }
     }
     if format == RunFormat::Json {
-        if let Ok(store) = crate::store::open(&store_args.db, store_args.durability)
-            && let Ok(Some(status)) = crate::engine::view::run_json(store.as_ref(), id)
-        {
-            out_line(format_args!("{}", serde_json::to_string_pretty(&status).expect("JSON of plain data")));
+        if let Some(status) = ended.detail() {
+            out_line(format_args!("{}", serde_json::to_string_pretty(status).expect("JSON of plain data")));
         }
         return;
     }
@@ -225,40 +198,15 @@ fn conclude(exec: &ExecArgs, id: &str, outcome: Outcome) {
     }
 }
 
-fn engine_error(e: EngineError, db: &Path) -> u8 {
-    match e {
-        EngineError::Store(e) => store_error(&e, db),
-        EngineError::Snapshot { run, diagnostics } => {
-            for d in &diagnostics {
-                err_line(format_args!("{}", report::human(d, false)));
-            }
-            usage_error(format!("the pipeline snapshot of run `{run}` does not compile with this phased"), None)
+/// What a run that ended says, and its exit code; or why it did not run.
+fn finish(exec: &ExecArgs, reporter: Box<dyn Reporter>, ended: Result<Ended, crate::app::Error>) -> u8 {
+    drop(reporter);
+    match ended {
+        Ok(ended) => {
+            conclude(exec.format, &ended);
+            exit_code(ended.outcome)
         }
-        EngineError::Rejected { target, by } => {
-            err_line(format_args!(
-                "error: target `{target}` is busy with run {by}, and the pipeline's concurrency policy is `reject`"
-            ));
-            err_line(format_args!("  help: wait for it (`phased status {by}`), or cancel it (`phased cancel {by}`)"));
-            exit::FAILED
-        }
-        EngineError::Target(message) => usage_error(message, Some("the target is rendered from the run's inputs")),
-        EngineError::Reload { run, error } => usage_error(
-            format!("cannot reload the pipeline of run `{run}`: {error}"),
-            Some("the run is unchanged; resume it without --reload, or fix the pipeline so that it can"),
-        ),
-        EngineError::UnknownNode { run, node, help } => {
-            usage_error(format!("no node `{node}` in run `{run}`"), help.as_deref())
-        }
-        EngineError::Claim(ClaimError::Store(e)) => store_error(&e, db),
-        EngineError::Claim(ClaimError::Finished { id }) => {
-            note_line(format_args!("run `{id}` already succeeded; nothing to resume"));
-            exit::OK
-        }
-        EngineError::Claim(ClaimError::Held { id, pid, host }) => usage_error(
-            format!("run `{id}` is being run by process {pid} on `{host}`"),
-            Some("wait for it, or stop it with `phased cancel`"),
-        ),
-        other => usage_error(other, None),
+        Err(e) => failed(e, &exec.store.db),
     }
 }
 
@@ -268,21 +216,14 @@ pub(super) fn run(args: RunArgs) -> u8 {
             Ok(loaded) => loaded,
             Err(code) => return code,
         };
-    let store = match open_store(&args.exec.store) {
-        Ok(store) => store,
-        Err(code) => return code,
-    };
     let mut reporter = reporter(&args.exec);
     let options = args.exec.options(reporter.as_mut());
-    let actor = crate::actor::Actor::cli();
-    match crate::seam::block_on(engine::start(store, plan, resolved, (args.id, &actor), options)) {
-        Ok((id, outcome)) => {
-            drop(reporter);
-            conclude(&args.exec, &id, outcome);
-            exit_code(outcome)
-        }
-        Err(e) => engine_error(e, &args.exec.store.db),
-    }
+    let who = Start { id: args.id, actor: crate::actor::Actor::cli() };
+    let guard = args.exec.notify.guard();
+    let db = db(&args.exec.store);
+    let started = runs::start(&db, (plan, resolved), who, options, Some(&guard));
+    let ended = block_on(started);
+    finish(&args.exec, reporter, ended)
 }
 
 pub(super) fn resume(args: ResumeArgs) -> u8 {
@@ -291,12 +232,9 @@ pub(super) fn resume(args: ResumeArgs) -> u8 {
             Ok(store) => store,
             Err(code) => return code,
         };
-        if let Err(e) = lease::reap(store.as_mut(), engine::now_ms()) {
-            return store_error(&e, &args.exec.store.db);
-        }
-        match store.runs() {
-            Ok(runs) => runs.into_iter().rev().filter(|r| r.status == RunStatus::Interrupted).map(|r| r.id).collect(),
-            Err(e) => return store_error(&e, &args.exec.store.db),
+        match runs::interrupted(store.as_mut()) {
+            Ok(ids) => ids,
+            Err(e) => return failed(e, &args.exec.store.db),
         }
     } else {
         let given = args.id.clone().expect("clap requires an id without --all");
@@ -311,8 +249,8 @@ pub(super) fn resume(args: ResumeArgs) -> u8 {
     }
     let mut worst = exit::OK;
     for id in ids {
-        let store = match open_store(&args.exec.store) {
-            Ok(store) => store,
+        let reload = match reloaded(args.reload, &args.exec.store, &id, &args.catalog) {
+            Ok(reload) => reload,
             Err(code) => return code,
         };
         let mut reporter = reporter(&args.exec);
@@ -320,111 +258,71 @@ pub(super) fn resume(args: ResumeArgs) -> u8 {
         let human = args.exec.format == RunFormat::Human;
         let pipelines = args.catalog.pipelines.clone();
         let note = move |info: &engine::ResumeInfo| {
-            if !human {
-                return;
-            }
-            if info.killed > 0 {
-                note_line(format_args!(
-                    "stopped {} process(es) left running by the previous attempt of {}",
-                    info.killed, info.id
-                ));
-            }
-            match &info.reload {
-                Some(reload) => {
-                    let list = |ids: &[String]| if ids.is_empty() { "none".to_string() } else { ids.join(", ") };
-                    note_line(format_args!(
-                        "reloaded `{}`: changed: {}; finished nodes that run again: {}{}",
-                        info.plan.source.name,
-                        list(&reload.changed),
-                        list(&info.rerun),
-                        if reload.removed.is_empty() {
-                            String::new()
-                        } else {
-                            format!("; removed: {}", reload.removed.join(", "))
-                        }
-                    ));
-                }
-                None if changed_on_disk(info, &pipelines) => note_line(format_args!(
-                    "note: `{}` changed since run {} started; resuming with the pipeline it started with \
-                     (`--reload` takes it as it is now)",
-                    info.plan.source.name, info.id
-                )),
-                None => {}
+            if human {
+                say_resumed(info, &pipelines);
             }
         };
-        let reload = match reloaded(args.reload, store.as_ref(), &id, &args.catalog) {
-            Ok(reload) => reload,
-            Err(code) => return code,
-        };
-        let resumed = engine::resume(store, &id, args.from.as_deref(), reload, options, note);
-        let code = match crate::seam::block_on(resumed) {
-            Ok(outcome) => {
-                drop(reporter);
-                conclude(&args.exec, &id, outcome);
-                exit_code(outcome)
-            }
-            Err(e) => engine_error(e, &args.exec.store.db),
-        };
-        worst = worst.max(code);
+        let guard = args.exec.notify.guard();
+        let db = db(&args.exec.store);
+        let resumed = runs::resume(&db, (&id, args.from.as_deref()), reload, options, note, Some(&guard));
+        let ended = block_on(resumed);
+        worst = worst.max(finish(&args.exec, reporter, ended));
     }
     worst
 }
 
-/// With `--reload`, the pipeline of run `id` as it is on disk now; without, none.
-pub(super) fn reloaded(
-    reload: bool,
-    store: &dyn crate::store::Store,
-    id: &str,
-    catalog: &CatalogArgs,
-) -> Result<Option<std::sync::Arc<crate::plan::Plan>>, u8> {
-    if reload { pipeline_on_disk(store, id, catalog).map(Some) } else { Ok(None) }
-}
-
-/// The pipeline of run `id` as it is on disk now: the file it started from, else its
-/// deployment type in --pipelines or the built-in catalog. Problems are printed.
-pub(super) fn pipeline_on_disk(
-    store: &dyn crate::store::Store,
-    id: &str,
-    catalog: &CatalogArgs,
-) -> Result<std::sync::Arc<crate::plan::Plan>, u8> {
-    let db = store.path().to_path_buf();
-    let row = match store.run(id) {
-        Ok(Some(row)) => row,
-        Ok(None) => return Err(usage_error(format!("no run `{id}` in `{}`", crate::store::shown(&db)), None)),
-        Err(e) => return Err(store_error(&e, &db)),
-    };
-    let name = match store.snapshot(row.snapshot_id) {
-        Ok((_, _, files)) => name_on_disk(&row, &files),
-        Err(e) => return Err(store_error(&e, &db)),
-    };
-    match crate::cli::load::load(&name, catalog) {
-        Ok(plan) => Ok(plan),
-        Err(crate::cli::load::LoadError::Invalid) => Err(usage_error(
-            format!("the pipeline `{name}` is invalid; run `{id}` is unchanged"),
-            Some("fix the problems above, then `--reload` again"),
+/// What a resume found before it ran: processes left by the previous attempt, and how
+/// the pipeline changed (reloaded, or changed on disk and not reloaded).
+fn say_resumed(info: &engine::ResumeInfo, pipelines: &Path) {
+    if info.killed > 0 {
+        note_line(format_args!(
+            "stopped {} process(es) left running by the previous attempt of {}",
+            info.killed, info.id
+        ));
+    }
+    match &info.reload {
+        Some(reload) => {
+            let list = |ids: &[String]| if ids.is_empty() { "none".to_string() } else { ids.join(", ") };
+            note_line(format_args!(
+                "reloaded `{}`: changed: {}; finished nodes that run again: {}{}",
+                info.plan.source.name,
+                list(&reload.changed),
+                list(&info.rerun),
+                if reload.removed.is_empty() {
+                    String::new()
+                } else {
+                    format!("; removed: {}", reload.removed.join(", "))
+                }
+            ));
+        }
+        None if changed_on_disk(info, pipelines) => note_line(format_args!(
+            "note: `{}` changed since run {} started; resuming with the pipeline it started with \
+             (`--reload` takes it as it is now)",
+            info.plan.source.name, info.id
         )),
-        Err(crate::cli::load::LoadError::Usage(message, help)) => Err(usage_error(message, help.as_deref())),
+        None => {}
     }
 }
 
-/// What `--reload` loads for a run: the file it started from if it is still there,
-/// else its deployment type by name.
-fn name_on_disk(row: &crate::store::RunRow, files: &serde_json::Value) -> String {
-    let root = files[engine::snapshot::ROOT]["path"].as_str().unwrap_or_default();
-    if Path::new(root).is_file() { root.to_string() } else { row.pipeline.clone() }
-}
-
-/// Whether the pipeline `--reload` would take for run `row` (its files and its
-/// sub-pipelines') differs from the snapshot the run runs; `None` when that cannot be
-/// told (the snapshot is unreadable, or the pipeline is gone or does not compile now).
-pub(super) fn changed_since_started(
-    store: &dyn crate::store::Store,
-    row: &crate::store::RunRow,
+/// With `--reload`, the pipeline of run `id` as it is on disk now (its warnings said);
+/// without, none. Problems are printed.
+pub(super) fn reloaded(
+    reload: bool,
+    store: &StoreArgs,
+    id: &str,
     catalog: &CatalogArgs,
-) -> Option<bool> {
-    let (_, hash, files) = store.snapshot(row.snapshot_id).ok()?;
-    let now = crate::cli::load::load_quietly(&name_on_disk(row, &files), catalog)?;
-    Some(engine::snapshot::Snapshot::of(&now).hash != hash)
+) -> Result<Option<std::sync::Arc<crate::plan::Plan>>, u8> {
+    if !reload {
+        return Ok(None);
+    }
+    let store = open_store(store)?;
+    match runs::pipeline_on_disk(store.as_ref(), id, &pipelines(catalog)) {
+        Ok(loaded) => {
+            print_diagnostics(&loaded.warnings);
+            Ok(Some(loaded.plan))
+        }
+        Err(e) => Err(failed(e, store.path())),
+    }
 }
 
 /// Whether the root file of a run differs from what is on disk now.
@@ -439,13 +337,12 @@ fn changed_on_disk(info: &engine::ResumeInfo, pipelines: &Path) -> bool {
 /// `phased rollback TARGET [--to RUN]`: a new run of the release's `rollback:` pipeline,
 /// with phases and progress like any run.
 pub(super) fn rollback(args: RollbackArgs) -> u8 {
-    use crate::engine::releases::{RollbackError, prepare};
     let store = match open_store(&args.exec.store) {
         Ok(store) => store,
         Err(code) => return code,
     };
     // `--to` names a release as every command names a run: a unique start of its id, or
-    // `@last`. What names no run at all is left to `prepare`: "not a release of TARGET".
+    // `@last`. What names no run at all is left to the rollback: "not a release of TARGET".
     let to = match &args.to {
         Some(given) if store.ids_starting_with(given, 1).is_ok_and(|found| found.is_empty()) && !is_last(given) => {
             Some(given.clone())
@@ -456,43 +353,15 @@ pub(super) fn rollback(args: RollbackArgs) -> u8 {
         },
         None => None,
     };
-    let prepared = match prepare(store.as_ref(), &args.target, to.as_deref()).and_then(|prepared| {
-        crate::seam::block_on(crate::engine::releases::check_image(&prepared))?;
-        Ok(prepared)
-    }) {
-        Ok(prepared) => prepared,
-        Err(RollbackError::Store(e)) => return store_error(&e, &args.exec.store.db),
-        Err(e @ (RollbackError::Gone { .. } | RollbackError::ImageGone { .. })) => {
-            err_line(format_args!("error: {e}"));
-            err_line(format_args!(
-                "  help: `phased releases {}` lists the releases; a release's folder or image is kept while it is one of the newest `keep`",
-                args.target
-            ));
-            return exit::FAILED;
-        }
-        Err(e) => {
-            err_line(format_args!("error: {e}"));
-            err_line(format_args!("  help: `phased releases {}` lists the releases", args.target));
-            return exit::FAILED;
-        }
-    };
-    let Some(resolved) = crate::cli::load::resolve_inputs(&prepared.plan, &prepared.inputs) else {
-        return usage_error(
-            format!("release `{}` does not give its rollback pipeline the inputs it needs", prepared.release),
-            None,
-        );
-    };
-    note_line(format_args!("rolling `{}` back to release {}", args.target, prepared.release));
+    drop(store);
     let mut reporter = reporter(&args.exec);
     let options = args.exec.options(reporter.as_mut());
-    let actor =
-        crate::actor::Actor::Rollback { of: prepared.release.clone(), by: Box::new(crate::actor::Actor::cli()) };
-    match crate::seam::block_on(engine::start(store, prepared.plan, resolved, (args.id, &actor), options)) {
-        Ok((id, outcome)) => {
-            drop(reporter);
-            conclude(&args.exec, &id, outcome);
-            exit_code(outcome)
-        }
-        Err(e) => engine_error(e, &args.exec.store.db),
-    }
+    let target = args.target.as_str();
+    let say = |release: &str| note_line(format_args!("rolling `{target}` back to release {release}"));
+    let guard = args.exec.notify.guard();
+    let what = (target, to.as_deref(), args.id.clone());
+    let db = db(&args.exec.store);
+    let started = crate::app::rollback::start(&db, what, crate::actor::Actor::cli(), options, say, Some(&guard));
+    let ended = block_on(started);
+    finish(&args.exec, reporter, ended)
 }

@@ -114,7 +114,7 @@ pub(super) fn serve(args: ServeArgs) -> u8 {
                 Err(e) => return usage_error(format!("cannot read `{}`: {e}", path.display()), None),
             };
             let source = crate::source::Source::new(path.display().to_string(), text);
-            let catalog = crate::catalog::Catalog::new().with_dir(&args.catalog.pipelines).with_builtin();
+            let catalog = crate::cli::load::pipelines(&args.catalog).catalog();
             let (triggers, problems) = crate::serve::triggers::load(&source, &catalog);
             for d in &problems {
                 crate::reporter::err_line(format_args!("{}", crate::report::human(d, false)));

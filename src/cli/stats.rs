@@ -84,7 +84,7 @@ pub(super) fn stats(args: StatsArgs) -> u8 {
         return code;
     }
     let since = SystemTime::now() - args.since;
-    let stats = match crate::engine::stats::stats(store.as_ref(), args.pipeline.as_deref(), since) {
+    let stats = match crate::read::stats::stats(store.as_ref(), args.pipeline.as_deref(), since) {
         Ok(stats) => stats,
         Err(e) => return store_error(&e, &args.store.db),
     };

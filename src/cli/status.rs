@@ -7,7 +7,7 @@ mod table;
 pub(super) use table::age;
 
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -91,7 +91,7 @@ pub(super) fn status(args: StatusArgs) -> u8 {
         }
         match &id {
             Some(id) => {
-                let Some(detail) = crate::engine::view::run_json(store.as_ref(), id)? else {
+                let Some(detail) = crate::read::view::run_json(store.as_ref(), id)? else {
                     return Ok(usage_error(format!("no run `{id}` in `{}`", crate::store::shown(db)), None));
                 };
                 match args.format {
@@ -151,7 +151,7 @@ fn list(args: &StatusArgs, all: Vec<RunRow>) {
     };
     let shown = &matching[..matching.len().min(limit)];
     if args.format == OutputFormat::Json {
-        let list: Vec<Value> = shown.iter().map(|r| crate::engine::view::row_json(r)).collect();
+        let list: Vec<Value> = shown.iter().map(|r| crate::read::view::row_json(r)).collect();
         println!("{}", serde_json::to_string_pretty(&list).expect("JSON"));
         return;
     }
@@ -214,7 +214,7 @@ fn next_step(store: &dyn Store, row: &RunRow, catalog: &CatalogArgs) -> Option<S
         RunStatus::Interrupted | RunStatus::Cancelled => "it continues at the nodes that did not finish",
         _ => return None,
     };
-    Some(match crate::cli::run::changed_since_started(store, row, catalog) {
+    Some(match crate::app::runs::changed_since_started(store, row, &crate::cli::load::pipelines(catalog)) {
         Some(true) => format!(
             "phased resume {id} --reload  (its pipeline changed since the run started; \
              `phased plan --resume {id} --reload` shows what runs again)"
@@ -356,7 +356,7 @@ pub(super) fn cancel(args: CancelArgs) -> u8 {
     };
     let code = stop(&args, store.as_mut(), &id);
     if args.format == OutputFormat::Json && code != exit::ENVIRONMENT {
-        match crate::engine::view::run_json(store.as_ref(), &id) {
+        match crate::read::view::run_json(store.as_ref(), &id) {
             Ok(Some(detail)) => println!("{}", serde_json::to_string_pretty(&detail).expect("JSON")),
             Ok(None) => {}
             Err(e) => {
@@ -370,42 +370,35 @@ pub(super) fn cancel(args: CancelArgs) -> u8 {
 
 /// Asks for the stop and waits (up to `--wait`) for the holder to stop the run.
 fn stop(args: &CancelArgs, store: &mut dyn Store, id: &str) -> u8 {
-    let now = engine::now_ms();
-    let row = match store.request_cancel(id, &|r| lease::holder_alive(r, now)) {
-        Ok(Some(row)) => row,
-        Ok(None) => return usage_error(format!("no run `{id}`"), None),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::ENVIRONMENT;
-        }
+    use crate::app::{Cancel, Error, runs};
+    // Said as `error: ...` without the database's advice: what `cancel` always said.
+    let environment = |e: &dyn std::fmt::Display| {
+        eprintln!("error: {e}");
+        exit::ENVIRONMENT
     };
-    match row.status {
-        RunStatus::Succeeded | RunStatus::Failed => {
+    let row = match runs::cancel(store, id) {
+        Ok(Cancel::Ended(row)) if row.status != RunStatus::Cancelled => {
             eprintln!("run `{}` already {}; nothing to cancel", row.id, row.status.as_str());
             return exit::OK;
         }
-        RunStatus::Cancelled => {
+        Ok(Cancel::Ended(row) | Cancel::Asked(row)) if row.status == RunStatus::Cancelled => {
             eprintln!("run `{}` is cancelled; `phased resume {}` continues it", row.id, row.id);
             return exit::OK;
         }
-        _ => {}
-    }
+        Ok(Cancel::Ended(row) | Cancel::Asked(row)) => row,
+        Err(Error::NoRun(_)) => return usage_error(format!("no run `{id}`"), None),
+        Err(e) => return environment(&e),
+    };
     // A live process holds it: it stops at its next heartbeat.
-    let deadline = Instant::now() + args.wait;
-    while Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-        match store.run(id) {
-            Ok(Some(r)) if r.status != RunStatus::Running => {
-                eprintln!("run `{}` is {}; `phased resume {}` continues it", r.id, r.status.as_str(), r.id);
-                return exit::OK;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::ENVIRONMENT;
-            }
+    match runs::wait_stopped(store, &row.id, args.wait) {
+        Ok(Some(r)) => {
+            eprintln!("run `{}` is {}; `phased resume {}` continues it", r.id, r.status.as_str(), r.id);
+            exit::OK
         }
+        Ok(None) => {
+            eprintln!("asked the process running `{}` to stop; it has not yet", args.id);
+            exit::FAILED
+        }
+        Err(e) => environment(&e),
     }
-    eprintln!("asked the process running `{}` to stop; it has not yet", args.id);
-    exit::FAILED
 }

@@ -2,11 +2,17 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::app::Db;
 use crate::cli::{StoreArgs, exit};
-use crate::store::{Store, StoreError, Trouble};
+use crate::store::{Store, StoreError};
+
+/// The database `--db` names.
+pub(crate) fn db(args: &StoreArgs) -> Db {
+    Db::new(&args.db, args.durability)
+}
 
 pub(crate) fn open_store(args: &StoreArgs) -> Result<Box<dyn Store>, u8> {
-    crate::store::open(&args.db, args.durability).map_err(|e| store_error(&e, &args.db))
+    db(args).open().map_err(|e| store_error(&e, &args.db))
 }
 
 /// Says what is wrong with the database (naming it) and what to do; exit code 3.
@@ -19,17 +25,7 @@ pub(crate) fn store_error(e: &StoreError, db: &Path) -> u8 {
 
 /// The database, if it exists: read commands never create one.
 pub(crate) fn open_existing(args: &StoreArgs) -> Result<Option<Box<dyn Store>>, u8> {
-    if !crate::store::is_url(&args.db) && !args.db.exists() {
-        return Ok(None);
-    }
-    match crate::store::open(&args.db, args.durability) {
-        Ok(store) => Ok(Some(store)),
-        // A database that cannot be written can still be read.
-        Err(e) if e.trouble() == Trouble::ReadOnly => {
-            crate::store::open_read_only(&args.db).map(Some).map_err(|e| store_error(&e, &args.db))
-        }
-        Err(e) => Err(store_error(&e, &args.db)),
-    }
+    db(args).open_existing().map_err(|e| store_error(&e, &args.db))
 }
 
 /// An existing database and the run `id` (or a unique prefix of it) names there.

@@ -3,9 +3,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::catalog::{self, Catalog};
+use crate::app::pipelines::yaml_files;
 use crate::cli::{CatalogArgs, DiagnosticFormat, color_stdout, exit, usage_error};
-use crate::compiler::Compiler;
 use crate::diagnostic::{self, Diagnostic, DiagnosticCode, Severity};
 use crate::report;
 use crate::source::{Source, Span};
@@ -37,7 +36,7 @@ pub(super) fn run(mut args: Args) -> u8 {
     let mut files = 0;
     for path in &args.paths {
         let (root, targets) = if path.is_dir() {
-            match catalog::yaml_files(path) {
+            match yaml_files(path) {
                 Ok(found) => (path.clone(), found),
                 Err(e) => return usage_error(format!("cannot read `{}`: {e}", path.display()), None),
             }
@@ -54,9 +53,7 @@ pub(super) fn run(mut args: Args) -> u8 {
                 Some("give pipeline files or folders; the default is ./pipelines"),
             );
         };
-        let catalog = Catalog::new().with_dir(&root).with_builtin();
-        let mut compiler = Compiler::new(&catalog);
-        let mut names: HashMap<String, String> = HashMap::new();
+        let mut sources = Vec::new();
         for target in &targets {
             files += 1;
             let text = match std::fs::read(target) {
@@ -83,13 +80,16 @@ pub(super) fn run(mut args: Args) -> u8 {
             };
             if crate::serve::triggers::is_triggers_file(&source.text) {
                 // Triggers name deployment types as `serve` finds them: --pipelines, then built in.
-                let types = Catalog::new().with_dir(&args.catalog.pipelines).with_builtin();
+                let types = crate::cli::load::pipelines(&args.catalog).catalog();
                 diagnostics.extend(crate::serve::triggers::load(&source, &types).1);
                 continue;
             }
-            if let Some(plan) = compiler.compile(&source)
-                && let Some(first) = names.insert(plan.name.clone(), source.name.clone())
-            {
+            sources.push(source);
+        }
+        let (plans, found) = crate::app::pipelines::check(&root, &sources);
+        let mut names: HashMap<String, String> = HashMap::new();
+        for (source, plan) in plans {
+            if let Some(first) = names.insert(plan.name.clone(), source.name.clone()) {
                 diagnostics.push(
                     Diagnostic::error(
                         DiagnosticCode::DuplicatePipelineName,
@@ -101,7 +101,7 @@ pub(super) fn run(mut args: Args) -> u8 {
                 );
             }
         }
-        diagnostics.extend(compiler.diagnostics());
+        diagnostics.extend(found);
     }
     if args.deny_warnings {
         for d in &mut diagnostics {

@@ -14,7 +14,7 @@ use crate::cli::load::{Loaded, load, load_with_inputs, resolve_inputs};
 use crate::cli::run::{ExecArgs, RunFormat};
 use crate::cli::store::open_store;
 use crate::cli::{CatalogArgs, exit, usage_error};
-use crate::engine::{self, EngineError, Options, Outcome};
+use crate::engine::{Options, Outcome};
 use crate::event::{Event, Reporter};
 use crate::paths::normalize;
 use crate::plan::Plan;
@@ -87,7 +87,7 @@ impl Reporter for Noting {
     }
 }
 
-type RunFuture = Pin<Box<dyn Future<Output = Result<(String, Outcome), EngineError>>>>;
+type RunFuture = Pin<Box<dyn Future<Output = Result<crate::app::Ended, crate::app::Error>>>>;
 
 struct Running {
     id: String,
@@ -125,7 +125,7 @@ pub(super) fn watch(args: WatchArgs) -> u8 {
         Ok(ignorer) => ignorer,
         Err(e) => return usage_error(e, None),
     };
-    crate::seam::block_on(async move {
+    crate::app::block_on(async move {
         let (fs_tx, mut fs_rx) = tokio::sync::mpsc::unbounded_channel::<notify::Result<notify::Event>>();
         let mut watcher = match notify::recommended_watcher(move |event| {
             let _ = fs_tx.send(event);
@@ -245,7 +245,7 @@ pub(super) fn watch(args: WatchArgs) -> u8 {
                 result = async { running.as_mut().expect("guarded by the condition").future.as_mut().await }, if running.is_some() => {
                     let run = running.take().expect("a run was running");
                     match result {
-                        Ok((id, outcome)) => {
+                        Ok(crate::app::Ended { id, outcome, .. }) => {
                             say(format!("run {id}: {}", match outcome {
                                 Outcome::Succeeded => "ACTIVE",
                                 Outcome::Failed | Outcome::FailedEnvironment => "FAILED (fix the cause; the next change deploys again)",
@@ -300,7 +300,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 fn reload(args: &WatchArgs, given: &Map<String, Value>) -> Option<(Arc<Plan>, Map<String, Value>)> {
     let plan = load(&args.pipeline, &args.catalog).ok()?;
-    let resolved = resolve_inputs(&plan, given)?;
+    let resolved = resolve_inputs(&plan, given).ok()?;
     Some((plan, resolved))
 }
 
@@ -333,12 +333,12 @@ fn start_run(
     let parallel = usize::from(args.exec.parallel.parallel);
     let run_id = id.clone();
     let future: RunFuture = Box::pin(async move {
-        let store = crate::store::open(&store_args.db, store_args.durability)?;
         let mut reporter = Noting { inner, writes };
         let data_dir = crate::cli::store::data_dir(&store_args.db);
         let options =
             Options { parallel, secrets: Secrets::from_env(), reporter: &mut reporter, data_dir, stop: Some(halt) };
-        engine::start(store, plan, inputs, (Some(run_id), &crate::actor::Actor::watch()), options).await
+        let who = crate::app::Start { id: Some(run_id), actor: crate::actor::Actor::watch() };
+        crate::app::runs::start(&crate::cli::store::db(&store_args), (plan, inputs), who, options, None).await
     });
     Running { id, stop, future }
 }
@@ -347,21 +347,17 @@ fn start_run(
 /// what is left is sent by the next phased process), then says what was not
 /// delivered: watching goes on meanwhile.
 fn send_notifications(exec: &super::run::ExecArgs, id: String) {
-    use crate::notify::{MOST_ATTEMPTS, RETRIED_BY_NOTIFY, Sending, deliver, undelivered_line};
-    let (db, durability, guard) = (exec.store.db.clone(), exec.store.durability, exec.notify.guard());
+    use crate::notify::{RETRIED_BY_NOTIFY, undelivered_line};
+    let (db, guard) = (crate::cli::store::db(&exec.store), exec.notify.guard());
     // On a thread of its own: its store calls may block it (`crate::seam`).
     std::thread::spawn(move || {
         crate::seam::block_on(async move {
-            let Ok(mut store) = crate::store::open(&db, durability) else { return };
-            let secrets = crate::secrets::Secrets::from_env();
-            let wait = std::time::Duration::from_secs(60);
-            let sent =
-                deliver(store.as_mut(), &secrets, &guard, Some(&id), wait, MOST_ATTEMPTS, Sending::PATIENT).await;
-            match sent.and_then(|_| store.notifications(&id)) {
-                Ok(rows) => rows.iter().filter(|n| n.status != "delivered").for_each(|n| {
+            match crate::app::runs::notify_patiently(&db, &guard, &id).await {
+                Some(Ok(rows)) => rows.iter().for_each(|n| {
                     crate::reporter::err_line(format_args!("warning: {}", undelivered_line(n, RETRIED_BY_NOTIFY)))
                 }),
-                Err(e) => tracing::warn!(run = %id, error = %e, "Could not send the run's notifications."),
+                Some(Err(e)) => tracing::warn!(run = %id, error = %e, "Could not send the run's notifications."),
+                None => {}
             }
         })
     });

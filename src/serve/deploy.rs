@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use serde_json::{Map, Value, json};
 
-use super::runs::{bad_request, forbidden_inputs};
+use super::refused::refused;
+use super::runs::bad_request;
 use super::{ApiError, ApiResult, App};
-use crate::compiler::inputs::InputProblem;
+use crate::app::{Given, InputProblem};
 use crate::plan::{InputSpec, NodeKind, Plan, SubPipeline};
 use crate::template::Block;
 
@@ -122,49 +123,6 @@ pub(super) struct PlanBody {
     inputs: Map<String, Value>,
 }
 
-/// A pipeline compiled, with the inputs a caller may give it (defaults filled in).
-pub(super) type Admitted = (Arc<Plan>, Map<String, Value>);
-
-/// The pipeline `name` compiled and `given` checked as `POST /api/v1/runs` checks
-/// them: the declared types, patterns and choices, then what this caller may give
-/// ([`crate::admit`]). The response to send instead when they do not pass.
-pub(super) fn admitted(
-    app: &App,
-    name: &str,
-    given: &Map<String, Value>,
-    caller: crate::admit::Caller,
-) -> Result<Admitted, Box<Response>> {
-    let catalog = crate::catalog::Catalog::new().with_dir(&app.pipelines).with_builtin();
-    let Some(source) = catalog.get(name) else {
-        let names = catalog.names();
-        let hint = crate::suggest::hint(name, names.iter().map(String::as_str)).unwrap_or_default();
-        return Err(Box::new(bad_request("unknown-pipeline", format!("no deployment type `{name}` {hint}"), vec![])));
-    };
-    let mut compiler = crate::compiler::Compiler::new(&catalog);
-    let Some(plan) = compiler.compile(&source) else {
-        let list = compiler
-            .diagnostics()
-            .iter()
-            .filter(|d| d.is_error())
-            .map(|d| serde_json::to_value(crate::report::JsonDiagnostic::from(d)).expect("JSON"))
-            .collect();
-        return Err(Box::new(bad_request("invalid-pipeline", format!("`{name}` does not validate"), list)));
-    };
-    let inputs = match crate::compiler::inputs::resolve(&plan.inputs, given) {
-        Ok(inputs) => inputs,
-        Err(problems) => {
-            let list = input_diagnostics(&plan, &problems);
-            return Err(Box::new(bad_request("invalid-inputs", "the inputs do not fit the pipeline", list)));
-        }
-    };
-    let names: Vec<String> = given.keys().cloned().collect();
-    let refused = crate::admit::check(&plan, &inputs, &names, caller, &app.roots);
-    if !refused.is_empty() {
-        return Err(Box::new(forbidden_inputs(&refused)));
-    }
-    Ok((plan, inputs))
-}
-
 /// `POST /api/v1/plan` `{"pipeline", "inputs"}`: what a run with these inputs would
 /// do (as `phased plan --format json`), checked as `POST /api/v1/runs` checks a run
 /// (the same token, role and admission), and nothing started. 200 with the plan; 400
@@ -184,10 +142,12 @@ pub(super) async fn plan(
         Err(e) => return Ok(bad_request("bad-request", format!("the request body: {e}"), Vec::new())),
     };
     let answer = tokio::task::spawn_blocking(move || {
-        let (plan, inputs) = match admitted(&app, &request.pipeline, &request.inputs, caller) {
-            Ok(admitted) => admitted,
-            Err(response) => return *response,
-        };
+        let pipelines = crate::app::Pipelines::new(&app.pipelines);
+        let (plan, inputs) =
+            match pipelines.admit(&request.pipeline, Given::Values(&request.inputs), caller, &app.roots) {
+                Ok(admitted) => admitted,
+                Err(e) => return refused(e),
+            };
         match crate::dry_run::dry_run(&plan, inputs) {
             Ok(result) => axum::Json(result).into_response(),
             Err(e) => {

@@ -9,7 +9,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::refused::refused;
 use super::{ApiError, ApiResult, App, bad_query};
+use crate::app::{Cancel, Given, Pipelines, Start, runs};
 use crate::store::StoreError;
 
 pub(super) async fn pipelines(
@@ -17,24 +19,20 @@ pub(super) async fn pipelines(
     q: Result<Query<PipelinesQuery>, QueryRejection>,
 ) -> ApiResult {
     let all = q.map_err(bad_query)?.0.all.unwrap_or(false);
-    let dir = app.pipelines.clone();
+    let pipelines = Pipelines::new(&app.pipelines);
     let list = tokio::task::spawn_blocking(move || {
-        let catalog = crate::catalog::Catalog::new().with_dir(&dir).with_builtin();
-        let mut out = Vec::new();
-        // A file in a folder (`sources/git`, `docker/host`, `static/rollback`) is a
-        // building block other pipelines use; the types one deploys are at the top.
-        for name in catalog.names().into_iter().filter(|name| all || !name.contains('/')) {
-            let Some(source) = catalog.get(&name) else { continue };
-            let mut compiler = crate::compiler::Compiler::new(&catalog);
-            let Some(plan) = compiler.compile(&source) else { continue };
-            out.push(json!({
-                "kind": if name.contains('/') { "block" } else { "type" },
-                "name": name,
-                "description": plan.description(),
-                "inputs": super::deploy::inputs_form(&plan),
-            }));
-        }
-        out
+        let types = pipelines.types(all).into_iter();
+        let list: Vec<Value> = types
+            .map(|(name, plan)| {
+                json!({
+                    "kind": if name.contains('/') { "block" } else { "type" },
+                    "name": name,
+                    "description": plan.description(),
+                    "inputs": super::deploy::inputs_form(&plan),
+                })
+            })
+            .collect();
+        list
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
@@ -111,73 +109,21 @@ pub(super) async fn start_run(
     if let Some(Err(why)) = request.id.as_deref().map(crate::names::check_run_id) {
         return Ok(bad_request("invalid-id", why, Vec::new()));
     }
-    let pipelines = app.pipelines.clone();
+    let pipelines = Pipelines::new(&app.pipelines);
     let roots = app.roots.clone();
-    let outcome = app
+    let queued_run = app
         .with_store(move |store| {
-            let catalog = crate::catalog::Catalog::new().with_dir(&pipelines).with_builtin();
-            let Some(source) = catalog.get(&request.pipeline) else {
-                let names = catalog.names();
-                let hint =
-                    crate::suggest::hint(&request.pipeline, names.iter().map(String::as_str)).unwrap_or_default();
-                return Ok(Err(bad_request(
-                    "unknown-pipeline",
-                    format!("no deployment type `{}` {hint}", request.pipeline),
-                    vec![],
-                )));
-            };
-            let mut compiler = crate::compiler::Compiler::new(&catalog);
-            let Some(plan) = compiler.compile(&source) else {
-                let diagnostics = compiler.diagnostics();
-                let list = diagnostics
-                    .iter()
-                    .filter(|d| d.is_error())
-                    .map(|d| serde_json::to_value(crate::report::JsonDiagnostic::from(d)).expect("JSON"))
-                    .collect();
-                return Ok(Err(bad_request(
-                    "invalid-pipeline",
-                    format!("`{}` does not validate", request.pipeline),
-                    list,
-                )));
-            };
-            let values = match crate::compiler::inputs::from_json(&plan.inputs, &request.inputs) {
-                Ok(values) => values,
-                Err(message) => return Ok(Err(bad_request("bad-request", message, Vec::new()))),
-            };
-            let inputs = match crate::compiler::inputs::resolve(&plan.inputs, &values) {
-                Ok(inputs) => inputs,
-                Err(problems) => {
-                    let list = super::deploy::input_diagnostics(&plan, &problems);
-                    return Ok(Err(bad_request("invalid-inputs", "the inputs do not fit the pipeline", list)));
-                }
-            };
-            let given: Vec<String> = request.inputs.keys().cloned().collect();
-            let refused = crate::admit::check(&plan, &inputs, &given, caller, &roots);
-            if !refused.is_empty() {
-                return Ok(Err(forbidden_inputs(&refused)));
-            }
-            Ok(Ok(crate::engine::enqueue(store, &plan, inputs, (request.id, &actor))))
+            let given = Given::Json(&request.inputs);
+            let admitted = pipelines.admit(&request.pipeline, given, caller, &roots);
+            Ok(admitted.and_then(|(plan, inputs)| runs::queue(store, &plan, inputs, Start { id: request.id, actor })))
         })
         .await?;
-    let enqueued = match outcome {
-        Ok(enqueued) => enqueued,
-        Err(response) => return Ok(response),
-    };
-    match enqueued {
+    match queued_run {
         Ok(id) => {
             app.queued.bump();
             Ok(queued(json!({"id": id, "status": "queued"})))
         }
-        Err(crate::engine::EngineError::DuplicateId(id)) => {
-            Err(ApiError::new(StatusCode::CONFLICT, "id-taken", format!("a run with id `{id}` already exists")))
-        }
-        Err(crate::engine::EngineError::Rejected { target, by }) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "rejected",
-            format!("target `{target}` is busy with run {by}, and the pipeline's concurrency policy is `reject`"),
-        )),
-        Err(crate::engine::EngineError::Store(e)) => Err(e.into()),
-        Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "bad-request", e.to_string())),
+        Err(e) => Ok(refused(e)),
     }
 }
 
@@ -211,32 +157,13 @@ pub(super) async fn resume(State(app): State<Arc<App>>, Path(id): Path<String>, 
         }
     };
     let run = id.clone();
-    let result = app.with_store(move |store| Ok(crate::engine::requeue(store, &run, request.from.as_deref()))).await?;
-    use crate::engine::EngineError;
-    use crate::store::ClaimError;
+    let result = app.with_store(move |store| Ok(runs::requeue(store, &run, request.from.as_deref()))).await?;
     match result {
         Ok(()) => {
             app.queued.bump();
             Ok((StatusCode::ACCEPTED, axum::Json(json!({"id": id, "status": "queued"}))).into_response())
         }
-        Err(EngineError::Claim(ClaimError::Missing(_))) => {
-            Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such run"))
-        }
-        Err(EngineError::Claim(ClaimError::Finished { .. })) => {
-            Err(ApiError::new(StatusCode::CONFLICT, "finished", "the run already succeeded; nothing to resume"))
-        }
-        Err(EngineError::Claim(ClaimError::Held { pid, host, .. })) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "held",
-            format!("the run is being run by process {pid} on `{host}`"),
-        )),
-        Err(EngineError::UnknownNode { node, help, .. }) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "unknown-node",
-            format!("no node `{node}` in this run{}", help.map(|h| format!(" ({h})")).unwrap_or_default()),
-        )),
-        Err(EngineError::Store(e) | EngineError::Claim(ClaimError::Store(e))) => Err(e.into()),
-        Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "bad-request", e.to_string())),
+        Err(e) => Ok(refused(e)),
     }
 }
 
@@ -265,11 +192,11 @@ pub(super) async fn runs(State(app): State<Arc<App>>, q: Result<Query<RunsQuery>
                 .runs_page(&filter, q.before.as_deref(), limit + 1)?
                 .iter()
                 .map(|r| {
-                    let mut row = crate::engine::view::row_json(r);
-                    if let Ok(Some(eta)) = crate::engine::view::eta_now(store, r) {
+                    let mut row = crate::read::view::row_json(r);
+                    if let Ok(Some(eta)) = crate::read::view::eta_now(store, r) {
                         row["eta_seconds"] = json!(eta);
                     }
-                    crate::engine::summary::extend_row(store, r, &mut row)?;
+                    crate::read::summary::extend_row(store, r, &mut row)?;
                     Ok(row)
                 })
                 .collect::<Result<_, StoreError>>()?;
@@ -283,7 +210,7 @@ pub(super) async fn runs(State(app): State<Arc<App>>, q: Result<Query<RunsQuery>
 
 /// `GET /api/v1/runs/{id}/graph`: the nodes and edges of the run's plan, for drawing.
 pub(super) async fn graph(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
-    let found = app.with_store(move |store| Ok(crate::engine::view::graph_json(store, &id)?)).await?;
+    let found = app.with_store(move |store| Ok(crate::read::view::graph_json(store, &id)?)).await?;
     match found {
         Some(graph) => Ok(axum::Json(graph).into_response()),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such run")),
@@ -291,7 +218,7 @@ pub(super) async fn graph(State(app): State<Arc<App>>, Path(id): Path<String>) -
 }
 
 pub(super) async fn run(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
-    let found = app.with_store(move |store| Ok(crate::engine::view::run_json(store, &id)?)).await?;
+    let found = app.with_store(move |store| Ok(crate::read::view::run_json(store, &id)?)).await?;
     match found {
         Some(detail) => Ok(axum::Json(detail).into_response()),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such run")),
@@ -299,37 +226,24 @@ pub(super) async fn run(State(app): State<Arc<App>>, Path(id): Path<String>) -> 
 }
 
 pub(super) async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
-    use crate::store::RunStatus::{Cancelled, Failed, Succeeded};
-    let now = crate::clock::now_ms();
-    let row = app
-        .with_store(move |store| {
-            let ended = |row: &crate::store::RunRow| Err((row.id.clone(), row.status.as_str()));
-            // A run that has ended has nothing to cancel: 409, and it stays as it ended.
-            match store.run(&id)? {
-                Some(row) if matches!(row.status, Succeeded | Failed | Cancelled) => return Ok(Some(ended(&row))),
-                Some(_) => {}
-                None => return Ok(None),
-            }
-            let row = store.request_cancel(&id, &|r| crate::engine::lease::holder_alive(r, now))?;
-            // It ended meanwhile (not by this cancel).
-            Ok(row.map(|row| if matches!(row.status, Succeeded | Failed) { ended(&row) } else { Ok(row) }))
-        })
-        .await?;
-    match row {
-        Some(Ok(row)) => Ok((StatusCode::ACCEPTED, axum::Json(crate::engine::view::row_json(&row))).into_response()),
-        Some(Err((id, status))) => Err(ApiError::new(
+    match app.with_store(move |store| Ok(runs::cancel(store, &id))).await? {
+        Ok(Cancel::Asked(row)) => {
+            Ok((StatusCode::ACCEPTED, axum::Json(crate::read::view::row_json(&row))).into_response())
+        }
+        // A run that has ended has nothing to cancel: 409, and it stays as it ended.
+        Ok(Cancel::Ended(row)) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "finished",
-            format!("run `{id}` has already ended ({status}): there is nothing to cancel"),
+            format!("run `{}` has already ended ({}): there is nothing to cancel", row.id, row.status.as_str()),
         )),
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such run")),
+        Err(e) => Ok(refused(e)),
     }
 }
 
 /// `GET /api/v1/targets/{target}/releases`: as `phased releases TARGET --format json`.
 pub(super) async fn releases(State(app): State<Arc<App>>, Path(target): Path<String>) -> ApiResult {
     let name = target.clone();
-    let list = app.with_store(move |store| Ok(crate::engine::summary::releases_json(store, &name)?)).await?;
+    let list = app.with_store(move |store| Ok(crate::read::summary::releases_json(store, &name)?)).await?;
     Ok(axum::Json(json!({"target": target, "releases": list})).into_response())
 }
 
@@ -349,7 +263,6 @@ pub(super) async fn rollback(
     body: axum::body::Bytes,
 ) -> ApiResult {
     let by = actor_of(token.as_ref().map(|t| &t.0));
-    use crate::engine::releases::{RollbackError, prepare};
     let request: RollbackBody = if body.is_empty() {
         RollbackBody::default()
     } else {
@@ -358,35 +271,15 @@ pub(super) async fn rollback(
             Err(e) => return Ok(bad_request("bad-request", format!("the request body: {e}"), Vec::new())),
         }
     };
-    let outcome = app
-        .with_store(move |store| {
-            let prepared = match prepare(store, &target, request.to.as_deref()) {
-                Ok(prepared) => prepared,
-                Err(RollbackError::Store(e)) => return Err(e.into()),
-                Err(e) => return Ok(Err(ApiError::new(StatusCode::CONFLICT, "no-rollback", e.to_string()))),
-            };
-            // On this blocking thread: a runtime of its own for the engine's answer.
-            let checked = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-                .block_on(crate::engine::releases::check_image(&prepared));
-            if let Err(e) = checked {
-                return Ok(Err(ApiError::new(StatusCode::CONFLICT, "no-rollback", e.to_string())));
-            }
-            let inputs = crate::compiler::inputs::resolve(&prepared.plan.inputs, &prepared.inputs).map_err(|p| {
-                let text: Vec<String> = p.into_iter().map(|p| p.message).collect();
-                ApiError::new(StatusCode::CONFLICT, "no-rollback", text.join("; "))
-            })?;
-            let actor = crate::actor::Actor::Rollback { of: prepared.release.clone(), by: Box::new(by) };
-            let id = crate::engine::enqueue(store, &prepared.plan, inputs, (None, &actor))
-                .map_err(|e| ApiError::new(StatusCode::CONFLICT, "not-queued", e.to_string()))?;
-            Ok(Ok((id, prepared.release)))
-        })
-        .await?;
-    let (id, release) = outcome?;
-    app.queued.bump();
-    Ok(queued(json!({"id": id, "status": "queued", "release": release})))
+    let outcome =
+        app.with_store(move |store| Ok(crate::app::rollback::queue(store, &target, request.to.as_deref(), by))).await?;
+    match outcome {
+        Ok((id, release)) => {
+            app.queued.bump();
+            Ok(queued(json!({"id": id, "status": "queued", "release": release})))
+        }
+        Err(e) => Ok(refused(e)),
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -407,6 +300,6 @@ pub(super) async fn stats(State(app): State<Arc<App>>, q: Result<Query<StatsQuer
     };
     let since = std::time::SystemTime::now() - age;
     let stats =
-        app.with_store(move |store| Ok(crate::engine::stats::stats(store, q.pipeline.as_deref(), since)?)).await?;
+        app.with_store(move |store| Ok(crate::read::stats::stats(store, q.pipeline.as_deref(), since)?)).await?;
     Ok(axum::Json(stats).into_response())
 }

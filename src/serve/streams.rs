@@ -69,7 +69,7 @@ pub(super) fn hub(
     let mut store = None;
     while !*shutdown.borrow() {
         if store.is_none() {
-            store = crate::store::open(&db, durability).ok();
+            store = crate::app::Db::new(&db, durability).open().ok();
         }
         let Some(open) = store.as_mut() else {
             std::thread::sleep(HUB_POLL * 100);

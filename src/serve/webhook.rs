@@ -8,11 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiResult, App, push, triggers};
-use crate::store::Store;
-
-/// A delivery recorded this long ago that queued no run (its server died before it
-/// could) is taken again when the provider redelivers it.
-const UNQUEUED_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
+use crate::app::trigger::{Delivery, deliver};
 
 /// `POST /hooks/{trigger}`: a git push. The headers are looked at first: without a
 /// usable key, a signature of the right form (or GitLab's right token) the answer is
@@ -77,21 +73,24 @@ pub(super) async fn hook(State(app): State<Arc<App>>, Path(name): Path<String>, 
         delivery: delivery.as_ref().map(|d| d.chars().take(80).collect()),
     };
     keys.extend(delivery);
-    let pipelines = app.pipelines.clone();
+    let pipelines = crate::app::Pipelines::new(&app.pipelines);
     let (trigger_name, pipeline) = (name.clone(), trigger.pipeline.clone());
     let outcome = app
-        .with_store(move |store| deliver(store, (&trigger_name, &actor), &keys, &pipelines, &pipeline, &inputs))
+        .with_store(move |store| Ok(deliver(store, (&trigger_name, actor), &keys, (&pipelines, &pipeline), &inputs)))
         .await?;
     match outcome {
-        Ok(id) => {
+        Ok(Delivery::Queued(id)) => {
             app.queued.bump();
             Ok((StatusCode::ACCEPTED, axum::Json(json!({"queued": true, "id": id, "commit": push["commit"]})))
                 .into_response())
         }
-        Err(Seen::Body) => {
+        Ok(Delivery::SeenBody) => {
             Ok(nothing_queued("already received: this push (the same signed body) was delivered before"))
         }
-        Err(Seen::Id(id)) => Ok(nothing_queued(&format!("already received: the delivery `{id}` was seen before"))),
+        Ok(Delivery::SeenId(id)) => {
+            Ok(nothing_queued(&format!("already received: the delivery `{id}` was seen before")))
+        }
+        Err(e) => Ok(super::refused::refused(e)),
     }
 }
 
@@ -116,75 +115,6 @@ fn too_old(trigger: &triggers::Trigger, payload: &Value, push: &Value) -> Option
             humantime::format_duration(std::time::Duration::from_secs(age.as_secs()))
         )
     })
-}
-
-/// Why a delivery was not queued again: its body, or its id, was received before.
-enum Seen {
-    Body,
-    Id(String),
-}
-
-/// Records the delivery under each of its keys (the first is its body's), then queues
-/// its run. A delivery seen before under any key queues nothing. One whose run could
-/// not be queued is forgotten under every key, so that the provider's redelivery is
-/// taken.
-fn deliver(
-    store: &mut dyn Store,
-    (trigger, actor): (&str, &crate::actor::Actor),
-    keys: &[String],
-    pipelines: &std::path::Path,
-    pipeline: &str,
-    inputs: &serde_json::Map<String, Value>,
-) -> Result<Result<String, Seen>, ApiError> {
-    let stale = humantime::format_rfc3339_millis(std::time::SystemTime::now() - UNQUEUED_RETRY).to_string();
-    let now = crate::clock::now();
-    for (i, key) in keys.iter().enumerate() {
-        if !store.record_delivery(trigger, key, &now, &stale)? {
-            for taken in &keys[..i] {
-                store.forget_delivery(trigger, taken)?;
-            }
-            return Ok(Err(if i == 0 { Seen::Body } else { Seen::Id(key.clone()) }));
-        }
-    }
-    match queue(store, pipelines, pipeline, inputs, actor) {
-        Ok(run) => {
-            for key in keys {
-                store.delivery_run(trigger, key, &run)?;
-            }
-            Ok(Ok(run))
-        }
-        // Nothing was queued: the provider's redelivery is taken.
-        Err(e) => {
-            for key in keys {
-                store.forget_delivery(trigger, key)?;
-            }
-            Err(e)
-        }
-    }
-}
-
-/// Compiles the trigger's pipeline and queues a run of it with these inputs.
-fn queue(
-    store: &mut dyn Store,
-    pipelines: &std::path::Path,
-    pipeline: &str,
-    inputs: &serde_json::Map<String, Value>,
-    actor: &crate::actor::Actor,
-) -> Result<String, ApiError> {
-    let catalog = crate::catalog::Catalog::new().with_dir(pipelines).with_builtin();
-    let source = catalog
-        .get(pipeline)
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "bad-trigger", "no such pipeline"))?;
-    let mut compiler = crate::compiler::Compiler::new(&catalog);
-    let plan = compiler.compile(&source).ok_or_else(|| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid-pipeline", format!("`{pipeline}` does not validate"))
-    })?;
-    let inputs = crate::compiler::inputs::resolve(&plan.inputs, inputs).map_err(|problems| {
-        let text: Vec<String> = problems.into_iter().map(|p| p.message).collect();
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid-inputs", text.join("; "))
-    })?;
-    crate::engine::enqueue(store, &plan, inputs, (None, actor))
-        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "not-queued", e.to_string()))
 }
 
 /// The webhook keys of these triggers, by secret name: what a run is never given.

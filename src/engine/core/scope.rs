@@ -41,7 +41,7 @@ impl DeploymentInfo {
         }
     }
 
-    /// With the target's live release (see [`crate::engine::releases::live_release`]).
+    /// With the target's live release (see [`crate::engine::live_release`]).
     pub fn with_live_release(mut self, live: Option<String>) -> Self {
         self.live_release = live.unwrap_or_default();
         self

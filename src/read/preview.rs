@@ -3,9 +3,8 @@
 
 use std::collections::HashMap;
 
-use super::core::{Recorded, planned_ids};
-use super::snapshot::Snapshot;
-use super::{EngineError, finished, reload};
+use crate::engine::snapshot::Snapshot;
+use crate::engine::{EngineError, Recorded, finished, planned_ids, reload};
 use crate::plan::Plan;
 use crate::store::{NodeRow, Store};
 

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use super::Snapshot;
+use crate::engine::snapshot::Snapshot;
+pub use crate::engine::{live_release, rollback_of};
 use crate::plan::Plan;
-use crate::store::{RunFilter, RunRow, RunStatus, Store, StoreError};
+use crate::store::{RunRow, RunStatus, Store, StoreError};
 
 /// One succeeded run of a target, newest first.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -30,11 +31,6 @@ fn duration_ms(run: &RunRow) -> Option<u64> {
     let start = humantime::parse_rfc3339(&run.created_at).ok()?;
     let end = humantime::parse_rfc3339(run.finished_at.as_deref()?).ok()?;
     end.duration_since(start).ok().map(|d| d.as_millis() as u64)
-}
-
-/// The release a rollback run restored (its `release` input), if it is one.
-pub fn rollback_of(run: &RunRow) -> Option<String> {
-    run.inputs.get("release")?.get("id")?.as_str().map(str::to_string)
 }
 
 /// What a run recorded it deployed: `release` (a folder), `image`, `commit` (from its
@@ -89,20 +85,6 @@ pub fn releases(store: &dyn Store, target: &str) -> Result<Vec<Release>, StoreEr
         });
     }
     Ok(out)
-}
-
-/// The run id of `target`'s live release, as [`releases`] judges it (the newest
-/// succeeded run; for a rollback, the release it restored), reading only the target's
-/// newest succeeded runs; `None` when the target has none.
-pub fn live_release(store: &dyn Store, target: &str) -> Result<Option<String>, StoreError> {
-    let filter =
-        RunFilter { status: Some(RunStatus::Succeeded.as_str().into()), pipeline: None, target: Some(target.into()) };
-    // Newest by creation; the one that finished last among them is the live one.
-    let newest = store
-        .runs_page(&filter, None, 16)?
-        .into_iter()
-        .max_by(|a, b| a.finished_at.cmp(&b.finished_at).then_with(|| a.created_at.cmp(&b.created_at)));
-    Ok(newest.map(|run| rollback_of(&run).unwrap_or(run.id)))
 }
 
 /// Why a rollback cannot start.

@@ -123,10 +123,10 @@ pub fn graph_json(store: &dyn Store, id: &str) -> Result<Option<Value>, StoreErr
     let Some(row) = store.run(id)? else { return Ok(None) };
     let checkpoints = store.nodes(id)?;
     let (_, _, files) = store.snapshot(row.snapshot_id)?;
-    let Ok(plan) = super::Snapshot::from_json(&files).compile() else {
+    let Ok(plan) = crate::engine::snapshot::Snapshot::from_json(&files).compile() else {
         return Ok(Some(json!({"run": id, "nodes": []})));
     };
-    let recorded = super::core::Recorded::of(&checkpoints);
+    let recorded = crate::engine::Recorded::of(&checkpoints);
     let mut nodes = Vec::new();
     graph_of(&plan, &crate::model::NodePath::root(), None, &recorded, &mut nodes);
     Ok(Some(json!({"run": id, "nodes": nodes})))
@@ -138,7 +138,7 @@ fn graph_of(
     plan: &crate::plan::Plan,
     at: &crate::model::NodePath,
     parent: Option<&str>,
-    recorded: &super::core::Recorded<'_>,
+    recorded: &crate::engine::Recorded<'_>,
     out: &mut Vec<Value>,
 ) -> Vec<String> {
     use crate::plan::{NodeKind, SubPipeline};
@@ -208,15 +208,15 @@ pub fn running_nodes(store: &dyn Store, row: &RunRow) -> Result<Value, StoreErro
         return Ok(json!([]));
     }
     let (_, _, files) = store.snapshot(row.snapshot_id)?;
-    let plan = super::Snapshot::from_json(&files).compile().ok();
+    let plan = crate::engine::snapshot::Snapshot::from_json(&files).compile().ok();
     let history = match &plan {
-        Some(plan) => store.node_durations(Some(&plan.name), super::HISTORY_RUNS)?,
+        Some(plan) => store.node_durations(Some(&plan.name), crate::engine::HISTORY_RUNS)?,
         None => Vec::new(),
     };
     let figures = plan.as_ref().map(|plan| {
         let target = row.target.as_deref();
-        let medians = super::eta::medians(plan, target, &history);
-        let estimates = super::eta::estimates(plan, target, &history).unwrap_or_default();
+        let medians = crate::engine::eta::medians(plan, target, &history);
+        let estimates = crate::engine::eta::estimates(plan, target, &history).unwrap_or_default();
         (plan, medians, estimates)
     });
     let out = running

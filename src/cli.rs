@@ -314,3 +314,8 @@ pub(crate) fn usage_error(message: impl std::fmt::Display, help: Option<&str>) -
     }
     exit::USAGE
 }
+
+/// A `--wait`, `--timeout` or `--debounce` value: `10s`, `300ms`, `2m`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    crate::duration::Duration::parse(text).map(|d| d.0)
+}

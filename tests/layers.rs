@@ -57,36 +57,12 @@ const NEVER: &[(&str, &str, &str)] = &[
     ("notify", "raw", "the raw model is what serde read: the notifier speaks the model's types"),
 ];
 
-/// Circles that `src/` has today outside this check's own slice of the work, each the
-/// set of its files: the check reports any other, and a listed one that is gone (so
-/// the list only shrinks).
-const KNOWN_CIRCLES: &[&[&str]] = &[
-    // The command line and the server are being reshaped around the application layer
-    // (`app`), and the read side moves out of the engine (`read`): these go with it.
-    &["src/cli/notify.rs", "src/cli/serve.rs"],
-    &["src/engine/summary.rs", "src/engine/view.rs"],
-    &["src/serve/deploy.rs", "src/serve/runs.rs"],
-];
-
-const RULES: check::Rules<'static> = check::Rules { layers: LAYERS, never: NEVER, known_circles: KNOWN_CIRCLES };
+const RULES: check::Rules<'static> = check::Rules { layers: LAYERS, never: NEVER };
 
 #[test]
 fn src_keeps_its_layers() {
     let problems = check::check(Path::new("src"), &RULES);
     assert!(problems.is_empty(), "the layers of src/ are broken:\n{}", problems.join("\n"));
-}
-
-#[test]
-fn known_circles_are_still_there() {
-    let graph = check::Graph::read(Path::new("src"));
-    let circles: Vec<Vec<String>> =
-        graph.circles().iter().map(|c| c.iter().map(|m| graph.shown(m)).collect()).collect();
-    for known in KNOWN_CIRCLES {
-        assert!(
-            circles.iter().any(|c| c.iter().map(String::as_str).eq(known.iter().copied())),
-            "the circle {known:?} is gone: remove it from KNOWN_CIRCLES"
-        );
-    }
 }
 
 /// A tree of files under a temporary `src/`, each `(path, text)`.
@@ -103,7 +79,7 @@ fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
 /// The problems the check finds in a planted tree.
 fn problems(files: &[(&str, &str)]) -> Vec<String> {
     let dir = tree(files);
-    check::check(&dir.path().join("src"), &check::Rules { known_circles: &[], ..RULES })
+    check::check(&dir.path().join("src"), &RULES)
 }
 
 /// A tree that keeps its layers, to plant one violation in.

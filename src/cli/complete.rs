@@ -95,7 +95,7 @@ fn ids(current: &OsStr, keep: impl Fn(&RunRow) -> bool) -> Vec<CompletionCandida
         );
     }
     candidates.extend(all.iter().filter(|r| keep(r) && r.id.starts_with(current)).take(200).map(|r| {
-        let help = format!("{} {} {}", r.pipeline, r.status.as_str(), super::status::age(&r.created_at, now));
+        let help = format!("{} {} {}", r.pipeline, r.status.as_str(), super::status::table::age(&r.created_at, now));
         CompletionCandidate::new(&r.id).help(Some(crate::cli::terminal::clean(&help, false).into_owned().into()))
     }));
     candidates

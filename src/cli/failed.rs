@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use crate::app::{self, Error};
-use crate::cli::load::print_diagnostics;
 use crate::cli::store::store_error;
-use crate::cli::{exit, usage_error};
+use crate::cli::{color_stdout, exit, usage_error};
+use crate::diagnostic::Diagnostic;
 use crate::engine::EngineError;
 use crate::read::releases::RollbackError;
 use crate::report;
@@ -107,5 +107,12 @@ fn engine_error(e: EngineError, db: &Path) -> u8 {
             Some("wait for it, or stop it with `phased cancel`"),
         ),
         other => usage_error(other, None),
+    }
+}
+
+/// Prints diagnostics to stderr, as `validate` would show them.
+pub(super) fn print_diagnostics(diagnostics: &[Diagnostic]) {
+    for d in diagnostics {
+        eprintln!("{}", report::human(d, color_stdout()));
     }
 }

@@ -8,21 +8,13 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::app::{Given, Pipelines};
-use crate::cli::{CatalogArgs, color_stdout, failed, inputs, usage_error};
-use crate::diagnostic::Diagnostic;
+use crate::cli::failed::print_diagnostics;
+use crate::cli::{CatalogArgs, failed, inputs, usage_error};
 use crate::plan::Plan;
-use crate::report;
 
 /// The pipelines the command looks in.
 pub(super) fn pipelines(args: &CatalogArgs) -> Pipelines {
     Pipelines::new(&args.pipelines)
-}
-
-/// Prints diagnostics to stderr, as `validate` would show them.
-pub(super) fn print_diagnostics(diagnostics: &[Diagnostic]) {
-    for d in diagnostics {
-        eprintln!("{}", report::human(d, color_stdout()));
-    }
 }
 
 /// Loads and compiles `pipeline`, printing warnings and errors to stderr; a problem

@@ -15,7 +15,7 @@ pub(super) struct NotifyArgs {
     attempts: u32,
     /// The longest it waits for a notification's backoff to end (one due later stays
     /// pending).
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = super::serve::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = super::parse_duration)]
     wait: std::time::Duration,
     #[command(flatten)]
     targets: NotifyTargets,

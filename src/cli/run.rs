@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::app::{Ended, Start, block_on, runs};
-use crate::cli::load::{Loaded, load_with_inputs, pipelines, print_diagnostics};
+use crate::cli::failed::print_diagnostics;
+use crate::cli::load::{Loaded, load_with_inputs, pipelines};
 use crate::cli::store::{data_dir, db, is_last, open_run, open_store};
 use crate::cli::{CatalogArgs, StoreArgs, exit, failed};
 use crate::engine::{self, Options, Outcome};

@@ -1,5 +1,6 @@
 //! `phased serve`: see [`crate::serve`].
 
+use super::parse_duration;
 use std::net::SocketAddr;
 
 use crate::cli::store::{open_store, store_error};
@@ -64,10 +65,6 @@ pub(super) struct ServeArgs {
     catalog: CatalogArgs,
     #[command(flatten)]
     store: StoreArgs,
-}
-
-pub(super) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    crate::duration::Duration::parse(text).map(|d| d.0)
 }
 
 /// A duration longer than zero.

@@ -2,10 +2,9 @@
 //! (errors, outputs, a target from an input) is shown without terminal control
 //! sequences (`terminal`).
 
-mod table;
+pub(super) mod table;
 
-pub(super) use table::age;
-
+use super::parse_duration;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -61,10 +60,6 @@ pub(super) struct CancelArgs {
     wait: Duration,
     #[command(flatten)]
     store: StoreArgs,
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    crate::duration::Duration::parse(text).map(|d| d.0)
 }
 
 pub(super) fn status(args: StatusArgs) -> u8 {

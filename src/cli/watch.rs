@@ -1,6 +1,7 @@
 //! `phased watch PIPELINE --path DIR ...`: deploy, then redeploy after every burst of
 //! changes, until Ctrl-C (which leaves every run resumable).
 
+use super::parse_duration;
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -58,10 +59,6 @@ pub(super) struct WatchArgs {
     exec: ExecArgs,
     #[command(flatten)]
     catalog: CatalogArgs,
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    crate::duration::Duration::parse(text).map(|d| d.0)
 }
 
 /// Passes events on, and notes the paths that starting nodes declare they write.

@@ -10,13 +10,15 @@
 //! and the tasks on it between the driver's polls; a commit is a call on this thread,
 //! with no hop to another, and no task runs while it is made.
 //!
-//! Group commit: the tasks launched in a turn take their first step at once, so the
-//! records of work that finishes instantly (a `noop`, a skipped node) join the same
-//! transaction; everything that changed is written before the driver waits, and at
-//! least every [`MAX_BATCH`] writes or [`MAX_DELAY`]. Its events are reported once
-//! written. A node may thus start before its `running` checkpoint is durable: after a
-//! crash, a node with no checkpoint runs again, exactly as one recorded `running`
-//! does, and a node is only ever skipped on resume for a durable `succeeded`.
+//! Group commit: a `noop` (or a skipped node) launched in a turn takes its first step
+//! at once, so the records of work that finishes instantly join the same transaction.
+//! A task with effects (any other action) starts only once the batch holding its
+//! predecessors' success and its own `running` checkpoint is committed, so a crash can
+//! never make a finished node run again after its successor started. Everything that
+//! changed is written before the driver waits, and at least every [`MAX_BATCH`] writes
+//! or [`MAX_DELAY`]. Its events are reported once written. After a crash, a node with
+//! no checkpoint runs again, exactly as one recorded `running` does, and a node is only
+//! ever skipped on resume for a durable `succeeded`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -67,6 +69,9 @@ pub(crate) struct Driver<'r> {
     unflushed_since: Option<std::time::Instant>,
     /// A task was launched since the driver last let tasks run.
     launched: bool,
+    /// One of them has effects outside the run (anything but `noop`): what the batch
+    /// holds (its predecessor's success) is committed before it takes its first step.
+    effectful: bool,
     masker: Masker,
     logs: PathBuf,
     work: PathBuf,
@@ -124,6 +129,7 @@ impl<'r> Driver<'r> {
             batch: Vec::new(),
             unflushed_since: None,
             launched: false,
+            effectful: false,
             masker: start.masker,
             halt: start.halt,
             supersedable: start.supersedable,
@@ -171,6 +177,11 @@ impl<'r> Driver<'r> {
             // What was just launched takes its first step now; what finishes at once
             // joins this batch.
             if std::mem::take(&mut self.launched) {
+                // A step with effects never starts before the success of what it
+                // follows is durable: a crash in between would run that again.
+                if std::mem::take(&mut self.effectful) {
+                    self.flush()?;
+                }
                 tokio::task::yield_now().await;
             }
             if let Ok(msg) = self.rx.try_recv() {
@@ -377,6 +388,7 @@ impl<'r> Driver<'r> {
         let (stop_tx, stop_rx) = watch::channel(false);
         self.tasks.insert(task, stop_tx);
         self.launched = true;
+        self.effectful |= action.name != "noop";
         let progress_tx = self.tx.clone();
         let stop = StopSignal::new(stop_rx, grace);
         let ctx = ActionCtx {

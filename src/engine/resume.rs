@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::core::{CoreStart, DeploymentInfo, all_node_ids, rerun_set};
 use super::reload::{self, Reload};
 use super::snapshot::Snapshot;
-use super::start::{drive, live_release_of, wait_for_target};
+use super::start::{drive, live_release_of, remove_output_files, wait_for_target};
 use super::{EngineError, Options, Outcome, lease, now_ms};
 use crate::plan::Plan;
 use crate::store::{Admission, NodeRow, NodeStatus, RunStatus, Store, StoreError, Write};
@@ -169,17 +169,6 @@ pub async fn resume(
 }
 pub(crate) fn finished(node: &NodeRow) -> bool {
     matches!(node.status, NodeStatus::Succeeded | NodeStatus::Skipped)
-}
-
-/// Removes the `$PHASED_OUTPUT` files (`<node>.<attempt>.output`) left in a run's work
-/// folder by steps that did not end normally.
-pub(super) fn remove_output_files(work: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(work) else { return };
-    for entry in entries.flatten() {
-        if entry.file_name().to_str().is_some_and(|n| n.ends_with(".output")) {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
 }
 
 /// `--from NODE`: forgets the checkpoints of NODE and of what follows it (returned:

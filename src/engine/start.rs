@@ -9,7 +9,6 @@ use serde_json::{Map, Value};
 
 use super::core::{Core, CoreStart, DeploymentInfo};
 use super::driver::{Driver, DriverStart};
-use super::resume::remove_output_files;
 use super::snapshot::Snapshot;
 use super::{EngineError, Options, Outcome, eta, lease, now, now_ms};
 use crate::event::Reporter;
@@ -299,4 +298,15 @@ pub fn live_release(store: &dyn Store, target: &str) -> Result<Option<String>, S
 /// The release a rollback run restored (its `release` input), if it is one.
 pub fn rollback_of(run: &RunRow) -> Option<String> {
     run.inputs.get("release")?.get("id")?.as_str().map(str::to_string)
+}
+
+/// Removes the `$PHASED_OUTPUT` files (`<node>.<attempt>.output`) left in a run's work
+/// folder by steps that did not end normally.
+pub(super) fn remove_output_files(work: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(work) else { return };
+    for entry in entries.flatten() {
+        if entry.file_name().to_str().is_some_and(|n| n.ends_with(".output")) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }

@@ -8,13 +8,13 @@
 use serde_json::{Value, json};
 
 use super::releases::{self, Release};
-use crate::store::{RunRow, RunStatus, Store, StoreError};
+use crate::store::{NodeStatus, RunRow, RunStatus, Store, StoreError};
 
 /// The fields a run's row in the API's list gets besides [`super::view::row_json`]'s.
 pub fn extend_row(store: &dyn Store, row: &RunRow, out: &mut Value) -> Result<(), StoreError> {
     out["deployed"] = releases::deployed(store, row)?;
     out["version"] = json!(version(&row.inputs));
-    out["running_nodes"] = super::view::running_nodes(store, row)?;
+    out["running_nodes"] = running_nodes(store, row)?;
     Ok(())
 }
 
@@ -76,4 +76,49 @@ pub fn releases_json(store: &dyn Store, target: &str) -> Result<Vec<Value>, Stor
             Ok(out)
         })
         .collect()
+}
+
+/// The top-level nodes a running run is running, each with when it started and what
+/// it usually takes (the median of its last successful runs, `usual_seconds`, null
+/// without one) or is expected to take (`estimate_seconds`, the ETA's figure): a
+/// client can then say "running 53 s, usually 7 s" rather than count down to zero.
+/// Empty for a run that is not running.
+pub fn running_nodes(store: &dyn Store, row: &RunRow) -> Result<Value, StoreError> {
+    if row.status != RunStatus::Running {
+        return Ok(json!([]));
+    }
+    let running: Vec<_> = store
+        .nodes(&row.id)?
+        .into_iter()
+        .filter(|n| n.status == NodeStatus::Running && !n.node.contains('.') && !n.node.contains('['))
+        .collect();
+    if running.is_empty() {
+        return Ok(json!([]));
+    }
+    let (_, _, files) = store.snapshot(row.snapshot_id)?;
+    let plan = crate::engine::snapshot::Snapshot::from_json(&files).compile().ok();
+    let history = match &plan {
+        Some(plan) => store.node_durations(Some(&plan.name), crate::engine::HISTORY_RUNS)?,
+        None => Vec::new(),
+    };
+    let figures = plan.as_ref().map(|plan| {
+        let target = row.target.as_deref();
+        let medians = crate::engine::eta::medians(plan, target, &history);
+        let estimates = crate::engine::eta::estimates(plan, target, &history).unwrap_or_default();
+        (plan, medians, estimates)
+    });
+    let out = running
+        .iter()
+        .map(|n| {
+            let (usual, estimate) = figures
+                .as_ref()
+                .and_then(|(plan, medians, estimates)| {
+                    let i = plan.nodes.iter().position(|p| p.id == n.node)?;
+                    Some((medians[i], estimates.get(i).copied()))
+                })
+                .unwrap_or((None, None));
+            json!({"node": n.node, "started_at": n.started_at, "usual_seconds": usual, "estimate_seconds": estimate})
+        })
+        .collect();
+    Ok(Value::Array(out))
 }

@@ -11,10 +11,9 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::{Map, Value, json};
 
-use super::refused::refused;
-use super::runs::bad_request;
+use super::refused::{bad_request, refused};
 use super::{ApiError, ApiResult, App};
-use crate::app::{Given, InputProblem};
+use crate::app::Given;
 use crate::plan::{InputSpec, NodeKind, Plan, SubPipeline};
 use crate::template::Block;
 
@@ -97,22 +96,6 @@ fn alternatives(plan: &Plan, name: &str) -> Option<Value> {
         return Some(Value::Array(list));
     }
     None
-}
-
-/// The input problems of a request as diagnostics, worded for any client (the
-/// command line's `-i` advice is the command line's own).
-pub(super) fn input_diagnostics(plan: &Plan, problems: &[InputProblem]) -> Vec<Value> {
-    problems
-        .iter()
-        .map(|p| {
-            let spec = plan.inputs.get(&p.input);
-            let help = match spec {
-                Some(spec) if p.message.starts_with("missing required input") => spec.description.clone(),
-                _ => p.help.clone(),
-            };
-            json!({"severity": "error", "code": "invalid-input", "input": p.input, "message": p.message, "help": help})
-        })
-        .collect()
 }
 
 #[derive(serde::Deserialize)]

@@ -5,10 +5,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::ApiError;
-use super::deploy::input_diagnostics;
-use super::runs::{bad_request, forbidden_inputs};
-use crate::app::Error;
+use serde_json::{Value, json};
+
+use crate::app::{Error, InputProblem};
 use crate::engine::EngineError;
+use crate::plan::Plan;
 use crate::read::releases::RollbackError;
 use crate::store::ClaimError;
 
@@ -93,4 +94,37 @@ fn trigger_error(e: Error) -> ApiError {
         Error::Store(e) => e.into(),
         e => ApiError::new(StatusCode::BAD_REQUEST, "bad-trigger", e.to_string()),
     }
+}
+
+pub(super) fn bad_request(code: &'static str, message: impl Into<String>, diagnostics: Vec<Value>) -> Response {
+    let body = json!({"error": {"code": code, "message": message.into(), "diagnostics": diagnostics}});
+    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+}
+
+/// 403 naming each input the caller may not give, with the diagnostics' shape.
+pub(super) fn forbidden_inputs(refused: &[crate::admit::Refusal]) -> Response {
+    let list: Vec<Value> = refused
+        .iter()
+        .map(|r| json!({"severity": "error", "code": "forbidden-input", "input": r.input, "message": r.message, "help": r.help}))
+        .collect();
+    let names: Vec<String> = refused.iter().map(|r| format!("`{}`", r.input)).collect();
+    let message = format!("not allowed for this caller: {}", names.join(", "));
+    let body = json!({"error": {"code": "forbidden-input", "message": message, "diagnostics": list}});
+    (StatusCode::FORBIDDEN, axum::Json(body)).into_response()
+}
+
+/// The input problems of a request as diagnostics, worded for any client (the
+/// command line's `-i` advice is the command line's own).
+pub(super) fn input_diagnostics(plan: &Plan, problems: &[InputProblem]) -> Vec<Value> {
+    problems
+        .iter()
+        .map(|p| {
+            let spec = plan.inputs.get(&p.input);
+            let help = match spec {
+                Some(spec) if p.message.starts_with("missing required input") => spec.description.clone(),
+                _ => p.help.clone(),
+            };
+            json!({"severity": "error", "code": "invalid-input", "input": p.input, "message": p.message, "help": help})
+        })
+        .collect()
 }

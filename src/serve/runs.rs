@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::refused::refused;
+use super::refused::{bad_request, refused};
 use super::{ApiError, ApiResult, App, bad_query};
 use crate::app::{Cancel, Given, Pipelines, Start, runs};
 use crate::store::StoreError;
@@ -78,11 +78,6 @@ fn actor_of(token: Option<&crate::store::TokenRow>) -> crate::actor::Actor {
     crate::actor::Actor::Token(token.map_or_else(|| "anonymous".to_string(), |t| t.name.clone()))
 }
 
-pub(super) fn bad_request(code: &'static str, message: impl Into<String>, diagnostics: Vec<Value>) -> Response {
-    let body = json!({"error": {"code": code, "message": message.into(), "diagnostics": diagnostics}});
-    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
-}
-
 /// `POST /api/v1/runs`: checks the pipeline and the inputs, records the run `queued`
 /// and wakes a worker. 202 with its id; 400 for an invalid request, pipeline or input
 /// (with the diagnostics `validate --format json` gives); 409 for a taken id or a
@@ -125,18 +120,6 @@ pub(super) async fn start_run(
         }
         Err(e) => Ok(refused(e)),
     }
-}
-
-/// 403 naming each input the caller may not give, with the diagnostics' shape.
-pub(super) fn forbidden_inputs(refused: &[crate::admit::Refusal]) -> Response {
-    let list: Vec<Value> = refused
-        .iter()
-        .map(|r| json!({"severity": "error", "code": "forbidden-input", "input": r.input, "message": r.message, "help": r.help}))
-        .collect();
-    let names: Vec<String> = refused.iter().map(|r| format!("`{}`", r.input)).collect();
-    let message = format!("not allowed for this caller: {}", names.join(", "));
-    let body = json!({"error": {"code": "forbidden-input", "message": message, "diagnostics": list}});
-    (StatusCode::FORBIDDEN, axum::Json(body)).into_response()
 }
 
 #[derive(serde::Deserialize, Default)]

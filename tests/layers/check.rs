@@ -19,21 +19,15 @@ pub(crate) struct Rules<'a> {
     /// Imports that may never be, whatever the layers: (from, to, why), each a module
     /// path or the start of one (`engine::core` is the core and its files).
     pub(crate) never: &'a [(&'a str, &'a str, &'a str)],
-    /// Circles known and let be for now, each the set of its files.
-    pub(crate) known_circles: &'a [&'a [&'a str]],
 }
 
 /// Everything wrong with the tree at `src`: imports that go up, imports that may
-/// never be, top modules without a layer, and circles of files (but the known ones).
+/// never be, top modules without a layer, and circles of files.
 pub(crate) fn check(src: &Path, rules: &Rules<'_>) -> Vec<String> {
     let graph = Graph::read(src);
     let mut problems = graph.upward(rules.layers);
     problems.extend(graph.forbidden(rules.never));
     for circle in graph.circles() {
-        let files: BTreeSet<String> = circle.iter().map(|m| graph.shown(m)).collect();
-        if rules.known_circles.iter().any(|k| k.iter().map(|f| f.to_string()).collect::<BTreeSet<_>>() == files) {
-            continue;
-        }
         problems.push(graph.describe_circle(&circle));
     }
     problems

@@ -176,10 +176,13 @@ pub(crate) fn errors_of(dir: &Path, source: &Arc<Source>) -> Vec<Diagnostic> {
     compiler.diagnostics().into_iter().filter(Diagnostic::is_error).collect()
 }
 
+/// Each file that compiled with its plan, and every diagnostic.
+pub(crate) type Checked = (Vec<(Arc<Source>, Arc<Plan>)>, Vec<Diagnostic>);
+
 /// `validate`: each of `sources` compiled against the catalog of `root` (one compiler:
 /// a sub-pipeline is checked once), the plans that compiled, by source, and every
 /// diagnostic.
-pub(crate) fn check(root: &Path, sources: &[Arc<Source>]) -> (Vec<(Arc<Source>, Arc<Plan>)>, Vec<Diagnostic>) {
+pub(crate) fn check(root: &Path, sources: &[Arc<Source>]) -> Checked {
     let catalog = catalog_of(root);
     let mut compiler = Compiler::new(&catalog);
     let plans = sources.iter().filter_map(|source| Some((Arc::clone(source), compiler.compile(source)?))).collect();

@@ -13,9 +13,10 @@
 //! Prints figures; asserts nothing about time. Run: `cargo bench --bench claim [-- N]`
 //! (N runs measured per store, default 300; PHASED_BENCH_QUEUED: the runs queued, 1,000).
 
+mod http;
 mod pg;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -42,27 +43,15 @@ fn now_ms() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64() * 1000.0
 }
 
+/// Posts a run of `pipeline`; its id.
+fn post(port: u16, token: &str, pipeline: &str) -> String {
+    let answer = http::post_run(port, token, &format!(r#"{{"pipeline": "{pipeline}"}}"#));
+    answer["id"].as_str().unwrap().to_string()
+}
+
 fn percentile(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
-
-/// Posts a run of `pipeline`; its id.
-fn post(port: u16, token: &str, pipeline: &str) -> String {
-    let body = format!(r#"{{"pipeline": "{pipeline}"}}"#);
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "POST /api/v1/runs HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 202"), "{response}");
-    let json = &response[response.find("\r\n\r\n").unwrap() + 4..];
-    let body: serde_json::Value = serde_json::from_str(json).unwrap();
-    body["id"].as_str().unwrap().to_string()
 }
 
 /// The stream of every run's events, its response head read.

@@ -11,7 +11,9 @@
 //!
 //! Prints figures; asserts nothing about time. Run: `cargo bench --bench serve [-- N]`
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod http;
+
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -51,19 +53,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn post(port: u16, token: &str, body: &str) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "POST /api/v1/runs HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 202"), "{response}");
 }
 
 /// The stream of every run's events after `after`, its response head read.
@@ -131,7 +120,7 @@ fn main() {
         let token = token.clone();
         move || {
             for _ in 0..n {
-                post(port, &token, r#"{"pipeline": "tick"}"#);
+                http::post_run(port, &token, r#"{"pipeline": "tick"}"#);
             }
         }
     });

@@ -15,9 +15,9 @@
 //!
 //! Prints figures; asserts nothing about time. Run: `cargo bench --bench shared [-- N]`
 
+mod http;
 mod pg;
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -58,20 +58,6 @@ fn serve(dir: &Path, db: &str) -> (Server, u16) {
     (Server(child), port)
 }
 
-fn post(port: u16, token: &str) {
-    let body = r#"{"pipeline": "tick"}"#;
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "POST /api/v1/runs HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 202"), "{response}");
-}
-
 fn token(dir: &Path, db: &str) -> String {
     let out = phased(dir, db).args(["token", "create", "bench", "--role", "deploy"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -109,7 +95,7 @@ fn runs_per_second(dir: &Path, db: &str, workers: usize, n: usize, cluster: Opti
     let (phased_before, postgres_before) = cpu();
     let begin = Instant::now();
     for i in 0..n {
-        post(servers[i % workers].1, &token);
+        http::post_run(servers[i % workers].1, &token, r#"{"pipeline": "tick"}"#);
     }
     while succeeded(dir, db) < n {
         assert!(begin.elapsed() < Duration::from_secs(600), "not done");

@@ -52,13 +52,13 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("`{url}` is not a PostgreSQL URL phased can use: {source}")]
-    Url { url: String, source: ::postgres::Error },
+    Url { url: String, source: tokio_postgres::Error },
     #[error("cannot connect to the PostgreSQL database `{url}`: {}", pg_message(source))]
-    Connect { url: String, source: ::postgres::Error },
+    Connect { url: String, source: tokio_postgres::Error },
     #[error("cannot set up TLS for PostgreSQL: {0}")]
     Tls(String),
     #[error("database error: {}", pg_message(.0))]
-    Postgres(#[from] ::postgres::Error),
+    Postgres(#[from] tokio_postgres::Error),
     /// A write of a holder whose lease another process has taken (its heartbeat came
     /// too late): refused, so that only one process records a run.
     #[error("run `{run}` is no longer held by this process: another took it over after its heartbeat went stale")]
@@ -77,7 +77,7 @@ pub enum StoreError {
 
 /// A PostgreSQL error as the server put it (its message and detail), or as the client
 /// saw it (the connection's trouble).
-fn pg_message(e: &::postgres::Error) -> String {
+fn pg_message(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => match db.detail() {
             Some(detail) => format!("{} ({detail})", db.message()),

@@ -36,17 +36,19 @@ impl<B: Backend> EventStore for B {
     }
 }
 
-/// Inserts events, a few to a statement. Returns their numbers, in order.
-pub(super) fn insert_events(db: &mut dyn Db, events: &[&Event]) -> Result<Vec<i64>, StoreError> {
+/// Inserts events, a few to a statement. Returns their numbers, in order. `last`: they
+/// are the transaction's last statements (see `Db::query_last`).
+pub(super) fn insert_events(db: &mut dyn Db, events: &[&Event], last: bool) -> Result<Vec<i64>, StoreError> {
     let mut seqs = Vec::with_capacity(events.len());
     if events.is_empty() {
         return Ok(seqs);
     }
     let d = db.dialect();
     if let Some(lock) = d.lock_events {
-        db.query(lock, params![])?;
+        db.defer(lock, params![])?;
     }
-    for chunk in events.chunks(d.event_rows) {
+    let chunks = events.len().div_ceil(d.event_rows);
+    for (c, chunk) in events.chunks(d.event_rows).enumerate() {
         let rows: Vec<String> = (0..chunk.len())
             .map(|k| format!("(?{}, ?{}, ?{}, ?{}, ?{})", 5 * k + 1, 5 * k + 2, 5 * k + 3, 5 * k + 4, 5 * k + 5))
             .collect();
@@ -62,7 +64,10 @@ pub(super) fn insert_events(db: &mut dyn Db, events: &[&Event]) -> Result<Vec<i6
             values.extend_from_slice(params![event.deployment, names[k], nodes[k], data[k], event.ts]);
         }
         let first = seqs.len();
-        seqs.extend(db.query(&d.notifying(insert), &values)?.iter().map(|r| r.int(0)));
+        let insert = d.notifying(insert);
+        let stored =
+            if last && c + 1 == chunks { db.query_last(&insert, &values)? } else { db.query(&insert, &values)? };
+        seqs.extend(stored.iter().map(|r| r.int(0)));
         seqs[first..].sort_unstable();
     }
     Ok(seqs)
@@ -79,5 +84,5 @@ pub(super) fn insert_run_event(
     kind: crate::event::EventKind,
 ) -> Result<(), StoreError> {
     let event = super::rows::run_event(run, phase, progress, at, kind);
-    insert_events(db, &[&event]).map(drop)
+    insert_events(db, &[&event], false).map(drop)
 }

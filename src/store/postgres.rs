@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use super::StoreError;
 use super::backend::Backend;
-use super::sql::{Db, Pg};
+use super::sql::Db;
 pub(crate) use conn::client;
 use conn::{Conn, Link};
 
@@ -49,34 +49,24 @@ impl Backend for PgStore {
     }
 
     fn direct<R: Send>(&self, mut f: impl FnMut(&mut dyn Db) -> Result<R, StoreError> + Send) -> Result<R, StoreError> {
-        self.call(|c| f(&mut Pg { client: &mut c.client, statements: &mut c.statements }))
+        self.call(|c| c.pg.direct(&mut f))
     }
 
     fn transaction<R: Send>(
         &mut self,
         mut f: impl FnMut(&mut dyn Db) -> Result<R, StoreError> + Send,
     ) -> Result<R, StoreError> {
-        self.call(|c| {
-            let mut tx = c.client.transaction()?;
-            let result = f(&mut Pg { client: &mut tx, statements: &mut c.statements })?;
-            tx.commit()?;
-            Ok(result)
-        })
+        self.call(|c| c.pg.transaction(&mut f))
     }
 
     /// Waits for the writers' `NOTIFY` (or a second at most).
     fn wait(&self, _poll: std::time::Duration) {
         let waited = self.call(|c| {
             if !c.listening {
-                c.client.batch_execute("LISTEN phased_events")?;
+                c.pg.batch_execute("LISTEN phased_events")?;
                 c.listening = true;
             }
-            use ::postgres::fallible_iterator::FallibleIterator;
-            let mut notifications = c.client.notifications();
-            if notifications.timeout_iter(std::time::Duration::from_secs(1)).next()?.is_some() {
-                // Those that came meanwhile are the same news.
-                while notifications.iter().next()?.is_some() {}
-            }
+            c.pg.wait_notified(std::time::Duration::from_secs(1))?;
             Ok(())
         });
         if waited.is_err() {

@@ -11,7 +11,7 @@ mod pg;
 use serde_json::Value;
 
 pub(crate) use lite::Lite;
-pub(crate) use pg::Pg;
+pub(crate) use pg::PgConn;
 
 use super::StoreError;
 
@@ -159,6 +159,19 @@ pub(crate) trait Db {
     fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError>;
 
     fn query(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError>;
+
+    /// Runs a statement whose count nobody reads. In a PostgreSQL transaction it waits
+    /// and goes with the next statement whose answer is read, or with the `COMMIT`
+    /// (pipelined: one round trip for all); its error, if any, comes then.
+    fn defer(&mut self, sql: &str, params: &[Param<'_>]) -> Result<(), StoreError> {
+        self.execute(sql, params).map(drop)
+    }
+
+    /// Runs the transaction's last statement: in a PostgreSQL transaction its `COMMIT`
+    /// goes in the same round trip. Nothing may follow it in the transaction.
+    fn query_last(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
+        self.query(sql, params)
+    }
 }
 
 impl dyn Db + '_ {

@@ -2,15 +2,14 @@
 //! the schema migrated) on open, connected again when the server went away, and its
 //! prepared statements cached (by `sql::Pg`).
 //!
-//! The `postgres` client blocks on a runtime of its own, which tokio forbids on a
-//! thread that is driving async tasks: a store is only called where none is driven
-//! (`crate::seam`: a thread running its async work with `seam::block_on`, or a thread
-//! of the server's pool), so a call runs on the caller's thread.
+//! The connection (`sql::PgConn`) blocks on a runtime of its own, which tokio forbids
+//! on a thread that is driving async tasks: a store is only called where none is
+//! driven (`crate::seam`: a thread running its async work with `seam::block_on`, or a
+//! thread of the server's pool), so a call runs on the caller's thread.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use postgres::{Client, Statement};
+use super::super::sql::{PgConn, params};
 
 use super::super::StoreError;
 use super::super::migrations::POSTGRES as MIGRATIONS;
@@ -25,16 +24,14 @@ const MIGRATE_LOCK: i64 = 0x7068_6173_0001;
 const RECONNECT_FOR: Duration = Duration::from_secs(30);
 
 pub(super) struct Conn {
-    pub(super) client: Client,
-    pub(super) statements: HashMap<String, Statement>,
+    pub(super) pg: PgConn,
     /// Whether this connection listens for `phased_events` (a new one does not).
     pub(super) listening: bool,
 }
 
 impl Conn {
     pub(super) fn connect(url: &str) -> Result<Conn, StoreError> {
-        let client = client(url)?;
-        let mut conn = Conn { client, statements: HashMap::new(), listening: false };
+        let mut conn = Conn { pg: connect(url)?, listening: false };
         // Once per database and process: a worker connects for every run it takes.
         static MIGRATED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
         let mut migrated = MIGRATED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -45,35 +42,64 @@ impl Conn {
         Ok(conn)
     }
 
+    /// In one transaction: a migration's file holds several statements, which only the
+    /// simple protocol (`batch_execute`) runs.
     fn migrate(&mut self, url: &str) -> Result<(), StoreError> {
-        let mut tx = self.client.transaction()?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])?;
-        tx.batch_execute("CREATE TABLE IF NOT EXISTS phased_schema (version INTEGER NOT NULL)")?;
-        let found: i64 =
-            tx.query_opt("SELECT version FROM phased_schema", &[])?.map_or(0, |r| i64::from(r.get::<_, i32>(0)));
+        self.pg.batch_execute("BEGIN")?;
+        let migrated = self.migrate_in_transaction(url);
+        match &migrated {
+            Ok(()) => self.pg.batch_execute("COMMIT")?,
+            Err(_) => {
+                let _ = self.pg.batch_execute("ROLLBACK");
+            }
+        }
+        migrated
+    }
+
+    fn migrate_in_transaction(&mut self, url: &str) -> Result<(), StoreError> {
+        let found = self.pg.direct(|db| {
+            db.execute("SELECT pg_advisory_xact_lock(?1)", params![MIGRATE_LOCK])?;
+            db.execute("CREATE TABLE IF NOT EXISTS phased_schema (version INTEGER NOT NULL)", params![])?;
+            Ok(db.query_opt("SELECT version FROM phased_schema", params![])?.map_or(0, |r| r.int(0)))
+        })?;
         let supported = MIGRATIONS.len() as i64;
         if found > supported {
             return Err(StoreError::TooNew { path: crate::paths::redact_url(url).into(), found, supported });
         }
         for migration in MIGRATIONS.iter().skip(found as usize) {
-            tx.batch_execute(migration)?;
+            self.pg.batch_execute(migration)?;
         }
         if found < supported {
-            tx.execute("DELETE FROM phased_schema", &[])?;
-            tx.execute("INSERT INTO phased_schema (version) VALUES ($1)", &[&(supported as i32)])?;
+            self.pg.direct(|db| {
+                db.execute("DELETE FROM phased_schema", params![])?;
+                db.execute("INSERT INTO phased_schema (version) VALUES (?1)", params![supported])?;
+                Ok(())
+            })?;
         }
-        tx.commit()?;
         Ok(())
     }
 }
 
-/// A client of the database at `url` (no schema check).
-pub(crate) fn client(url: &str) -> Result<Client, StoreError> {
-    let mut config: postgres::Config =
+/// The config of the database at `url`, named `phased` to the server.
+fn config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    let mut config: tokio_postgres::Config =
         url.parse().map_err(|e| StoreError::Url { url: crate::paths::redact_url(url), source: e })?;
     if config.get_application_name().is_none() {
         config.application_name("phased");
     }
+    Ok(config)
+}
+
+/// A connection to the database at `url` (no schema check).
+fn connect(url: &str) -> Result<PgConn, StoreError> {
+    PgConn::connect(&config(url)?, tls()?)
+        .map_err(|e| StoreError::Connect { url: crate::paths::redact_url(url), source: e })
+}
+
+/// A blocking client of the database at `url` (no schema check), for a one-off
+/// command's bulk copy (`store::copy`).
+pub(crate) fn client(url: &str) -> Result<postgres::Client, StoreError> {
+    let config = postgres::Config::from(config(url)?);
     config.connect(tls()?).map_err(|e| StoreError::Connect { url: crate::paths::redact_url(url), source: e })
 }
 
@@ -130,7 +156,7 @@ impl Link {
     pub(super) fn open(url: &str) -> Result<Link, StoreError> {
         let kept = {
             let mut idle = idle();
-            let at = idle.iter().position(|(u, c)| u == url && !c.client.is_closed());
+            let at = idle.iter().position(|(u, c)| u == url && !c.pg.is_closed());
             at.map(|at| idle.swap_remove(at).1)
         };
         let conn = match kept {
@@ -148,7 +174,7 @@ impl Link {
         let (url, slot) = (&self.url, &mut self.conn);
         loop {
             let conn = match slot {
-                Some(conn) if !conn.client.is_closed() => conn,
+                Some(conn) if !conn.pg.is_closed() => conn,
                 _ => {
                     *slot = None;
                     match Conn::connect(url) {
@@ -179,7 +205,7 @@ impl Drop for Link {
     fn drop(&mut self) {
         let Some(conn) = self.conn.take() else { return };
         // A listening connection would gather notifications nobody reads.
-        if !conn.listening && !conn.client.is_closed() {
+        if !conn.listening && !conn.pg.is_closed() {
             let mut idle = idle();
             if idle.len() < IDLE_MAX {
                 idle.push((self.url.clone(), conn));

@@ -115,6 +115,34 @@ fn a_diamond_runs_in_order_with_b_and_c_in_parallel_and_monotonic_progress() {
     assert_eq!(history.last().unwrap().0, "ACTIVE");
 }
 
+/// A chain of `noop` nodes is written in few batches, each holding many history rows
+/// and checkpoints (written a few rows to a statement): the history is still numbered
+/// 1, 2, ... with no gap, in the order the nodes ran, on both stores.
+#[test]
+fn a_long_batch_numbers_the_history_without_gaps_in_the_order_nodes_ran() {
+    let env = Env::new();
+    let mut text = String::from("version: 1\nname: long\nnodes:\n");
+    for i in 0..90 {
+        let phase = ["BUILDING", "COPYING_FILES", "UPDATING_ROUTES"][i % 3];
+        text.push_str(&format!("  n{i}:\n    phase: {phase}\n    uses: noop\n"));
+        if i > 0 {
+            text.push_str(&format!("    needs: [n{}]\n", i - 1));
+        }
+    }
+    let file = env.write("long.yaml", &text);
+    let out = env.run(&["run", file.to_str().unwrap(), "--id", "long", "-q"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let rows = env.sql("SELECT seq, node FROM phase_history WHERE deployment_id = 'long' ORDER BY seq");
+    let seqs: Vec<i64> = rows.iter().map(|r| r[0].as_deref().unwrap().parse().unwrap()).collect();
+    assert!(seqs.len() > 90, "a history row a node at least: {}", seqs.len());
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "numbered 1, 2, ... with no gap");
+    let nodes: Vec<usize> = rows.iter().filter_map(|r| r[1].as_deref()?.strip_prefix('n')?.parse().ok()).collect();
+    assert!(nodes.windows(2).all(|w| w[0] <= w[1]), "in the order the nodes ran: {nodes:?}");
+    assert_eq!((nodes.first(), nodes.last()), (Some(&0), Some(&89)));
+    let done = env.sql("SELECT count(*) FROM node_checkpoints WHERE deployment_id = 'long' AND status = 'succeeded'");
+    assert_eq!(done[0][0].as_deref(), Some("90"));
+}
+
 #[test]
 fn a_flaky_node_is_retried_with_backoff_then_succeeds() {
     let env = Env::new();

@@ -56,8 +56,9 @@ fn make_private(path: &Path) {
 
 impl SqliteStore {
     fn new(conn: Connection, path: &Path) -> SqliteStore {
-        // Every statement is prepared once and kept: the store has a few dozen.
-        conn.set_prepared_statement_cache_capacity(128);
+        // Every statement is prepared once and kept: the store has a few dozen, and the
+        // batch writes one per row count (`write::ROWS`, events a few more).
+        conn.set_prepared_statement_cache_capacity(256);
         // And stays prepared. Without the query planner stability guarantee, SQLite
         // plans some statements for the values bound (`deployment_id = ?1` in the
         // history insert's sub-select), and a cached statement's cleared bindings then

@@ -7,8 +7,8 @@
 use serde_json::Value;
 
 use super::columns::list;
-use super::sql::{Db, params};
-use super::{StoreError, Write};
+use super::sql::{Db, Param, ToParam, params};
+use super::{NodeRow, StoreError, Write};
 
 /// The latest state of a run's row within one batch.
 #[derive(Default)]
@@ -35,19 +35,16 @@ impl<'a> RowState<'a> {
 pub(super) fn write(db: &mut dyn Db, batch: &[Write]) -> Result<Vec<i64>, StoreError> {
     let mut latest: Vec<(&str, RowState)> = Vec::new();
     let mut events = Vec::new();
+    // Written a few rows to a statement, after the heartbeat.
+    let (mut history, mut nodes) = (Vec::new(), Vec::new());
     let superseded = super::rows::superseded_checkpoints(batch);
     for (i, write) in batch.iter().enumerate() {
         match write {
             // A later write of the same checkpoint in this batch replaces it.
             Write::Node(_) if superseded[i] => {}
             // A run's history is numbered 1, 2, ... (only its lease holder writes it).
-            Write::Phase { run, phase, progress, metadata, node, at } => {
-                db.defer(
-                    "INSERT INTO phase_history (deployment_id, seq, phase, progress, metadata, node, created_at) \
-                     VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM phase_history WHERE deployment_id = ?1), \
-                     ?2, ?3, ?4, ?5, ?6)",
-                    params![run, phase, *progress, metadata, node, at],
-                )?;
+            Write::Phase { run, phase, progress, metadata, at, .. } => {
+                history.push(write);
                 let state = RowState::of(&mut latest, run);
                 state.phase = Some((phase, *progress, at));
                 state.metadata = Some(metadata);
@@ -69,26 +66,10 @@ pub(super) fn write(db: &mut dyn Db, batch: &[Write]) -> Result<Vec<i64>, StoreE
             Write::Queue { run, target } => {
                 db.defer("UPDATE deployments SET status = 'queued', target = ?2 WHERE id = ?1", params![run, target])?;
             }
-            Write::Node(n) => {
-                db.defer(
-                    "INSERT INTO node_checkpoints (deployment_id, node, status, attempt, outputs, error, started_at, \
-                     finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-                     ON CONFLICT (deployment_id, node) DO UPDATE SET status = excluded.status, attempt = excluded.attempt, \
-                     outputs = excluded.outputs, error = excluded.error, started_at = excluded.started_at, \
-                     finished_at = excluded.finished_at",
-                    params![
-                        n.run,
-                        n.node,
-                        n.status.as_str(),
-                        n.attempt,
-                        n.outputs.as_ref().map(Value::to_string),
-                        n.error,
-                        n.started_at,
-                        n.finished_at
-                    ],
-                )?;
-            }
-            Write::ResetNodes { run, nodes, prefixes } => {
+            Write::Node(n) => nodes.push(n),
+            Write::ResetNodes { run, nodes: forgotten, prefixes } => {
+                // After the checkpoints written before it, before those after it.
+                upsert_nodes(db, &std::mem::take(&mut nodes))?;
                 let d = db.dialect();
                 let sql = format!(
                     "DELETE FROM node_checkpoints WHERE deployment_id = ?1 AND (node IN (SELECT p.value FROM {}) \
@@ -96,7 +77,7 @@ pub(super) fn write(db: &mut dyn Db, batch: &[Write]) -> Result<Vec<i64>, StoreE
                     d.list("?2"),
                     d.list("?3")
                 );
-                db.defer(&sql, params![run, list(nodes), list(prefixes)])?;
+                db.defer(&sql, params![run, list(forgotten), list(prefixes)])?;
             }
             Write::Reloaded { run, snapshot_id, inputs } => {
                 db.defer(
@@ -124,6 +105,8 @@ pub(super) fn write(db: &mut dyn Db, batch: &[Write]) -> Result<Vec<i64>, StoreE
             }
         }
     }
+    insert_history(db, &history)?;
+    upsert_nodes(db, &nodes)?;
     for (run, state) in latest {
         let Some((phase, progress, at)) = state.phase else { continue };
         db.defer(
@@ -134,4 +117,97 @@ pub(super) fn write(db: &mut dyn Db, batch: &[Write]) -> Result<Vec<i64>, StoreE
         )?;
     }
     super::events::insert_events(db, &events, true)
+}
+
+/// Rows a statement writes at most (each count is a statement of its own, prepared once).
+const ROWS: usize = 32;
+
+/// `(?a, ?b, ...), (...)`: `rows` rows of `columns` placeholders, where `row(k, first)`
+/// writes the row whose first placeholder is `first`.
+fn values(rows: usize, columns: usize, row: impl Fn(usize) -> String) -> String {
+    (0..rows).map(|k| row(k * columns + 1)).collect::<Vec<_>>().join(", ")
+}
+
+/// History rows, a few to a statement. A run's are numbered on from its last one:
+/// each row's sub-select sees the table as it was before the statement (on both
+/// databases), so the k-th row of a run in the statement takes that run's last number
+/// plus k.
+fn insert_history(db: &mut dyn Db, history: &[&Write]) -> Result<(), StoreError> {
+    for chunk in history.chunks(ROWS) {
+        let row = |p: usize| {
+            format!(
+                "(?{p}, (SELECT COALESCE(MAX(seq), 0) FROM phase_history WHERE deployment_id = ?{p}) + ?{}, \
+                 ?{}, ?{}, ?{}, ?{}, ?{})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6
+            )
+        };
+        let sql = format!(
+            "INSERT INTO phase_history (deployment_id, seq, phase, progress, metadata, node, created_at) VALUES {}",
+            values(chunk.len(), 7, row)
+        );
+        let mut taken: Vec<(&str, i64)> = Vec::new();
+        let mut params = Vec::with_capacity(chunk.len() * 7);
+        for write in chunk {
+            let Write::Phase { run, phase, progress, metadata, node, at } = write else { continue };
+            let k = match taken.iter_mut().find(|(r, _)| r == run) {
+                Some((_, k)) => {
+                    *k += 1;
+                    *k
+                }
+                None => {
+                    taken.push((run, 1));
+                    1
+                }
+            };
+            params.extend([
+                run.param(),
+                Param::Int(k),
+                phase.param(),
+                Param::Int(i64::from(*progress)),
+                metadata.param(),
+                node.param(),
+                at.param(),
+            ]);
+        }
+        db.defer(&sql, &params)?;
+    }
+    Ok(())
+}
+
+/// Checkpoints, a few to a statement (none twice: a batch keeps a checkpoint's last
+/// write only).
+fn upsert_nodes(db: &mut dyn Db, nodes: &[&NodeRow]) -> Result<(), StoreError> {
+    for chunk in nodes.chunks(ROWS) {
+        let row = |p: usize| {
+            format!("(?{p}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7)
+        };
+        let sql = format!(
+            "INSERT INTO node_checkpoints (deployment_id, node, status, attempt, outputs, error, started_at, \
+             finished_at) VALUES {} ON CONFLICT (deployment_id, node) DO UPDATE SET status = excluded.status, \
+             attempt = excluded.attempt, outputs = excluded.outputs, error = excluded.error, \
+             started_at = excluded.started_at, finished_at = excluded.finished_at",
+            values(chunk.len(), 8, row)
+        );
+        let outputs: Vec<Option<String>> = chunk.iter().map(|n| n.outputs.as_ref().map(Value::to_string)).collect();
+        let mut params = Vec::with_capacity(chunk.len() * 8);
+        for (n, outputs) in chunk.iter().zip(&outputs) {
+            params.extend([
+                n.run.param(),
+                n.node.param(),
+                Param::Text(n.status.as_str()),
+                Param::Int(i64::from(n.attempt)),
+                outputs.param(),
+                n.error.param(),
+                n.started_at.param(),
+                n.finished_at.param(),
+            ]);
+        }
+        db.defer(&sql, &params)?;
+    }
+    Ok(())
 }

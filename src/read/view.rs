@@ -131,10 +131,15 @@ pub fn graph_json(store: &dyn Store, id: &str) -> Result<Option<Value>, StoreErr
     let Ok(plan) = crate::engine::snapshot::Snapshot::from_json(&files).compile() else {
         return Ok(Some(json!({"run": id, "nodes": []})));
     };
-    let recorded = crate::engine::Recorded::of(&checkpoints);
-    let mut graph = Graph { recorded: &recorded, nodes: Vec::new(), plans: vec![GraphPlan::default()] };
-    let Ok(()) = walk(&plan, &mut graph);
-    Ok(Some(json!({"run": id, "nodes": graph.nodes})))
+    let nodes = graph_nodes(&plan, &crate::engine::Recorded::of(&checkpoints));
+    Ok(Some(json!({"run": id, "nodes": nodes})))
+}
+
+/// The nodes of [`graph_json`]: the instances of `plan` a run recorded.
+fn graph_nodes(plan: &crate::plan::Plan, recorded: &crate::engine::Recorded<'_>) -> Vec<Value> {
+    let mut graph = Graph { recorded, nodes: Vec::new(), plans: vec![GraphPlan::default()] };
+    let Ok(()) = walk(plan, &mut graph);
+    graph.nodes
 }
 
 /// The graph of a run, drawn as its instances are walked.
@@ -206,5 +211,75 @@ impl Visit for Graph<'_> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+    use crate::compiler::Compiler;
+    use crate::engine::Recorded;
+    use crate::model::NodeRow;
+    use crate::source::Source;
+
+    const FLEET: &str = "version: 1\nname: fleet\nnodes:\n  \
+        hosts: {foreach: '{{ [\"a\", \"b\"] }}', pipeline: host}\n  \
+        report: {phase: HEALTH_CHECK, needs: [hosts], uses: noop}\n";
+    const HOST: &str = "version: 1\nname: host\nnodes:\n  \
+        source: {pipeline: {select: \"{{ inputs.kind }}\", from: {git: git, upload: upload}}}\n  \
+        check: {phase: HEALTH_CHECK, needs: [source], uses: noop}\ninputs: {kind: {type: string}}\n";
+    const GIT: &str = "version: 1\nname: git\nnodes:\n  clone: {phase: PULLING_SOURCE, uses: noop}\n";
+    const UPLOAD: &str = "version: 1\nname: upload\nnodes:\n  \
+        unpack: {phase: PULLING_SOURCE, uses: noop}\n  verify: {phase: PULLING_SOURCE, needs: [unpack], uses: noop}\n";
+
+    fn recorded(node: &str, outputs: Value) -> NodeRow {
+        NodeRow {
+            run: "r".into(),
+            node: node.into(),
+            status: NodeStatus::Running,
+            attempt: 1,
+            outputs: Some(outputs),
+            error: None,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    #[test]
+    fn the_graph_draws_each_item_with_the_alternative_it_took_and_what_follows_their_last_nodes() {
+        let subs = [("host", HOST), ("git", GIT), ("upload", UPLOAD)];
+        let catalog = Catalog::new()
+            .with_sources(subs.iter().map(|(n, t)| (n.to_string(), Source::new(format!("{n}.yaml"), *t))));
+        let plan = Compiler::new(&catalog).compile(&Source::new("fleet.yaml", FLEET)).expect("compiles");
+        let rows = [
+            recorded("hosts", json!({"$items": ["a", "b"]})),
+            recorded("hosts[a].source", json!({"$selected": "git"})),
+            recorded("hosts[b].source", json!({"$selected": "upload"})),
+        ];
+        let nodes = graph_nodes(&plan, &Recorded::of(&rows));
+        let drawn: Vec<String> = nodes
+            .iter()
+            .map(|n| {
+                let after: Vec<&str> = n["after"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+                format!("{} {} in {} after {}", n["id"], n["uses"], n["parent"], after.join(","))
+            })
+            .collect();
+        assert_eq!(
+            drawn,
+            [
+                r#""hosts" "host" in null after "#,
+                r#""hosts[a]" "host" in "hosts" after hosts"#,
+                r#""hosts[a].source" "git" in "hosts[a]" after hosts[a]"#,
+                r#""hosts[a].source.clone" "noop" in "hosts[a].source" after hosts[a].source"#,
+                r#""hosts[a].check" "noop" in "hosts[a]" after hosts[a].source.clone"#,
+                r#""hosts[b]" "host" in "hosts" after hosts"#,
+                r#""hosts[b].source" "upload" in "hosts[b]" after hosts[b]"#,
+                r#""hosts[b].source.unpack" "noop" in "hosts[b].source" after hosts[b].source"#,
+                r#""hosts[b].source.verify" "noop" in "hosts[b].source" after hosts[b].source.unpack"#,
+                r#""hosts[b].check" "noop" in "hosts[b]" after hosts[b].source.verify"#,
+                r#""report" "noop" in null after hosts[a].check,hosts[b].check"#,
+            ]
+        );
     }
 }

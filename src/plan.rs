@@ -16,6 +16,8 @@ use crate::raw::InputType;
 use crate::source::{Source, Span};
 use crate::template::{Block, Template, Templates};
 
+pub(crate) mod walk;
+
 #[derive(Debug)]
 pub struct Plan {
     pub(crate) name: String,
@@ -413,9 +415,14 @@ impl SubPipeline {
 
     /// Every alternative's plan.
     pub(crate) fn plans(&self) -> Vec<&Arc<Plan>> {
+        self.named().into_iter().map(|(_, plan)| plan).collect()
+    }
+
+    /// Every alternative: its pipeline's name and plan.
+    pub(crate) fn named(&self) -> Vec<(&str, &Arc<Plan>)> {
         match self {
-            SubPipeline::Fixed { plan, .. } => vec![plan],
-            SubPipeline::Select { from, .. } => from.values().map(|(_, plan)| plan).collect(),
+            SubPipeline::Fixed { name, plan } => vec![(name, plan)],
+            SubPipeline::Select { from, .. } => from.values().map(|(name, plan)| (name.as_str(), plan)).collect(),
         }
     }
 }

@@ -6,14 +6,14 @@
 //! node never recorded makes the reload refuse, naming both.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
 use super::core::{Recorded, rerun_set};
 use crate::model::{NodePath, NodeRow, NodeStatus};
-use crate::plan::{NodeKind, Plan, SubPipeline};
+use crate::plan::Plan;
+use crate::plan::walk::{self, Inside, Instance};
 
 /// What reloading a run's pipeline does to it.
 #[derive(Debug)]
@@ -98,15 +98,15 @@ pub fn compare(
             && checkpoints.get(&id).is_some_and(|c| matches!(c.status, NodeStatus::Succeeded | NodeStatus::Skipped))
     };
     let mut readers = Vec::new();
-    walk(new, &NodePath::root(), &recorded, &mut |at, _, node| {
-        let path = at.join(&node.id);
-        if !kept(&path) {
+    walk::each(new, |at| {
+        if !kept(at.path) {
             readers.push((
-                path.to_string(),
-                at.clone(),
-                node.templates().into_iter().flat_map(|t| t.variables.clone()).collect(),
+                at.path.to_string(),
+                at.parent.clone(),
+                at.node.templates().into_iter().flat_map(|t| t.variables.clone()).collect(),
             ));
         }
+        written_inside(&recorded, at)
     });
     let mut root_reads = Vec::new();
     for block in new.outputs.values() {
@@ -142,31 +142,15 @@ pub fn compare(
 /// Each node's definition by qualified id, in plan order; a sub-pipeline's nodes
 /// follow it (of the alternative it recorded, for a `select`).
 fn definitions(plan: &Plan, recorded: &Recorded<'_>, out: &mut IndexMap<NodePath, Value>) {
-    walk(plan, &NodePath::root(), recorded, &mut |at, plan, node| {
-        out.insert(at.join(&node.id), node.definition(plan));
+    walk::each(plan, |at| {
+        out.insert(at.path.clone(), at.node.definition(at.plan));
+        written_inside(recorded, at)
     });
 }
 
-/// Visits each node of `plan` (the plan of the node at `at`) with where it sits, and
-/// the nodes of its sub-pipeline after it.
-fn walk<'p>(
-    plan: &'p Plan,
-    at: &NodePath,
-    recorded: &Recorded<'_>,
-    visit: &mut dyn FnMut(&NodePath, &'p Plan, &'p crate::plan::PlanNode),
-) {
-    for &i in &plan.order {
-        let node = &plan.nodes[i];
-        visit(at, plan, node);
-        if let NodeKind::Pipeline(sub) = &node.kind {
-            let path = at.join(&node.id);
-            let child: Option<&Arc<Plan>> = match sub {
-                SubPipeline::Fixed { plan, .. } => Some(plan),
-                SubPipeline::Select { .. } => recorded.alternative(&path).and_then(|name| sub.by_name(name)),
-            };
-            if let Some(child) = child {
-                walk(child, &path, recorded, visit);
-            }
-        }
-    }
+/// What a reload compares inside a node: the nodes of its sub-pipeline (of the
+/// alternative the run recorded, for a `select`), as written: a `foreach` node's once,
+/// under its own id, not one copy per item.
+fn written_inside(recorded: &Recorded<'_>, at: &Instance<'_>) -> Inside {
+    Inside::pipeline(at.node, || recorded.alternative(at.path))
 }

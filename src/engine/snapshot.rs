@@ -10,7 +10,8 @@ use sha2::{Digest, Sha256};
 use crate::catalog::Catalog;
 use crate::compiler::Compiler;
 use crate::diagnostic::Diagnostic;
-use crate::plan::{NodeKind, Plan, SubPipeline};
+use crate::plan::walk::{self, Inside};
+use crate::plan::{NodeKind, Plan};
 use crate::source::Source;
 
 /// The key of the root file among a snapshot's files.
@@ -80,26 +81,31 @@ impl Snapshot {
     }
 }
 
+/// Adds the files of the pipelines `plan` runs: its rollback pipeline and every
+/// alternative of every sub-pipeline, theirs too, each once (by name).
 fn collect(plan: &Plan, files: &mut BTreeMap<String, Arc<Source>>) {
-    // The rollback pipeline too: a release is rolled back the way it was deployed.
+    rollback(plan, files);
+    walk::each(plan, |at| {
+        let NodeKind::Pipeline(sub) = &at.node.kind else { return Inside::Nothing };
+        // Every alternative; the walk goes into those not met before.
+        let mut new = Vec::new();
+        for (name, child) in sub.named() {
+            if !files.contains_key(name) {
+                files.insert(name.to_string(), Arc::clone(&child.source));
+                rollback(child, files);
+                new.push(Arc::clone(child));
+            }
+        }
+        Inside::Pipelines(new)
+    });
+}
+
+/// The rollback pipeline too: a release is rolled back the way it was deployed.
+fn rollback(plan: &Plan, files: &mut BTreeMap<String, Arc<Source>>) {
     if let Some((name, rollback)) = &plan.rollback
         && !files.contains_key(name)
     {
         files.insert(name.clone(), Arc::clone(&rollback.source));
         collect(rollback, files);
-    }
-    for node in &plan.nodes {
-        if let NodeKind::Pipeline(sub) = &node.kind {
-            let children: Vec<(&String, &Arc<Plan>)> = match sub {
-                SubPipeline::Fixed { name, plan } => vec![(name, plan)],
-                SubPipeline::Select { from, .. } => from.values().map(|(name, plan)| (name, plan)).collect(),
-            };
-            for (name, child) in children {
-                if !files.contains_key(name) {
-                    files.insert(name.clone(), Arc::clone(&child.source));
-                    collect(child, files);
-                }
-            }
-        }
     }
 }

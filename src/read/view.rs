@@ -1,9 +1,14 @@
 //! What a run looks like from outside: the JSON of `phased status ID --format json`,
 //! of the API's `/api/v1/runs/{id}`, and the row of a run in a list.
 
+use std::collections::HashSet;
+use std::convert::Infallible;
 use std::time::SystemTime;
 
 use serde_json::{Value, json};
+
+use crate::plan::walk::{Inside, Instance, Visit, walk};
+use crate::plan::{NodeKind, SubPipeline};
 
 use crate::store::{NodeStatus, RunRow, RunStatus, Store, StoreError};
 
@@ -126,66 +131,155 @@ pub fn graph_json(store: &dyn Store, id: &str) -> Result<Option<Value>, StoreErr
     let Ok(plan) = crate::engine::snapshot::Snapshot::from_json(&files).compile() else {
         return Ok(Some(json!({"run": id, "nodes": []})));
     };
-    let recorded = crate::engine::Recorded::of(&checkpoints);
-    let mut nodes = Vec::new();
-    graph_of(&plan, &crate::model::NodePath::root(), None, &recorded, &mut nodes);
+    let nodes = graph_nodes(&plan, &crate::engine::Recorded::of(&checkpoints));
     Ok(Some(json!({"run": id, "nodes": nodes})))
 }
 
-/// Adds `plan`'s nodes to `out`; returns the ids of its last nodes (those nothing in it
-/// needs), as they appear from outside: a sub-pipeline node by its own last nodes.
-fn graph_of(
-    plan: &crate::plan::Plan,
-    at: &crate::model::NodePath,
-    parent: Option<&str>,
-    recorded: &crate::engine::Recorded<'_>,
-    out: &mut Vec<Value>,
-) -> Vec<String> {
-    use crate::plan::{NodeKind, SubPipeline};
-    // Per node of this plan: the ids that stand for it when something comes after it.
-    let mut ends: Vec<Vec<String>> = vec![Vec::new(); plan.nodes.len()];
-    for &i in &plan.order {
-        let node = &plan.nodes[i];
-        let path = at.join(&node.id);
-        let id = path.to_string();
-        let mut after: Vec<String> = node.needs.iter().flat_map(|&n| ends[n].clone()).collect();
+/// The nodes of [`graph_json`]: the instances of `plan` a run recorded.
+fn graph_nodes(plan: &crate::plan::Plan, recorded: &crate::engine::Recorded<'_>) -> Vec<Value> {
+    let mut graph = Graph { recorded, nodes: Vec::new(), plans: vec![GraphPlan::default()] };
+    let Ok(()) = walk(plan, &mut graph);
+    graph.nodes
+}
+
+/// The graph of a run, drawn as its instances are walked.
+struct Graph<'r> {
+    recorded: &'r crate::engine::Recorded<'r>,
+    nodes: Vec<Value>,
+    /// One per plan the walk is inside, the top one first.
+    plans: Vec<GraphPlan>,
+}
+
+/// A plan the walk is inside.
+#[derive(Default)]
+struct GraphPlan {
+    /// The node it is inside.
+    parent: Option<String>,
+    /// Per node of the plan (from its first node on): the ids that stand for it when
+    /// something comes after it.
+    ends: Vec<Vec<String>>,
+    /// The nodes of the plan that another one needs.
+    needed: HashSet<usize>,
+}
+
+impl Visit for Graph<'_> {
+    type Error = Infallible;
+
+    /// Adds the node; a sub-pipeline's first nodes come after it.
+    fn enter(&mut self, at: &Instance<'_>) -> Result<Inside, Infallible> {
+        let here = self.plans.last_mut().expect("the plan the walk is in");
+        if here.ends.is_empty() {
+            here.ends = vec![Vec::new(); at.plan.nodes.len()];
+            here.needed = at.plan.nodes.iter().flat_map(|n| n.needs.iter().copied()).collect();
+        }
+        let node = at.node;
+        let id = at.path.to_string();
+        let mut after: Vec<String> = node.needs.iter().flat_map(|&n| here.ends[n].clone()).collect();
         if node.needs.is_empty()
-            && let Some(parent) = parent
+            && let Some(parent) = &here.parent
         {
-            after.push(parent.to_string());
+            after.push(parent.clone());
         }
         let uses = match &node.kind {
             NodeKind::Action(action) => action.name.to_string(),
             NodeKind::Pipeline(SubPipeline::Fixed { name, .. }) => name.clone(),
             NodeKind::Pipeline(SubPipeline::Select { .. }) => {
-                recorded.alternative(&path).unwrap_or("select").to_string()
+                self.recorded.alternative(at.path).unwrap_or("select").to_string()
             }
         };
-        out.push(json!({"id": id, "phase": node.phase, "uses": uses, "parent": parent, "after": after}));
-        ends[i] = vec![id.clone()];
-        // The items of a `foreach`, once it recorded them, inside its node.
-        if node.foreach.is_some() {
-            if let Some(keys) = recorded.items(&path) {
-                let last = graph_of(&plan.fan_out(i, &keys), &path, Some(&id), recorded, out);
-                if !last.is_empty() {
-                    ends[i] = last;
-                }
-            }
-            continue;
+        self.nodes.push(json!({"id": id, "phase": node.phase, "uses": uses, "parent": here.parent, "after": after}));
+        here.ends[at.index] = vec![id.clone()];
+        // The items of a `foreach` once it recorded them, or the sub-pipeline it runs.
+        let inside = self.recorded.inside(at);
+        if !matches!(inside, Inside::Nothing) {
+            self.plans.push(GraphPlan { parent: Some(id), ..GraphPlan::default() });
         }
-        if let NodeKind::Pipeline(sub) = &node.kind {
-            let child = match sub {
-                SubPipeline::Fixed { plan, .. } => Some(plan),
-                SubPipeline::Select { .. } => recorded.alternative(&path).and_then(|name| sub.by_name(name)),
-            };
-            if let Some(child) = child {
-                let last = graph_of(child, &path, Some(&id), recorded, out);
-                if !last.is_empty() {
-                    ends[i] = last;
-                }
+        Ok(inside)
+    }
+
+    /// What needs a node with nodes inside it comes after their last nodes (those
+    /// nothing there needs), if it has any.
+    fn leave(&mut self, at: &Instance<'_>) -> Result<(), Infallible> {
+        if self.plans.len() > at.depth + 1 {
+            let inner = self.plans.pop().expect("the plan inside");
+            let last: Vec<String> = (0..inner.ends.len())
+                .filter(|i| !inner.needed.contains(i))
+                .flat_map(|i| inner.ends[i].clone())
+                .collect();
+            if !last.is_empty() {
+                self.plans.last_mut().expect("the plan the walk is in").ends[at.index] = last;
             }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+    use crate::compiler::Compiler;
+    use crate::engine::Recorded;
+    use crate::model::NodeRow;
+    use crate::source::Source;
+
+    const FLEET: &str = "version: 1\nname: fleet\nnodes:\n  \
+        hosts: {foreach: '{{ [\"a\", \"b\"] }}', pipeline: host}\n  \
+        report: {phase: HEALTH_CHECK, needs: [hosts], uses: noop}\n";
+    const HOST: &str = "version: 1\nname: host\nnodes:\n  \
+        source: {pipeline: {select: \"{{ inputs.kind }}\", from: {git: git, upload: upload}}}\n  \
+        check: {phase: HEALTH_CHECK, needs: [source], uses: noop}\ninputs: {kind: {type: string}}\n";
+    const GIT: &str = "version: 1\nname: git\nnodes:\n  clone: {phase: PULLING_SOURCE, uses: noop}\n";
+    const UPLOAD: &str = "version: 1\nname: upload\nnodes:\n  \
+        unpack: {phase: PULLING_SOURCE, uses: noop}\n  verify: {phase: PULLING_SOURCE, needs: [unpack], uses: noop}\n";
+
+    fn recorded(node: &str, outputs: Value) -> NodeRow {
+        NodeRow {
+            run: "r".into(),
+            node: node.into(),
+            status: NodeStatus::Running,
+            attempt: 1,
+            outputs: Some(outputs),
+            error: None,
+            started_at: None,
+            finished_at: None,
         }
     }
-    let needed: std::collections::HashSet<usize> = plan.nodes.iter().flat_map(|n| n.needs.iter().copied()).collect();
-    (0..plan.nodes.len()).filter(|i| !needed.contains(i)).flat_map(|i| ends[i].clone()).collect()
+
+    #[test]
+    fn the_graph_draws_each_item_with_the_alternative_it_took_and_what_follows_their_last_nodes() {
+        let subs = [("host", HOST), ("git", GIT), ("upload", UPLOAD)];
+        let catalog = Catalog::new()
+            .with_sources(subs.iter().map(|(n, t)| (n.to_string(), Source::new(format!("{n}.yaml"), *t))));
+        let plan = Compiler::new(&catalog).compile(&Source::new("fleet.yaml", FLEET)).expect("compiles");
+        let rows = [
+            recorded("hosts", json!({"$items": ["a", "b"]})),
+            recorded("hosts[a].source", json!({"$selected": "git"})),
+            recorded("hosts[b].source", json!({"$selected": "upload"})),
+        ];
+        let nodes = graph_nodes(&plan, &Recorded::of(&rows));
+        let drawn: Vec<String> = nodes
+            .iter()
+            .map(|n| {
+                let after: Vec<&str> = n["after"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+                format!("{} {} in {} after {}", n["id"], n["uses"], n["parent"], after.join(","))
+            })
+            .collect();
+        assert_eq!(
+            drawn,
+            [
+                r#""hosts" "host" in null after "#,
+                r#""hosts[a]" "host" in "hosts" after hosts"#,
+                r#""hosts[a].source" "git" in "hosts[a]" after hosts[a]"#,
+                r#""hosts[a].source.clone" "noop" in "hosts[a].source" after hosts[a].source"#,
+                r#""hosts[a].check" "noop" in "hosts[a]" after hosts[a].source.clone"#,
+                r#""hosts[b]" "host" in "hosts" after hosts"#,
+                r#""hosts[b].source" "upload" in "hosts[b]" after hosts[b]"#,
+                r#""hosts[b].source.unpack" "noop" in "hosts[b].source" after hosts[b].source"#,
+                r#""hosts[b].source.verify" "noop" in "hosts[b].source" after hosts[b].source.unpack"#,
+                r#""hosts[b].check" "noop" in "hosts[b]" after hosts[b].source.verify"#,
+                r#""report" "noop" in null after hosts[a].check,hosts[b].check"#,
+            ]
+        );
+    }
 }

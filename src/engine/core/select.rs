@@ -6,7 +6,8 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 
 use crate::model::{NodePath, NodeRow, PathSegment};
-use crate::plan::{NodeKind, Plan, PlanNode, SubPipeline};
+use crate::plan::walk::{self, Inside, Instance};
+use crate::plan::{NodeKind, Plan};
 
 /// Every qualified node id of a plan, sub-pipelines included (all alternatives).
 pub(crate) fn all_node_ids(plan: &Plan) -> Vec<String> {
@@ -133,39 +134,15 @@ impl<'a> Recorded<'a> {
             _ => None,
         }
     }
-}
 
-/// Walks the node instances of `plan` (the plan of the node at `at`) as a run runs
-/// them, in plan order, the instances inside a node right after it: the nodes of its
-/// fixed sub-pipeline, of the alternative it recorded (a `select`), or its recorded
-/// items (a `foreach`); a node that has not started yet has none. `visit` is given
-/// each instance's path and node.
-pub(crate) fn walk_instances(
-    plan: &Plan,
-    at: &NodePath,
-    recorded: &Recorded<'_>,
-    visit: &mut dyn FnMut(&NodePath, &PlanNode),
-) {
-    for &i in &plan.order {
-        let node = &plan.nodes[i];
-        let path = at.join(&node.id);
-        visit(&path, node);
-        if node.foreach.is_some() {
-            if let Some(keys) = recorded.items(&path) {
-                walk_instances(&plan.fan_out(i, &keys), &path, recorded, visit);
-            }
-            continue;
+    /// What a run has inside the node `at`, as it recorded it: the items of a
+    /// `foreach`, the nodes of a fixed sub-pipeline or of the alternative a `select`
+    /// took; nothing inside a node that has not started yet.
+    pub(crate) fn inside(&self, at: &Instance<'_>) -> Inside {
+        if at.node.foreach.is_some() {
+            return self.items(at.path).map_or(Inside::Nothing, Inside::Items);
         }
-        let child = match &node.kind {
-            NodeKind::Action(_) => None,
-            NodeKind::Pipeline(SubPipeline::Fixed { plan, .. }) => Some(plan),
-            NodeKind::Pipeline(sub @ SubPipeline::Select { .. }) => {
-                recorded.alternative(&path).and_then(|name| sub.by_name(name))
-            }
-        };
-        if let Some(child) = child {
-            walk_instances(child, &path, recorded, visit);
-        }
+        Inside::pipeline(at.node, || self.alternative(at.path))
     }
 }
 
@@ -174,6 +151,9 @@ pub(crate) fn walk_instances(
 /// chosen yet contributes none), and the items a `foreach` recorded.
 pub(crate) fn planned_ids(plan: &Plan, recorded: &Recorded<'_>) -> Vec<String> {
     let mut ids = Vec::new();
-    walk_instances(plan, &NodePath::root(), recorded, &mut |path, _| ids.push(path.to_string()));
+    walk::each(plan, |at| {
+        ids.push(at.path.to_string());
+        recorded.inside(at)
+    });
     ids
 }

@@ -104,15 +104,19 @@ pub(crate) fn client(url: &str) -> Result<postgres::Client, StoreError> {
 }
 
 /// TLS as the URL asks (`sslmode=require`); the server's certificate is checked
-/// against the system's roots, or `PGSSLROOTCERT` when set.
+/// against the system's roots, or `PGSSLROOTCERT` when set. Made once a process:
+/// reading the system's roots costs milliseconds, a connection's share of a command.
 fn tls() -> Result<postgres_openssl::MakeTlsConnector, StoreError> {
     use openssl::ssl::{SslConnector, SslMethod};
-    let tls_error = |e: openssl::error::ErrorStack| StoreError::Tls(e.to_string());
-    let mut builder = SslConnector::builder(SslMethod::tls()).map_err(tls_error)?;
-    if let Some(root) = std::env::var_os("PGSSLROOTCERT") {
-        builder.set_ca_file(&root).map_err(tls_error)?;
-    }
-    Ok(postgres_openssl::MakeTlsConnector::new(builder.build()))
+    static TLS: std::sync::OnceLock<Result<postgres_openssl::MakeTlsConnector, String>> = std::sync::OnceLock::new();
+    let made = TLS.get_or_init(|| {
+        let mut builder = SslConnector::builder(SslMethod::tls()).map_err(|e| e.to_string())?;
+        if let Some(root) = std::env::var_os("PGSSLROOTCERT") {
+            builder.set_ca_file(&root).map_err(|e| e.to_string())?;
+        }
+        Ok(postgres_openssl::MakeTlsConnector::new(builder.build()))
+    });
+    made.clone().map_err(StoreError::Tls)
 }
 
 /// Whether an error means the connection is gone (a new one may succeed), rather than

@@ -20,4 +20,4 @@ fn run(_ctx: ActionCtx, _params: NoopParams) -> ActionFuture {
     Box::pin(async { Ok(ActionOutputs::new()) })
 }
 
-action_spec!(NoopParams, name: "noop", summary: "Do nothing and succeed.", outputs: Outputs::Fixed(&[]), example: "{}", run: run);
+action_spec!(NoopParams, name: "noop", summary: "Do nothing and succeed.", outputs: Outputs::Fixed(&[]), example: "{}", run: run, effects: false);

@@ -34,6 +34,10 @@ pub struct ActionSpec {
     /// The paths the action writes, from its rendered parameters (`phased watch`
     /// ignores changes there, so a deploy never triggers itself).
     pub(crate) writes_fn: fn(&Value) -> Vec<std::path::PathBuf>,
+    /// Whether it acts outside the run (a process, a file, a request): such a step
+    /// starts only once the success of what it follows is committed, so that a crash in
+    /// between never runs that again. False for `noop`, whose chains commit in groups.
+    pub(crate) effects: bool,
 }
 
 impl ActionSpec {
@@ -134,9 +138,15 @@ pub(crate) fn start<T: DeserializeOwned>(
 /// (and, for actions that write files, a `writes` function of its parameters).
 macro_rules! action_spec {
     ($params:ty, name: $name:expr, summary: $summary:expr, outputs: $outputs:expr, example: $example:expr, run: $run:expr $(,)?) => {
-        $crate::action::spec::action_spec!($params, name: $name, summary: $summary, outputs: $outputs, example: $example, run: $run, writes: |_| Vec::new());
+        $crate::action::spec::action_spec!(@make $params, $name, $summary, $outputs, $example, $run, |_| Vec::new(), true);
+    };
+    ($params:ty, name: $name:expr, summary: $summary:expr, outputs: $outputs:expr, example: $example:expr, run: $run:expr, effects: false $(,)?) => {
+        $crate::action::spec::action_spec!(@make $params, $name, $summary, $outputs, $example, $run, |_| Vec::new(), false);
     };
     ($params:ty, name: $name:expr, summary: $summary:expr, outputs: $outputs:expr, example: $example:expr, run: $run:expr, writes: $writes:expr $(,)?) => {
+        $crate::action::spec::action_spec!(@make $params, $name, $summary, $outputs, $example, $run, $writes, true);
+    };
+    (@make $params:ty, $name:expr, $summary:expr, $outputs:expr, $example:expr, $run:expr, $writes:expr, $effects:expr) => {
         pub(crate) static SPEC: $crate::action::ActionSpec = {
             static SCHEMA: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
             $crate::action::ActionSpec {
@@ -151,6 +161,7 @@ macro_rules! action_spec {
                 writes_fn: |params| {
                     $crate::action::spec::parse_params::<$params>(params).map(|p| ($writes)(&p)).unwrap_or_default()
                 },
+                effects: $effects,
             }
         };
     };

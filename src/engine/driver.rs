@@ -388,7 +388,7 @@ impl<'r> Driver<'r> {
         let (stop_tx, stop_rx) = watch::channel(false);
         self.tasks.insert(task, stop_tx);
         self.launched = true;
-        self.effectful |= action.name != "noop";
+        self.effectful |= action.effects;
         let progress_tx = self.tx.clone();
         let stop = StopSignal::new(stop_rx, grace);
         let ctx = ActionCtx {

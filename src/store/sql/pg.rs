@@ -252,7 +252,9 @@ impl PgConn {
         let begin = self.call("BEGIN", &[], false)?;
         let mut tx = Pg { conn: self, pending: Some(vec![begin]), begun: false, ended: false };
         let result = f(&mut tx).and_then(|result| {
-            if !tx.ended {
+            // A transaction that wrote nothing was never sent: nothing to commit.
+            let untouched = !tx.begun && tx.pending.as_ref().is_some_and(|p| p.len() == 1);
+            if !tx.ended && !untouched {
                 let commit = tx.conn.call("COMMIT", &[], false)?;
                 tx.ended = true;
                 tx.flush(commit)?;

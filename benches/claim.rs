@@ -8,7 +8,11 @@
 //!
 //! Two figures per run: to the event's `ts` (taken when the node starts, just before
 //! its commit; milliseconds, truncated) and to its arrival at an SSE client of
-//! `/api/v1/events` (the hub's delivery included). p50 and p99.
+//! `/api/v1/events` (the hub's delivery included). p50, p95 and p99, against
+//! baselines measured in the same run on the same server: the round trip of
+//! `GET /api/v1/runs/{id}` (one before each measured run, on a connection of its own as
+//! the POST), the POST's own answer, and the POSTs of the queued runs (which start
+//! nothing). With the CPU `phased serve` and PostgreSQL used while measuring.
 //!
 //! Prints figures; asserts nothing about time. Run: `cargo bench --bench claim [-- N]`
 //! (N runs measured per store, default 300; PHASED_BENCH_QUEUED: the runs queued, 1,000).
@@ -39,6 +43,9 @@ impl Drop for Server {
     }
 }
 
+/// No event for this long: the claim stalled (the bench fails instead of hanging).
+const STALL: Duration = Duration::from_secs(60);
+
 fn now_ms() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64() * 1000.0
 }
@@ -57,6 +64,7 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 /// The stream of every run's events, its response head read.
 fn open_stream(port: u16, token: &str) -> BufReader<TcpStream> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(STALL)).unwrap();
     write!(s, "GET /api/v1/events?after=0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n").unwrap();
     let mut reader = BufReader::new(s);
     let mut line = String::new();
@@ -74,7 +82,10 @@ fn wait_for(stream: &mut BufReader<TcpStream>, id: &str, event: &str) -> (serde_
     let mut line = String::new();
     loop {
         line.clear();
-        assert!(stream.read_line(&mut line).unwrap() > 0, "the stream ended");
+        let read = stream.read_line(&mut line).unwrap_or_else(|e| {
+            panic!("no event for {STALL:?} while waiting for {event} of run {id} ({e}): the claim stalled")
+        });
+        assert!(read > 0, "the stream ended");
         if let Some(data) = line.trim_end().strip_prefix("data: ") {
             let arrived = now_ms();
             let value: serde_json::Value = serde_json::from_str(data).unwrap();
@@ -91,14 +102,29 @@ fn phased(dir: &Path, db: &str) -> Command {
     cmd
 }
 
-/// Claim-to-start latencies (ms) on `db`: to the event's `ts`, and to the SSE client.
-fn claim_to_start(dir: &Path, db: &str, queued: usize, n: usize) -> (Vec<f64>, Vec<f64>) {
-    std::fs::create_dir_all(dir.join("pipelines")).unwrap();
-    std::fs::write(dir.join("pipelines/tick.yaml"), TICK).unwrap();
-    std::fs::write(dir.join("pipelines/hold.yaml"), HOLD).unwrap();
-    let out = phased(dir, db).args(["token", "create", "bench", "--role", "deploy"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+/// What one store gave, times in milliseconds.
+#[derive(Default)]
+struct Figures {
+    /// POST to the `node_started` event's `ts`.
+    to_ts: Vec<f64>,
+    /// POST to the event's arrival at the SSE client.
+    to_client: Vec<f64>,
+    /// POST to its answer (202), the measured runs'.
+    answered: Vec<f64>,
+    /// Baseline: `GET /api/v1/runs/{id}`'s round trip.
+    get: Vec<f64>,
+    /// Baseline: the POSTs of the queued runs (they start nothing).
+    queue_post: Vec<f64>,
+    /// Seconds to queue them all.
+    queueing: f64,
+    /// Seconds the measured runs took, and the CPU seconds meanwhile.
+    wall: f64,
+    phased_cpu: f64,
+    postgres_cpu: f64,
+}
+
+/// A `phased serve --workers 2` on `db`, listening; its port.
+fn serve(dir: &Path, db: &str) -> (Server, u16) {
     let port = pg::free_port();
     let child = phased(dir, db)
         .args(["serve", "--workers", "2", "--listen", &format!("127.0.0.1:{port}")])
@@ -106,40 +132,96 @@ fn claim_to_start(dir: &Path, db: &str, queued: usize, n: usize) -> (Vec<f64>, V
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let _server = Server(child);
+    let server = Server(child);
     let begin = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(begin.elapsed() < Duration::from_secs(20), "the server did not listen");
         std::thread::sleep(Duration::from_millis(10));
     }
+    (server, port)
+}
+
+/// Claim-to-start latencies on `db`, `queued` runs waiting, `n` runs measured.
+fn claim_to_start(dir: &Path, db: &str, cluster: Option<&pg::Cluster>, queued: usize, n: usize) -> Figures {
+    std::fs::create_dir_all(dir.join("pipelines")).unwrap();
+    std::fs::write(dir.join("pipelines/tick.yaml"), TICK).unwrap();
+    std::fs::write(dir.join("pipelines/hold.yaml"), HOLD).unwrap();
+    let out = phased(dir, db).args(["token", "create", "bench", "--role", "deploy"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let (server, port) = serve(dir, db);
     let mut stream = open_stream(port, &token);
     let holder = post(port, &token, "hold");
     wait_for(&mut stream, &holder, "node_started");
+    let mut figures = Figures::default();
     let mut last = holder;
+    eprintln!("  {}: queueing {queued} runs", dir.display());
+    let begin = Instant::now();
     for _ in 0..queued {
+        let posted = now_ms();
         last = post(port, &token, "hold");
+        figures.queue_post.push(now_ms() - posted);
     }
-    wait_for(&mut stream, &last, "run_queued");
-    let (mut to_ts, mut to_client) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    if queued > 0 {
+        wait_for(&mut stream, &last, "run_queued");
+    }
+    figures.queueing = begin.elapsed().as_secs_f64();
+    eprintln!("  {}: measuring {n} runs (phased serve: pid {})", dir.display(), server.0.id());
+    let cpu = || (pg::process_cpu(server.0.id()), cluster.map_or(0.0, pg::Cluster::cpu));
+    let (phased_before, postgres_before) = cpu();
+    let begin = Instant::now();
     for _ in 0..n {
+        let asked = now_ms();
+        http::get(port, &token, &format!("/api/v1/runs/{last}"));
+        figures.get.push(now_ms() - asked);
         let posted = now_ms();
         let id = post(port, &token, "tick");
+        figures.answered.push(now_ms() - posted);
         let (started, arrived) = wait_for(&mut stream, &id, "node_started");
         let ts = humantime::parse_rfc3339(started["ts"].as_str().unwrap()).unwrap();
-        to_ts.push(ts.duration_since(UNIX_EPOCH).unwrap().as_secs_f64() * 1000.0 - posted);
-        to_client.push(arrived - posted);
+        figures.to_ts.push(ts.duration_since(UNIX_EPOCH).unwrap().as_secs_f64() * 1000.0 - posted);
+        figures.to_client.push(arrived - posted);
         wait_for(&mut stream, &id, "run_succeeded");
+        last = id;
     }
-    (to_ts, to_client)
+    figures.wall = begin.elapsed().as_secs_f64();
+    let (phased_after, postgres_after) = cpu();
+    (figures.phased_cpu, figures.postgres_cpu) = (phased_after - phased_before, postgres_after - postgres_before);
+    figures
 }
 
-fn report(store: &str, (mut to_ts, mut to_client): (Vec<f64>, Vec<f64>)) {
+/// p50, p95 and p99 of `v`.
+fn spread(v: &mut [f64]) -> String {
+    let (p50, p95, p99) = (percentile(v, 0.5), percentile(v, 0.95), percentile(v, 0.99));
+    format!("p50 {p50:6.2}  p95 {p95:6.2}  p99 {p99:6.2} ms")
+}
+
+fn report(store: &str, mut f: Figures) {
+    let n = f.to_ts.len();
+    let verdict = |v: &mut [f64]| {
+        if percentile(v, 0.5) <= 5.0 && percentile(v, 0.99) <= 25.0 { "target met" } else { "target missed" }
+    };
+    println!("  {store} ({} runs queued in {:.1} s)", f.queue_post.len(), f.queueing);
+    println!("    claim to start, to the event's ts    {}  {}", spread(&mut f.to_ts), verdict(&mut f.to_ts));
+    println!("    claim to start, to the SSE client    {}  {}", spread(&mut f.to_client), verdict(&mut f.to_client));
+    println!("    the POST's own answer (202)          {}", spread(&mut f.answered));
+    println!("    baseline: GET /api/v1/runs/{{id}}      {}", spread(&mut f.get));
+    if !f.queue_post.is_empty() {
+        println!("    baseline: POST of a queued run       {}", spread(&mut f.queue_post));
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get()) as f64;
+    let per_run = |cpu: f64| 1000.0 * cpu / n as f64;
+    let share = |cpu: f64| 100.0 * cpu / (f.wall * cores);
     println!(
-        "  {store:<10} to the event's ts: p50 {:5.1} ms, p99 {:5.1} ms;  to the SSE client: p50 {:5.1} ms, p99 {:5.1} ms",
-        percentile(&mut to_ts, 0.5),
-        percentile(&mut to_ts, 0.99),
-        percentile(&mut to_client, 0.5),
-        percentile(&mut to_client, 0.99),
+        "    CPU while measuring: phased {:.2} s ({:.2} ms a run, {:.0}%), postgres {:.2} s ({:.2} ms a run, {:.0}%) \
+         of {:.1} s x {cores} cores",
+        f.phased_cpu,
+        per_run(f.phased_cpu),
+        share(f.phased_cpu),
+        f.postgres_cpu,
+        per_run(f.postgres_cpu),
+        share(f.postgres_cpu),
+        f.wall
     );
 }
 
@@ -154,10 +236,10 @@ fn main() {
     let sqlite = root.path().join("sqlite");
     std::fs::create_dir_all(&sqlite).unwrap();
     let db = sqlite.join("phased.db");
-    report("SQLite", claim_to_start(&sqlite, db.to_str().unwrap(), queued, n));
+    report("SQLite", claim_to_start(&sqlite, db.to_str().unwrap(), None, queued, n));
     let cluster = pg::Cluster::start(&root.path().join("cluster"));
     let dir = root.path().join("postgres");
     std::fs::create_dir_all(&dir).unwrap();
     let db = cluster.database("claim");
-    report("PostgreSQL", claim_to_start(&dir, &db, queued, n));
+    report("PostgreSQL", claim_to_start(&dir, &db, Some(&cluster), queued, n));
 }

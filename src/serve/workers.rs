@@ -20,23 +20,34 @@ impl Wake {
         self.changed.notify_all();
     }
 
-    /// Waits until bumped past `seen`, or `limit`; returns the count.
-    pub(super) fn wait(&self, seen: u64, limit: Duration) -> u64 {
+    /// How many bumps so far.
+    fn count(&self) -> u64 {
+        *self.count.lock().expect("wake lock")
+    }
+
+    /// Waits until bumped past `seen`, or `limit`.
+    fn wait(&self, seen: u64, limit: Duration) {
         let guard = self.count.lock().expect("wake lock");
-        let (guard, _) = self.changed.wait_timeout_while(guard, limit, |c| *c == seen).expect("wake lock");
-        *guard
+        drop(self.changed.wait_timeout_while(guard, limit, |c| *c == seen).expect("wake lock"));
     }
 }
 
 /// A worker: takes the oldest run queued for workers whose target is free, runs it on
 /// this thread ([`crate::seam::block_on`]), and so on until the server stops.
 pub(super) fn worker(app: Arc<App>, data_dir: PathBuf) {
-    let mut seen = 0;
+    // The store it claims with, kept while it waits: opening one is off the path from
+    // a run's POST to its start (on PostgreSQL a connection, some milliseconds). A
+    // claimed run takes it along; the next is opened once that run ends.
+    let mut idle: Option<Box<dyn crate::store::Store>> = None;
     while !*app.shutdown.borrow() {
         let lease = crate::engine::lease::this_process();
         let held_since = crate::process::monotonic_ms();
         let now = crate::clock::now_ms();
-        let claimed = crate::store::open(&app.db, app.durability).and_then(|mut store| {
+        // The bumps this claim answers: those before it. One while it looks (or while
+        // the run it takes runs) is looked at again after.
+        let seen = app.queued.count();
+        let store = idle.take().map_or_else(|| crate::store::open(&app.db, app.durability), Ok);
+        let claimed = store.and_then(|mut store| {
             Ok((store.claim_next(&lease, now, &|r| crate::engine::lease::holder_alive(r, now))?, store))
         });
         match claimed {
@@ -67,10 +78,13 @@ pub(super) fn worker(app: Arc<App>, data_dir: PathBuf) {
                 // What waited behind it may run now.
                 app.queued.bump();
             }
-            Ok((None, _)) => seen = app.queued.wait(seen, Duration::from_millis(500)),
+            Ok((None, store)) => {
+                idle = Some(store);
+                app.queued.wait(seen, Duration::from_millis(500));
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "Worker cannot reach the database.");
-                seen = app.queued.wait(seen, Duration::from_secs(1));
+                app.queued.wait(seen, Duration::from_secs(1));
             }
         }
     }

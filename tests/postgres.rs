@@ -83,6 +83,66 @@ fn three_servers_share_300_queued_runs_each_run_once_and_in_its_targets_order() 
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "increasing");
 }
 
+const GATED: &str = r#"
+version: 1
+name: gated
+inputs:
+  target: {type: string, required: true}
+  dir: {type: string, required: true}
+concurrency: {key: "{{ inputs.target }}", policy: queue}
+nodes:
+  wait:
+    phase: BUILDING
+    uses: shell
+    with: {run: 'while [ ! -e "$D/open-$T" ]; do sleep 0.05; done', env: {D: '{{ inputs.dir }}', T: '{{ inputs.target }}'}}
+"#;
+
+/// A worker looks at the waiting runs a page at a time (64 on PostgreSQL): a run of a
+/// free target queued behind more than a page of runs waiting for a busy one is still
+/// taken, at once, and the busy target's runs then go in their order.
+#[test]
+fn a_run_of_a_free_target_is_taken_behind_more_than_a_page_of_runs_waiting_for_a_busy_one() {
+    let pg = Postgres::start();
+    let env = Env::on_postgres(&pg);
+    let deploy = token(&env, "ci", "deploy");
+    env.write("pipelines/gated.yaml", GATED);
+    let gates = env.path("gates");
+    std::fs::create_dir_all(&gates).unwrap();
+    let server = Service::start_with(&env, &["--workers", "2"]);
+    let run = |id: &str, target: &str| {
+        let inputs = serde_json::json!({"target": target, "dir": gates.to_str().unwrap()});
+        post_run(&server, &deploy, serde_json::json!({"pipeline": "gated", "id": id, "inputs": inputs}));
+    };
+    run("busy-00", "busy");
+    wait_count(
+        &env,
+        "SELECT count(*) FROM deployments WHERE id = 'busy-00' AND status = 'running'",
+        1,
+        Duration::from_secs(30),
+    );
+    for k in 1..=70 {
+        run(&format!("busy-{k:02}"), "busy");
+    }
+    std::fs::write(gates.join("open-free"), "").unwrap();
+    run("free", "free");
+    wait_count(
+        &env,
+        "SELECT count(*) FROM deployments WHERE id = 'free' AND status = 'succeeded'",
+        1,
+        Duration::from_secs(30),
+    );
+    assert_eq!(env.count("SELECT count(*) FROM deployments WHERE id = 'busy-00' AND status = 'running'"), 1);
+    assert_eq!(env.count("SELECT count(*) FROM deployments WHERE target = 'busy' AND status = 'queued'"), 70);
+    // The busy target's runs, once it is free, one after the other in their order.
+    std::fs::write(gates.join("open-busy"), "").unwrap();
+    wait_count(&env, "SELECT count(*) FROM deployments WHERE status = 'succeeded'", 72, Duration::from_secs(180));
+    let order = env.count(
+        "SELECT count(*) FROM deployments a JOIN deployments b ON a.target = b.target AND a.id < b.id \
+         WHERE a.target = 'busy' AND a.finished_at > b.finished_at",
+    );
+    assert_eq!(order, 0, "a busy run finished before one queued ahead of it");
+}
+
 const SLOW: &str = r#"
 version: 1
 name: slow

@@ -184,16 +184,7 @@ pub(super) fn claim_next(
     alive: Alive<'_>,
 ) -> Result<Option<RunRow>, StoreError> {
     let d = db.dialect();
-    let (columns, by, now) = (d.run_columns, d.creation_order, d.now_ms("?6"));
-    let take = format!(
-        "UPDATE deployments SET status = 'running', attempt = attempt + CASE WHEN status = 'running' THEN 1 ELSE 0 END, \
-         lease_owner = ?2, lease_pid = ?3, lease_pid_start = ?4, lease_host = ?5, heartbeat_at = {now} \
-         WHERE id = ?1 RETURNING {columns}"
-    );
-    let take = |db: &mut dyn Db, id: &str| {
-        let row = db.query_one(&take, params![id, lease.owner, lease.pid, lease.pid_start, lease.host, now_ms])?;
-        Ok::<_, StoreError>(Some(run_row(d, &row)))
-    };
+    let (columns, by) = (d.run_columns, d.creation_order);
     // A run whose holder died first: it was taken before anything queued now. Its
     // heartbeat is stale by the clock that wrote it (PostgreSQL's own): a full lease
     // time since the holder's last renewal, whatever the machines' clocks say.
@@ -213,12 +204,41 @@ pub(super) fn claim_next(
                 continue;
             }
         }
-        return take(db, &row.id);
+        return take_run(db, &row.id, lease, now_ms).map(Some);
     }
+    // The first queued run of each target only: one behind it waits for it anyway
+    // (`live_of_target` counts a waiting run nobody holds). Page by page (keyset), so
+    // that no run past the first `candidates` is out of every claim's sight.
     let sql = format!(
-        "SELECT {columns} FROM deployments WHERE status = 'queued' AND lease_owner IS NULL ORDER BY {by} LIMIT ?1"
+        "SELECT {columns} FROM deployments q WHERE q.status = 'queued' AND q.lease_owner IS NULL AND q.{by} > ?2 \
+         AND (q.target IS NULL OR NOT EXISTS (SELECT 1 FROM deployments ahead WHERE ahead.target = q.target \
+         AND ahead.status = 'queued' AND ahead.lease_owner IS NULL AND ahead.{by} < q.{by})) ORDER BY q.{by} LIMIT ?1"
     );
-    for found in &db.query(&sql, params![d.candidates])? {
+    let mut after = 0_i64;
+    loop {
+        let page = db.query(&sql, params![d.candidates, after])?;
+        if let Some(row) = claim_queued(db, &page, lease, now_ms, alive, &mut after)? {
+            return Ok(Some(row));
+        }
+        if d.candidates < 0 || (page.len() as i64) < d.candidates {
+            return Ok(None);
+        }
+    }
+}
+
+/// The first of `page` (queued runs, oldest first) whose target is free, taken;
+/// `after` becomes the creation order of the last one looked at.
+fn claim_queued(
+    db: &mut dyn Db,
+    page: &[super::sql::Row],
+    lease: &Lease,
+    now_ms: i64,
+    alive: Alive<'_>,
+    after: &mut i64,
+) -> Result<Option<RunRow>, StoreError> {
+    let d = db.dialect();
+    for found in page {
+        *after = creation_order(found);
         let row = run_row(d, found);
         if let Some(lock) = d.skip_locked {
             let sql =
@@ -235,7 +255,21 @@ pub(super) fn claim_next(
                 continue;
             }
         }
-        return take(db, &row.id);
+        return take_run(db, &row.id, lease, now_ms).map(Some);
     }
     Ok(None)
+}
+
+/// Takes run `id` for `lease`: `running`, its attempt bumped if it was already.
+fn take_run(db: &mut dyn Db, id: &str, lease: &Lease, now_ms: i64) -> Result<RunRow, StoreError> {
+    let d = db.dialect();
+    let sql = format!(
+        "UPDATE deployments SET status = 'running', attempt = attempt + CASE WHEN status = 'running' THEN 1 ELSE 0 END, \
+         lease_owner = ?2, lease_pid = ?3, lease_pid_start = ?4, lease_host = ?5, heartbeat_at = {} \
+         WHERE id = ?1 RETURNING {}",
+        d.now_ms("?6"),
+        d.run_columns
+    );
+    let row = db.query_one(&sql, params![id, lease.owner, lease.pid, lease.pid_start, lease.host, now_ms])?;
+    Ok(run_row(d, &row))
 }

@@ -9,13 +9,14 @@ use super::Compiler;
 use super::blocks::template_error;
 use super::checks::{check_metadata_shape, check_sub_inputs, warn_outputs_disagree, with_key_span};
 use super::scope::NodeOutputs;
-use crate::action::{self, check_with};
+use crate::action::{self, ActionSpec, check_with};
+use crate::de::Spanned;
 use crate::diagnostic::{Diagnostic, DiagnosticCode};
 use crate::phase::{self, PhaseOrder};
 use crate::plan::{
     DEFAULT_GRACE, DEFAULT_TIMEOUT, DeclaredOutputs, NodeKind, Plan, PlanNode, Retry, SubPipeline, Undo,
 };
-use crate::raw::{RawNode, RawPipeline, RawRetry};
+use crate::raw::{RawNode, RawPipeline, RawRetry, RawUndo};
 use crate::source::{Source, Span};
 use crate::suggest;
 use crate::template::Templates;
@@ -35,136 +36,12 @@ impl Compiler<'_> {
         needs: Vec<usize>,
         out: &mut Vec<Diagnostic>,
     ) -> (PlanNode, NodeOutputs) {
-        if !crate::names::is_identifier(id) {
-            out.push(
-                Diagnostic::error(
-                    DiagnosticCode::InvalidName,
-                    source,
-                    id_span,
-                    format!("node id `{id}` is not snake_case"),
-                )
-                .with_help("templates read nodes as `nodes.<id>`: use lowercase letters, digits and `_`"),
-            );
-        }
+        check_id(source, id, id_span, out);
         if let Some(p) = &node.phase {
-            if !phases.contains(&p.value) {
-                out.push(
-                    Diagnostic::error(
-                        DiagnosticCode::UnknownPhase,
-                        source,
-                        p.span,
-                        format!("unknown phase `{}`", p.value),
-                    )
-                    .with_help(match suggest::closest(&p.value, phases.names()) {
-                        Some(best) => format!("did you mean `{best}`?"),
-                        None => format!(
-                            "built-in phases are {}; declare others under `phases:`",
-                            suggest::list(phase::BUILTIN)
-                        ),
-                    }),
-                );
-            } else if p.value == phase::QUEUED || p.value == phase::ACTIVE || p.value == phase::FAILED {
-                out.push(
-                    Diagnostic::error(
-                        DiagnosticCode::ReservedPhase,
-                        source,
-                        p.span,
-                        format!("`{}` is set by the engine, not by a node", p.value),
-                    )
-                    .with_help(
-                        "the run is QUEUED before any node starts, ACTIVE when all succeed and FAILED when one fails",
-                    ),
-                );
-            }
+            check_phase(source, phases, p, out);
         }
-        let weight = match &node.weight {
-            Some(w) if w.value.is_nan() || w.value < 0.0 => {
-                out.push(
-                    Diagnostic::error(
-                        DiagnosticCode::NegativeWeight,
-                        source,
-                        w.span,
-                        format!("weight {} of node `{id}` is negative", w.value),
-                    )
-                    .with_help("a weight is this node's share of the progress bar: 0 or more"),
-                );
-                0.0
-            }
-            Some(w) => w.value,
-            None => 1.0,
-        };
-
-        let mut declared = NodeOutputs::One(DeclaredOutputs::Any);
-        let kind = match (&node.uses, &node.pipeline) {
-            (Some(_), Some(p)) => {
-                out.push(
-                    Diagnostic::error(
-                        DiagnosticCode::ConflictingKeys,
-                        source,
-                        p.span,
-                        format!("node `{id}` has both `uses` and `pipeline`"),
-                    )
-                    .with_help("a node runs either an action (`uses`) or a sub-pipeline (`pipeline`)"),
-                );
-                None
-            }
-            (None, None) => {
-                out.push(
-                    Diagnostic::error(
-                        DiagnosticCode::MissingAction,
-                        source,
-                        id_span,
-                        format!("node `{id}` has neither `uses` nor `pipeline`"),
-                    )
-                    .with_help("add `uses: <action>` (for instance `uses: shell`) or `pipeline: <name>`"),
-                );
-                None
-            }
-            (Some(uses), None) => match action::find(&uses.value) {
-                Some(spec) => {
-                    declared = NodeOutputs::One(DeclaredOutputs::of_action(spec));
-                    let null = Yaml::null(uses.span);
-                    let with = node.with.as_ref().unwrap_or(&null);
-                    for problem in
-                        check_with(spec, with, if node.with.is_some() { with_key_span(source, with) } else { id_span })
-                    {
-                        out.push(
-                            Diagnostic::error(problem.code, source, problem.span, problem.message)
-                                .with_help_opt(problem.help),
-                        );
-                    }
-                    Some(NodeKind::Action(spec))
-                }
-                None => {
-                    out.push(
-                        Diagnostic::error(
-                            DiagnosticCode::UnknownAction,
-                            source,
-                            uses.span,
-                            format!("unknown action `{}`", uses.value),
-                        )
-                        .with_help_opt(suggest::hint(&uses.value, action::names())),
-                    );
-                    None
-                }
-            },
-            (None, Some(pipeline)) => {
-                let sub = self.compile_pipeline_ref(source, templates, id, pipeline, node.with.as_ref(), out);
-                if let Some(sub) = &sub {
-                    declared = match sub {
-                        SubPipeline::Fixed { plan, .. } => {
-                            NodeOutputs::One(DeclaredOutputs::Names(plan.output_names()))
-                        }
-                        SubPipeline::Select { from, .. } => NodeOutputs::Alternatives(
-                            from.values()
-                                .map(|(name, plan)| (name.clone(), DeclaredOutputs::Names(plan.output_names())))
-                                .collect(),
-                        ),
-                    };
-                }
-                sub.map(NodeKind::Pipeline)
-            }
-        };
+        let weight = node_weight(source, id, node, out);
+        let (kind, mut declared) = self.compile_kind(source, templates, id, id_span, node, out);
         if node.phase.is_none() && matches!(kind, Some(NodeKind::Action(_))) {
             out.push(
                 Diagnostic::error(DiagnosticCode::MissingField, source, id_span, format!("node `{id}` has no `phase`"))
@@ -186,33 +63,7 @@ impl Compiler<'_> {
             ));
         }
         let retry = merge_retry(source, node.retry.as_ref(), raw.defaults.retry.as_ref(), out);
-        let undo = node.undo.as_ref().and_then(|undo| match action::find(&undo.uses.value) {
-            Some(spec) => {
-                let null = Yaml::null(undo.uses.span);
-                let with = undo.with.as_ref().unwrap_or(&null);
-                let owner = if undo.with.is_some() { with_key_span(source, with) } else { undo.uses.span };
-                for problem in check_with(spec, with, owner) {
-                    out.push(
-                        Diagnostic::error(problem.code, source, problem.span, problem.message)
-                            .with_help_opt(problem.help),
-                    );
-                }
-                // Its templates are compiled with the others, once the scope is known.
-                Some(Undo { condition: None, action: spec, with: None })
-            }
-            None => {
-                out.push(
-                    Diagnostic::error(
-                        DiagnosticCode::UnknownAction,
-                        source,
-                        undo.uses.span,
-                        format!("unknown action `{}`", undo.uses.value),
-                    )
-                    .with_help_opt(suggest::hint(&undo.uses.value, action::names())),
-                );
-                None
-            }
-        });
+        let undo = node.undo.as_ref().and_then(|undo| compile_undo(source, undo, out));
         let plan_node = PlanNode {
             id: id.to_string(),
             id_span,
@@ -239,6 +90,65 @@ impl Compiler<'_> {
             declared = NodeOutputs::One(DeclaredOutputs::Names(vec!["items".into()]));
         }
         (plan_node, declared)
+    }
+
+    /// What the node runs (an action or a sub-pipeline) and the outputs it declares;
+    /// `None` (reported) when neither or both are given or the name is unknown.
+    fn compile_kind(
+        &mut self,
+        source: &Arc<Source>,
+        templates: &mut Templates,
+        id: &str,
+        id_span: Span,
+        node: &RawNode,
+        out: &mut Vec<Diagnostic>,
+    ) -> (Option<NodeKind>, NodeOutputs) {
+        let any = NodeOutputs::One(DeclaredOutputs::Any);
+        match (&node.uses, &node.pipeline) {
+            (Some(_), Some(p)) => {
+                out.push(
+                    Diagnostic::error(
+                        DiagnosticCode::ConflictingKeys,
+                        source,
+                        p.span,
+                        format!("node `{id}` has both `uses` and `pipeline`"),
+                    )
+                    .with_help("a node runs either an action (`uses`) or a sub-pipeline (`pipeline`)"),
+                );
+                (None, any)
+            }
+            (None, None) => {
+                out.push(
+                    Diagnostic::error(
+                        DiagnosticCode::MissingAction,
+                        source,
+                        id_span,
+                        format!("node `{id}` has neither `uses` nor `pipeline`"),
+                    )
+                    .with_help("add `uses: <action>` (for instance `uses: shell`) or `pipeline: <name>`"),
+                );
+                (None, any)
+            }
+            (Some(uses), None) => match compile_action(source, id_span, node, uses, out) {
+                Some(spec) => (Some(NodeKind::Action(spec)), NodeOutputs::One(DeclaredOutputs::of_action(spec))),
+                None => (None, any),
+            },
+            (None, Some(pipeline)) => {
+                let sub = self.compile_pipeline_ref(source, templates, id, pipeline, node.with.as_ref(), out);
+                let declared = match &sub {
+                    Some(SubPipeline::Fixed { plan, .. }) => {
+                        NodeOutputs::One(DeclaredOutputs::Names(plan.output_names()))
+                    }
+                    Some(SubPipeline::Select { from, .. }) => NodeOutputs::Alternatives(
+                        from.values()
+                            .map(|(name, plan)| (name.clone(), DeclaredOutputs::Names(plan.output_names())))
+                            .collect(),
+                    ),
+                    None => any,
+                };
+                (sub.map(NodeKind::Pipeline), declared)
+            }
+        }
     }
 
     fn compile_pipeline_ref(
@@ -371,4 +281,116 @@ fn merge_retry(
         backoff: pick(|r| r.backoff).map_or(base.backoff, |d| d.0),
         max_backoff: pick(|r| r.max_backoff).map_or(base.max_backoff, |d| d.0),
     }
+}
+
+/// A node id must be snake_case: templates read it as `nodes.<id>`.
+fn check_id(source: &Arc<Source>, id: &str, id_span: Span, out: &mut Vec<Diagnostic>) {
+    if !crate::names::is_identifier(id) {
+        out.push(
+            Diagnostic::error(
+                DiagnosticCode::InvalidName,
+                source,
+                id_span,
+                format!("node id `{id}` is not snake_case"),
+            )
+            .with_help("templates read nodes as `nodes.<id>`: use lowercase letters, digits and `_`"),
+        );
+    }
+}
+
+/// A node's phase must be declared (or built in) and not one the engine sets.
+fn check_phase(source: &Arc<Source>, phases: &PhaseOrder, p: &Spanned<String>, out: &mut Vec<Diagnostic>) {
+    if !phases.contains(&p.value) {
+        out.push(
+            Diagnostic::error(DiagnosticCode::UnknownPhase, source, p.span, format!("unknown phase `{}`", p.value))
+                .with_help(match suggest::closest(&p.value, phases.names()) {
+                    Some(best) => format!("did you mean `{best}`?"),
+                    None => {
+                        format!("built-in phases are {}; declare others under `phases:`", suggest::list(phase::BUILTIN))
+                    }
+                }),
+        );
+    } else if p.value == phase::QUEUED || p.value == phase::ACTIVE || p.value == phase::FAILED {
+        out.push(
+            Diagnostic::error(
+                DiagnosticCode::ReservedPhase,
+                source,
+                p.span,
+                format!("`{}` is set by the engine, not by a node", p.value),
+            )
+            .with_help("the run is QUEUED before any node starts, ACTIVE when all succeed and FAILED when one fails"),
+        );
+    }
+}
+
+/// The node's share of the progress bar: 1 when not given, 0 (reported) when negative.
+fn node_weight(source: &Arc<Source>, id: &str, node: &RawNode, out: &mut Vec<Diagnostic>) -> f64 {
+    match &node.weight {
+        Some(w) if w.value.is_nan() || w.value < 0.0 => {
+            out.push(
+                Diagnostic::error(
+                    DiagnosticCode::NegativeWeight,
+                    source,
+                    w.span,
+                    format!("weight {} of node `{id}` is negative", w.value),
+                )
+                .with_help("a weight is this node's share of the progress bar: 0 or more"),
+            );
+            0.0
+        }
+        Some(w) => w.value,
+        None => 1.0,
+    }
+}
+
+/// The action of `uses`, its `with` checked against what the action takes.
+fn compile_action(
+    source: &Arc<Source>,
+    id_span: Span,
+    node: &RawNode,
+    uses: &Spanned<String>,
+    out: &mut Vec<Diagnostic>,
+) -> Option<&'static ActionSpec> {
+    let Some(spec) = action::find(&uses.value) else {
+        out.push(
+            Diagnostic::error(
+                DiagnosticCode::UnknownAction,
+                source,
+                uses.span,
+                format!("unknown action `{}`", uses.value),
+            )
+            .with_help_opt(suggest::hint(&uses.value, action::names())),
+        );
+        return None;
+    };
+    let null = Yaml::null(uses.span);
+    let with = node.with.as_ref().unwrap_or(&null);
+    for problem in check_with(spec, with, if node.with.is_some() { with_key_span(source, with) } else { id_span }) {
+        out.push(Diagnostic::error(problem.code, source, problem.span, problem.message).with_help_opt(problem.help));
+    }
+    Some(spec)
+}
+
+/// A node's `undo`: its action found and its `with` checked; its templates are
+/// compiled with the others, once the scope is known.
+fn compile_undo(source: &Arc<Source>, undo: &RawUndo, out: &mut Vec<Diagnostic>) -> Option<Undo> {
+    let Some(spec) = action::find(&undo.uses.value) else {
+        out.push(
+            Diagnostic::error(
+                DiagnosticCode::UnknownAction,
+                source,
+                undo.uses.span,
+                format!("unknown action `{}`", undo.uses.value),
+            )
+            .with_help_opt(suggest::hint(&undo.uses.value, action::names())),
+        );
+        return None;
+    };
+    let null = Yaml::null(undo.uses.span);
+    let with = undo.with.as_ref().unwrap_or(&null);
+    let owner = if undo.with.is_some() { with_key_span(source, with) } else { undo.uses.span };
+    for problem in check_with(spec, with, owner) {
+        out.push(Diagnostic::error(problem.code, source, problem.span, problem.message).with_help_opt(problem.help));
+    }
+    Some(Undo { condition: None, action: spec, with: None })
 }

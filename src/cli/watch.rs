@@ -102,171 +102,265 @@ pub(super) fn watch(args: WatchArgs) -> u8 {
             Ok(loaded) => loaded,
             Err(code) => return code,
         };
-    let mut roots = Vec::new();
-    for path in &args.paths {
-        if !path.exists() {
-            return usage_error(
-                format!("`{}` does not exist", path.display()),
-                Some("give folders to watch with --path"),
-            );
-        }
-        roots.push(normalize(path));
-    }
+    let roots = match roots_of(&args.paths) {
+        Ok(roots) => roots,
+        Err(code) => return code,
+    };
     if let Err(code) = open_store(&args.exec.store) {
         return code;
     }
     // The database's own files (and its logs and work folders) are not deploy input,
     // even when the database sits inside a watched folder; the rest of its folder is.
-    let mut pipeline_files = pipeline_files_of(&plan);
-    let mut ignorer = match Ignorer::new(&roots, &args.ignore, crate::cli::store::own_paths(&args.exec.store.db)) {
+    let pipeline_files = pipeline_files_of(&plan);
+    let ignorer = match Ignorer::new(&roots, &args.ignore, crate::cli::store::own_paths(&args.exec.store.db)) {
         Ok(ignorer) => ignorer,
         Err(e) => return usage_error(e, None),
     };
     crate::app::block_on(async move {
         let (fs_tx, mut fs_rx) = tokio::sync::mpsc::unbounded_channel::<notify::Result<notify::Event>>();
-        let mut watcher = match notify::recommended_watcher(move |event| {
-            let _ = fs_tx.send(event);
-        }) {
-            Ok(w) => w,
-            Err(e) => {
-                err_line(format_args!("error: cannot watch files: {e}"));
-                return exit::ENVIRONMENT;
-            }
+        let watcher = match watcher_of(&roots, fs_tx) {
+            Ok(watcher) => watcher,
+            Err(code) => return code,
         };
-        use notify::Watcher;
-        for root in &roots {
-            if let Err(e) = watcher.watch(root, notify::RecursiveMode::Recursive) {
-                err_line(format_args!("error: cannot watch `{}`: {e}", root.display()));
-                return exit::ENVIRONMENT;
-            }
-        }
+        let debouncer = Debouncer::new(args.debounce);
+        let mut session = Session {
+            args,
+            given,
+            roots,
+            plan,
+            resolved,
+            watcher,
+            pipeline_files,
+            pipeline_dirs: BTreeSet::new(),
+            ignorer,
+            writes: Arc::new(Mutex::new(Vec::new())),
+            debouncer,
+            pipeline_changed: false,
+            queued: None,
+            running: None,
+        };
         // Editors replace files by renaming: watch the folders of the pipeline's files
         // (its own and its sub-pipelines'), not the files.
-        let mut pipeline_dirs = BTreeSet::new();
-        watch_folders_of(&mut watcher, &pipeline_files, &mut pipeline_dirs);
+        session.watch_pipeline_folders();
         let mut interrupt =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).expect("SIGINT handler installs");
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler installs");
 
-        let mut plan = plan;
-        let mut resolved = resolved;
-        let writes = Arc::new(Mutex::new(Vec::new()));
-        let mut debouncer = Debouncer::new(args.debounce);
-        let mut pipeline_changed = false;
-        let mut queued: Option<BTreeSet<PathBuf>> = None;
         let mut stopping = false;
-        let watched = roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ");
-        say(format!("watching {watched} (quiet period {}); Ctrl-C to stop", crate::duration::Duration(args.debounce)));
-        let mut running = Some(start_run(&args, &plan, &resolved, &writes, "first deploy"));
+        let watched = session.roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ");
+        let quiet = crate::duration::Duration(session.args.debounce);
+        say(format!("watching {watched} (quiet period {quiet}); Ctrl-C to stop"));
+        session.start("first deploy");
 
         loop {
-            let deadline = debouncer.deadline();
+            let deadline = session.debouncer.deadline();
             tokio::select! {
                 _ = interrupt.recv() => stopping = true,
                 _ = terminate.recv() => stopping = true,
-                Some(event) = fs_rx.recv() => {
-                    let event = match event {
-                        Ok(event) => event,
-                        Err(e) => {
-                            say(format!("file watcher error: {e}"));
-                            continue;
-                        }
-                    };
-                    if matches!(event.kind, notify::EventKind::Access(_)) {
-                        continue;
-                    }
-                    for declared in writes.lock().expect("writes lock").drain(..) {
-                        ignorer.add_prefix(&declared);
-                    }
-                    for path in event.paths {
-                        let path = normalize(&path);
-                        if pipeline_files.contains(&path) {
-                            pipeline_changed = true;
-                            debouncer.add(path, Instant::now());
-                        } else if roots.iter().any(|r| path.starts_with(r)) && !ignorer.is_ignored(&path) {
-                            debouncer.add(path, Instant::now());
-                        }
-                    }
-                }
-                _ = sleep_until(deadline), if deadline.is_some() => {
-                    let Some(mut changed) = debouncer.take_if_quiet(Instant::now()) else { continue };
-                    // A step's own writes are declared in its `node_started` event, which
-                    // may be reported after the step began to write (the event is
-                    // reported once stored): they are ignored again here, a quiet
-                    // period later.
-                    for declared in writes.lock().expect("writes lock").drain(..) {
-                        ignorer.add_prefix(&declared);
-                    }
-                    changed.retain(|path| pipeline_files.contains(path) || !ignorer.is_ignored(path));
-                    if pipeline_changed {
-                        pipeline_changed = false;
-                        let edited: Vec<PathBuf> = changed.iter().filter(|p| pipeline_files.contains(*p)).cloned().collect();
-                        for file in &edited {
-                            changed.remove(file);
-                        }
-                        match reload(&args, &given) {
-                            Some((new_plan, new_inputs)) => {
-                                say("the pipeline changed and is valid; using the new version");
-                                plan = new_plan;
-                                resolved = new_inputs;
-                                // A sub-pipeline may have been added: watch its folder too.
-                                pipeline_files = pipeline_files_of(&plan);
-                                watch_folders_of(&mut watcher, &pipeline_files, &mut pipeline_dirs);
-                                changed.extend(edited);
-                            }
-                            None => {
-                                say("the pipeline changed but is invalid (see above); keeping the last good version");
-                            }
-                        }
-                    }
-                    if changed.is_empty() {
-                        continue;
-                    }
-                    match &running {
-                        None => {
-                            let why = format!("{} changed", describe(&changed, &roots));
-                            running = Some(start_run(&args, &plan, &resolved, &writes, &why));
-                        }
-                        Some(run) => {
-                            queued.get_or_insert_with(BTreeSet::new).extend(changed);
-                            if args.on_change == OnChange::Cancel {
-                                say(format!("changes during run {}: stopping it at the next safe point", run.id));
-                                let _ = run.stop.send(true);
-                            } else {
-                                say(format!("changes during run {}: one more deploy after it", run.id));
-                            }
-                        }
-                    }
-                }
-                result = async { running.as_mut().expect("guarded by the condition").future.as_mut().await }, if running.is_some() => {
-                    let run = running.take().expect("a run was running");
-                    match result {
-                        Ok(crate::app::Ended { id, outcome, .. }) => {
-                            say(format!("run {id}: {}", match outcome {
-                                Outcome::Succeeded => "ACTIVE",
-                                Outcome::Failed | Outcome::FailedEnvironment => "FAILED (fix the cause; the next change deploys again)",
-                                Outcome::Interrupted => "interrupted",
-                                Outcome::Cancelled => "superseded by newer changes",
-                            }));
-                            send_notifications(&args.exec, id);
-                        }
-                        Err(e) => say(format!("run {}: {e}", run.id)),
-                    }
+                Some(event) = fs_rx.recv() => session.on_event(event),
+                _ = sleep_until(deadline), if deadline.is_some() => session.on_quiet(),
+                result = async { session.running.as_mut().expect("guarded by the condition").future.as_mut().await }, if session.running.is_some() => {
+                    session.on_run_end(result);
                     if stopping {
                         return exit::INTERRUPTED;
                     }
-                    if let Some(changed) = queued.take() {
-                        let why = format!("{} changed", describe(&changed, &roots));
-                        running = Some(start_run(&args, &plan, &resolved, &writes, &why));
-                    }
+                    session.start_queued();
                 }
             }
-            if stopping && running.is_none() {
+            if stopping && session.running.is_none() {
                 return exit::INTERRUPTED;
             }
         }
     })
+}
+
+/// The folders (or files) to watch, normalized; a usage error when one does not exist.
+fn roots_of(paths: &[PathBuf]) -> Result<Vec<PathBuf>, u8> {
+    let mut roots = Vec::new();
+    for path in paths {
+        if !path.exists() {
+            return Err(usage_error(
+                format!("`{}` does not exist", path.display()),
+                Some("give folders to watch with --path"),
+            ));
+        }
+        roots.push(normalize(path));
+    }
+    Ok(roots)
+}
+
+/// A watcher sending every event of the roots (recursively) to `fs_tx`.
+fn watcher_of(
+    roots: &[PathBuf],
+    fs_tx: tokio::sync::mpsc::UnboundedSender<notify::Result<notify::Event>>,
+) -> Result<notify::RecommendedWatcher, u8> {
+    let mut watcher = match notify::recommended_watcher(move |event| {
+        let _ = fs_tx.send(event);
+    }) {
+        Ok(w) => w,
+        Err(e) => {
+            err_line(format_args!("error: cannot watch files: {e}"));
+            return Err(exit::ENVIRONMENT);
+        }
+    };
+    use notify::Watcher;
+    for root in roots {
+        if let Err(e) = watcher.watch(root, notify::RecursiveMode::Recursive) {
+            err_line(format_args!("error: cannot watch `{}`: {e}", root.display()));
+            return Err(exit::ENVIRONMENT);
+        }
+    }
+    Ok(watcher)
+}
+
+/// What the watch loop keeps between events: the pipeline (the last good version),
+/// what is watched and ignored, the changes waiting for a quiet period, and the run.
+struct Session {
+    args: WatchArgs,
+    given: Map<String, Value>,
+    roots: Vec<PathBuf>,
+    plan: Arc<Plan>,
+    resolved: Map<String, Value>,
+    watcher: notify::RecommendedWatcher,
+    pipeline_files: BTreeSet<PathBuf>,
+    pipeline_dirs: BTreeSet<PathBuf>,
+    ignorer: Ignorer,
+    /// The paths that starting nodes declare they write.
+    writes: Arc<Mutex<Vec<PathBuf>>>,
+    debouncer: Debouncer,
+    pipeline_changed: bool,
+    /// Changes seen during a run, deployed once it ends.
+    queued: Option<BTreeSet<PathBuf>>,
+    running: Option<Running>,
+}
+
+impl Session {
+    fn watch_pipeline_folders(&mut self) {
+        watch_folders_of(&mut self.watcher, &self.pipeline_files, &mut self.pipeline_dirs);
+    }
+
+    fn start(&mut self, why: &str) {
+        self.running = Some(start_run(&self.args, &self.plan, &self.resolved, &self.writes, why));
+    }
+
+    /// The paths nodes declared they write are ignored from now on.
+    fn ignore_declared_writes(&mut self) {
+        for declared in self.writes.lock().expect("writes lock").drain(..) {
+            self.ignorer.add_prefix(&declared);
+        }
+    }
+
+    /// A file event: its paths that are deploy input (or pipeline files) wait for a
+    /// quiet period.
+    fn on_event(&mut self, event: notify::Result<notify::Event>) {
+        let event = match event {
+            Ok(event) => event,
+            Err(e) => {
+                say(format!("file watcher error: {e}"));
+                return;
+            }
+        };
+        if matches!(event.kind, notify::EventKind::Access(_)) {
+            return;
+        }
+        self.ignore_declared_writes();
+        for path in event.paths {
+            let path = normalize(&path);
+            if self.pipeline_files.contains(&path) {
+                self.pipeline_changed = true;
+                self.debouncer.add(path, Instant::now());
+            } else if self.roots.iter().any(|r| path.starts_with(r)) && !self.ignorer.is_ignored(&path) {
+                self.debouncer.add(path, Instant::now());
+            }
+        }
+    }
+
+    /// The quiet period after a burst of changes has passed: reload the pipeline if it
+    /// changed, then deploy (or stop or queue behind the running deploy).
+    fn on_quiet(&mut self) {
+        let Some(mut changed) = self.debouncer.take_if_quiet(Instant::now()) else { return };
+        // A step's own writes are declared in its `node_started` event, which
+        // may be reported after the step began to write (the event is
+        // reported once stored): they are ignored again here, a quiet
+        // period later.
+        self.ignore_declared_writes();
+        changed.retain(|path| self.pipeline_files.contains(path) || !self.ignorer.is_ignored(path));
+        if self.pipeline_changed {
+            self.pipeline_changed = false;
+            self.reload_pipeline(&mut changed);
+        }
+        if changed.is_empty() {
+            return;
+        }
+        match &self.running {
+            None => {
+                let why = format!("{} changed", describe(&changed, &self.roots));
+                self.start(&why);
+            }
+            Some(run) => {
+                self.queued.get_or_insert_with(BTreeSet::new).extend(changed);
+                if self.args.on_change == OnChange::Cancel {
+                    say(format!("changes during run {}: stopping it at the next safe point", run.id));
+                    let _ = run.stop.send(true);
+                } else {
+                    say(format!("changes during run {}: one more deploy after it", run.id));
+                }
+            }
+        }
+    }
+
+    /// The pipeline's files changed: use the new version if it is valid (its edited
+    /// files then count as changes), else keep the last good one.
+    fn reload_pipeline(&mut self, changed: &mut BTreeSet<PathBuf>) {
+        let edited: Vec<PathBuf> = changed.iter().filter(|p| self.pipeline_files.contains(*p)).cloned().collect();
+        for file in &edited {
+            changed.remove(file);
+        }
+        match reload(&self.args, &self.given) {
+            Some((new_plan, new_inputs)) => {
+                say("the pipeline changed and is valid; using the new version");
+                self.plan = new_plan;
+                self.resolved = new_inputs;
+                // A sub-pipeline may have been added: watch its folder too.
+                self.pipeline_files = pipeline_files_of(&self.plan);
+                self.watch_pipeline_folders();
+                changed.extend(edited);
+            }
+            None => {
+                say("the pipeline changed but is invalid (see above); keeping the last good version");
+            }
+        }
+    }
+
+    /// The run ended: say how, and send its notifications.
+    fn on_run_end(&mut self, result: Result<crate::app::Ended, crate::app::Error>) {
+        let run = self.running.take().expect("a run was running");
+        match result {
+            Ok(crate::app::Ended { id, outcome, .. }) => {
+                say(format!(
+                    "run {id}: {}",
+                    match outcome {
+                        Outcome::Succeeded => "ACTIVE",
+                        Outcome::Failed | Outcome::FailedEnvironment =>
+                            "FAILED (fix the cause; the next change deploys again)",
+                        Outcome::Interrupted => "interrupted",
+                        Outcome::Cancelled => "superseded by newer changes",
+                    }
+                ));
+                send_notifications(&self.args.exec, id);
+            }
+            Err(e) => say(format!("run {}: {e}", run.id)),
+        }
+    }
+
+    /// Deploys the changes seen during the run that ended, if any.
+    fn start_queued(&mut self) {
+        if let Some(changed) = self.queued.take() {
+            let why = format!("{} changed", describe(&changed, &self.roots));
+            self.start(&why);
+        }
+    }
 }
 
 /// The files a plan was compiled from that are on disk: its own and its sub-pipelines'

@@ -191,7 +191,8 @@ impl PgConn {
     /// Waits until a `NOTIFY` comes (true) or `timeout` passes (false). Those that
     /// came since the last wait count: they are the same news.
     pub(crate) fn wait_notified(&mut self, timeout: Duration) -> Result<bool, tokio_postgres::Error> {
-        if !std::mem::take(&mut self.driver.notified) {
+        let already = std::mem::take(&mut self.driver.notified);
+        if !already {
             let Driver { connection, notified, runtime } = &mut self.driver;
             let heard = std::future::poll_fn(|cx| {
                 drive(connection, notified, cx);
@@ -203,7 +204,7 @@ impl PgConn {
             // The next call says why, as a closed connection's error.
             self.batch_execute("")?;
         }
-        Ok(std::mem::take(&mut self.driver.notified))
+        Ok(already || std::mem::take(&mut self.driver.notified))
     }
 
     fn statement(&mut self, sql: &str) -> Result<Statement, tokio_postgres::Error> {

@@ -18,12 +18,14 @@
 //! (N runs measured per store, default 300; PHASED_BENCH_QUEUED: the runs queued, 1,000).
 
 mod http;
+
+use http::Server;
 mod pg;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const PHASED: &str = env!("CARGO_BIN_EXE_phased");
@@ -33,15 +35,6 @@ const TICK: &str = "version: 1\nname: tick\nnodes:\n  a: {phase: BUILDING, uses:
 
 /// Runs of one target: the first holds it (its step sleeps), the others wait queued.
 const HOLD: &str = "version: 1\nname: hold\nconcurrency: {key: held, policy: queue}\nnodes:\n  a: {phase: BUILDING, uses: shell, with: {run: 'sleep 3600'}}\n";
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// No event for this long: the claim stalled (the bench fails instead of hanging).
 const STALL: Duration = Duration::from_secs(60);
@@ -59,22 +52,6 @@ fn post(port: u16, token: &str, pipeline: &str) -> String {
 fn percentile(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
-
-/// The stream of every run's events, its response head read.
-fn open_stream(port: u16, token: &str) -> BufReader<TcpStream> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(STALL)).unwrap();
-    write!(s, "GET /api/v1/events?after=0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n").unwrap();
-    let mut reader = BufReader::new(s);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        reader.read_line(&mut line).unwrap();
-        if line == "\r\n" {
-            return reader;
-        }
-    }
 }
 
 /// Reads the stream until `event` of run `id`; the event, and when it arrived.
@@ -150,7 +127,8 @@ fn claim_to_start(dir: &Path, db: &str, cluster: Option<&pg::Cluster>, queued: u
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let (server, port) = serve(dir, db);
-    let mut stream = open_stream(port, &token);
+    let mut stream = http::open_stream(port, &token, 0);
+    stream.get_ref().set_read_timeout(Some(STALL)).unwrap();
     let holder = post(port, &token, "hold");
     wait_for(&mut stream, &holder, "node_started");
     let mut figures = Figures::default();

@@ -13,9 +13,11 @@
 
 mod http;
 
-use std::io::{BufRead, BufReader, Write};
+use http::Server;
+
+use std::io::BufRead;
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const PHASED: &str = env!("CARGO_BIN_EXE_phased");
@@ -44,32 +46,6 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 }
 
 /// The server process, killed when the bench ends.
-struct Server {
-    child: Child,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The stream of every run's events after `after`, its response head read.
-fn open_stream(port: u16, token: &str, after: i64) -> BufReader<TcpStream> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET /api/v1/events?after={after} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n").unwrap();
-    let mut reader = BufReader::new(s);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        reader.read_line(&mut line).unwrap();
-        if line == "\r\n" {
-            return reader;
-        }
-    }
-}
-
 fn main() {
     let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(200);
     let dir = tempfile::tempdir().unwrap();
@@ -103,18 +79,18 @@ fn main() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let server = Server { child };
+    let server = Server(child);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         std::thread::sleep(Duration::from_millis(10));
     }
-    let idle_kb = rss_kb(server.child.id());
+    let idle_kb = rss_kb(server.0.id());
 
     // Listen from the current end of the event log.
     let after: i64 = {
         let db = rusqlite::Connection::open(dir.path().join("p.db")).unwrap();
         db.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0)).unwrap()
     };
-    let mut stream = open_stream(port, &token, after);
+    let mut stream = http::open_stream(port, &token, after);
     let begin = Instant::now();
     let poster = std::thread::spawn({
         let token = token.clone();
@@ -144,9 +120,9 @@ fn main() {
     poster.join().unwrap();
 
     // 1,000 clients on the stream of every run.
-    let clients: Vec<_> = (0..1000).map(|_| open_stream(port, &token, after)).collect();
+    let clients: Vec<_> = (0..1000).map(|_| http::open_stream(port, &token, after)).collect();
     std::thread::sleep(Duration::from_millis(500));
-    let busy_kb = rss_kb(server.child.id());
+    let busy_kb = rss_kb(server.0.id());
     drop(clients);
 
     let rate = |d: Duration| n as f64 / d.as_secs_f64();

@@ -16,25 +16,18 @@
 //! Prints figures; asserts nothing about time. Run: `cargo bench --bench shared [-- N]`
 
 mod http;
+
+use http::Server;
 mod pg;
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const PHASED: &str = env!("CARGO_BIN_EXE_phased");
 
 const TICK: &str = "version: 1\nname: tick\nnodes:\n  a: {phase: BUILDING, uses: noop}\n  b: {phase: HEALTH_CHECK, needs: [a], uses: noop}\n";
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn phased(dir: &Path, db: &str) -> Command {
     let mut cmd = Command::new(PHASED);

@@ -1,9 +1,21 @@
-//! What the benchmarks of `phased serve` share: starting a run over the real HTTP API.
+//! What the benchmarks of `phased serve` share: starting a run over the real HTTP API,
+//! and following the event stream.
 
 #![allow(dead_code, reason = "each bench uses a part of it")]
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::process::Child;
+
+/// A `phased serve` the bench started: stopped (by its pid) when dropped.
+pub(crate) struct Server(pub(crate) Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 /// Sends one request (one connection, closed after); the response's status line and
 /// its body.
@@ -34,4 +46,19 @@ pub(crate) fn post_run(port: u16, token: &str, body: &str) -> serde_json::Value 
 pub(crate) fn get(port: u16, token: &str, path: &str) {
     let (status, answer) = request(port, token, &format!("GET {path}"), "");
     assert!(status.starts_with("HTTP/1.1 200"), "{status}\n{answer}");
+}
+
+/// The stream of every run's events after `after`, its response head read.
+pub(crate) fn open_stream(port: u16, token: &str, after: i64) -> BufReader<TcpStream> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET /api/v1/events?after={after} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n").unwrap();
+    let mut reader = BufReader::new(s);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            return reader;
+        }
+    }
 }

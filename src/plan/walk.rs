@@ -120,7 +120,7 @@ fn walk_in<V: Visit>(plan: &Plan, at: &NodePath, depth: usize, role: Role, visit
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixture {
     use super::*;
     use crate::catalog::Catalog;
     use crate::compiler::Compiler;
@@ -136,13 +136,21 @@ mod tests {
     const UPLOAD: &str = "version: 1\nname: upload\nnodes:\n  \
         unpack: {phase: PULLING_SOURCE, uses: noop}\n  verify: {phase: PULLING_SOURCE, needs: [unpack], uses: noop}\n";
 
-    fn plan() -> Arc<Plan> {
+    /// A `foreach` over two hosts, each running a sub-pipeline that selects `git` or
+    /// `upload` by an input.
+    pub(crate) fn plan() -> Arc<Plan> {
         let subs = [("host", HOST), ("git", GIT), ("upload", UPLOAD)];
         let catalog = Catalog::new()
             .with_sources(subs.iter().map(|(n, t)| (n.to_string(), Source::new(format!("{n}.yaml"), *t))));
         let mut compiler = Compiler::new(&catalog);
         compiler.compile(&Source::new("root.yaml", ROOT)).unwrap_or_else(|| panic!("{:#?}", compiler.diagnostics()))
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixture::plan;
+    use super::*;
 
     /// Enters and leaves, as text: `+path depth role parent` and `-path`.
     struct Trace(Vec<String>);

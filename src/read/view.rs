@@ -217,21 +217,8 @@ impl Visit for Graph<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::Catalog;
-    use crate::compiler::Compiler;
     use crate::engine::Recorded;
     use crate::model::NodeRow;
-    use crate::source::Source;
-
-    const FLEET: &str = "version: 1\nname: fleet\nnodes:\n  \
-        hosts: {foreach: '{{ [\"a\", \"b\"] }}', pipeline: host}\n  \
-        report: {phase: HEALTH_CHECK, needs: [hosts], uses: noop}\n";
-    const HOST: &str = "version: 1\nname: host\nnodes:\n  \
-        source: {pipeline: {select: \"{{ inputs.kind }}\", from: {git: git, upload: upload}}}\n  \
-        check: {phase: HEALTH_CHECK, needs: [source], uses: noop}\ninputs: {kind: {type: string}}\n";
-    const GIT: &str = "version: 1\nname: git\nnodes:\n  clone: {phase: PULLING_SOURCE, uses: noop}\n";
-    const UPLOAD: &str = "version: 1\nname: upload\nnodes:\n  \
-        unpack: {phase: PULLING_SOURCE, uses: noop}\n  verify: {phase: PULLING_SOURCE, needs: [unpack], uses: noop}\n";
 
     fn recorded(node: &str, outputs: Value) -> NodeRow {
         NodeRow {
@@ -248,10 +235,7 @@ mod tests {
 
     #[test]
     fn the_graph_draws_each_item_with_the_alternative_it_took_and_what_follows_their_last_nodes() {
-        let subs = [("host", HOST), ("git", GIT), ("upload", UPLOAD)];
-        let catalog = Catalog::new()
-            .with_sources(subs.iter().map(|(n, t)| (n.to_string(), Source::new(format!("{n}.yaml"), *t))));
-        let plan = Compiler::new(&catalog).compile(&Source::new("fleet.yaml", FLEET)).expect("compiles");
+        let plan = crate::plan::walk::fixture::plan();
         let rows = [
             recorded("hosts", json!({"$items": ["a", "b"]})),
             recorded("hosts[a].source", json!({"$selected": "git"})),
